@@ -1,0 +1,5 @@
+import sys
+
+from cachet.cli import main
+
+sys.exit(main())
