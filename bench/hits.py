@@ -1,0 +1,297 @@
+"""Hit benchmark: `cachet proxy` against nginx proxy_cache, same object, same machine.
+
+Each server runs pinned to one CPU, wrk to another; every object is pre-warmed until the server
+says X-Cache-Status: HIT; then rounds alternate between the servers (ABBA order) and the report
+compares medians and per-round ratios. See bench/README.md for the method and why ratios.
+
+    sudo .venv/bin/python bench/hits.py                     # 5 rounds x 10 s, 1 KiB
+    sudo .venv/bin/python bench/hits.py --sizes 1k,64k,1m --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shlex
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from services import (
+    REPO_ROOT,
+    BenchError,
+    ProcessGroup,
+    assert_port_free,
+    ensure_tools,
+    find_template,
+    nginx_command,
+    read_origin_count,
+    render_nginx_conf,
+    warm_until_hit,
+)
+from wrkrun import WrkError, WrkResult, WrkSettings, run_wrk
+
+SIZE_PATHS = {"1k": "/obj-1k", "64k": "/obj-64k", "1m": "/obj-1m"}
+DEFAULT_CACHET_CMD = (
+    "{repo}/.venv/bin/cachet proxy --listen {listen} --origin {origin}"
+    " --admin-listen {admin_listen} --cache-dir {cache_dir}"
+)
+ANCHOR, SUBJECT = "nginx", "cachet"
+
+
+@dataclass(frozen=True)
+class Target:
+    """One server under load: its name, port and its own bench origin's port."""
+
+    name: str
+    port: int
+    origin_port: int
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Hit benchmark: cachet proxy vs nginx")
+    parser.add_argument("--sizes", default="1k", help="comma list of 1k,64k,1m (default 1k)")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds (default 5)")
+    parser.add_argument("--duration-s", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--warmup-s", type=int, default=2, help="discarded wrk run per server")
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--server-cpu", type=int, default=0)
+    parser.add_argument("--wrk-cpu", type=int, default=1)
+    parser.add_argument("--base-port", type=int, default=18000, help="ports base..base+91")
+    parser.add_argument(
+        "--cachet-cmd",
+        default=DEFAULT_CACHET_CMD,
+        help="command for the system under test; placeholders {repo} {python} {listen} {port}"
+        " {origin} {admin_listen} {cache_dir}; the word 'nginx' runs a second nginx (A/A run)",
+    )
+    parser.add_argument("--nginx-template", default=None, help="override the anchor template")
+    parser.add_argument("--no-install", action="store_true", help="never run apt-get")
+    parser.add_argument("--keep-run-dir", action="store_true", help="keep logs and caches")
+    parser.add_argument("--results-dir", default=str(REPO_ROOT / "bench" / "results"))
+    args = parser.parse_args(argv)
+    unknown = [s for s in args.sizes.split(",") if s not in SIZE_PATHS]
+    if unknown or args.rounds < 1 or args.duration_s < 1:
+        parser.error(f"bad --sizes/--rounds/--duration-s (unknown sizes: {unknown})")
+    return args
+
+
+def bench_python() -> str:
+    """The project's virtualenv Python (it has httptools and uvloop), else this one."""
+    venv_python = REPO_ROOT / ".venv" / "bin" / "python"
+    return str(venv_python) if venv_python.exists() else sys.executable
+
+
+def subject_command(args: argparse.Namespace, target: Target, run_dir: Path) -> list[str]:
+    """Expand --cachet-cmd for the subject's ports and cache folder."""
+    values = {
+        "repo": str(REPO_ROOT),
+        "python": bench_python(),
+        "listen": f"127.0.0.1:{target.port}",
+        "port": str(target.port),
+        "origin": f"http://127.0.0.1:{target.origin_port}",
+        "admin_listen": f"127.0.0.1:{target.port + 10}",
+        "cache_dir": str(run_dir / "cachet-cache"),
+    }
+    return [part.format(**values) for part in shlex.split(args.cachet_cmd)]
+
+
+def start_servers(
+    args: argparse.Namespace, procs: ProcessGroup, run_dir: Path
+) -> tuple[Target, Target]:
+    """Start one bench origin per server, nginx and the subject; wait until all listen."""
+    base = args.base_port
+    anchor = Target(ANCHOR, base + 81, base + 1)
+    subject = Target(SUBJECT, base + 80, base + 2)
+    for port in (anchor.port, subject.port, anchor.origin_port, subject.origin_port):
+        assert_port_free(port)
+    origin_py = str(REPO_ROOT / "bench" / "origin.py")
+    for target in (anchor, subject):
+        # Origins share the wrk CPU: they are idle during measured rounds (all hits).
+        cmd = [bench_python(), origin_py, "--listen", f"127.0.0.1:{target.origin_port}"]
+        procs.start(f"origin-{target.name}", cmd, args.wrk_cpu, run_dir)
+    template = find_template(args.nginx_template)
+    conf = render_nginx_conf(template, run_dir / "nginx", anchor.origin_port, anchor.port)
+    procs.start(anchor.name, nginx_command(conf), args.server_cpu, run_dir)
+    if args.cachet_cmd.strip() == "nginx":
+        conf_b = render_nginx_conf(template, run_dir / "nginx-b", subject.origin_port, subject.port)
+        subject_cmd = nginx_command(conf_b)
+    else:
+        subject_cmd = subject_command(args, subject, run_dir)
+    procs.start(subject.name, subject_cmd, args.server_cpu, run_dir)
+    for target in (anchor, subject):
+        procs.wait_listening(f"origin-{target.name}", target.origin_port, 15)
+        procs.wait_listening(target.name, target.port, 30)
+    return anchor, subject
+
+
+def bench_size(
+    args: argparse.Namespace, targets: tuple[Target, Target], size: str
+) -> dict[str, Any]:
+    """Warm, then run alternating rounds for one object size; return rounds and summary."""
+    path = SIZE_PATHS[size]
+    settings = WrkSettings(args.threads, args.connections, args.duration_s, args.wrk_cpu)
+    origin: dict[str, dict[str, int]] = {t.name: {} for t in targets}
+    for target in targets:
+        before = read_origin_count(target.origin_port)
+        tries = warm_until_hit(target.port, path)
+        if args.warmup_s > 0:
+            run_wrk(f"http://127.0.0.1:{target.port}{path}", settings, args.warmup_s)
+        origin[target.name]["warm"] = read_origin_count(target.origin_port) - before
+        origin[target.name]["warm_tries"] = tries
+        origin[target.name]["before_rounds"] = read_origin_count(target.origin_port)
+    rounds = [run_round(targets, path, settings, index) for index in range(args.rounds)]
+    for target in targets:
+        after = read_origin_count(target.origin_port)
+        origin[target.name]["rounds"] = after - origin[target.name].pop("before_rounds")
+    return {"path": path, "rounds": rounds, "origin_requests": origin, **summarize(rounds)}
+
+
+def run_round(
+    targets: tuple[Target, Target], path: str, settings: WrkSettings, index: int
+) -> dict[str, Any]:
+    """One round: both servers, in ABBA order so slow drift hits both sides equally."""
+    order = targets if index % 2 == 0 else targets[::-1]
+    results: dict[str, WrkResult] = {}
+    for target in order:
+        results[target.name] = run_wrk(f"http://127.0.0.1:{target.port}{path}", settings)
+        print(
+            f"  round {index + 1} {target.name:>6}: {results[target.name].requests_per_s:>10,.0f}"
+            f" req/s  p99 {results[target.name].p99_ms:7.2f} ms",
+            flush=True,
+        )
+    anchor, subject = results[ANCHOR], results[SUBJECT]
+    return {
+        "round": index + 1,
+        "order": [t.name for t in order],
+        **{name: result.to_json() for name, result in results.items()},
+        "ratio_rps": subject.requests_per_s / anchor.requests_per_s,
+    }
+
+
+def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians per server and the two ratios: of medians, and median of per-round ratios."""
+    summary: dict[str, Any] = {}
+    for name in (ANCHOR, SUBJECT):
+        summary[name] = {
+            "median_rps": statistics.median(r[name]["requests_per_s"] for r in rounds),
+            "median_p99_ms": statistics.median(r[name]["p99_ms"] for r in rounds),
+            "non_2xx": sum(r[name]["non_2xx"] for r in rounds),
+            "socket_errors": sum(r[name]["socket_errors"] for r in rounds),
+        }
+    ratios = [r["ratio_rps"] for r in rounds]
+    summary["ratio_of_medians"] = summary[SUBJECT]["median_rps"] / summary[ANCHOR]["median_rps"]
+    summary["median_round_ratio"] = statistics.median(ratios)
+    summary["round_ratio_range"] = [min(ratios), max(ratios)]
+    summary["p99_ratio"] = summary[SUBJECT]["median_p99_ms"] / summary[ANCHOR]["median_p99_ms"]
+    return summary
+
+
+def format_table(size: str, result: dict[str, Any], args: argparse.Namespace) -> str:
+    """A human table for one size."""
+    lines = [
+        f"\n== {size} ({result['path']}): {args.rounds} rounds x {args.duration_s}s,"
+        f" wrk -t{args.threads} -c{args.connections}, servers on CPU {args.server_cpu},"
+        f" wrk on CPU {args.wrk_cpu}",
+        f"{'server':<8}{'median req/s':>14}{'median p99 ms':>15}{'errors':>8}"
+        f"{'origin reqs (warm-up / rounds)':>33}",
+    ]
+    for name in (ANCHOR, SUBJECT):
+        s, o = result[name], result["origin_requests"][name]
+        errors = s["non_2xx"] + s["socket_errors"]
+        lines.append(
+            f"{name:<8}{s['median_rps']:>14,.0f}{s['median_p99_ms']:>15.2f}{errors:>8}"
+            f"{o['warm']:>25} / {o['rounds']}"
+        )
+    low, high = result["round_ratio_range"]
+    lines.append(
+        f"cachet/nginx req/s: {result['ratio_of_medians']:.2f} (ratio of medians),"
+        f" {result['median_round_ratio']:.2f} (median of per-round ratios, range"
+        f" {low:.2f}-{high:.2f}); p99 cachet/nginx: {result['p99_ratio']:.2f}"
+    )
+    return "\n".join(lines)
+
+
+def write_results(args: argparse.Namespace, report: dict[str, Any]) -> Path:
+    """Write the JSON report to the results folder; return its path."""
+    out_dir = Path(args.results_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / f"hits-{report['started'].replace(':', '')}.json"
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    return out
+
+
+def raise_timeout(signum: int, frame: FrameType | None) -> None:
+    raise BenchError("the bench exceeded its time budget")
+
+
+def raise_exit(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Install tools, start servers, bench each size, always stop what was started."""
+    ensure_tools(allow_install=not args.no_install)
+    sizes = args.sizes.split(",")
+    per_size_s = 2 * (args.warmup_s + 2 + args.rounds * (args.duration_s + 2))
+    signal.alarm(120 + 2 * per_size_s * len(sizes))  # bounded runtime, generous margin
+    run_dir = Path(tempfile.mkdtemp(prefix="cachet-bench-"))
+    run_dir.chmod(0o755)  # nginx's worker runs unprivileged and must reach its cache below
+    procs = ProcessGroup(run_dir)
+    report: dict[str, Any] = {
+        "started": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "host": platform.node(),
+        "cachet_cmd": args.cachet_cmd,
+        "settings": {k: v for k, v in vars(args).items() if k != "results_dir"},
+        "sizes": {},
+    }
+    try:
+        targets = start_servers(args, procs, run_dir)
+        print(f"servers up (logs in {run_dir})", flush=True)
+        for size in sizes:
+            print(f"-- {size}", flush=True)
+            report["sizes"][size] = bench_size(args, targets, size)
+    finally:
+        procs.stop_all()
+        signal.alarm(0)
+        if not args.keep_run_dir:
+            cleanup_dir(run_dir)
+    return report
+
+
+def cleanup_dir(run_dir: Path) -> None:
+    """Remove the temporary run folder (nginx cache, logs, the subject's cache folder)."""
+    shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    signal.signal(signal.SIGALRM, raise_timeout)
+    signal.signal(signal.SIGTERM, raise_exit)
+    started = time.monotonic()
+    try:
+        report = run(args)
+    except (BenchError, WrkError) as exc:
+        print(f"hits.py: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("hits.py: interrupted; all started processes stopped", file=sys.stderr)
+        return 130
+    report["elapsed_s"] = round(time.monotonic() - started, 1)
+    for size, result in report["sizes"].items():
+        print(format_table(size, result, args))
+    print(f"\nresults: {write_results(args, report)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
