@@ -26,10 +26,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _registrars() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
+    from cachet import sample_origin
     from proxy import cli as proxy_cli
 
-    registrars = [proxy_cli.register]
-    return registrars
+    return [proxy_cli.register, sample_origin.register]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
