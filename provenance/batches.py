@@ -1,0 +1,270 @@
+"""Batches: records sealed under one RFC 9162 Merkle root and one Ed25519 signature.
+
+Header fields (the Batch contract): ``edge``, ``key_id`` (8 hex, the C2SP key id of the edge's
+key), ``seq`` (0, 1, 2, ... per edge), ``prev`` (hex SHA-256 of the previous header's canonical
+bytes; 64 zeros for seq 0), ``count``, ``root`` (hex Merkle root of the records' leaf hashes, in
+batch order), ``first_ts`` and ``last_ts`` (the earliest and latest record ``ts``; records need
+not be sorted, since concurrent requests complete out of order).
+
+The signature is Ed25519 over ``b"cachet batch header v1\\n" || canonical header bytes``: the
+prefix separates these signatures from every other use of an edge key. The signing key's name
+must equal ``edge``. The global log's leaf for a batch is the RFC 9162 leaf hash of the canonical
+bytes of ``{"header": ..., "signature": <base64>}`` (``batch_log_leaf_hash``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+from provenance.canonical_json import MAX_SAFE_INTEGER, canonicalize, parse
+from provenance.errors import ChainError, FormatError, RootMismatchError
+from provenance.keys import SIGNATURE_SIZE, KeyRing, SigningKey
+from provenance.merkle import leaf_hash, root_from_leaf_hashes
+from provenance.records import (
+    Record,
+    is_name,
+    is_timestamp,
+    record_from_obj,
+    record_to_canonical_bytes,
+)
+
+BATCH_SIGNATURE_PREFIX = b"cachet batch header v1\n"
+ZERO_HASH_HEX = "0" * 64  # prev of the first batch (seq 0) of an edge
+MAX_BATCH_RECORDS = 100_000
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_HEX8 = re.compile(r"[0-9a-f]{8}")
+_HEADER_FIELDS = ("edge", "key_id", "seq", "prev", "count", "root", "first_ts", "last_ts")
+
+
+@dataclass(frozen=True, slots=True)
+class BatchHeader:
+    edge: str
+    key_id: str
+    seq: int
+    prev: str
+    count: int
+    root: str
+    first_ts: str
+    last_ts: str
+
+    def __post_init__(self) -> None:
+        try:
+            _validate_header(self)
+        except FormatError as exc:
+            raise ValueError(str(exc)) from None
+
+
+def _validate_header(h: BatchHeader) -> None:
+    if not is_name(h.edge):
+        raise FormatError("batch header 'edge' is not an edge id")
+    if not isinstance(h.key_id, str) or not _HEX8.fullmatch(h.key_id):
+        raise FormatError("batch header 'key_id' must be 8 lowercase hex digits")
+    if type(h.seq) is not int or not 0 <= h.seq <= MAX_SAFE_INTEGER:
+        raise FormatError("batch header 'seq' must be an integer >= 0")
+    for name in ("prev", "root"):
+        if not isinstance(getattr(h, name), str) or not _HEX64.fullmatch(getattr(h, name)):
+            raise FormatError(f"batch header {name!r} must be 64 lowercase hex digits")
+    if type(h.count) is not int or not 1 <= h.count <= MAX_BATCH_RECORDS:
+        raise FormatError(f"batch header 'count' must be in 1..{MAX_BATCH_RECORDS}")
+    if not is_timestamp(h.first_ts) or not is_timestamp(h.last_ts):
+        raise FormatError("batch header 'first_ts'/'last_ts' must be RFC 3339 UTC ms")
+    if h.first_ts > h.last_ts:
+        raise FormatError("batch header 'first_ts' is after 'last_ts'")
+
+
+@dataclass(frozen=True)
+class SealedBatch:
+    header: BatchHeader
+    signature: bytes
+    records: tuple[Record, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ChainHead:
+    """What a verifier remembers of an edge's chain: its last accepted seq and header hash."""
+
+    edge: str
+    seq: int
+    header_hash: str
+
+
+def header_to_obj(header: BatchHeader) -> dict[str, object]:
+    return asdict(header)
+
+
+def header_from_obj(obj: object) -> BatchHeader:
+    """A BatchHeader from a parsed JSON value; FormatError naming the bad field."""
+    if not isinstance(obj, dict) or set(obj) != set(_HEADER_FIELDS):
+        raise FormatError(
+            f"batch header must be an object with exactly {', '.join(_HEADER_FIELDS)}"
+        )
+    try:
+        return BatchHeader(**obj)
+    except ValueError as exc:
+        raise FormatError(str(exc)) from None
+
+
+def header_canonical_bytes(header: BatchHeader) -> bytes:
+    return canonicalize(header_to_obj(header))
+
+
+def header_hash(header: BatchHeader) -> str:
+    """Hex SHA-256 of the header's canonical bytes: the next header's ``prev``."""
+    return hashlib.sha256(header_canonical_bytes(header)).hexdigest()
+
+
+def chain_head(header: BatchHeader) -> ChainHead:
+    return ChainHead(header.edge, header.seq, header_hash(header))
+
+
+def _signed_message(header: BatchHeader) -> bytes:
+    return BATCH_SIGNATURE_PREFIX + header_canonical_bytes(header)
+
+
+def seal_header(
+    leaf_hashes: Sequence[bytes],
+    first_ts: str,
+    last_ts: str,
+    edge: str,
+    seq: int,
+    prev: str,
+    signing_key: SigningKey,
+) -> tuple[BatchHeader, bytes]:
+    """Build and sign a header over records' leaf hashes (a sealer reading canonical record
+    bytes from its spool calls this directly). Misuse raises ValueError."""
+    if signing_key.name != edge:
+        raise ValueError("the signing key's name must be the edge id")
+    header = BatchHeader(
+        edge=edge,
+        key_id=signing_key.key_id.hex(),
+        seq=seq,
+        prev=prev,
+        count=len(leaf_hashes),
+        root=root_from_leaf_hashes(leaf_hashes).hex(),
+        first_ts=first_ts,
+        last_ts=last_ts,
+    )
+    return header, signing_key.sign(_signed_message(header))
+
+
+def seal_batch(
+    records: Sequence[Record], edge: str, seq: int, prev: str, signing_key: SigningKey
+) -> SealedBatch:
+    """Seal records (in this order) into a signed batch. Misuse raises ValueError."""
+    if not records:
+        raise ValueError("a batch holds at least one record")
+    if any(record.edge != edge for record in records):
+        raise ValueError("every record of a batch must come from the batch's edge")
+    leaves = [leaf_hash(record_to_canonical_bytes(record)) for record in records]
+    stamps = [record.ts for record in records]
+    header, signature = seal_header(leaves, min(stamps), max(stamps), edge, seq, prev, signing_key)
+    return SealedBatch(header, signature, tuple(records))
+
+
+def verify_header_signature(header: BatchHeader, signature: bytes, keyring: KeyRing) -> None:
+    """Return None or raise UnknownKeyError / SignatureError."""
+    keyring.verify(header.edge, bytes.fromhex(header.key_id), _signed_message(header), signature)
+
+
+def verify_batch(sealed: SealedBatch, keyring: KeyRing) -> None:
+    """Check key, signature, count, records' edge, root and timestamp span; raise if wrong."""
+    header = sealed.header
+    verify_header_signature(header, sealed.signature, keyring)
+    if len(sealed.records) != header.count:
+        raise RootMismatchError(
+            f"batch holds {len(sealed.records)} records, header says {header.count}"
+        )
+    if any(record.edge != header.edge for record in sealed.records):
+        raise RootMismatchError("batch holds a record of another edge")
+    leaves = [leaf_hash(record_to_canonical_bytes(record)) for record in sealed.records]
+    if root_from_leaf_hashes(leaves).hex() != header.root:
+        raise RootMismatchError("batch records do not hash to the header's root")
+    stamps = [record.ts for record in sealed.records]
+    if min(stamps) != header.first_ts or max(stamps) != header.last_ts:
+        raise RootMismatchError("batch first_ts/last_ts differ from its records' timestamps")
+
+
+def verify_chain(head: ChainHead | None, header: BatchHeader) -> None:
+    """Check that ``header`` directly follows ``head`` (None: the edge's first batch)."""
+    if head is None:
+        if header.seq != 0 or header.prev != ZERO_HASH_HEX:
+            raise ChainError(f"edge {header.edge}: first batch must have seq 0 and prev of zeros")
+        return
+    if head.edge != header.edge:
+        raise ValueError("verify_chain() given the chain head of another edge")
+    if header.seq > head.seq + 1:
+        raise ChainError(f"edge {header.edge}: gap, seq {header.seq} after {head.seq}")
+    if header.seq <= head.seq:
+        raise ChainError(
+            f"edge {header.edge}: seq {header.seq} replayed or forked (head {head.seq})"
+        )
+    if header.prev != head.header_hash:
+        raise ChainError(f"edge {header.edge}: fork, seq {header.seq} does not link to head")
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64_signature(value: object) -> bytes:
+    try:
+        raw = (
+            base64.b64decode(str(value).encode("ascii"), validate=True)
+            if isinstance(value, str)
+            else b""
+        )
+    except (binascii.Error, UnicodeEncodeError, ValueError):
+        raw = b""
+    if len(raw) != SIGNATURE_SIZE:
+        raise FormatError("batch 'signature' must be base64 of a 64-byte Ed25519 signature")
+    return raw
+
+
+def signed_header_to_obj(header: BatchHeader, signature: bytes) -> dict[str, object]:
+    return {"header": header_to_obj(header), "signature": _b64(signature)}
+
+
+def signed_header_from_obj(obj: object) -> tuple[BatchHeader, bytes]:
+    if not isinstance(obj, dict) or set(obj) != {"header", "signature"}:
+        raise FormatError("signed batch header must be an object with header and signature")
+    return header_from_obj(obj["header"]), _unb64_signature(obj["signature"])
+
+
+def batch_log_leaf_hash(header: BatchHeader, signature: bytes) -> bytes:
+    """The global log's leaf hash for a batch (RFC 9162 §2.1.1 over the signed header)."""
+    return leaf_hash(canonicalize(signed_header_to_obj(header, signature)))
+
+
+def format_sealed_batch(sealed: SealedBatch) -> bytes:
+    """Canonical JSON ``{"header": ..., "records": [...], "signature": ...}``."""
+    records = b",".join(record_to_canonical_bytes(record) for record in sealed.records)
+    header = header_canonical_bytes(sealed.header)
+    signature = _b64(sealed.signature).encode("ascii")
+    return (
+        b'{"header":' + header + b',"records":[' + records + b'],"signature":"' + signature + b'"}'
+    )
+
+
+def parse_sealed_batch(data: bytes) -> SealedBatch:
+    """Parse (not verify) a sealed batch; FormatError on malformed input."""
+    obj = parse(data)
+    if not isinstance(obj, dict) or set(obj) != {"header", "records", "signature"}:
+        raise FormatError("sealed batch must be an object with header, records and signature")
+    header, signature = signed_header_from_obj(
+        {"header": obj["header"], "signature": obj["signature"]}
+    )
+    items = obj["records"]
+    if not isinstance(items, list) or len(items) > MAX_BATCH_RECORDS:
+        raise FormatError(f"sealed batch 'records' must be a list of at most {MAX_BATCH_RECORDS}")
+    records: list[Record] = []
+    for index, item in enumerate(items):
+        try:
+            records.append(record_from_obj(item))
+        except FormatError as exc:
+            raise FormatError(f"record {index}: {exc}") from None
+    return SealedBatch(header, signature, tuple(records))
