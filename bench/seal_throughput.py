@@ -59,7 +59,7 @@ def main() -> None:
         seal_header([leaf_hash(b) for b in chunk], first, last, "edge-1", 0, prev, key)
     elapsed = time.perf_counter() - start
     print(
-        f"seal_header from canonical record bytes (spool path): {len(encoded) / elapsed:,.0f} records/s"
+        f"seal_header from canonical bytes (spool path): {len(encoded) / elapsed:,.0f} records/s"
     )
 
 
