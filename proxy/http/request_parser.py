@@ -112,8 +112,8 @@ _LEADING_EMPTY_LINES = re.compile(rb"(?:\r\n)*")
 # CTLs other than HTAB/CR/LF, an LF without CR before it, a CR followed by anything but LF.
 _BAD_BYTES = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|(?<!\r)\n|\r(?=[^\n])")
 _REQUEST_LINE_PREFIX = re.compile(
-    rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]*"
-    rb"(?: [!-~\x80-\xff]*(?: (?:H(?:T(?:T(?:P(?:/(?:[0-9](?:\.[0-9]?)?)?)?)?)?)?)?)?)?\r?"
+    rb"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+(?: (?:[!-~\x80-\xff]+"
+    rb"(?: (?:H(?:T(?:T(?:P(?:/(?:[0-9](?:\.[0-9]?)?)?)?)?)?)?)?)?)?)?)?\r?"
 )
 _FIELD_LINE_PREFIX = re.compile(rb"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+(?::[\t !-~\x80-\xff]*)?)?\r?")
 _KNOWN_CODINGS = frozenset({"gzip", "x-gzip", "deflate", "compress", "x-compress"})
