@@ -139,7 +139,9 @@ def bench_size(
 ) -> dict[str, Any]:
     """Warm, then run alternating rounds for one object size; return rounds and summary."""
     path = SIZE_PATHS[size]
-    settings = WrkSettings(args.threads, args.connections, args.duration_s, args.wrk_cpu)
+    settings = WrkSettings(
+        args.threads, args.connections, args.duration_s, args.wrk_cpu, args.server_cpu
+    )
     origin: dict[str, dict[str, int]] = {t.name: {} for t in targets}
     for target in targets:
         before = read_origin_count(target.origin_port)
@@ -166,7 +168,9 @@ def run_round(
         results[target.name] = run_wrk(f"http://127.0.0.1:{target.port}{path}", settings)
         print(
             f"  round {index + 1} {target.name:>6}: {results[target.name].requests_per_s:>10,.0f}"
-            f" req/s  p99 {results[target.name].p99_ms:7.2f} ms",
+            f" req/s  p99 {results[target.name].p99_ms:7.2f} ms"
+            f"  busy: server CPU {results[target.name].cpu_busy['server_cpu']:.0%},"
+            f" wrk CPU {results[target.name].cpu_busy['wrk_cpu']:.0%}",
             flush=True,
         )
     anchor, subject = results[ANCHOR], results[SUBJECT]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 import subprocess
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 LATENCY_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
@@ -32,6 +33,7 @@ class WrkResult:
     requests: int
     non_2xx: int
     socket_errors: int
+    cpu_busy: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -63,6 +65,32 @@ def parse_report(report: str) -> WrkResult:
     )
 
 
+def read_cpu_times() -> dict[int, tuple[int, int]]:
+    """Per-CPU (busy, total) jiffies from /proc/stat; steal counts as not busy."""
+    stat = Path("/proc/stat")
+    times: dict[int, tuple[int, int]] = {}
+    if not stat.exists():
+        return times
+    for line in stat.read_text().splitlines():
+        name, *fields = line.split()
+        if name.startswith("cpu") and name[3:].isdigit():
+            values = [int(v) for v in fields[:8]]  # guest time is already inside user
+            idle_or_stolen = sum(values[3:5]) + sum(values[7:8])  # idle, iowait, steal
+            times[int(name[3:])] = (sum(values) - idle_or_stolen, sum(values))
+    return times
+
+
+def compute_busy(
+    before: dict[int, tuple[int, int]], after: dict[int, tuple[int, int]], cpu: int
+) -> float:
+    """Fraction of `cpu` that was busy (anyone's work) between two samples."""
+    if cpu not in before or cpu not in after:
+        return float("nan")
+    busy = after[cpu][0] - before[cpu][0]
+    total = after[cpu][1] - before[cpu][1]
+    return round(busy / total, 3) if total > 0 else float("nan")
+
+
 @dataclass(frozen=True)
 class WrkSettings:
     """How wrk is run: threads, connections, duration and the CPU it is pinned to."""
@@ -71,6 +99,7 @@ class WrkSettings:
     connections: int
     duration_s: int
     cpu: int
+    server_cpu: int
 
 
 def run_wrk(url: str, settings: WrkSettings, duration_s: int | None = None) -> WrkResult:
@@ -89,6 +118,7 @@ def run_wrk(url: str, settings: WrkSettings, duration_s: int | None = None) -> W
         "--latency",
         url,
     ]
+    before = read_cpu_times()
     try:
         done = subprocess.run(
             command, capture_output=True, text=True, timeout=seconds + 30, check=False
@@ -97,4 +127,9 @@ def run_wrk(url: str, settings: WrkSettings, duration_s: int | None = None) -> W
         raise WrkError(f"wrk did not finish within {seconds + 30}s") from exc
     if done.returncode != 0:
         raise WrkError(f"wrk exited {done.returncode}: {done.stderr.strip()}")
-    return parse_report(done.stdout)
+    after = read_cpu_times()
+    busy = {
+        "server_cpu": compute_busy(before, after, settings.server_cpu),
+        "wrk_cpu": compute_busy(before, after, settings.cpu),
+    }
+    return replace(parse_report(done.stdout), cpu_busy=busy)
