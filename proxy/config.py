@@ -22,6 +22,7 @@ from proxy.sizes import format_size
 
 __all__ = [
     "CONFIG_SCHEMA",
+    "ENV_CONFIG_FILE",
     "ENV_PREFIX",
     "ConfigError",
     "ConfigKey",
@@ -154,7 +155,7 @@ _KEYS = (
     _key("admin_listen", "address", "admin listener (/healthz, /metrics, purge)", "HOST:PORT"),
     _key(
         "origin",
-        "url",
+        "optional_url",
         "the default origin, used for any Host not routed elsewhere",
         "URL",
         field="",
