@@ -126,7 +126,9 @@ class ChunkedBodyReader:
             raise ProtocolError(400, "chunk-size line too long")
         if _BAD_BYTES.search(buf, pos) is not None:
             raise ProtocolError(400, "invalid byte in chunk-size line")
-        hex_end = _HEX_PREFIX.match(buf, pos).end()  # type: ignore[union-attr]
+        hex_match = _HEX_PREFIX.match(buf, pos)
+        assert hex_match is not None  # the pattern matches the empty string
+        hex_end = hex_match.end()
         if hex_end - pos > _MAX_SIZE_DIGITS:
             raise ProtocolError(400, "chunk size too large")
         if hex_end == pos and pos < len(buf):
