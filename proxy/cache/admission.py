@@ -1,0 +1,145 @@
+"""Turning an origin response into a StoredResponse, and refreshing one after a 304
+(RFC 9111 §3, §3.2, §4.3.4). Pure: times are parameters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from proxy.cache.entry import StoredResponse
+from proxy.cache.freshness import (
+    HeuristicPolicy,
+    corrected_initial_age,
+    date_value,
+    freshness_lifetime,
+)
+from proxy.cache.keys import vary_key, vary_names
+from proxy.cache.storability import effective_directives, fields_not_to_store
+from proxy.http.dates import format_http_date, parse_http_date
+from proxy.http.fields import Headers, get_values, replace_fields, without_fields
+from proxy.http.wire import serialize_fields, serialize_status_line
+
+# Fields the cache recomputes for every response it sends, so they are not stored.
+RECOMPUTED_FIELDS = frozenset({"age", "content-length", "cache-status", "x-cache-status"})
+# §3.2: a 304 never updates Content-Length.
+NOT_UPDATED_BY_304 = frozenset({"content-length"})
+# Per-entry bookkeeping overhead counted against the memory budget besides header and body bytes.
+ENTRY_OVERHEAD_BYTES = 256
+
+
+@dataclass(frozen=True, slots=True)
+class AdmissionPolicy:
+    heuristic: HeuristicPolicy
+    targeted_fields: tuple[str, ...]  # lowercase
+    via: str  # e.g. "1.1 cachet"
+
+
+def make_stored_response(
+    status: int,
+    reason: str,
+    headers: Headers,
+    body: bytes,
+    request_headers: Headers,
+    request_time: float,
+    response_time: float,
+    policy: AdmissionPolicy,
+) -> StoredResponse:
+    """`headers` are the origin's end-to-end fields (hop-by-hop already removed)."""
+    directives = effective_directives(headers, policy.targeted_fields)
+    kept = without_fields(headers, fields_not_to_store(directives) | RECOMPUTED_FIELDS)
+    if not get_values(kept, "date"):
+        kept.append(("Date", format_http_date(response_time)))  # RFC 9110 §6.6.1
+    return _derive(
+        status,
+        reason,
+        kept,
+        body,
+        vary_key(vary_names(headers), request_headers),
+        request_time,
+        response_time,
+        initial_age_headers=headers,
+        policy=policy,
+    )
+
+
+def refresh_stored_response(
+    stored: StoredResponse,
+    update_headers: Headers,
+    request_time: float,
+    response_time: float,
+    policy: AdmissionPolicy,
+) -> StoredResponse:
+    """§4.3.4 / §3.2: fields of the 304 replace the stored ones, except Content-Length and the
+    fields the cache must not keep; freshness and age are computed anew from this exchange."""
+    update_directives = effective_directives(update_headers, policy.targeted_fields)
+    excluded = fields_not_to_store(update_directives) | RECOMPUTED_FIELDS
+    update = without_fields(update_headers, excluded)
+    merged = replace_fields(stored.headers, update, keep=NOT_UPDATED_BY_304)
+    return _derive(
+        stored.status,
+        stored.reason,
+        merged,
+        stored.body,
+        stored.vary,
+        request_time,
+        response_time,
+        initial_age_headers=update_headers,
+        policy=policy,
+    )
+
+
+def is_refreshable_by(stored: StoredResponse, update_headers: Headers) -> bool:
+    """§4.3.4: a 304 that carries an ETag selects the stored responses with the same (strong)
+    entity tag; without one, the response we validated is the one to update."""
+    etags = get_values(update_headers, "etag")
+    if not etags:
+        return True
+    return stored.etag is not None and etags[0].strip() == stored.etag
+
+
+def _derive(
+    status: int,
+    reason: str,
+    headers: Headers,
+    body: bytes,
+    vary: tuple[tuple[str, str | None], ...],
+    request_time: float,
+    response_time: float,
+    *,
+    initial_age_headers: Headers,
+    policy: AdmissionPolicy,
+) -> StoredResponse:
+    directives = effective_directives(headers, policy.targeted_fields)
+    date_s = date_value(headers, response_time)
+    etag_values = get_values(headers, "etag")
+    modified_values = get_values(headers, "last-modified")
+    wire_headers = [*headers, ("Content-Length", str(len(body)))]
+    via_values = get_values(headers, "via")
+    if via_values:
+        wire_headers = [(n, v) for n, v in wire_headers if n.lower() != "via"]
+        wire_headers.append(("Via", ", ".join([*via_values, policy.via])))
+    else:
+        wire_headers.append(("Via", policy.via))
+    head_bytes = serialize_status_line(status, reason) + serialize_fields(wire_headers)
+    no_cache = directives.field_names("no-cache") or ()
+    return StoredResponse(
+        status=status,
+        reason=reason,
+        headers=headers,
+        body=body,
+        request_time=request_time,
+        response_time=response_time,
+        vary=vary,
+        directives=directives,
+        freshness_lifetime_s=freshness_lifetime(
+            status, headers, directives, date_s, policy.heuristic
+        ),
+        corrected_initial_age_s=corrected_initial_age(
+            initial_age_headers, request_time, response_time, date_s
+        ),
+        etag=etag_values[0].strip() if etag_values else None,
+        last_modified=parse_http_date(modified_values[0]) if modified_values else None,
+        date_value=date_s,
+        no_cache_fields=tuple(no_cache),
+        head_bytes=head_bytes,
+        size_bytes=len(head_bytes) + len(body) + ENTRY_OVERHEAD_BYTES,
+    )
