@@ -1,0 +1,107 @@
+"""Proxy counters. The hit path bumps plain integers (a prometheus Counter takes a lock per
+increment, too slow at tens of thousands of hits a second); a custom collector turns them into
+Prometheus metrics at scrape time."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+ORIGIN_LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+class ProxyStats:
+    def __init__(self) -> None:
+        self.requests_by_outcome: Counter[str] = Counter()  # X-Cache-Status words
+        self.bytes_by_tier: Counter[str] = Counter()  # memory | origin
+        self.origin_bytes = 0
+        self.origin_requests = 0
+        self.origin_errors: Counter[str] = Counter()  # refused | reset | timeout | garbage
+        self.rejected_requests: Counter[int] = Counter()  # by status: 400, 431, ...
+        self.not_stored: Counter[str] = Counter()  # by storability reason
+        self.invalidations = 0
+
+
+class ProxyCollector(Collector):
+    def __init__(
+        self,
+        stats: ProxyStats,
+        cache_bytes: Callable[[], int],
+        cache_entries: Callable[[], int],
+        cache_evictions: Callable[[], int],
+        open_connections: Callable[[], int],
+    ) -> None:
+        self._stats = stats
+        self._cache_bytes = cache_bytes
+        self._cache_entries = cache_entries
+        self._cache_evictions = cache_evictions
+        self._open_connections = open_connections
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._stats
+        requests = CounterMetricFamily(
+            "cachet_requests", "Client requests answered, by cache outcome", labels=["outcome"]
+        )
+        for outcome, count in sorted(stats.requests_by_outcome.items()):
+            requests.add_metric([outcome.lower()], count)
+        yield requests
+        served = CounterMetricFamily(
+            "cachet_served_bytes", "Body bytes sent to clients, by tier", labels=["tier"]
+        )
+        for tier, count in sorted(stats.bytes_by_tier.items()):
+            served.add_metric([tier], count)
+        yield served
+        yield CounterMetricFamily(
+            "cachet_origin_bytes", "Body bytes received from origins", value=stats.origin_bytes
+        )
+        yield CounterMetricFamily(
+            "cachet_origin_requests", "Requests sent to origins", value=stats.origin_requests
+        )
+        errors = CounterMetricFamily(
+            "cachet_origin_errors", "Origin failures by kind", labels=["kind"]
+        )
+        for kind, count in sorted(stats.origin_errors.items()):
+            errors.add_metric([kind], count)
+        yield errors
+        rejected = CounterMetricFamily(
+            "cachet_rejected_requests", "Malformed client requests by status", labels=["status"]
+        )
+        for status, count in sorted(stats.rejected_requests.items()):
+            rejected.add_metric([str(status)], count)
+        yield rejected
+        not_stored = CounterMetricFamily(
+            "cachet_not_stored", "Responses not stored, by reason", labels=["reason"]
+        )
+        for reason, count in sorted(stats.not_stored.items()):
+            not_stored.add_metric([reason], count)
+        yield not_stored
+        yield CounterMetricFamily(
+            "cachet_invalidations",
+            "Cache invalidations by unsafe methods",
+            value=stats.invalidations,
+        )
+        yield GaugeMetricFamily(
+            "cachet_cache_bytes", "Bytes held by the memory tier", value=self._cache_bytes()
+        )
+        yield GaugeMetricFamily(
+            "cachet_cache_entries", "URLs held by the memory tier", value=self._cache_entries()
+        )
+        yield CounterMetricFamily(
+            "cachet_cache_evictions", "Memory tier evictions", value=self._cache_evictions()
+        )
+        yield GaugeMetricFamily(
+            "cachet_open_connections", "Open client connections", value=self._open_connections()
+        )
+
+
+def make_origin_latency(registry: CollectorRegistry) -> Histogram:
+    return Histogram(
+        "cachet_origin_latency_seconds",
+        "Time from sending a request to an origin to its response head",
+        buckets=ORIGIN_LATENCY_BUCKETS_S,
+        registry=registry,
+    )

@@ -1,0 +1,181 @@
+"""`cachet proxy`: wiring, the client listener, the admin listener and graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry
+
+from proxy.admin_api import AdminServer
+from proxy.cache.admission import AdmissionPolicy
+from proxy.cache.freshness import HeuristicPolicy
+from proxy.cache.storability import StoragePolicy
+from proxy.cache.store import ResponseStore
+from proxy.config import ProxyConfig
+from proxy.connection import ClientConnection
+from proxy.handler import HandlerSettings, ProxyHandler
+from proxy.metrics import ProxyCollector, ProxyStats, make_origin_latency
+from proxy.origin import OriginClient
+from proxy.routing import Router
+
+log = logging.getLogger("cachet.proxy")
+
+SWEEP_INTERVAL_S = 1.0
+
+
+@dataclass(eq=False)
+class ProxyState:
+    """Everything a connection reaches: config, handler, stats, the set of open connections."""
+
+    config: ProxyConfig
+    handler: ProxyHandler
+    stats: ProxyStats
+    connections: set[ClientConnection] = field(default_factory=set)
+    draining: bool = False
+    clock: Callable[[], float] = time.monotonic
+
+
+def build_state(
+    config: ProxyConfig, registry: CollectorRegistry
+) -> tuple[ProxyState, OriginClient]:
+    stats = ProxyStats()
+    store = ResponseStore(config.memory_bytes, config.max_object_bytes)
+    origin = OriginClient(
+        config.origin_connect_timeout_s, config.origin_timeout_s, config.origin_max_connections
+    )
+    via = f"1.1 {config.via_name}"
+    targeted = tuple(name.lower() for name in config.targeted_cache_control)
+    settings = HandlerSettings(
+        storage=StoragePolicy(store_set_cookie=config.cache_set_cookie, targeted_fields=targeted),
+        admission=AdmissionPolicy(
+            heuristic=HeuristicPolicy(config.heuristic_fraction, config.heuristic_max_s),
+            targeted_fields=targeted,
+            via=via,
+        ),
+        via=via,
+        cache_name=config.via_name,
+        max_object_bytes=config.max_object_bytes,
+        stale_if_error_default_s=config.stale_if_error_default_s,
+        trust_forwarded_from=frozenset(config.trust_forwarded_from),
+    )
+    latency = make_origin_latency(registry)
+    handler = ProxyHandler(settings, Router(config), store, origin, stats, latency.observe)
+    state = ProxyState(config=config, handler=handler, stats=stats)
+    registry.register(
+        ProxyCollector(
+            stats,
+            cache_bytes=lambda: store.bytes_used,
+            cache_entries=lambda: len(store),
+            cache_evictions=lambda: store.tier.evictions,
+            open_connections=lambda: len(state.connections),
+        )
+    )
+    return state, origin
+
+
+async def _sweep(state: ProxyState) -> None:
+    """Cut off clients that send their request head too slowly (slowloris) and idle keep-alive
+    connections, once a second rather than with a timer per request."""
+    config = state.config
+    while True:
+        await asyncio.sleep(SWEEP_INTERVAL_S)
+        now = time.monotonic()
+        for conn in list(state.connections):
+            if conn.task is not None:
+                continue
+            if conn.head_started and now - conn.head_started > config.header_timeout_s:
+                conn.reject_slow_head()
+            elif conn.body is not None and now - conn.last_activity > config.header_timeout_s:
+                conn.abort()
+            elif not conn.buffer and now - conn.last_activity > config.keepalive_timeout_s:
+                conn.close()
+
+
+async def serve(config: ProxyConfig, ready: asyncio.Event | None = None) -> int:
+    loop = asyncio.get_running_loop()
+    registry = CollectorRegistry()
+    state, origin = build_state(config, registry)
+    await origin.start()
+    host, port = config.listen
+    server = await loop.create_server(
+        lambda: ClientConnection(state),
+        host,
+        port,
+        backlog=4096,
+        reuse_address=True,
+        reuse_port=config.workers > 1,
+    )
+    for sock in server.sockets:
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    admin = AdminServer(config, registry)
+    await admin.start()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    sweeper = loop.create_task(_sweep(state))
+    log.info(
+        "cachet proxy listening on http://%s:%d (admin http://%s:%d)",
+        host,
+        port,
+        *config.admin_listen,
+    )
+    if ready is not None:
+        ready.set()
+    await stop.wait()
+    log.info("shutting down: no new connections, %d open", len(state.connections))
+    server.close()
+    await _drain(state, config.shutdown_grace_s)
+    sweeper.cancel()
+    await state.handler.drain_background()
+    await admin.stop()
+    await origin.close()
+    return 0
+
+
+async def _drain(state: ProxyState, grace_s: float) -> None:
+    """Let in-flight responses finish within the grace period; idle connections close now."""
+    state.draining = True
+    deadline = time.monotonic() + grace_s
+    while True:
+        for conn in list(state.connections):
+            if conn.task is None and not conn.buffer:
+                conn.close()
+            else:
+                conn.keep_alive = False
+        if not state.connections or time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(0.05)
+    for conn in list(state.connections):
+        conn.abort()
+
+
+def run(config: ProxyConfig) -> int:
+    logging.basicConfig(
+        level=getattr(logging, config.log_level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("cachet.access").setLevel(
+        logging.INFO if config.access_log else logging.WARNING
+    )
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on every supported platform
+        loop_factory = None
+    else:
+        loop_factory = uvloop.new_event_loop
+    try:
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            return runner.run(serve(config))
+    except OSError as error:
+        print(f"cachet proxy: {error.strerror or error}", file=sys.stderr)
+        return 1
