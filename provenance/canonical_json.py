@@ -5,9 +5,10 @@ units, ECMAScript number serialisation, minimal string escaping, no whitespace).
 
 ``parse`` is the one door for JSON from outside. It accepts exactly the I-JSON subset (RFC 7493)
 that ``canonicalize`` can reproduce and raises only ``FormatError``: invalid UTF-8, a byte order
-mark, duplicate object keys, NaN/Infinity, numbers that overflow a double, integers beyond
-±(2**53 - 1) (RFC 7493 §2.2), lone surrogates (RFC 7493 §2.1), nesting deeper than
-``MAX_DEPTH``.
+mark, duplicate object keys, NaN/Infinity, numbers that overflow a double, lone surrogates
+(RFC 7493 §2.1), nesting deeper than ``MAX_DEPTH``. Integers within ±(2**53 - 1) (RFC 7493 §2.2)
+parse as ``int``; larger ones parse as ``float`` (a JSON number is a double, RFC 8785 §3.2.2.3),
+so typed field checks (``type(x) is int``) refuse them.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from provenance.errors import FormatError
 
 MAX_SAFE_INTEGER = 2**53 - 1  # RFC 7493 §2.2
 MAX_DEPTH = 64
-_MAX_INT_DIGITS = 20
+_MAX_INT_DIGITS = 400
 
 
 def canonicalize(obj: object) -> bytes:
@@ -48,12 +49,12 @@ def _parse_float(text: str) -> float:
     return value
 
 
-def _parse_int(text: str) -> int:
+def _parse_int(text: str) -> int | float:
     if len(text) > _MAX_INT_DIGITS:
-        raise FormatError("JSON integer too large (RFC 7493 §2.2)")
+        raise FormatError("JSON integer too long")
     value = int(text)
-    if abs(value) > MAX_SAFE_INTEGER:
-        raise FormatError("JSON integer beyond ±(2**53-1) (RFC 7493 §2.2)")
+    if abs(value) > MAX_SAFE_INTEGER:  # RFC 8785 §3.2.2.3: a number is an IEEE 754 double
+        return _parse_float(text)
     return value
 
 
