@@ -1,0 +1,41 @@
+# syntax=docker/dockerfile:1
+# Cachet edge proxy image. Build: docker build -t cachet .
+# Run:   docker run -p 8080:8080 -e CACHET_PROXY_ORIGIN=http://origin.internal:8000 cachet
+# The admin listener (/healthz, /metrics, purge) is on 9091; publish it only on a private network.
+
+# -- builder: build the wheel and install it with its dependencies into a self-contained venv --
+FROM python:3.11-slim AS builder
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY cachet ./cachet
+COPY proxy ./proxy
+COPY provenance ./provenance
+COPY billing ./billing
+COPY admin ./admin
+RUN python -m venv /opt/cachet \
+    && /opt/cachet/bin/pip wheel --wheel-dir /wheels . \
+    && /opt/cachet/bin/pip install --no-index --find-links /wheels cachet
+
+# -- runtime: the venv only, a non-root user, state under /var/lib/cachet ---------------------
+FROM python:3.11-slim
+ENV PATH=/opt/cachet/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    CACHET_PROXY_LISTEN=0.0.0.0:8080 \
+    CACHET_PROXY_ADMIN_LISTEN=0.0.0.0:9091 \
+    CACHET_PROXY_CACHE_DIR=/var/lib/cachet/cache
+RUN groupadd --system --gid 10001 cachet \
+    && useradd --system --uid 10001 --gid cachet --home-dir /var/lib/cachet --shell /usr/sbin/nologin cachet \
+    && mkdir -p /var/lib/cachet /etc/cachet \
+    && chown cachet:cachet /var/lib/cachet
+COPY --from=builder /opt/cachet /opt/cachet
+COPY config.example.toml /etc/cachet/config.toml
+USER cachet
+WORKDIR /var/lib/cachet
+VOLUME ["/var/lib/cachet"]
+EXPOSE 8080 9091
+HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9091/healthz', timeout=4)"]
+ENTRYPOINT ["cachet"]
+CMD ["proxy", "--config", "/etc/cachet/config.toml"]
