@@ -8,11 +8,9 @@ win over the environment, which wins over the `--config` file. Configuration err
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 from collections.abc import Callable, Mapping
-from typing import cast
 
 from proxy.config import (
     CONFIG_SCHEMA,
@@ -99,5 +97,6 @@ def _run(args: argparse.Namespace) -> int:
 
 def _server_run() -> Callable[[ProxyConfig], int]:
     # Imported lazily: `cachet --help` and config errors stay fast and need no event loop.
-    server = importlib.import_module("proxy.server")
-    return cast(Callable[[ProxyConfig], int], server.run)
+    from proxy import server
+
+    return server.run
