@@ -66,8 +66,16 @@ def test_rfc8785_appendix_b_number_serialisation(bits: int, want: bytes) -> None
 
 @pytest.mark.parametrize(
     ("value", "want"),
-    [(1e21, b"1e+21"), (1e20, b"100000000000000000000"), (1e-7, b"1e-7"), (1e-6, b"0.000001"),
-     (-0.0, b"0"), (333333333.33333329, b"333333333.3333333"), (4.5, b"4.5"), (2.0, b"2")],
+    [
+        (1e21, b"1e+21"),
+        (1e20, b"100000000000000000000"),
+        (1e-7, b"1e-7"),
+        (1e-6, b"0.000001"),
+        (-0.0, b"0"),
+        (333333333.33333329, b"333333333.3333333"),
+        (4.5, b"4.5"),
+        (2.0, b"2"),
+    ],
 )
 def test_rfc8785_3_2_2_3_ecmascript_numbers(value: float, want: bytes) -> None:
     assert canonicalize(value) == want
@@ -125,7 +133,9 @@ json_values = st.recursive(
     | st.integers(-MAX_SAFE_INTEGER, MAX_SAFE_INTEGER)
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4)
+    ),
     max_leaves=20,
 )
 

@@ -77,7 +77,9 @@ def test_empty_root_is_hash_of_nothing_rfc9162_2_1_1() -> None:
 
 def test_leaf_and_node_prefixes_rfc9162_2_1_1() -> None:
     assert leaf_hash(b"abc") == hashlib.sha256(b"\x00abc").digest()
-    assert node_hash(b"a" * 32, b"b" * 32) == hashlib.sha256(b"\x01" + b"a" * 32 + b"b" * 32).digest()
+    assert (
+        node_hash(b"a" * 32, b"b" * 32) == hashlib.sha256(b"\x01" + b"a" * 32 + b"b" * 32).digest()
+    )
 
 
 @settings(max_examples=60, deadline=None)
