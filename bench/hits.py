@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shlex
 import shutil
@@ -218,9 +219,9 @@ def format_table(size: str, result: dict[str, Any], args: argparse.Namespace) ->
         )
     low, high = result["round_ratio_range"]
     lines.append(
-        f"cachet/nginx req/s: {result['ratio_of_medians']:.2f} (ratio of medians),"
-        f" {result['median_round_ratio']:.2f} (median of per-round ratios, range"
-        f" {low:.2f}-{high:.2f}); p99 cachet/nginx: {result['p99_ratio']:.2f}"
+        f"cachet/nginx req/s: {result['median_round_ratio']:.2f} (median of per-round ratios,"
+        f" range {low:.2f}-{high:.2f}), {result['ratio_of_medians']:.2f} (ratio of medians);"
+        f" p99 cachet/nginx: {result['p99_ratio']:.2f}"
     )
     return "\n".join(lines)
 
@@ -254,6 +255,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     report: dict[str, Any] = {
         "started": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "host": platform.node(),
+        "loadavg_start": os.getloadavg(),
         "cachet_cmd": args.cachet_cmd,
         "settings": {k: v for k, v in vars(args).items() if k != "results_dir"},
         "sizes": {},
@@ -291,9 +293,11 @@ def main(argv: list[str] | None = None) -> int:
         print("hits.py: interrupted; all started processes stopped", file=sys.stderr)
         return 130
     report["elapsed_s"] = round(time.monotonic() - started, 1)
+    report["loadavg_end"] = os.getloadavg()
     for size, result in report["sizes"].items():
         print(format_table(size, result, args))
-    print(f"\nresults: {write_results(args, report)}")
+    load = " ".join(f"{x:.1f}" for x in report["loadavg_end"])
+    print(f"\nload average at the end: {load}; results: {write_results(args, report)}")
     return 0
 
 
