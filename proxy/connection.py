@@ -122,7 +122,7 @@ class ClientConnection(asyncio.Protocol):
         self.peer_ip = peer[0] if isinstance(peer, tuple) else ""
         state = self.state
         if len(state.connections) >= state.config.max_connections:
-            transport.abort()
+            self.transport.abort()
             self.closed = True
             return
         state.connections.add(self)

@@ -27,7 +27,6 @@ from proxy.cache.admission import (
 from proxy.cache.entry import StoredResponse
 from proxy.cache.freshness import corrected_initial_age, date_value
 from proxy.cache.invalidation import keys_to_invalidate
-from proxy.cache.keys import primary_key
 from proxy.cache.reuse import Verdict, decide_reuse, may_serve_stale_on_error
 from proxy.cache.storability import StoragePolicy, effective_directives, reason_not_storable
 from proxy.cache.store import ResponseStore
@@ -43,10 +42,10 @@ from proxy.http.wire import status_allows_body
 from proxy.metrics import ProxyStats
 from proxy.origin import OriginClient, OriginError, OriginResponse
 from proxy.responses import (
-    Trailer,
     error_response,
     forwarded_head,
     not_modified_head,
+    render_trailer,
     stored_head,
 )
 from proxy.routing import OriginRoute, Router
@@ -58,6 +57,17 @@ _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:+=/-]{1,128}")
 # Request fields that a cache lookup never answers: preconditions for the origin (RFC 9111
 # §4.3.2 says a cache must not evaluate If-Match / If-Unmodified-Since) and ranges.
 _LOOKUP_BYPASS_FIELDS = frozenset({"if-match", "if-unmodified-since", "range", "authorization"})
+_HOST, _CACHE_CONTROL, _PRAGMA, _REQUEST_ID, _CONDITIONAL, _BYPASS = range(6)
+_INTERESTING_FIELDS = {
+    "host": _HOST,
+    "cache-control": _CACHE_CONTROL,
+    "pragma": _PRAGMA,
+    "x-request-id": _REQUEST_ID,
+    "if-none-match": _CONDITIONAL,
+    "if-modified-since": _CONDITIONAL,
+    **{name: _BYPASS for name in _LOOKUP_BYPASS_FIELDS},
+}
+NO_DIRECTIVES = Directives({})
 _CONDITIONAL_FIELDS = frozenset(
     {"if-none-match", "if-modified-since", "if-match", "if-unmodified-since", "if-range"}
 )
@@ -93,6 +103,7 @@ class Exchange:
     keep_alive: bool
     http10: bool
     lookup: bool  # may the cache answer this request?
+    conditional: bool  # does it carry If-None-Match or If-Modified-Since?
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,44 +199,54 @@ class ProxyHandler:
             raise RejectRequest(405, "CONNECT is not supported by a reverse proxy")
         host = ""
         lookup_bypass = False
+        conditional = False
         request_id = ""
-        cache_control: list[str] = []
-        pragma: list[str] = []
+        cache_control: list[str] | None = None
+        pragma: list[str] | None = None
+        # One pass over the fields, comparing lowercase names against a small table: this runs
+        # for every hit.
         for name, value in head.headers:
-            lowered = name.lower()
-            if lowered == "host":
+            kind = _INTERESTING_FIELDS.get(name.lower())
+            if kind is None:
+                continue
+            if kind == _HOST:
                 host = value
-            elif lowered == "cache-control":
-                cache_control.append(value)
-            elif lowered == "pragma":
-                pragma.append(value)
-            elif lowered == "x-request-id":
+            elif kind == _CACHE_CONTROL:
+                cache_control = [*cache_control, value] if cache_control else [value]
+            elif kind == _PRAGMA:
+                pragma = [*pragma, value] if pragma else [value]
+            elif kind == _REQUEST_ID:
                 request_id = value
-            elif lowered in _LOOKUP_BYPASS_FIELDS:
+            elif kind == _CONDITIONAL:
+                conditional = True
+            else:
                 lookup_bypass = True
         target = head.target
-        if not target.startswith("/"):
+        if target[0] != "/":
             host, target = self._absolute_form(target, host, method)
-        route = self.router.route(host)
-        if route is None:
+        routed = self.router.route(host)
+        if routed is None:
             raise RejectRequest(421, "no origin is configured for this host")
-        if not _SANE_REQUEST_ID.fullmatch(request_id):
+        route, key_prefix = routed
+        if not request_id or not _SANE_REQUEST_ID.fullmatch(request_id):
             self._request_counter += 1
             request_id = f"{self._request_id_prefix}-{self._request_counter:x}"
-        directives = parse_cache_control(cache_control)
         return Exchange(
             head=head,
             method=method,
             host=host,
             target=target,
             route=route,
-            key=primary_key(route.scheme, host or route.authority, target),
+            key=key_prefix + target,
             request_id=request_id,
-            directives=directives,
-            pragma_no_cache=bool(pragma) and parse_pragma_no_cache(pragma),
+            directives=parse_cache_control(cache_control) if cache_control else NO_DIRECTIVES,
+            pragma_no_cache=pragma is not None and parse_pragma_no_cache(pragma),
             keep_alive=head.keep_alive,
             http10=head.version == (1, 0),
-            lookup=method in ("GET", "HEAD") and not lookup_bypass and head.body is NO_BODY,
+            lookup=(method == "GET" or method == "HEAD")
+            and not lookup_bypass
+            and head.body is NO_BODY,
+            conditional=conditional,
         )
 
     @staticmethod
@@ -251,9 +272,6 @@ class ProxyHandler:
 
     # -- answering from the cache --------------------------------------------------------------
 
-    def _trailer(self, ex: Exchange, outcome: Outcome, status_text: str) -> Trailer:
-        return Trailer(status_text, outcome.x_cache, ex.request_id, ex.keep_alive, ex.http10)
-
     def _write_stored(
         self,
         conn: Connection,
@@ -267,16 +285,22 @@ class ProxyHandler:
         stored_flag: bool = False,
     ) -> None:
         age = stored.current_age(now)
-        status_text = cache_status(
-            self.settings.cache_name,
-            outcome,
-            ttl_s=stored.freshness_lifetime_s - age,
-            fwd_status=fwd_status,
-            stored=stored_flag,
-            detail=detail,
+        ttl = stored.freshness_lifetime_s - age
+        if outcome is outcomes.HIT and ttl >= 0:
+            status_text = f"{self.settings.cache_name}; hit; ttl={int(ttl)}"
+        else:
+            status_text = cache_status(
+                self.settings.cache_name,
+                outcome,
+                ttl_s=ttl,
+                fwd_status=fwd_status,
+                stored=stored_flag,
+                detail=detail,
+            )
+        trailer = render_trailer(
+            status_text, outcome.x_cache, ex.request_id, ex.keep_alive, ex.http10
         )
-        trailer = self._trailer(ex, outcome, status_text)
-        if self._client_not_modified(ex, stored):
+        if ex.conditional and self._client_not_modified(ex, stored):
             conn.write(not_modified_head(stored, age, self.settings.via, trailer))
             sent = 0
         elif ex.method == "HEAD" or not status_allows_body(stored.status):
@@ -604,7 +628,7 @@ class ProxyHandler:
         status_text = cache_status(
             self.settings.cache_name, outcome, fwd_status=status, stored=will_store
         )
-        trailer = Trailer(status_text, outcome.x_cache, ex.request_id, keep_alive, ex.http10)
+        trailer = render_trailer(status_text, outcome.x_cache, ex.request_id, keep_alive, ex.http10)
         conn.write(forwarded_head(status, response.reason, out, trailer))
         if not has_body:
             self._account(ex, outcome, status, 0, "origin")
@@ -694,7 +718,7 @@ class ProxyHandler:
     ) -> None:
         request_id = ex.request_id if ex is not None else self._new_request_id()
         status_text = cache_status(self.settings.cache_name, outcome, detail=detail)
-        trailer = Trailer(
+        trailer = render_trailer(
             status_text, outcome.x_cache, request_id, head.keep_alive, head.version == (1, 0)
         )
         conn.write(

@@ -3,8 +3,6 @@ response, and for its own errors. Pure byte building; the handler decides which.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from proxy.cache.entry import StoredResponse
 from proxy.http.fields import Headers
 from proxy.http.wire import reason_phrase, serialize_fields, serialize_status_line
@@ -15,58 +13,44 @@ NOT_MODIFIED_FIELDS = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Trailer:
-    """Per-response fields every answer carries, rendered once per response."""
-
-    cache_status: str
-    x_cache: str
-    request_id: str
-    keep_alive: bool
-    http10: bool
-
-    def render(self) -> bytes:
-        connection = (
-            b"Connection: keep-alive\r\n"
-            if self.keep_alive and self.http10
-            else b""
-            if self.keep_alive
-            else b"Connection: close\r\n"
-        )
-        return (
-            (
-                f"Cache-Status: {self.cache_status}\r\nX-Cache-Status: {self.x_cache}\r\n"
-                f"X-Request-ID: {self.request_id}\r\n"
-            ).encode("latin-1")
-            + connection
-            + b"\r\n"
-        )
+def render_trailer(
+    cache_status: str, x_cache: str, request_id: str, keep_alive: bool, http10: bool
+) -> bytes:
+    """The per-response fields every answer carries, and the blank line ending the head."""
+    if keep_alive:
+        connection = "Connection: keep-alive\r\n\r\n" if http10 else "\r\n"
+    else:
+        connection = "Connection: close\r\n\r\n"
+    return (
+        f"Cache-Status: {cache_status}\r\nX-Cache-Status: {x_cache}\r\n"
+        f"X-Request-ID: {request_id}\r\n{connection}"
+    ).encode("latin-1")
 
 
-def stored_head(stored: StoredResponse, age_s: float, trailer: Trailer) -> bytes:
-    return stored.head_bytes + b"Age: %d\r\n" % int(age_s) + trailer.render()
+def stored_head(stored: StoredResponse, age_s: float, trailer: bytes) -> bytes:
+    return stored.head_bytes + b"Age: %d\r\n" % int(age_s) + trailer
 
 
-def not_modified_head(stored: StoredResponse, age_s: float, via: str, trailer: Trailer) -> bytes:
+def not_modified_head(stored: StoredResponse, age_s: float, via: str, trailer: bytes) -> bytes:
     fields = [(n, v) for n, v in stored.headers if n.lower() in NOT_MODIFIED_FIELDS]
     fields.append(("Via", via))
     return (
         serialize_status_line(304, "Not Modified")
         + serialize_fields(fields)
         + b"Age: %d\r\n" % int(age_s)
-        + trailer.render()
+        + trailer
     )
 
 
-def forwarded_head(status: int, reason: str, headers: Headers, trailer: Trailer) -> bytes:
+def forwarded_head(status: int, reason: str, headers: Headers, trailer: bytes) -> bytes:
     return (
         serialize_status_line(status, reason or reason_phrase(status))
         + serialize_fields(headers)
-        + trailer.render()
+        + trailer
     )
 
 
-def error_response(status: int, message: str, via: str, date: str, trailer: Trailer) -> bytes:
+def error_response(status: int, message: str, via: str, date: str, trailer: bytes) -> bytes:
     body = (message + "\n").encode("utf-8")
     fields = [
         ("Date", date),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from proxy.cache.keys import primary_key
 from proxy.config import OriginConfig, ProxyConfig
 
 _ROUTE_CACHE_LIMIT = 4096  # distinct Host values remembered; a flood of junk hosts can't grow it
@@ -24,21 +25,27 @@ def make_route(origin: OriginConfig) -> OriginRoute:
     return OriginRoute(origin=origin, base_url=base, scheme="http", authority=parts.netloc)
 
 
+Routed = tuple[OriginRoute, str]  # the route and the cache-key prefix "scheme://host"
+
+
 class Router:
+    """Host -> (origin route, cache-key prefix), memoised: routing runs on every hit."""
+
     def __init__(self, config: ProxyConfig) -> None:
         self._config = config
         self._routes = {origin: make_route(origin) for origin in config.origins}
-        self._by_host: dict[str, OriginRoute | None] = {}
+        self._by_host: dict[str, Routed | None] = {}
 
-    def route(self, host: str) -> OriginRoute | None:
-        cached = self._by_host.get(host, _MISSING)
-        if cached is not _MISSING:
-            return cached  # type: ignore[return-value]
+    def route(self, host: str) -> Routed | None:
+        try:
+            return self._by_host[host]
+        except KeyError:
+            pass
         origin = self._config.origin_for_host(host)
-        route = self._routes[origin] if origin is not None else None
+        routed: Routed | None = None
+        if origin is not None:
+            route = self._routes[origin]
+            routed = (route, primary_key(route.scheme, host or route.authority, ""))
         if len(self._by_host) < _ROUTE_CACHE_LIMIT:
-            self._by_host[host] = route
-        return route
-
-
-_MISSING = object()
+            self._by_host[host] = routed
+        return routed

@@ -43,16 +43,18 @@ def _staleness_within(directive_value: int | None, staleness_s: float) -> bool:
 def decide_reuse(
     stored: StoredResponse, request: Directives, request_pragma_no_cache: bool, now: float
 ) -> Verdict:
-    response = stored.directives
-    if response.field_names("no-cache") == ():
-        return Verdict.REVALIDATE  # §5.2.2.4
-    ttl = stored.ttl(now)
+    response = stored.directives.values
+    if "no-cache" in response and response["no-cache"] is None:
+        return Verdict.REVALIDATE  # §5.2.2.4: unqualified no-cache
+    ttl = stored.freshness_lifetime_s - stored.current_age(now)
     fresh = ttl > 0 and not stored.stale_marked
+    if not request.values and not request_pragma_no_cache:  # the common request: no directives
+        return Verdict.FRESH if fresh else _stale_verdict(stored, request, ttl)
     if request.has("no-cache") or (request_pragma_no_cache and not request.values):
         return Verdict.REVALIDATE  # §5.2.1.4, §5.4
     max_age = request.seconds("max-age")
     # RFC 8246 §2: while fresh, an immutable response answers a reload (max-age=0).
-    reload_of_immutable = fresh and response.has("immutable")
+    reload_of_immutable = fresh and "immutable" in response
     if (
         max_age is not None
         and max_age != INVALID
@@ -65,13 +67,19 @@ def decide_reuse(
         return Verdict.REVALIDATE  # §5.2.1.3
     if fresh:
         return Verdict.FRESH
+    return _stale_verdict(stored, request, ttl)
+
+
+def _stale_verdict(stored: StoredResponse, request: Directives, ttl: float) -> Verdict:
+    response = stored.directives
     if forbids_stale(response):
         return Verdict.REVALIDATE
     staleness = -ttl
     if request.has("max-stale") and not response.has("s-maxage"):
-        max_stale = request.seconds("max-stale")
-        if max_stale is None or _staleness_within(max_stale, staleness):
+        if request.get("max-stale") is None:
             return Verdict.STALE_ACCEPTED  # §5.2.1.2: no value means any staleness
+        if _staleness_within(request.seconds("max-stale"), staleness):
+            return Verdict.STALE_ACCEPTED
     if _staleness_within(response.seconds("stale-while-revalidate"), staleness):
         return Verdict.STALE_WHILE_REVALIDATE
     return Verdict.REVALIDATE
