@@ -729,7 +729,12 @@ class ProxyHandler:
         self.stats.requests_by_outcome["ERROR"] += 1
         if ex is not None and access_log.isEnabledFor(logging.INFO):
             access_log.info(
-                "%s %s %s %d error %s", request_id, head.method, ex.key, status, detail or message
+                "request_id=%s method=%s url=%s status=%d cache=ERROR detail=%s",
+                request_id,
+                head.method,
+                ex.key,
+                status,
+                detail or message,
             )
 
     def _new_request_id(self) -> str:
@@ -742,7 +747,13 @@ class ProxyHandler:
         stats.bytes_by_tier[tier] += sent
         if access_log.isEnabledFor(logging.INFO):
             access_log.info(
-                "%s %s %s %d %s %d", ex.request_id, ex.method, ex.key, status, outcome.x_cache, sent
+                "request_id=%s method=%s url=%s status=%d cache=%s bytes=%d",
+                ex.request_id,
+                ex.method,
+                ex.key,
+                status,
+                outcome.x_cache,
+                sent,
             )
 
 
