@@ -89,12 +89,15 @@ def may_serve_stale_on_error(
     stored: StoredResponse, request: Directives, now: float, default_s: int
 ) -> bool:
     """RFC 5861 §4 stale-if-error, from the response or the request, or the operator's default;
-    never when the response forbids stale reuse (§4.2.4)."""
+    never when the response forbids stale reuse (§4.2.4). s-maxage implies proxy-revalidate
+    (§5.2.2.10), so with it only the origin's own stale-if-error applies (module docstring)."""
     if forbids_stale(stored.directives):
         return False
     staleness = max(0.0, -stored.ttl(now))
-    return (
-        _staleness_within(stored.directives.seconds("stale-if-error"), staleness)
-        or _staleness_within(request.seconds("stale-if-error"), staleness)
-        or (default_s > 0 and staleness <= default_s)
+    if _staleness_within(stored.directives.seconds("stale-if-error"), staleness):
+        return True
+    if stored.directives.has("s-maxage") and staleness > 0:
+        return False
+    return _staleness_within(request.seconds("stale-if-error"), staleness) or (
+        default_s > 0 and staleness <= default_s
     )
