@@ -1,0 +1,71 @@
+"""Hypothesis strategies and builders shared by the provenance tests."""
+
+from __future__ import annotations
+
+from hypothesis import strategies as st
+
+from provenance.records import CACHE_OUTCOMES, TIERS, USES, Record
+
+HEX = "0123456789abcdef"
+names = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,20}", fullmatch=True)
+content_ids = st.text(HEX, min_size=64, max_size=64).map(lambda h: "sha256:" + h)
+timestamps = st.builds(
+    lambda y, mo, d, h, mi, s, ms: f"{y:04d}-{mo:02d}-{d:02d}T{h:02d}:{mi:02d}:{s:02d}.{ms:03d}Z",
+    st.integers(1970, 2100),
+    st.integers(1, 12),
+    st.integers(1, 28),
+    st.integers(0, 23),
+    st.integers(0, 59),
+    st.integers(0, 59),
+    st.integers(0, 999),
+)
+sample_rates = st.sampled_from(["0", "1", "0.5", "0.25", "0.000001", "0.123456", "0.1"])
+counts = st.integers(0, 2**53 - 1)
+
+
+@st.composite
+def records(draw: st.DrawFn, edge: str | None = None) -> Record:
+    attributed = draw(st.booleans())
+    return Record(
+        request_id=draw(
+            st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=40)
+        ),
+        ts=draw(timestamps),
+        edge=edge if edge is not None else draw(names),
+        method=draw(st.sampled_from(["GET", "HEAD", "POST", "PURGE", "M-SEARCH"])),
+        status=draw(st.integers(100, 599)),
+        cache=draw(st.sampled_from(sorted(CACHE_OUTCOMES))),
+        tier=draw(st.sampled_from(sorted(TIERS))),
+        bytes=draw(counts),
+        origin_bytes=draw(counts),
+        content_id=draw(content_ids) if attributed else draw(st.none() | content_ids),
+        creator=draw(names) if attributed else None,
+        manifest=draw(content_ids) if attributed else None,
+        sample_rate=draw(sample_rates),
+        use=draw(st.sampled_from(sorted(USES))),
+        upstream_of=draw(st.none() | names),
+        trace_id=draw(
+            st.none() | st.text(HEX, min_size=32, max_size=32).filter(lambda t: t != "0" * 32)
+        ),
+        cache_key_hash=draw(st.none() | content_ids),
+    )
+
+
+def make_record(index: int = 0, edge: str = "edge-1", **overrides: object) -> Record:
+    fields: dict[str, object] = {
+        "request_id": f"req-{index:06d}",
+        "ts": f"2026-11-27T03:38:{index % 60:02d}.{index % 1000:03d}Z",
+        "edge": edge,
+        "method": "GET",
+        "status": 200,
+        "cache": "hit",
+        "tier": "memory",
+        "bytes": 1000 + index,
+        "origin_bytes": 0,
+        "content_id": "sha256:" + f"{index:064x}",
+        "creator": "alice",
+        "manifest": "sha256:" + "ab" * 32,
+        "sample_rate": "1",
+    }
+    fields.update(overrides)
+    return Record(**fields)  # type: ignore[arg-type]
