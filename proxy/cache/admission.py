@@ -73,6 +73,10 @@ def refresh_stored_response(
     update_directives = effective_directives(update_headers, policy.targeted_fields)
     excluded = fields_not_to_store(update_directives) | RECOMPUTED_FIELDS
     update = without_fields(update_headers, excluded)
+    if not get_values(update, "date"):
+        # RFC 9110 §6.6.1: supply the Date the 304 lacked, or the stored Date would make the
+        # refreshed entry look as old as the original response (§4.2.3 apparent_age).
+        update.append(("Date", format_http_date(response_time)))
     merged = replace_fields(stored.headers, update, keep=NOT_UPDATED_BY_304)
     return _derive(
         stored.status,
