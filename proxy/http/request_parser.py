@@ -121,6 +121,7 @@ _KNOWN_CODINGS = frozenset({"gzip", "x-gzip", "deflate", "compress", "x-compress
 _TRANSFER_CODING = re.compile(rf"([{_TCHAR}]+)((?:[ \t]*;[ \t]*[{_TCHAR}]+=[^;,]*)*)")
 _CONTENT_LENGTH = re.compile(r"[0-9]{1,18}")  # below 2**63; longer is absurd -> 400
 _PORT_MAX = 65535
+_HOST_NAMES = frozenset({"Host", "host", "HOST"})
 
 
 def parse_request_head(
@@ -136,7 +137,7 @@ def parse_request_head(
     None if the head is incomplete and nothing seen so far is invalid. Raises ProtocolError.
     """
     start = 0
-    if buffer[:1] in (b"\r", b"\n"):
+    if buffer[:1] < b"!":  # CR, LF (or an invalid byte, or nothing yet)
         start = _skip_empty_lines(buffer)  # RFC 9112 §2.2
     end = buffer.find(b"\r\n\r\n", start)
     if end < 0:
@@ -162,9 +163,12 @@ def parse_request_head(
         raise ProtocolError(431, "too many header fields")
     if len(text) - pos > max_line_bytes:
         _check_field_line_lengths(text, pos, max_line_bytes)
-    body, keep_alive, expect_continue = _read_framing(
-        _FRAMING_FIELD.findall(text, pos - 1), version
-    )
+    body: BodyFraming
+    if len(headers) == 1 and headers[0][0] in _HOST_NAMES and _is_valid_host(headers[0][1]):
+        body, keep_alive, expect_continue = NO_BODY, version == (1, 1), False  # wrk's request
+    else:
+        framing_fields = _FRAMING_FIELD.findall(text, pos - 1)
+        body, keep_alive, expect_continue = _read_framing(framing_fields, version)
     head = RequestHead(method, target, version, headers, keep_alive, body, expect_continue)
     return head, end + 4
 
@@ -264,8 +268,6 @@ def _read_framing(
     fields: list[tuple[str, str]], version: tuple[int, int]
 ) -> tuple[BodyFraming, bool, bool]:
     """Body framing (RFC 9112 §6), persistence (§9.3) and Expect (RFC 9110 §10.1.1)."""
-    if len(fields) == 1 and fields[0][0] in ("Host", "host") and _is_valid_host(fields[0][1]):
-        return NO_BODY, version == (1, 1), False  # the hit path: Host and nothing else
     hosts = 0
     lengths: list[str] = []
     codings: list[str] = []
