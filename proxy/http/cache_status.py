@@ -66,12 +66,15 @@ def cache_status(
 
 
 def _sf_token_or_string(value: str) -> str:
-    """RFC 8941: a token if it is one, else a quoted string."""
+    """RFC 8941: a token if it is one, else a quoted string; an sf-string holds only printable
+    ASCII (§3.3.3), so any other character becomes "?"."""
     if (
-        value
+        value.isascii()
+        and value
         and (value[0].isalpha() or value[0] == "*")
         and all(c.isalnum() or c in "!#$%&'*+-.^_`|~:/" for c in value)
     ):
         return value
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    printable = "".join(c if " " <= c <= "~" else "?" for c in value)
+    escaped = printable.replace("\\", "\\\\").replace('"', '\\"')
     return f'"{escaped}"'
