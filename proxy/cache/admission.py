@@ -18,8 +18,9 @@ from proxy.http.dates import format_http_date, parse_http_date
 from proxy.http.fields import Headers, get_values, replace_fields, without_fields
 from proxy.http.wire import serialize_fields, serialize_status_line
 
-# Fields the cache recomputes for every response it sends, so they are not stored.
-RECOMPUTED_FIELDS = frozenset({"age", "content-length", "cache-status", "x-cache-status"})
+# Fields the cache recomputes for every response it sends, so they are not stored. An upstream
+# Cache-Status is kept: our member is appended after it (RFC 9211 §2: preserve the existing value).
+RECOMPUTED_FIELDS = frozenset({"age", "content-length", "x-cache-status"})
 # §3.2: a 304 never updates Content-Length.
 NOT_UPDATED_BY_304 = frozenset({"content-length"})
 # Per-entry bookkeeping overhead counted against the memory budget besides header and body bytes.
