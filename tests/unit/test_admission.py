@@ -178,3 +178,17 @@ def test_304_etag_but_stored_has_none_not_refreshable_rfc9111_s4_3_4() -> None:
 def test_304_without_validator_refreshes_the_validated_response_rfc9111_s4_3_4() -> None:
     """admission.py's documented choice: the response we validated is the one to update."""
     assert is_refreshable_by(original(), [("Date", http_date(T0))])
+
+
+def test_upstream_cache_status_preserved_rfc9211_s2() -> None:
+    """Caches SHOULD preserve the existing Cache-Status value when adding their member; the
+    hit path appends ours as a later field line, so the upstream member must stay stored."""
+    stored = stored_response(
+        [("Cache-Control", "max-age=60"), ("Cache-Status", "edge-a; fwd=uri-miss; stored")]
+    )
+    assert "Cache-Status: edge-a; fwd=uri-miss; stored" in head_lines(stored)
+
+
+def test_upstream_x_cache_status_not_replayed() -> None:
+    stored = stored_response([("Cache-Control", "max-age=60"), ("X-Cache-Status", "MISS")])
+    assert "x-cache-status" not in names(stored.headers)

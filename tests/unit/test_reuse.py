@@ -230,3 +230,11 @@ def test_s_maxage_blocks_client_and_default_stale_if_error_rfc9111_s4_2_4() -> N
 def test_s_maxage_with_origin_stale_if_error_follows_documented_policy_rfc5861_s4() -> None:
     """reuse.py's documented choice: the origin's own stale-if-error still applies."""
     assert on_error("s-maxage=60, stale-if-error=100", 70)
+
+
+def test_s_maxage_with_origin_stale_while_revalidate_follows_documented_policy_rfc5861_s3() -> None:
+    """reuse.py's documented choice (see its docstring): s-maxage stops a client's max-stale but
+    the origin's own stale-while-revalidate still applies."""
+    cc = "s-maxage=60, stale-while-revalidate=30"
+    assert verdict(cc, 70) is Verdict.STALE_WHILE_REVALIDATE
+    assert verdict(cc, 70, "max-stale") is Verdict.STALE_WHILE_REVALIDATE
