@@ -160,7 +160,8 @@ def seal_batch(
         raise ValueError("a batch holds at least one record")
     if any(record.edge != edge for record in records):
         raise ValueError("every record of a batch must come from the batch's edge")
-    leaves = [leaf_hash(record_to_canonical_bytes(record)) for record in records]
+    encode = record_to_canonical_bytes
+    leaves = [leaf_hash(encode(record)) for record in records]
     stamps = [record.ts for record in records]
     header, signature = seal_header(leaves, min(stamps), max(stamps), edge, seq, prev, signing_key)
     return SealedBatch(header, signature, tuple(records))

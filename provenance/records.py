@@ -228,24 +228,24 @@ def parse_record(data: bytes) -> Record:
     return record_from_obj(parse(data))
 
 
-def _quoted_or_null(value: str | None) -> str:
-    return "null" if value is None else f'"{value}"'
-
-
 def record_to_canonical_bytes(r: Record) -> bytes:
     """RFC 8785 canonical bytes of the record: a specialised encoder, proved equal to the generic
     one by tests. Keys are in JCS order; every string field but ``request_id`` is validated to a
     character set that JSON never escapes, so only ``request_id`` goes through the escaper.
     """
+    content_id, creator, manifest, upstream_of = r.content_id, r.creator, r.manifest, r.upstream_of
+    content_id = "null" if content_id is None else f'"{content_id}"'
+    creator = "null" if creator is None else f'"{creator}"'
+    manifest = "null" if manifest is None else f'"{manifest}"'
+    upstream_of = "null" if upstream_of is None else f'"{upstream_of}"'
     key_hash = "" if r.cache_key_hash is None else f',"cache_key_hash":"{r.cache_key_hash}"'
     trace = "" if r.trace_id is None else f',"trace_id":"{r.trace_id}"'
     return (
-        f'{{"bytes":{r.bytes},"cache":"{r.cache}"{key_hash}'
-        f',"content_id":{_quoted_or_null(r.content_id)},"creator":{_quoted_or_null(r.creator)}'
-        f',"edge":"{r.edge}","manifest":{_quoted_or_null(r.manifest)},"method":"{r.method}"'
+        f'{{"bytes":{r.bytes},"cache":"{r.cache}"{key_hash},"content_id":{content_id}'
+        f',"creator":{creator},"edge":"{r.edge}","manifest":{manifest},"method":"{r.method}"'
         f',"origin_bytes":{r.origin_bytes},"request_id":{_encode_str(r.request_id)}'
         f',"sample_rate":"{r.sample_rate}","status":{r.status},"tier":"{r.tier}"{trace}'
-        f',"ts":"{r.ts}","upstream_of":{_quoted_or_null(r.upstream_of)},"use":"{r.use}","v":{r.v}}}'
+        f',"ts":"{r.ts}","upstream_of":{upstream_of},"use":"{r.use}","v":{r.v}}}'
     ).encode()
 
 
