@@ -13,7 +13,7 @@ from proxy.cache.freshness import (
     freshness_lifetime,
 )
 from proxy.cache.keys import vary_key, vary_names
-from proxy.cache.storability import effective_directives, fields_not_to_store
+from proxy.cache.storability import effective_directives, expiry_headers, fields_not_to_store
 from proxy.http.dates import format_http_date, parse_http_date
 from proxy.http.fields import Headers, get_values, replace_fields, without_fields
 from proxy.http.wire import serialize_fields, serialize_status_line
@@ -136,7 +136,11 @@ def _derive(
         vary=vary,
         directives=directives,
         freshness_lifetime_s=freshness_lifetime(
-            status, headers, directives, date_s, policy.heuristic
+            status,
+            expiry_headers(headers, policy.targeted_fields),
+            directives,
+            date_s,
+            policy.heuristic,
         ),
         corrected_initial_age_s=corrected_initial_age(
             initial_age_headers, request_time, response_time, date_s

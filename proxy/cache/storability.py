@@ -10,7 +10,7 @@ from proxy.http.cache_control import (
     parse_cache_control,
     parse_targeted_cache_control,
 )
-from proxy.http.fields import Headers, get_values, split_list
+from proxy.http.fields import Headers, get_values, split_list, without_fields
 
 # RFC 9111 §5.2.2.3 must-understand: status codes whose caching requirements this cache
 # implements. 206 is absent until partial content is stored; 304 is never stored.
@@ -26,16 +26,32 @@ class StoragePolicy:
     targeted_fields: tuple[str, ...] = ("cdn-cache-control",)  # lowercase, priority order
 
 
-def effective_directives(headers: Headers, targeted_fields: tuple[str, ...]) -> Directives:
-    """RFC 9213 §2.1: the first targeted field that is present and valid replaces Cache-Control
-    for this cache; an invalid targeted field is ignored as if absent."""
+def targeted_directives(headers: Headers, targeted_fields: tuple[str, ...]) -> Directives | None:
+    """RFC 9213 §2.2: the first targeted field that is present and valid, else None (an invalid
+    targeted field is ignored as if absent, §2.1)."""
     for name in targeted_fields:
         values = get_values(headers, name)
         if values:
             parsed = parse_targeted_cache_control(values)
             if parsed is not None:
                 return parsed
+    return None
+
+
+def effective_directives(headers: Headers, targeted_fields: tuple[str, ...]) -> Directives:
+    """RFC 9213 §2.2: a valid targeted field replaces Cache-Control for this cache."""
+    targeted = targeted_directives(headers, targeted_fields)
+    if targeted is not None:
+        return targeted
     return parse_cache_control(get_values(headers, "cache-control"))
+
+
+def expiry_headers(headers: Headers, targeted_fields: tuple[str, ...]) -> Headers:
+    """The fields freshness may read: RFC 9213 §2.2 says a cache using a targeted field MUST
+    ignore Expires as well as Cache-Control in that response."""
+    if targeted_directives(headers, targeted_fields) is None:
+        return headers
+    return without_fields(headers, {"expires"})
 
 
 def reason_not_storable(
@@ -71,7 +87,7 @@ def reason_not_storable(
     if get_values(response_headers, "set-cookie") and not policy.store_set_cookie:
         return "set-cookie"
     if not (
-        has_explicit_freshness(response_headers, directives)
+        has_explicit_freshness(expiry_headers(response_headers, policy.targeted_fields), directives)
         or directives.has("public")
         or status in HEURISTICALLY_CACHEABLE
     ):
