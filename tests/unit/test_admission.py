@@ -192,3 +192,13 @@ def test_upstream_cache_status_preserved_rfc9211_s2() -> None:
 def test_upstream_x_cache_status_not_replayed() -> None:
     stored = stored_response([("Cache-Control", "max-age=60"), ("X-Cache-Status", "MISS")])
     assert "x-cache-status" not in names(stored.headers)
+
+
+def test_expires_ignored_when_targeted_field_applies_rfc9213_s2_2() -> None:
+    stored = stored_response([("CDN-Cache-Control", "public"), ("Expires", http_date(T0 + 600))])
+    assert stored.freshness_lifetime_s == 0
+
+
+def test_expires_used_when_targeted_field_invalid_rfc9213_s2_2() -> None:
+    stored = stored_response([("CDN-Cache-Control", "public="), ("Expires", http_date(T0 + 600))])
+    assert stored.freshness_lifetime_s == 600

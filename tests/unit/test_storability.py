@@ -196,3 +196,14 @@ def test_targeted_field_priority_order_rfc9213_s2_1() -> None:
         == 3
     )
     assert effective_directives(headers, ()).seconds("max-age") == 1
+
+
+def test_expires_ignored_when_targeted_field_applies_rfc9213_s2_2() -> None:
+    """A cache using a targeted field MUST ignore Cache-Control *and Expires* in that response,
+    so Expires can't make a 302 storable."""
+    headers = [
+        ("CDN-Cache-Control", "must-revalidate"),
+        ("Expires", "Thu, 01 Jan 2099 00:00:00 GMT"),
+    ]
+    assert reason(headers, status=302) == "no-freshness"
+    assert reason([("Expires", "Thu, 01 Jan 2099 00:00:00 GMT")], status=302) is None
