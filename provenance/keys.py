@@ -36,7 +36,13 @@ _BAD_NAME_CHAR = re.compile(r"[\s+\x00-\x1f\x7f]")
 
 def is_key_name(name: object) -> bool:
     """True if ``name`` is a valid signed-note key name."""
-    return isinstance(name, str) and name != "" and _BAD_NAME_CHAR.search(name) is None
+    if not isinstance(name, str) or name == "" or _BAD_NAME_CHAR.search(name) is not None:
+        return False
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate
+        return False
+    return True
 
 
 def _require_name(name: str) -> None:

@@ -93,6 +93,7 @@ def test_key_strings_round_trip(seed: bytes, name: str) -> None:
         "PeterNeumann+c74f20a3+!!!",
         "Peter Neumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW",
         "+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW",
+        "\ud800+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW",  # lone surrogate
     ],
 )
 def test_parse_verifier_key_rejects_junk(text: str) -> None:
