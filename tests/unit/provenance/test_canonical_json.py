@@ -102,7 +102,6 @@ def test_canonicalize_refuses_nan_and_huge_integers_as_misuse() -> None:
         b'"\xed\xa0\x80"',  # surrogate encoded in UTF-8
         b"\xef\xbb\xbf1",  # BOM
         b"1" * 5000,
-        b"[" * 100 + b"]" * 100,
         b"[" * 100_000,
         b"",
         b"{",
