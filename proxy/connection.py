@@ -146,11 +146,16 @@ class ClientConnection(asyncio.Protocol):
         if self._body_reader is not None:
             self._feed_body(data)
             return
-        self.buffer += data
-        if self.task is None:
-            self._process()
-        elif len(self.buffer) > self.state.config.max_head_bytes:
-            self.pause_reading()  # pipelined requests waiting behind a slow one
+        if self.task is not None:
+            self.buffer += data
+            if len(self.buffer) > self.state.config.max_head_bytes:
+                self.pause_reading()  # pipelined requests waiting behind a slow one
+            return
+        if self.buffer:
+            self.buffer += data
+            data = bytes(self.buffer)
+            self.buffer.clear()
+        self._process(data)
 
     # -- the handler's side ----------------------------------------------------------------------
 
@@ -189,33 +194,38 @@ class ClientConnection(asyncio.Protocol):
 
     # -- request loop ----------------------------------------------------------------------------
 
-    def _process(self) -> None:
+    def _process(self, data: bytes) -> None:
+        """Parse and dispatch the requests in `data`; what can't be handled yet goes back to
+        `self.buffer`. Works on bytes, not the bytearray, so the usual one-request read costs
+        no copy."""
         state = self.state
-        while self.buffer and self.task is None and not self.closed:
+        while data:
             try:
-                parsed = parse_request_head(self.buffer, max_head_bytes=state.config.max_head_bytes)
+                parsed = parse_request_head(data, max_head_bytes=state.config.max_head_bytes)
             except ProtocolError as error:
                 self._reject(error)
                 return
             if parsed is None:
+                self.buffer += data
                 if not self.head_started:
                     self.head_started = state.clock()
                 return
             head, used = parsed
-            del self.buffer[:used]
+            data = data[used:]
             self.head_started = 0.0
             if state.draining:
                 head.keep_alive = False
             self.keep_alive = head.keep_alive
             has_body = head.body is not NO_BODY
             if has_body:
-                self._start_body(head)
+                data = self._start_body(head, data)
             pending = state.handler.begin(self, head)
             if pending is None:
-                if has_body or not self.keep_alive:
+                if has_body or not self.keep_alive or self.closed:
                     self.close()  # an unread body leaves no known start for the next request
                     return
                 continue
+            self.buffer += data
             self.task = asyncio.get_running_loop().create_task(self._run(pending))
             return
 
@@ -246,20 +256,26 @@ class ClientConnection(asyncio.Protocol):
         self.last_activity = self.state.clock()
         self.resume_reading()
         if self.buffer:
-            self._process()
+            data = bytes(self.buffer)
+            self.buffer.clear()
+            self._process(data)
 
-    def _start_body(self, head: RequestHead) -> None:
+    def _start_body(self, head: RequestHead, data: bytes) -> bytes:
+        """Start reading the body from `data`; returns what follows a body already complete."""
         if head.body is CHUNKED:
             self._body_reader = ChunkedBodyReader()
         else:
             assert isinstance(head.body, Length)
             self._body_reader = LengthBodyReader(head.body.size_bytes)
         self.body = RequestBody(self, head.expect_continue)
-        leftover = bytes(self.buffer)
-        self.buffer.clear()
-        self._feed_body(leftover)
+        if self._feed_body(data):  # complete: the leftover was put in self.buffer
+            rest = bytes(self.buffer)
+            self.buffer.clear()
+            return rest
+        return b""
 
-    def _feed_body(self, data: bytes) -> None:
+    def _feed_body(self, data: bytes) -> bool:
+        """Feed request-body bytes; True once the body is complete."""
         reader, body = self._body_reader, self.body
         assert reader is not None and body is not None
         try:
@@ -267,11 +283,12 @@ class ClientConnection(asyncio.Protocol):
         except ProtocolError:
             body.fail()
             self.abort()
-            return
+            return False
         body.push(pieces, done)
         if done:
             self._body_reader = None
             self.buffer += leftover
+        return done
 
     def _reject(self, error: ProtocolError) -> None:
         self.state.stats.rejected_requests[error.status] += 1

@@ -17,6 +17,9 @@ ORIGIN_LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 class ProxyStats:
     def __init__(self) -> None:
         self.requests_by_outcome: Counter[str] = Counter()  # X-Cache-Status words
+        # The plain fresh hit is counted in two bare ints: the hit path's cheapest bookkeeping.
+        self.fresh_hits = 0
+        self.fresh_hit_bytes = 0
         self.bytes_by_tier: Counter[str] = Counter()  # memory | origin
         self.origin_bytes = 0
         self.origin_requests = 0
@@ -46,13 +49,17 @@ class ProxyCollector(Collector):
         requests = CounterMetricFamily(
             "cachet_requests", "Client requests answered, by cache outcome", labels=["outcome"]
         )
-        for outcome, count in sorted(stats.requests_by_outcome.items()):
+        by_outcome = Counter(stats.requests_by_outcome)
+        by_outcome["HIT"] += stats.fresh_hits
+        for outcome, count in sorted(by_outcome.items()):
             requests.add_metric([outcome.lower()], count)
         yield requests
         served = CounterMetricFamily(
             "cachet_served_bytes", "Body bytes sent to clients, by tier", labels=["tier"]
         )
-        for tier, count in sorted(stats.bytes_by_tier.items()):
+        by_tier = Counter(stats.bytes_by_tier)
+        by_tier["memory"] += stats.fresh_hit_bytes
+        for tier, count in sorted(by_tier.items()):
             served.add_metric([tier], count)
         yield served
         yield CounterMetricFamily(
