@@ -13,9 +13,9 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})  # RFC 9110 §9.2.
 def keys_to_invalidate(
     method: str, status: int, scheme: str, host: str, target: str, response_headers: Headers
 ) -> list[str]:
-    """Primary keys a cache MUST invalidate after an unsafe request with a non-error response:
-    the target URI, and the Location and Content-Location URIs when they share its origin
-    (§4.4: a cache MUST NOT invalidate another origin's URIs, to prevent denial of service)."""
+    """Primary keys to invalidate after an unsafe request with a non-error response: the target
+    URI (§4.4 MUST), and the Location and Content-Location URIs when they share its origin (§4.4
+    MAY; another origin's URIs are never touched, so one site can't purge another's)."""
     if method in SAFE_METHODS or not (200 <= status < 400):
         return []
     request_key = primary_key(scheme, host, target)
