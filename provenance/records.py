@@ -196,6 +196,7 @@ _REQUIRED = frozenset(
     | {"origin_bytes", "content_id", "creator", "manifest", "sample_rate", "use", "upstream_of"}
 )
 _OPTIONAL = frozenset({"trace_id", "cache_key_hash"})
+_ALL_FIELDS = _REQUIRED | _OPTIONAL
 
 
 def record_to_obj(record: Record) -> dict[str, object]:
@@ -211,12 +212,13 @@ def record_from_obj(obj: object) -> Record:
     """A Record from a parsed JSON value; FormatError naming the first bad field."""
     if not isinstance(obj, dict):
         raise FormatError("a record must be a JSON object")
-    missing = _REQUIRED - obj.keys()
-    if missing:
-        raise FormatError(f"record lacks field(s): {', '.join(sorted(missing))}")
-    unknown = obj.keys() - _REQUIRED - _OPTIONAL
-    if unknown:
-        raise FormatError(f"record has unknown field(s): {', '.join(sorted(unknown))[:200]}")
+    keys = obj.keys()
+    if not (keys >= _REQUIRED and keys <= _ALL_FIELDS):
+        missing = _REQUIRED - keys
+        if missing:
+            raise FormatError(f"record lacks field(s): {', '.join(sorted(missing))}")
+        unknown = ", ".join(sorted(keys - _ALL_FIELDS))
+        raise FormatError(f"record has unknown field(s): {unknown[:200]}")
     try:
         return Record(**obj)
     except ValueError as exc:
