@@ -1,7 +1,8 @@
 """Time the proxy's hit path in-process (parse, look up, decide, write) with a fake transport.
 
 CPU-only and single-threaded, so it is steadier than a socket benchmark on a noisy machine; it
-tells where the microseconds of a hit go. Usage: .venv/bin/python bench/hit_path_micro.py [--profile]
+tells where the microseconds of a hit go.
+Usage: .venv/bin/python bench/hit_path_micro.py [--profile]
 """
 
 from __future__ import annotations
@@ -50,10 +51,19 @@ async def main(count: int, profile: bool) -> None:
     state, _origin = build_state(config, CollectorRegistry())
     now = time.time()
     stored = make_stored_response(
-        200, "OK",
-        [("Content-Type", "application/octet-stream"), ("Cache-Control", "max-age=86400"),
-         ("ETag", '"abc"'), ("Date", "Fri, 27 Nov 2026 03:00:00 GMT")],
-        b"x" * 1024, [("Host", "127.0.0.1:8080")], now, now, state.handler.settings.admission,
+        200,
+        "OK",
+        [
+            ("Content-Type", "application/octet-stream"),
+            ("Cache-Control", "max-age=86400"),
+            ("ETag", '"abc"'),
+            ("Date", "Fri, 27 Nov 2026 03:00:00 GMT"),
+        ],
+        b"x" * 1024,
+        [("Host", "127.0.0.1:8080")],
+        now,
+        now,
+        state.handler.settings.admission,
     )
     state.handler.store.put("http://127.0.0.1:8080/obj-1k", stored)
     conn = ClientConnection(state)
