@@ -9,7 +9,7 @@ of the wrong shape, ``RootMismatchError`` when the recomputed root differs.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from provenance.errors import ProofFormatError, RootMismatchError
 
@@ -68,41 +68,57 @@ class MerkleTree:
 
     def inclusion_proof(self, index: int) -> list[bytes]:
         """PATH(index, D[0:n]) (RFC 9162 §2.1.3.1), leaf-side sibling first."""
-        if not 0 <= index < self.size:
-            raise ValueError(f"index {index} out of range for size {self.size}")
-        proof: list[bytes] = []
-        start, end = 0, self.size
-        while end - start > 1:
-            split = _largest_power_of_two_below(end - start)
-            if index < start + split:
-                proof.append(self.subtree_root(start + split, end))
-                end = start + split
-            else:
-                proof.append(self.subtree_root(start, start + split))
-                start += split
-        proof.reverse()
-        return proof
+        return inclusion_proof_from(self.subtree_root, index, self.size)
 
     def consistency_proof(self, old_size: int) -> list[bytes]:
         """PROOF(old_size, D[0:n]) (RFC 9162 §2.1.4.1)."""
-        if not 0 < old_size <= self.size:
-            raise ValueError(f"old size {old_size} out of range for size {self.size}")
-        proof: list[bytes] = []
-        start, end, complete = 0, self.size, True
-        m = old_size
-        while m != end:
-            split = _largest_power_of_two_below(end - start)
-            if m - start <= split:
-                proof.append(self.subtree_root(start + split, end))
-                end = start + split
-            else:
-                proof.append(self.subtree_root(start, start + split))
-                start += split
-                complete = False
-        if not complete:
-            proof.append(self.subtree_root(start, end))
-        proof.reverse()
-        return proof
+        return consistency_proof_from(self.subtree_root, old_size, self.size)
+
+
+SubtreeRoot = Callable[[int, int], bytes]
+"""``subtree_root(start, end)`` -> MTH(D[start:end]). Proof generation asks only for complete,
+aligned subtrees (size a power of two, ``start`` a multiple of it) and for ragged right edges
+that end at the tree size (or, for consistency proofs, at the old size); a log stored as tiles
+answers the former from storage and builds the latter from O(log n) of them."""
+
+
+def inclusion_proof_from(subtree_root: SubtreeRoot, index: int, size: int) -> list[bytes]:
+    """PATH(index, D[0:size]) (RFC 9162 §2.1.3.1) from a subtree-root reader."""
+    if not 0 <= index < size:
+        raise ValueError(f"index {index} out of range for size {size}")
+    proof: list[bytes] = []
+    start, end = 0, size
+    while end - start > 1:
+        split = _largest_power_of_two_below(end - start)
+        if index < start + split:
+            proof.append(subtree_root(start + split, end))
+            end = start + split
+        else:
+            proof.append(subtree_root(start, start + split))
+            start += split
+    proof.reverse()
+    return proof
+
+
+def consistency_proof_from(subtree_root: SubtreeRoot, old_size: int, size: int) -> list[bytes]:
+    """PROOF(old_size, D[0:size]) (RFC 9162 §2.1.4.1) from a subtree-root reader."""
+    if not 0 < old_size <= size:
+        raise ValueError(f"old size {old_size} out of range for size {size}")
+    proof: list[bytes] = []
+    start, end, complete = 0, size, True
+    while old_size != end:
+        split = _largest_power_of_two_below(end - start)
+        if old_size - start <= split:
+            proof.append(subtree_root(start + split, end))
+            end = start + split
+        else:
+            proof.append(subtree_root(start, start + split))
+            start += split
+            complete = False
+    if not complete:
+        proof.append(subtree_root(start, end))
+    proof.reverse()
+    return proof
 
 
 def _largest_power_of_two_below(n: int) -> int:

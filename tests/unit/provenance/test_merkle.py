@@ -13,8 +13,10 @@ from provenance.merkle import (
     EMPTY_ROOT,
     MerkleTree,
     consistency_proof,
+    consistency_proof_from,
     consistency_proof_length,
     inclusion_proof,
+    inclusion_proof_from,
     inclusion_proof_length,
     leaf_hash,
     node_hash,
@@ -193,3 +195,26 @@ def test_large_tree_proofs_are_cheap_after_building() -> None:
         verify_inclusion(hashes[index], index, tree.size, tree.inclusion_proof(index), root)
     old_root = root_from_leaf_hashes(hashes[:70_001])
     verify_consistency(70_001, tree.size, tree.consistency_proof(70_001), old_root, root)
+
+
+@settings(max_examples=40, deadline=None)
+@given(leaves_strategy, st.data())
+def test_proofs_from_a_reader_ask_only_aligned_subtrees_or_right_edges(
+    data: list[bytes], draw: st.DataObject
+) -> None:
+    """The SubtreeRoot contract: what a tile-backed log must be able to answer."""
+    size = len(data)
+    asked: list[tuple[int, int]] = []
+
+    def read(start: int, end: int) -> bytes:
+        asked.append((start, end))
+        return ref_mth(data[start:end])
+
+    index = draw.draw(st.integers(0, size - 1))
+    old = draw.draw(st.integers(1, size))
+    assert inclusion_proof_from(read, index, size) == ref_path(index, data)
+    assert consistency_proof_from(read, old, size) == ref_proof(old, data)
+    for start, end in asked:
+        width = end - start
+        aligned = width & (width - 1) == 0 and start % width == 0
+        assert aligned or end in (size, old), (start, end)
