@@ -12,8 +12,8 @@ A spec (all keys optional): ``status``, ``reason``, ``headers`` (list of [name, 
 ``body`` (text), ``body_size`` (that many ``x`` bytes), ``echo`` (body = JSON of the request),
 ``framing`` (``length`` | ``close`` | ``chunked``), ``interim`` (list of [status, headers]),
 ``delay_s`` (before answering), ``fault`` (``reset_before`` | ``close_before`` | ``garbage`` |
-``stall`` | ``reset_mid_body``). Unscripted paths echo the request with ``Cache-Control:
-no-store``.
+``stall`` | ``reset_mid_body`` | ``raw``: write ``raw`` (latin-1 text) verbatim, then close).
+Unscripted paths echo the request with ``Cache-Control: no-store``.
 """
 
 from __future__ import annotations
@@ -216,6 +216,11 @@ class Origin:
             return False
         if fault == "garbage":
             writer.write(b"\x00\x01garbage that is not HTTP\r\n\xff\xfe\r\n\r\n")
+            await writer.drain()
+            writer.close()
+            return False
+        if fault == "raw":
+            writer.write(str(spec["raw"]).encode("latin-1"))
             await writer.drain()
             writer.close()
             return False

@@ -83,7 +83,8 @@ def test_bare_cr_is_400_rfc9112_s2_2(proxy: Proxy, origin: Origin, path: str) ->
 
 def test_connect_is_refused_rfc9110_s9_3_6(proxy: Proxy) -> None:
     raw = raw_exchange(
-        proxy.port, b"CONNECT example.test:443 HTTP/1.1\r\nHost: example.test:443\r\n\r\n"
+        proxy.port,
+        b"CONNECT example.test:443 HTTP/1.1\r\nHost: example.test:443\r\nConnection: close\r\n\r\n",
     )
     assert 400 <= status_of(raw) < 500
 
@@ -92,7 +93,9 @@ def test_absolute_form_other_authority_is_400_rfc9112_s3_2_2(
     proxy: Proxy, origin: Origin, path: str
 ) -> None:
     raw = raw_exchange(
-        proxy.port, f"GET http://evil.test{path} HTTP/1.1\r\nHost: example.test\r\n\r\n".encode()
+        proxy.port,
+        f"GET http://evil.test{path} HTTP/1.1\r\nHost: example.test\r\n"
+        "Connection: close\r\n\r\n".encode(),
     )
     assert status_of(raw) == 400
     assert origin.count(path) == 0

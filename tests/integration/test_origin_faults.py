@@ -71,7 +71,9 @@ def test_origin_reset_mid_body_never_looks_complete(
     connection closes."""
     origin.script(path, {"body_size": 200_000, "framing": framing, "fault": "reset_mid_body"})
     with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: example.test\r\n\r\n".encode())
+        sock.sendall(
+            f"GET {path} HTTP/1.1\r\nHost: example.test\r\nConnection: close\r\n\r\n".encode()
+        )
         raw = read_until_close(sock, 10.0)
     head, _, body = raw.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200")
@@ -99,7 +101,9 @@ def test_origin_reset_mid_close_delimited_body_is_not_cached(
         {"body_size": 200_000, "headers": [["Cache-Control", "max-age=300"]]},
     )
     with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: example.test\r\n\r\n".encode())
+        sock.sendall(
+            f"GET {path} HTTP/1.1\r\nHost: example.test\r\nConnection: close\r\n\r\n".encode()
+        )
         read_until_close(sock, 10.0)
     second = proxy.get(path)
     assert second.status == 200
