@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from provenance.batches import (
     ZERO_HASH_HEX,
     BatchHeader,
+    ChainHead,
     SealedBatch,
     batch_log_leaf_hash,
     chain_head,
@@ -19,6 +20,7 @@ from provenance.batches import (
     header_hash,
     parse_sealed_batch,
     seal_batch,
+    seal_header,
     verify_batch,
     verify_chain,
 )
@@ -169,3 +171,31 @@ def test_parse_sealed_batch_arbitrary_bytes_only_format_error(data: bytes) -> No
             parse_sealed_batch(data[:end])
         except FormatError:
             pass
+
+
+def test_signed_header_that_misstates_its_records_is_refused() -> None:
+    """A correctly signed header must still match its records' edge and timestamp span."""
+    records = [make_record(i) for i in range(3)]
+    leaves = [record_leaf_hash(r) for r in records]
+    late = "2030-01-01T00:00:00.000Z"
+    header, signature = seal_header(
+        leaves, records[0].ts, late, "edge-1", 0, ZERO_HASH_HEX, EDGE_KEY
+    )
+    with pytest.raises(RootMismatchError, match="first_ts/last_ts"):
+        verify_batch(SealedBatch(header, signature, tuple(records)), RING)
+    sealed = sealed_batch(count=3)
+    foreign = (*sealed.records[:2], dataclasses.replace(sealed.records[2], edge="edge-2"))
+    with pytest.raises(RootMismatchError, match="another edge"):
+        verify_batch(dataclasses.replace(sealed, records=foreign), RING)
+
+
+def test_verify_chain_misuse_with_another_edges_head() -> None:
+    header = sealed_batch(seq=1, prev="ab" * 32).header
+    with pytest.raises(ValueError, match="another edge"):
+        verify_chain(ChainHead("edge-2", 0, "ab" * 32), header)
+
+
+@pytest.mark.parametrize("body", [b'{"header":1,"records":[],"signature":5}', b"[]", b"{}"])
+def test_parse_sealed_batch_structure(body: bytes) -> None:
+    with pytest.raises(FormatError):
+        parse_sealed_batch(body)

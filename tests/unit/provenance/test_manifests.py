@@ -154,3 +154,13 @@ def test_parse_manifest_arbitrary_bytes_only_format_error(data: bytes) -> None:
             parse_manifest(data[:end])
         except FormatError:
             pass
+
+
+def test_manifest_version_field_and_item_shape() -> None:
+    obj = json.loads(format_signed_manifest(sign_manifest(make_manifest(), CREATOR_KEY)))
+    with pytest.raises(FormatError, match="'v'"):
+        parse_manifest(json.dumps({**obj, "v": 2}).encode())
+    with pytest.raises(FormatError, match="JSON object"):
+        parse_manifest(json.dumps({**obj, "items": ["/a"]}).encode())
+    with pytest.raises(FormatError, match="signature"):
+        parse_manifest(json.dumps({**obj, "signature": "not base64!"}).encode())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -123,3 +125,17 @@ def test_sign_note_misuse() -> None:
         sign_note("a\n\nb\n", [key])
     with pytest.raises(ValueError, match="at least one"):
         sign_note("a\n", [])
+
+
+def test_note_limits_and_bad_lines_c2sp_signed_note() -> None:
+    key = parse_verifier_key(GO_VERIFIER)
+    line = GO_NOTE.split("\n\n")[1]
+    with pytest.raises(FormatError, match="too many"):
+        open_note((GO_TEXT + "\n" + line * 101).encode(), [key])
+    with pytest.raises(FormatError, match="too large"):
+        open_note(b"a" * (1 << 20) + GO_NOTE.encode(), [key])
+    with pytest.raises(FormatError, match="want"):
+        open_note((GO_TEXT + "\n" + line.replace(" x08go", " extra x08go")).encode(), [key])
+    short = base64.b64encode(parse_verifier_key(GO_VERIFIER).key_id + b"\x00" * 10).decode()
+    with pytest.raises(FormatError, match="64 bytes"):
+        open_note((GO_TEXT + f"\n\u2014 PeterNeumann {short}\n").encode(), [key])
