@@ -9,12 +9,9 @@ Every value is deterministic: keys come from fixed seeds, leaves from fixed stri
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from provenance.checkpoint import Checkpoint, format_checkpoint
 from provenance.errors import CachetError
@@ -25,7 +22,7 @@ from provenance.merkle import (
     verify_consistency,
     verify_inclusion,
 )
-from provenance.records import record_to_canonical_bytes, record_to_obj
+from provenance.records import Record, record_to_canonical_bytes, record_to_obj
 from provenance.signed_note import sign_note
 
 VECTORS = Path(__file__).resolve().parent.parent / "tests" / "vectors"
@@ -156,8 +153,6 @@ def merkle_vectors() -> dict[str, object]:
 
 
 def record_vectors() -> dict[str, object]:
-    from provenance.records import Record  # local: keeps the import list above short
-
     base: dict[str, Any] = {
         "request_id": "req-0001",
         "ts": "2026-11-27T03:38:49.123Z",
