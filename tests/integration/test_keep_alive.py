@@ -83,9 +83,4 @@ def test_errors_carry_request_id_and_via(proxy_factory: ProxyFactory) -> None:
     assert response.status == 502
     assert response.header("X-Request-ID") == "err-1"
     assert response.header("Via") == "1.1 cachet"
-    assert (
-        response.header(
-            "Content-Type",
-        )
-        is not None
-    )
+    assert (response.header("Content-Type") or "").startswith("text/plain")

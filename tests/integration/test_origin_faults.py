@@ -47,12 +47,7 @@ def test_origin_fault_before_response_is_502(
     response = proxy.get(path)
     assert response.status == 502
     assert_cache_status(response.header("Cache-Status"))
-    assert (
-        response.header(
-            "Content-Type",
-        )
-        is not None
-    )
+    assert (response.header("Content-Type") or "").startswith("text/plain")
 
 
 def test_origin_stall_is_504(impatient_proxy: Proxy, origin: Origin, path: str) -> None:
