@@ -69,3 +69,37 @@ def test_http10_request_is_answered_and_closed_rfc9112_s9_3(proxy: Proxy, path: 
     head, _, body = raw.partition(b"\r\n\r\n")
     assert b"transfer-encoding" not in head.lower()  # RFC 9112 §6.1: never chunked to 1.0
     assert body
+
+
+def test_overlong_target_is_414_rfc9112_s3(proxy: Proxy) -> None:
+    target = "/" + "a" * (70 * 1024)
+    raw = raw_exchange(proxy.port, request(target, "Host: a.test", "Connection: close"))
+    assert status_of(raw) in (414, 431)
+
+
+@pytest.mark.parametrize(
+    ("name", "field"),
+    [
+        ("nul-in-value", "X-Nul: a\x00b"),  # RFC 9110 §5.5
+        ("bad-name-token", "X(Bad): 1"),  # RFC 9110 §5.1
+        ("empty-name", ": value"),  # RFC 9112 §5
+    ],
+)
+def test_invalid_field_is_400_rfc9110_s5(
+    proxy: Proxy, origin: Origin, path: str, name: str, field: str
+) -> None:
+    raw = raw_exchange(proxy.port, request(path, "Host: a.test", field, "Connection: close"))
+    assert status_of(raw) == 400, name
+    assert origin.count(path) == 0
+
+
+def test_transfer_encoding_in_http10_is_faulty_framing_rfc9112_s6_1(
+    proxy: Proxy, origin: Origin, path: str
+) -> None:
+    data = (
+        f"POST {path} HTTP/1.0\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n"
+        "Content-Length: 5\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+    ).encode()
+    raw = raw_exchange(proxy.port, data)
+    assert status_of(raw) == 400
+    assert origin.count(path) == 0
