@@ -1,0 +1,111 @@
+"""SpoolWriter: appends, rotation, the full policy, and recovery of torn or corrupt tails."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from proxy.records.segments import encode_frame, scan_frames
+from proxy.records.spool import SpoolWriter, list_segments, segment_name
+
+
+def payload(i: int) -> bytes:
+    return b'{"n":%d,"pad":"%s"}' % (i, b"x" * (i % 7))
+
+
+def read_all(directory: Path) -> list[bytes]:
+    out: list[bytes] = []
+    for number in list_segments(directory):
+        out += scan_frames((directory / segment_name(number)).read_bytes()).payloads
+    return out
+
+
+def test_flush_writes_appended_records_and_rotates(tmp_path: Path) -> None:
+    spool = SpoolWriter(tmp_path, segment_bytes=200)
+    spool.open()
+    for i in range(30):
+        assert spool.append(payload(i))
+        if i % 3 == 2:
+            spool.flush()
+    spool.close()
+    assert read_all(tmp_path) == [payload(i) for i in range(30)]
+    assert len(list_segments(tmp_path)) > 1
+
+
+def test_nothing_reaches_disk_before_flush(tmp_path: Path) -> None:
+    spool = SpoolWriter(tmp_path)
+    spool.open()
+    spool.append(payload(1))
+    assert read_all(tmp_path) == []
+    spool.flush()
+    assert read_all(tmp_path) == [payload(1)]
+    spool.close()
+
+
+@pytest.mark.parametrize("policy", ["drop", "reject"])
+def test_full_spool_refuses_and_counts(tmp_path: Path, policy: str) -> None:
+    spool = SpoolWriter(tmp_path, max_bytes=100, full_policy=policy)
+    spool.open()
+    accepted = 0
+    for i in range(20):
+        accepted += spool.append(payload(i))
+        spool.flush()
+    assert 0 < accepted < 20
+    assert spool.dropped == 20 - accepted
+    assert spool.bytes_used >= 100
+    for number in list_segments(tmp_path):  # the sealer consumed everything
+        (tmp_path / segment_name(number)).unlink()
+    spool.flush()
+    assert spool.append(payload(99))
+    spool.close()
+
+
+def test_unknown_policy_is_a_bug() -> None:
+    with pytest.raises(ValueError):
+        SpoolWriter(Path("x"), full_policy="block")
+
+
+def test_torn_tail_at_every_offset_is_quarantined(tmp_path: Path) -> None:
+    """Truncate the last frame at every byte: all complete frames kept, the torn one set aside."""
+    frames = [encode_frame(payload(i)) for i in range(3)]
+    whole = b"".join(frames)
+    good = len(whole) - len(frames[-1])
+    for cut in range(good + 1, len(whole)):
+        folder = tmp_path / str(cut)
+        folder.mkdir()
+        (folder / segment_name(0)).write_bytes(whole[:cut])
+        spool = SpoolWriter(folder)
+        spool.open()
+        spool.append(payload(7))
+        spool.close()
+        assert read_all(folder) == [payload(0), payload(1), payload(7)]
+        aside = list((folder / "quarantine").iterdir())
+        assert [p.read_bytes() for p in aside] == [whole[good:cut]]
+
+
+def test_corrupt_middle_frame_starts_a_new_segment(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    raw = bytearray(b"".join(encode_frame(payload(i)) for i in range(3)))
+    raw[12] ^= 0x40  # inside the first payload
+    (tmp_path / segment_name(0)).write_bytes(bytes(raw))
+    spool = SpoolWriter(tmp_path)
+    with caplog.at_level(logging.WARNING):
+        spool.open()
+    spool.append(payload(9))
+    spool.close()
+    assert "corrupt frame" in caplog.text
+    assert (tmp_path / segment_name(0)).read_bytes() == bytes(raw)  # left for the sealer
+    assert scan_frames((tmp_path / segment_name(1)).read_bytes()).payloads == [payload(9)]
+
+
+def test_reopen_continues_after_last_good_frame(tmp_path: Path) -> None:
+    for round_ in range(3):
+        spool = SpoolWriter(tmp_path)
+        spool.open()
+        spool.append(payload(round_))
+        spool.close()
+    assert read_all(tmp_path) == [payload(0), payload(1), payload(2)]
+    assert list_segments(tmp_path) == [0]
