@@ -57,3 +57,41 @@ def test_sigterm_lets_in_flight_response_finish_and_refuses_new_connections(
     assert status_of(raw) == 200
     assert raw.endswith(b"slow but whole")
     assert proxy.proc.wait(15) == 0
+
+
+def test_metrics_cover_issue_2_operations_list(proxy: Proxy, origin: Origin, path: str) -> None:
+    """Issue 2, Operations: outcomes, bytes by tier, origin bytes, origin latency histogram,
+    cache bytes/entries/evictions, open connections; all move with traffic."""
+    origin.script(path, {"headers": [["Cache-Control", "max-age=300"]], "body_size": 1000})
+    before = proxy.admin("/metrics").body.decode()
+    proxy.get(path)
+    proxy.get(path)
+    text = proxy.admin("/metrics").body.decode()
+    for name in (
+        "cachet_cache_evictions_total",
+        "cachet_open_connections",
+        "cachet_origin_latency_seconds_bucket",
+    ):
+        assert re.search(r"^" + name + r"\b", text, re.MULTILINE), name
+    for name, labels in (
+        ("cachet_served_bytes_total", 'tier="memory"'),
+        ("cachet_served_bytes_total", 'tier="origin"'),
+        ("cachet_origin_bytes_total", ""),
+        ("cachet_origin_latency_seconds_count", ""),
+    ):
+        assert metric(text, name, labels) >= metric(before, name, labels) + 1, name
+    assert metric(text, "cachet_cache_bytes") >= 1000
+    assert metric(text, "cachet_cache_entries") >= 1
+
+
+def test_rejected_requests_are_counted(proxy: Proxy) -> None:
+    before = metric(
+        proxy.admin("/metrics").body.decode(), "cachet_rejected_requests_total", 'status="400"'
+    )
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as sock:
+        sock.sendall(b"GET /x HTTP/1.1\r\nHost: a\r\nX-Folded: a\r\n b\r\n\r\n")
+        assert status_of(read_until_close(sock, 5.0)) == 400
+    after = metric(
+        proxy.admin("/metrics").body.decode(), "cachet_rejected_requests_total", 'status="400"'
+    )
+    assert after == before + 1
