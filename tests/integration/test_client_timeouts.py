@@ -9,7 +9,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.conftest import Origin, Proxy, read_until_close, start_proxy, status_of
+from tests.integration.conftest import (
+    Origin,
+    Proxy,
+    ProxyFactory,
+    read_until_close,
+    start_proxy,
+    status_of,
+)
 
 
 @pytest.fixture(scope="module")
@@ -47,3 +54,16 @@ def test_stalled_request_body_is_cut_off(strict_proxy: Proxy, origin: Origin, pa
         read_until_close(sock, 8.0)
         assert time.monotonic() - started < 7.0, "stalled request body never cut off"
     assert strict_proxy.get(path).status == 200
+
+
+def test_silent_new_connection_is_cut_off_after_header_timeout(
+    origin: Origin, proxy_factory: ProxyFactory
+) -> None:
+    """Slowloris with zero bytes: a fresh connection that never starts its head is sending its
+    head too slowly (issue 2), so --header-timeout-s applies, not the keep-alive idle timeout
+    meant for the gap between requests."""
+    proxy = proxy_factory(origin.url, "--header-timeout-s", "1")
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
+        started = time.monotonic()
+        read_until_close(sock, 8.0)
+        assert time.monotonic() - started < 6.0, "a silent connection is held open"
