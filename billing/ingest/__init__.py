@@ -1,0 +1,1 @@
+"""Verified ingest: pure decisions (``decide``) and the async pipeline (``pipeline``)."""

@@ -1,0 +1,129 @@
+"""The sequencer: the one task that appends accepted batches to the log, in order, and signs
+checkpoints (C2SP tlog-checkpoint as a C2SP signed note) every ``interval_s`` seconds or every
+``every_batches`` leaves, whichever comes first.
+
+Durability contract: ``append_leaves`` MUST commit the leaf indexes and nodes in one transaction
+before the in-memory frontier moves; a checkpoint is stored only for a size whose nodes are
+committed. After a crash the sequencer reloads its frontier from the stored nodes and integrates
+the batches that were acknowledged but not yet sequenced: acknowledgement never waits for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from datetime import datetime
+
+from billing.log.integrate import EMPTY_LOG, LogState, frontier_node_ids, integrate, root_of
+from billing.metrics import CoordinatorMetrics
+from billing.store.base import Store, StoredCheckpoint
+from provenance.checkpoint import Checkpoint, format_checkpoint
+from provenance.keys import SigningKey
+from provenance.records import format_timestamp
+from provenance.signed_note import sign_note
+
+MAX_LEAVES_PER_STEP = 4096
+
+
+class Sequencer:
+    def __init__(
+        self,
+        store: Store,
+        log_key: SigningKey,
+        origin: str,
+        metrics: CoordinatorMetrics,
+        clock: Callable[[], datetime],
+        interval_s: float,
+        every_batches: int,
+    ) -> None:
+        self._store, self._key, self._origin = store, log_key, origin
+        self._metrics, self._clock = metrics, clock
+        self._interval_s, self._every = interval_s, every_batches
+        self._state = EMPTY_LOG
+        self._checkpoint: StoredCheckpoint | None = None
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def state(self) -> LogState:
+        return self._state
+
+    @property
+    def checkpoint(self) -> StoredCheckpoint | None:
+        return self._checkpoint
+
+    async def start(self) -> None:
+        """Reload the frontier from storage, catch up, sign a first checkpoint, start the loop."""
+        size = await self._store.log_size()
+        ids = frontier_node_ids(size)
+        nodes = await self._store.read_nodes(ids)
+        self._state = LogState(size, tuple(nodes[node_id] for node_id in ids))
+        self._checkpoint = await self._store.latest_checkpoint()
+        self._metrics.log_size.set(size)
+        await self.flush()
+        self._task = asyncio.create_task(self._run(), name="cachet-log-sequencer")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def notify(self) -> None:
+        """A batch was accepted: integrate soon."""
+        self._wake.set()
+
+    async def flush(self) -> StoredCheckpoint:
+        """Integrate every pending batch and sign a checkpoint for the resulting size."""
+        async with self._lock:
+            while await self._integrate_pending():
+                pass
+            return await self._sign_if_grown(force=True)
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self._interval_s)
+            self._wake.clear()
+            async with self._lock:
+                while await self._integrate_pending():
+                    await self._sign_if_grown(force=False)
+                await self._sign_if_grown(force=self._is_due())
+
+    def _is_due(self) -> bool:
+        if self._checkpoint is None:
+            return True
+        created = datetime.fromisoformat(self._checkpoint.created_at.replace("Z", "+00:00"))
+        return (self._clock() - created).total_seconds() >= self._interval_s
+
+    async def _integrate_pending(self) -> int:
+        batch_ids = await self._store.unsequenced_batch_ids(MAX_LEAVES_PER_STEP)
+        if not batch_ids:
+            return 0
+        leaves = [bytes.fromhex(batch_id) for batch_id in batch_ids]
+        state, nodes = integrate(self._state, leaves)
+        await self._store.append_leaves(self._state.size, batch_ids, nodes)
+        self._state = state
+        self._metrics.log_size.set(state.size)
+        return len(batch_ids)
+
+    async def _sign_if_grown(self, force: bool) -> StoredCheckpoint:
+        signed = self._checkpoint
+        grown = signed is None or self._state.size > signed.size
+        enough = signed is None or self._state.size - signed.size >= self._every
+        if signed is not None and not (grown and (force or enough)):
+            return signed
+        checkpoint = self._sign(self._state)
+        await self._store.add_checkpoint(checkpoint)
+        self._checkpoint = checkpoint
+        self._metrics.note_checkpoint(checkpoint.size)
+        return checkpoint
+
+    def _sign(self, state: LogState) -> StoredCheckpoint:
+        root = root_of(state)
+        text = format_checkpoint(Checkpoint(self._origin, state.size, root))
+        note = sign_note(text, [self._key])
+        return StoredCheckpoint(state.size, root.hex(), note, format_timestamp(self._clock()))

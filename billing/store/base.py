@@ -1,0 +1,152 @@
+"""The storage seam: every read and write the coordinator makes, as one typing Protocol.
+
+Durability contract: a method that writes MUST have committed durably when it returns, and MUST
+apply all of its writes or none (one transaction). Timestamps are RFC 3339 UTC ms strings passed
+in by the caller (the store never reads the clock); hashes are lowercase hex.
+
+Backends implement this with their own SQL (no sharing between backends); the schema in
+``migrations`` is written in the SQL subset PostgreSQL and SQLite both run (TEXT, BIGINT,
+INTEGER, composite primary keys, ``ON CONFLICT``), so billing and the later PostgreSQL backend read
+the same tables. The manifest registry (creators, manifests, change feed) will add its own
+methods here and its own migrations after version 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Protocol
+
+from billing.log.integrate import NodeId
+from provenance.batches import BatchHeader, ChainHead
+from provenance.records import Record
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeKey:
+    edge: str
+    key_id: str
+    verifier: str  # C2SP verifier key text
+    added_at: str
+    revoked_at: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeStatus:
+    edge: str
+    enrolled_at: str
+    last_seen_at: str | None
+    head_seq: int | None
+    head_hash: str | None
+    spool_lag: int | None
+    batches_accepted: int
+    rejected: dict[str, int]  # reason -> count
+    incidents: int
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingBatch:
+    """A batch that passed every check but the chain; ``batch_id`` is its log leaf hash."""
+
+    batch_id: str
+    header: BatchHeader
+    signature: bytes
+    records: tuple[Record, ...]
+    records_json: str  # the canonical records as one JSON array, kept for receipts and audit
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBatch:
+    batch_id: str
+    header: BatchHeader
+    signature: bytes
+    log_index: int | None
+    records_json: str
+
+
+class Outcome(Enum):
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    outcome: Outcome
+    records_stored: int  # new request ids, or upstream_of records replaced by the serving edge's
+    records_duplicate: int  # request ids already held by a preferred record
+
+
+@dataclass(frozen=True, slots=True)
+class Incident:
+    incident_id: str
+    edge: str
+    kind: str  # chain-gap | chain-fork
+    seq: int
+    detail: str
+    header_json: str
+    at: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCheckpoint:
+    size: int
+    root_hash: str
+    note: str
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecordLocation:
+    batch: StoredBatch
+    record_index: int
+
+
+class Store(Protocol):
+    async def close(self) -> None: ...
+
+    # -- admin tokens (hashes only) ------------------------------------------------------------
+    async def replace_admin_token(self, token_hash: str, now: str) -> None: ...
+    async def has_admin_token(self, token_hash: str) -> bool: ...
+    async def count_admin_tokens(self) -> int: ...
+
+    # -- edges ------------------------------------------------------------------------------
+    async def add_enrolment_token(self, token_hash: str, now: str, expires_at: str) -> None: ...
+    async def enrol_edge(self, token_hash: str, edge: str, key: EdgeKey, now: str) -> None:
+        """Consume the token and enrol the edge with its first key, in one transaction.
+        EnrolmentError if the token is unknown, used or expired; ConflictError if enrolled."""
+        ...
+
+    async def add_edge_key(self, key: EdgeKey) -> None: ...
+    async def revoke_edge_key(self, edge: str, key_id: str, now: str) -> None: ...
+    async def edge_keys(self, edge: str) -> list[EdgeKey]: ...
+    async def list_edges(self) -> list[EdgeStatus]: ...
+    async def note_edge_seen(self, edge: str, now: str, spool_lag: int | None) -> None: ...
+    async def count_rejection(self, edge: str, reason: str) -> None: ...
+    async def list_incidents(self, edge: str | None) -> list[Incident]: ...
+
+    # -- ingest ------------------------------------------------------------------------------
+    async def find_batch(self, batch_id: str) -> StoredBatch | None: ...
+    async def chain_head(self, edge: str) -> ChainHead | None: ...
+    async def apply_batch(self, batch: IncomingBatch, now: str, incident_id: str) -> ApplyResult:
+        """In ONE transaction: acknowledge a stored batch as DUPLICATE; else check the chain
+        (``billing.ingest.decide.check_chain``) against the edge's head, storing a refused batch
+        as an incident (``incident_id``) and re-raising; else store the batch, upsert its records
+        (dedup by request id, ``decide.is_preferred``) and advance the edge's head."""
+        ...
+
+    # -- the log -----------------------------------------------------------------------------
+    async def unsequenced_batch_ids(self, limit: int) -> list[str]: ...
+    async def log_size(self) -> int: ...
+    async def append_leaves(
+        self, first_index: int, batch_ids: Sequence[str], nodes: Sequence[tuple[NodeId, bytes]]
+    ) -> None:
+        """Give the batches log indexes first_index.. and store the nodes; RuntimeError if the
+        log's size is not ``first_index`` (a second sequencer)."""
+        ...
+
+    async def read_nodes(self, ids: Sequence[NodeId]) -> dict[NodeId, bytes]: ...
+    async def batch_at(self, log_index: int) -> StoredBatch | None: ...
+    async def add_checkpoint(self, checkpoint: StoredCheckpoint) -> None: ...
+    async def latest_checkpoint(self) -> StoredCheckpoint | None: ...
+    async def find_record(self, request_id: str) -> RecordLocation | None: ...

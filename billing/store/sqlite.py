@@ -1,0 +1,396 @@
+"""SqliteStore: the Store protocol on SQLite through aiosqlite, in WAL mode.
+
+Durability: ``journal_mode=WAL`` with ``synchronous=FULL`` (the default here): a commit fsyncs the
+WAL, so a batch acknowledged after ``apply_batch`` returns survives SIGKILL *and* power loss.
+``synchronous=NORMAL`` (configurable) still survives SIGKILL of the process (the WAL is in the OS
+page cache) but may lose the last commits on power loss; choose it only knowing that.
+
+One writer connection runs each transaction under an asyncio lock (``BEGIN IMMEDIATE`` ...
+``COMMIT``); a second connection serves reads, which in WAL mode see only committed data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from billing.errors import (
+    ChainForkError,
+    ChainGapError,
+    ConflictError,
+    EnrolmentError,
+    NotFoundError,
+)
+from billing.ingest.decide import check_chain
+from billing.log.integrate import NodeId
+from billing.store.base import (
+    ApplyResult,
+    EdgeKey,
+    EdgeStatus,
+    Incident,
+    IncomingBatch,
+    Outcome,
+    RecordLocation,
+    StoredBatch,
+    StoredCheckpoint,
+)
+from billing.store.migrations import CREATE_MIGRATIONS_TABLE, MIGRATIONS
+from provenance.batches import ChainHead, header_canonical_bytes, header_from_obj
+from provenance.canonical_json import parse
+from provenance.records import Record
+
+SYNCHRONOUS_MODES = ("FULL", "NORMAL")
+_UPSERT_RECORD = (
+    "INSERT INTO records (request_id, batch_id, record_index, edge, ts, upstream_of, method,"
+    " status, cache, tier, bytes, origin_bytes, content_id, creator, manifest, sample_rate,"
+    " use_kind) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    " ON CONFLICT (request_id) DO UPDATE SET batch_id = excluded.batch_id,"
+    " record_index = excluded.record_index, edge = excluded.edge, ts = excluded.ts,"
+    " upstream_of = excluded.upstream_of, method = excluded.method, status = excluded.status,"
+    " cache = excluded.cache, tier = excluded.tier, bytes = excluded.bytes,"
+    " origin_bytes = excluded.origin_bytes, content_id = excluded.content_id,"
+    " creator = excluded.creator, manifest = excluded.manifest,"
+    " sample_rate = excluded.sample_rate, use_kind = excluded.use_kind"
+    " WHERE excluded.upstream_of IS NULL AND records.upstream_of IS NOT NULL"
+)
+_SELECT_BATCH = (
+    "SELECT b.batch_id, b.header_json, b.signature, b.log_index, b.records_json FROM batches b"
+)
+
+
+def _record_row(batch_id: str, index: int, r: Record) -> tuple[Any, ...]:
+    return (
+        r.request_id, batch_id, index, r.edge, r.ts, r.upstream_of, r.method, r.status,
+        r.cache, r.tier, r.bytes, r.origin_bytes, r.content_id, r.creator, r.manifest,
+        r.sample_rate, r.use,
+    )  # fmt: skip
+
+
+def _batch_from_row(row: Sequence[Any]) -> StoredBatch:
+    header = header_from_obj(parse(str(row[1]).encode()))
+    return StoredBatch(str(row[0]), header, base64.b64decode(row[2]), row[3], str(row[4]))
+
+
+class SqliteStore:
+    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
+        self._db = writer
+        self._reader = reader
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path, synchronous: str = "FULL") -> SqliteStore:
+        """Open (creating) the database and apply pending migrations."""
+        if synchronous not in SYNCHRONOUS_MODES:
+            raise ValueError(f"synchronous must be one of {SYNCHRONOUS_MODES}")
+        writer = await aiosqlite.connect(path, isolation_level=None)
+        await writer.execute("PRAGMA journal_mode=WAL")
+        await writer.execute(f"PRAGMA synchronous={synchronous}")
+        await writer.execute("PRAGMA busy_timeout=5000")
+        reader = await aiosqlite.connect(path, isolation_level=None)
+        await reader.execute("PRAGMA busy_timeout=5000")
+        store = cls(writer, reader)
+        await store.migrate()
+        return store
+
+    async def close(self) -> None:
+        await self._reader.close()
+        await self._db.close()
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._lock:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+            await self._db.execute("COMMIT")
+
+    async def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        async with self._reader.execute(sql, params) as cursor:
+            return await cursor.fetchone()
+
+    async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        async with self._reader.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
+
+    async def migrate(self) -> list[int]:
+        """Apply pending migrations, each in one transaction; return the versions applied."""
+        await self._db.execute(CREATE_MIGRATIONS_TABLE)
+        async with self._db.execute("SELECT version FROM schema_migrations") as cursor:
+            done = {row[0] for row in await cursor.fetchall()}
+        applied = []
+        for migration in MIGRATIONS:
+            if migration.version in done:
+                continue
+            async with self._transaction() as db:
+                for statement in migration.statements:
+                    await db.execute(statement)
+                await db.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_at) "
+                    "VALUES (?, ?, datetime('now'))",
+                    (migration.version, migration.name),
+                )
+            applied.append(migration.version)
+        return applied
+
+    # -- admin tokens ----------------------------------------------------------------------
+    async def replace_admin_token(self, token_hash: str, now: str) -> None:
+        async with self._transaction() as db:
+            await db.execute("DELETE FROM admin_tokens")
+            await db.execute("INSERT INTO admin_tokens VALUES (?, ?)", (token_hash, now))
+
+    async def has_admin_token(self, token_hash: str) -> bool:
+        sql = "SELECT 1 FROM admin_tokens WHERE token_hash = ?"
+        return await self._one(sql, (token_hash,)) is not None
+
+    async def count_admin_tokens(self) -> int:
+        row = await self._one("SELECT COUNT(*) FROM admin_tokens")
+        return int(row[0])
+
+    # -- edges -----------------------------------------------------------------------------
+    async def add_enrolment_token(self, token_hash: str, now: str, expires_at: str) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT INTO enrolment_tokens (token_hash, created_at, expires_at) "
+                "VALUES (?, ?, ?)",
+                (token_hash, now, expires_at),
+            )
+
+    async def enrol_edge(self, token_hash: str, edge: str, key: EdgeKey, now: str) -> None:
+        async with self._transaction() as db:
+            async with db.execute(
+                "SELECT expires_at, used_at FROM enrolment_tokens WHERE token_hash = ?",
+                (token_hash,),
+            ) as cursor:
+                token = await cursor.fetchone()
+            if token is None or token[1] is not None or token[0] <= now:
+                raise EnrolmentError("enrolment token unknown, already used or expired")
+            async with db.execute("SELECT 1 FROM edges WHERE edge = ?", (edge,)) as cursor:
+                if await cursor.fetchone() is not None:
+                    raise ConflictError(f"edge {edge} is already enrolled")
+            await db.execute(
+                "UPDATE enrolment_tokens SET used_at = ?, used_by = ? WHERE token_hash = ?",
+                (now, edge, token_hash),
+            )
+            await db.execute("INSERT INTO edges (edge, enrolled_at) VALUES (?, ?)", (edge, now))
+            await self._insert_key(db, key)
+
+    @staticmethod
+    async def _insert_key(db: aiosqlite.Connection, key: EdgeKey) -> None:
+        await db.execute(
+            "INSERT INTO edge_keys (edge, key_id, verifier, added_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (edge, key_id) DO NOTHING",
+            (key.edge, key.key_id, key.verifier, key.added_at),
+        )
+
+    async def add_edge_key(self, key: EdgeKey) -> None:
+        async with self._transaction() as db:
+            async with db.execute("SELECT 1 FROM edges WHERE edge = ?", (key.edge,)) as cursor:
+                if await cursor.fetchone() is None:
+                    raise NotFoundError("no such edge")
+            await self._insert_key(db, key)
+
+    async def revoke_edge_key(self, edge: str, key_id: str, now: str) -> None:
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "UPDATE edge_keys SET revoked_at = COALESCE(revoked_at, ?)"
+                " WHERE edge = ? AND key_id = ?",
+                (now, edge, key_id),
+            )
+            if cursor.rowcount == 0:
+                raise NotFoundError("no such edge key")
+
+    async def edge_keys(self, edge: str) -> list[EdgeKey]:
+        rows = await self._all(
+            "SELECT edge, key_id, verifier, added_at, revoked_at FROM edge_keys"
+            " WHERE edge = ? ORDER BY added_at, key_id",
+            (edge,),
+        )
+        return [EdgeKey(*row) for row in rows]
+
+    async def list_edges(self) -> list[EdgeStatus]:
+        rows = await self._all(
+            "SELECT edge, enrolled_at, last_seen_at, head_seq, head_hash, spool_lag,"
+            " batches_accepted, (SELECT COUNT(*) FROM incidents i WHERE i.edge = e.edge)"
+            " FROM edges e ORDER BY edge"
+        )
+        rejected: dict[str, dict[str, int]] = {}
+        for edge, reason, count in await self._all("SELECT * FROM edge_rejections"):
+            rejected.setdefault(edge, {})[reason] = int(count)
+        return [
+            EdgeStatus(
+                edge=row[0],
+                enrolled_at=row[1],
+                last_seen_at=row[2],
+                head_seq=row[3],
+                head_hash=row[4],
+                spool_lag=row[5],
+                batches_accepted=int(row[6]),
+                rejected=rejected.get(row[0], {}),
+                incidents=int(row[7]),
+            )
+            for row in rows
+        ]
+
+    async def note_edge_seen(self, edge: str, now: str, spool_lag: int | None) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE edges SET last_seen_at = ?, spool_lag = COALESCE(?, spool_lag)"
+                " WHERE edge = ?",
+                (now, spool_lag, edge),
+            )
+
+    async def count_rejection(self, edge: str, reason: str) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT INTO edge_rejections (edge, reason, batches) VALUES (?, ?, 1)"
+                " ON CONFLICT (edge, reason) DO UPDATE SET batches = edge_rejections.batches + 1",
+                (edge, reason),
+            )
+
+    async def list_incidents(self, edge: str | None) -> list[Incident]:
+        sql = "SELECT * FROM incidents"
+        rows = await (
+            self._all(sql + " WHERE edge = ? ORDER BY at", (edge,))
+            if edge is not None
+            else self._all(sql + " ORDER BY at")
+        )
+        return [Incident(*row) for row in rows]
+
+    # -- ingest ----------------------------------------------------------------------------
+    async def find_batch(self, batch_id: str) -> StoredBatch | None:
+        sql = _SELECT_BATCH + " WHERE b.batch_id = ?"
+        row = await self._one(sql, (batch_id,))
+        return None if row is None else _batch_from_row(row)
+
+    async def chain_head(self, edge: str) -> ChainHead | None:
+        sql = "SELECT head_seq, head_hash FROM edges WHERE edge = ?"
+        row = await self._one(sql, (edge,))
+        return None if row is None or row[0] is None else ChainHead(edge, int(row[0]), row[1])
+
+    async def apply_batch(self, batch: IncomingBatch, now: str, incident_id: str) -> ApplyResult:
+        header = batch.header
+        refused: ChainGapError | ChainForkError | None = None
+        async with self._transaction() as db:
+            async with db.execute(
+                "SELECT 1 FROM batches WHERE batch_id = ?", (batch.batch_id,)
+            ) as cursor:
+                if await cursor.fetchone() is not None:
+                    return ApplyResult(Outcome.DUPLICATE, 0, 0)
+            async with db.execute(
+                "SELECT head_seq, head_hash FROM edges WHERE edge = ?", (header.edge,)
+            ) as cursor:
+                row = await cursor.fetchone()
+            head = None if row is None or row[0] is None else ChainHead(header.edge, *row)
+            try:
+                check_chain(head, header)
+            except (ChainGapError, ChainForkError) as exc:
+                refused = exc  # the incident commits; the batch is refused below
+                await db.execute(
+                    "INSERT INTO incidents VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (incident_id, header.edge, exc.reason, header.seq, str(exc),
+                     header_canonical_bytes(header).decode(), now),
+                )  # fmt: skip
+            else:
+                return await self._insert_batch(db, batch, now)
+        raise refused
+
+    async def _insert_batch(
+        self, db: aiosqlite.Connection, batch: IncomingBatch, now: str
+    ) -> ApplyResult:
+        h = batch.header
+        header_json = header_canonical_bytes(h).decode()
+        signature = base64.b64encode(batch.signature).decode()
+        await db.execute(
+            "INSERT INTO batches (batch_id, edge, seq, header_json, signature, record_count,"
+            " first_ts, last_ts, received_at, records_json) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (batch.batch_id, h.edge, h.seq, header_json, signature, h.count, h.first_ts,
+             h.last_ts, now, batch.records_json),
+        )  # fmt: skip
+        rows = [_record_row(batch.batch_id, i, r) for i, r in enumerate(batch.records)]
+        cursor = await db.executemany(_UPSERT_RECORD, rows)
+        stored = max(cursor.rowcount, 0)
+        head_hash = hashlib.sha256(header_json.encode()).hexdigest()
+        await db.execute(
+            "UPDATE edges SET head_seq = ?, head_hash = ?, last_seen_at = ?,"
+            " batches_accepted = batches_accepted + 1 WHERE edge = ?",
+            (h.seq, head_hash, now, h.edge),
+        )
+        return ApplyResult(Outcome.ACCEPTED, stored, len(rows) - stored)
+
+    # -- the log ---------------------------------------------------------------------------
+    async def unsequenced_batch_ids(self, limit: int) -> list[str]:
+        rows = await self._all(
+            "SELECT batch_id FROM batches WHERE log_index IS NULL"
+            " ORDER BY received_at, batch_id LIMIT ?",
+            (limit,),
+        )
+        return [str(row[0]) for row in rows]
+
+    async def log_size(self) -> int:
+        row = await self._one("SELECT COUNT(*) FROM log_nodes WHERE level = 0")
+        return int(row[0])
+
+    async def append_leaves(
+        self, first_index: int, batch_ids: Sequence[str], nodes: Sequence[tuple[NodeId, bytes]]
+    ) -> None:
+        async with self._transaction() as db:
+            async with db.execute("SELECT COUNT(*) FROM log_nodes WHERE level = 0") as cursor:
+                row = await cursor.fetchone()
+            if row is None or int(row[0]) != first_index:
+                raise RuntimeError("log size moved under the sequencer (two sequencers?)")
+            await db.executemany(
+                "UPDATE batches SET log_index = ? WHERE batch_id = ? AND log_index IS NULL",
+                [(first_index + i, batch_id) for i, batch_id in enumerate(batch_ids)],
+            )
+            await db.executemany(
+                "INSERT INTO log_nodes (level, node_index, hash) VALUES (?, ?, ?)",
+                [(level, index, value.hex()) for (level, index), value in nodes],
+            )
+
+    async def read_nodes(self, ids: Sequence[NodeId]) -> dict[NodeId, bytes]:
+        wanted = sorted(set(ids))
+        found: dict[NodeId, bytes] = {}
+        for start in range(0, len(wanted), 200):
+            chunk = wanted[start : start + 200]
+            where = " OR ".join(["(level = ? AND node_index = ?)"] * len(chunk))
+            params = [value for pair in chunk for value in pair]
+            # only "?" placeholders are interpolated: the values travel as parameters
+            sql = "SELECT level, node_index, hash FROM log_nodes WHERE " + where  # noqa: S608
+            for level, index, value in await self._all(sql, params):
+                found[(int(level), int(index))] = bytes.fromhex(value)
+        return found
+
+    async def batch_at(self, log_index: int) -> StoredBatch | None:
+        sql = _SELECT_BATCH + " WHERE b.log_index = ?"
+        row = await self._one(sql, (log_index,))
+        return None if row is None else _batch_from_row(row)
+
+    async def add_checkpoint(self, checkpoint: StoredCheckpoint) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT INTO checkpoints VALUES (?, ?, ?, ?) ON CONFLICT (tree_size) DO NOTHING",
+                (checkpoint.size, checkpoint.root_hash, checkpoint.note, checkpoint.created_at),
+            )
+
+    async def latest_checkpoint(self) -> StoredCheckpoint | None:
+        row = await self._one("SELECT * FROM checkpoints ORDER BY tree_size DESC LIMIT 1")
+        return None if row is None else StoredCheckpoint(int(row[0]), *row[1:])
+
+    async def find_record(self, request_id: str) -> RecordLocation | None:
+        row = await self._one(
+            "SELECT b.batch_id, b.header_json, b.signature, b.log_index, b.records_json,"
+            " r.record_index FROM records r JOIN batches b"
+            " ON b.batch_id = r.batch_id WHERE r.request_id = ?",
+            (request_id,),
+        )
+        return None if row is None else RecordLocation(_batch_from_row(row[:5]), int(row[5]))
