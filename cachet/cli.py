@@ -26,10 +26,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _registrars() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
+    from billing import cli as billing_cli
     from cachet import provenance_cli, sample_origin
     from proxy import cli as proxy_cli
 
-    return [proxy_cli.register, sample_origin.register, provenance_cli.register]
+    return [
+        proxy_cli.register,
+        sample_origin.register,
+        provenance_cli.register,
+        billing_cli.register,
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,87 @@
+"""``/openapi.json``: a hand-written OpenAPI 3.1 description of every route (a test checks that
+each route of the app appears here and nothing else)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_ERR = {"description": 'refused: {"error": "<reason>"}'}
+_ADMIN: list[dict[str, list[str]]] = [{"admin": []}]
+
+
+def _op(summary: str, ok: str = "200", *, admin: bool = False, **extra: Any) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "responses": {ok: {"description": "ok"}}}
+    if admin:
+        op["security"] = _ADMIN
+        op["responses"]["401"] = _ERR
+    op.update(extra)
+    return op
+
+
+def _query(*names: str) -> list[dict[str, Any]]:
+    return [
+        {"name": n, "in": "query", "required": False, "schema": {"type": "string"}} for n in names
+    ]
+
+
+def _path(*names: str) -> list[dict[str, Any]]:
+    return [
+        {"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in names
+    ]
+
+
+def openapi_document() -> dict[str, Any]:
+    batch_errors = {code: _ERR for code in ("400", "403", "409", "413", "422", "503")}
+    paths: dict[str, dict[str, Any]] = {
+        "/healthz": {"get": _op("liveness")},
+        "/metrics": {"get": _op("Prometheus metrics")},
+        "/openapi.json": {"get": _op("this document")},
+        "/v1/admin/enrolment-tokens": {
+            "post": _op("issue a one-time, expiring enrolment token", "201", admin=True)
+        },
+        "/v1/edges/enrol": {
+            "post": _op(
+                "enrol an edge: {token, edge, verifier_key} (C2SP key named after the edge)",
+                "201",
+                responses={"201": {"description": "enrolled"}, "403": _ERR, "409": _ERR},
+            )
+        },
+        "/v1/admin/edges": {"get": _op("edges: keys, last seen, chain head, lag", admin=True)},
+        "/v1/admin/edges/{edge}/keys": {
+            "post": _op(
+                "add a key (rotation with overlap)", "201", admin=True, parameters=_path("edge")
+            )
+        },
+        "/v1/admin/edges/{edge}/keys/{key_id}": {
+            "delete": _op("revoke a key", "204", admin=True, parameters=_path("edge", "key_id"))
+        },
+        "/v1/admin/incidents": {
+            "get": _op("chain gaps and forks", admin=True, parameters=_query("edge"))
+        },
+        "/v1/batches": {
+            "post": _op(
+                "ingest a sealed batch (identity or gzip); header X-Cachet-Spool-Lag optional",
+                responses={"200": {"description": "accepted or duplicate"}, **batch_errors},
+            )
+        },
+        "/v1/checkpoint": {"get": _op("latest checkpoint, C2SP signed note (text/plain)")},
+        "/v1/log/key": {"get": _op("the log's C2SP verifier key (text/plain)")},
+        "/v1/log/proof/inclusion": {
+            "get": _op(
+                "RFC 9162 inclusion proof",
+                parameters=_query("leaf_index", "leaf_hash", "tree_size"),
+            )
+        },
+        "/v1/log/proof/consistency": {
+            "get": _op("RFC 9162 consistency proof", parameters=_query("first", "second"))
+        },
+        "/v1/receipts/{request_id}": {
+            "get": _op("offline-verifiable receipt of a request", parameters=_path("request_id"))
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Cachet coordinator", "version": "1"},
+        "components": {"securitySchemes": {"admin": {"type": "http", "scheme": "bearer"}}},
+        "paths": paths,
+    }
