@@ -1,0 +1,156 @@
+"""Forwarder: sends sealed batches to the coordinator in seq order; deletes only after an ack.
+
+Per batch (the lowest seq in ``batches_dir``): ``POST {coordinator}/v1/batches`` with the batch
+file's bytes gzip-compressed (``Content-Encoding: gzip``, ``Content-Type: application/json``).
+
+- 2xx, or 409 whose JSON body says the batch is already stored (``{"duplicate": true}`` or
+  ``"status"``/``"reason"`` equal to ``"duplicate"``): acked, moved to ``batches_dir/acked/``
+  (kept for receipts; pruned to ``max_acked`` files and ``max_acked_age_s``).
+- any other 4xx but 429: the coordinator will never take it; moved to ``batches_dir/quarantine/``
+  with a log line and counted in ``failures["quarantined"]``. Never silently dropped.
+- 429, 5xx, network errors: retried after an exponential back-off with full jitter (uniform in
+  [0, min(max_backoff_s, base * 2**attempt)]), never sooner than ``Retry-After`` says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import logging
+import os
+import random
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+
+from proxy.records.sealer import fsync_directory, list_batches
+
+log = logging.getLogger(__name__)
+
+BASE_BACKOFF_S = 0.5
+
+
+async def sleep_or_stop(stop: asyncio.Event, delay_s: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), delay_s)
+    except TimeoutError:
+        pass
+
+
+def is_duplicate_body(body: bytes) -> bool:
+    """True if a 409 body is JSON saying the batch is already stored."""
+    try:
+        obj = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return False
+    if not isinstance(obj, dict):
+        return False
+    return obj.get("duplicate") is True or "duplicate" in (obj.get("status"), obj.get("reason"))
+
+
+def retry_after_s(value: str | None) -> float:
+    """Seconds from a Retry-After header given as delay-seconds (RFC 9110 §10.2.3); else 0."""
+    if value is None or not value.strip().isdigit():
+        return 0.0
+    return float(value.strip())
+
+
+class Forwarder:
+    def __init__(
+        self,
+        batches_dir: Path,
+        coordinator_url: str,
+        session: aiohttp.ClientSession,
+        *,
+        max_backoff_s: float = 60,
+        poll_s: float = 0.5,
+        max_acked: int = 10_000,
+        max_acked_age_s: float = 7 * 86400,
+        sleep: Callable[[asyncio.Event, float], Awaitable[None]] = sleep_or_stop,
+        jitter: Callable[[float], float] = lambda high: random.uniform(0, high),
+    ) -> None:
+        self.batches_dir = Path(batches_dir)
+        self.url = coordinator_url.rstrip("/") + "/v1/batches"
+        self.session = session
+        self.max_backoff_s, self.poll_s = max_backoff_s, poll_s
+        self.max_acked, self.max_acked_age_s = max_acked, max_acked_age_s
+        self._sleep, self._jitter = sleep, jitter
+        self.sent = 0
+        self.acked = 0
+        self.failures: Counter[str] = Counter()
+        self.lag_count = 0  # unacked batches
+        self.lag_s = 0.0  # age of the oldest unacked batch file
+
+    async def run(self, stop: asyncio.Event) -> None:
+        attempt = 0
+        while not stop.is_set():
+            pending = list_batches(self.batches_dir)
+            self._update_lag(pending)
+            if not pending:
+                await self._sleep(stop, self.poll_s)
+                continue
+            delay_s = await self._forward(pending[0][1])
+            if delay_s is None:
+                attempt = 0
+                continue
+            attempt += 1
+            backoff_s = self._jitter(min(self.max_backoff_s, BASE_BACKOFF_S * 2**attempt))
+            await self._sleep(stop, max(backoff_s, min(delay_s, self.max_backoff_s * 10)))
+
+    def _update_lag(self, pending: list[tuple[int, Path]]) -> None:
+        self.lag_count = len(pending)
+        self.lag_s = 0.0
+        if pending:
+            try:
+                self.lag_s = max(0.0, time.time() - pending[0][1].stat().st_mtime)
+            except FileNotFoundError:
+                pass
+
+    async def _forward(self, path: Path) -> float | None:
+        """Send one batch; None when done with it, else the Retry-After delay (0 if none)."""
+        body = gzip.compress(await asyncio.to_thread(path.read_bytes), compresslevel=5)
+        headers = {"Content-Encoding": "gzip", "Content-Type": "application/json"}
+        self.sent += 1
+        try:
+            async with self.session.post(self.url, data=body, headers=headers) as response:
+                status, reply = response.status, await response.read()
+                wait_s = retry_after_s(response.headers.get("Retry-After"))
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            self.failures["network"] += 1
+            log.warning("forwarder: %s: %s", self.url, type(exc).__name__)
+            return 0.0
+        if 200 <= status < 300 or (status == 409 and is_duplicate_body(reply)):
+            await asyncio.to_thread(self._move, path, "acked")
+            self.acked += 1
+            await asyncio.to_thread(self._prune_acked)
+            return None
+        if status == 429 or status >= 500:
+            self.failures[f"http_{status}"] += 1
+            return wait_s
+        self.failures["quarantined"] += 1
+        log.error("forwarder: batch %s refused with %d (%r); quarantined", path.name, status,
+                  reply[:200])  # fmt: skip
+        await asyncio.to_thread(self._move, path, "quarantine")
+        return None
+
+    def _move(self, path: Path, folder: str) -> None:
+        target = self.batches_dir / folder
+        target.mkdir(exist_ok=True)
+        os.replace(path, target / path.name)
+        fsync_directory(target)
+        fsync_directory(self.batches_dir)
+
+    def _prune_acked(self) -> None:
+        acked = list_batches(self.batches_dir / "acked")
+        cutoff = time.time() - self.max_acked_age_s
+        for index, (_, path) in enumerate(acked[:-1]):  # the newest stays: recovery reads it
+            try:
+                too_many = len(acked) - index > self.max_acked
+                if too_many or path.stat().st_mtime < cutoff:
+                    path.unlink()
+            except FileNotFoundError:
+                continue

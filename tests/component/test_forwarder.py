@@ -1,0 +1,150 @@
+"""Forwarder against a fake coordinator: order, retries, acks, quarantine, duplicates."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from proxy.records.forwarder import Forwarder
+from proxy.records.sealer import batch_name, list_batches
+
+MakeServer = Callable[[web.Application], Awaitable[TestServer]]
+Reply = tuple[int, dict[str, str], bytes]
+
+
+class FakeCoordinator:
+    """Answers each POST with the next scripted reply (then 200) and keeps what it received."""
+
+    def __init__(self, script: list[Reply]) -> None:
+        self.script = list(script)
+        self.received: list[bytes] = []
+
+    async def handle(self, request: web.Request) -> web.Response:
+        assert request.headers["Content-Encoding"] == "gzip"
+        assert request.content_type == "application/json"
+        self.received.append(await request.read())  # aiohttp inflates Content-Encoding: gzip
+        status, headers, body = self.script.pop(0) if self.script else (200, {}, b"{}")
+        return web.Response(status=status, headers=headers, body=body)
+
+
+def write_batches(batches_dir: Path, count: int) -> None:
+    batches_dir.mkdir(parents=True, exist_ok=True)
+    for seq in range(count):
+        (batches_dir / batch_name(seq, 0, seq)).write_bytes(b'{"batch":%d}' % seq)
+
+
+async def forward(
+    tmp_path: Path, make_server: MakeServer, script: list[Reply], count: int
+) -> tuple[FakeCoordinator, Forwarder, list[float]]:
+    coordinator = FakeCoordinator(script)
+    app = web.Application()
+    app.router.add_post("/v1/batches", coordinator.handle)
+    server = await make_server(app)
+    write_batches(tmp_path, count)
+    delays: list[float] = []
+
+    async def fake_sleep(stop: asyncio.Event, delay_s: float) -> None:
+        delays.append(delay_s)
+        await asyncio.sleep(0)
+
+    stop = asyncio.Event()
+    async with aiohttp.ClientSession() as session:
+        forwarder = Forwarder(
+            tmp_path, str(server.make_url("/")), session, sleep=fake_sleep, jitter=lambda h: h
+        )
+        task = asyncio.create_task(forwarder.run(stop))
+        for _ in range(500):
+            if not list_batches(tmp_path):
+                break
+            await asyncio.sleep(0.01)
+        stop.set()
+        await task
+    return coordinator, forwarder, delays
+
+
+def acked(tmp_path: Path) -> list[int]:
+    return [seq for seq, _ in list_batches(tmp_path / "acked")]
+
+
+@pytest.mark.asyncio
+async def test_sends_in_seq_order_and_moves_acked(
+    tmp_path: Path, aiohttp_server: MakeServer
+) -> None:
+    coordinator, forwarder, _ = await forward(tmp_path, aiohttp_server, [], 3)
+    assert coordinator.received == [b'{"batch":0}', b'{"batch":1}', b'{"batch":2}']
+    assert acked(tmp_path) == [0, 1, 2]
+    assert forwarder.acked == 3
+
+
+@pytest.mark.asyncio
+async def test_503_is_retried_after_retry_after(tmp_path: Path, aiohttp_server: MakeServer) -> None:
+    """RFC 9110 §10.2.3: Retry-After in seconds is a floor on the wait."""
+    script: list[Reply] = [(503, {"Retry-After": "7"}, b""), (503, {}, b"")]
+    coordinator, forwarder, delays = await forward(tmp_path, aiohttp_server, script, 1)
+    assert coordinator.received == [b'{"batch":0}'] * 3
+    assert acked(tmp_path) == [0]
+    assert delays[0] == 7
+    assert 0 < delays[1] <= 60
+    assert forwarder.failures["http_503"] == 2
+
+
+@pytest.mark.asyncio
+async def test_backoff_grows_exponentially_to_the_cap(
+    tmp_path: Path, aiohttp_server: MakeServer
+) -> None:
+    script: list[Reply] = [(429, {}, b"")] * 10
+    _, _, delays = await forward(tmp_path, aiohttp_server, script, 1)
+    retries = delays[:10]
+    assert retries == sorted(retries)
+    assert retries[-1] == 60
+    assert retries[0] < 2
+
+
+@pytest.mark.asyncio
+async def test_400_quarantines_and_moves_on(tmp_path: Path, aiohttp_server: MakeServer) -> None:
+    coordinator, forwarder, _ = await forward(tmp_path, aiohttp_server, [(400, {}, b"bad")], 2)
+    assert [seq for seq, _ in list_batches(tmp_path / "quarantine")] == [0]
+    assert acked(tmp_path) == [1]
+    assert forwarder.failures["quarantined"] == 1
+    assert len(coordinator.received) == 2
+
+
+@pytest.mark.asyncio
+async def test_409_duplicate_counts_as_ack(tmp_path: Path, aiohttp_server: MakeServer) -> None:
+    duplicate = json.dumps({"status": "duplicate"}).encode()
+    _, forwarder, _ = await forward(tmp_path, aiohttp_server, [(409, {}, duplicate)], 1)
+    assert acked(tmp_path) == [0]
+    assert forwarder.failures["quarantined"] == 0
+
+
+@pytest.mark.asyncio
+async def test_409_without_duplicate_body_is_quarantined(
+    tmp_path: Path, aiohttp_server: MakeServer
+) -> None:
+    _, _, _ = await forward(tmp_path, aiohttp_server, [(409, {}, b'{"reason":"fork"}')], 1)
+    assert [seq for seq, _ in list_batches(tmp_path / "quarantine")] == [0]
+
+
+@pytest.mark.asyncio
+async def test_network_error_is_retried(tmp_path: Path) -> None:
+    write_batches(tmp_path, 1)
+    delays: list[float] = []
+    stop = asyncio.Event()
+
+    async def fake_sleep(stop_: asyncio.Event, delay_s: float) -> None:
+        delays.append(delay_s)
+        if len(delays) == 3:
+            stop.set()
+
+    async with aiohttp.ClientSession() as session:
+        forwarder = Forwarder(tmp_path, "http://127.0.0.1:9", session, sleep=fake_sleep)
+        await forwarder.run(stop)
+    assert forwarder.failures["network"] == 3
+    assert [seq for seq, _ in list_batches(tmp_path)] == [0]
