@@ -46,8 +46,9 @@ async def post_batch(request: web.Request) -> web.Response:
     coordinator = coordinator_of(request)
     spool_lag = _spool_lag(request)
     body = await read_limited(request, coordinator.config.max_batch_bytes)
-    encoding = request.headers.get("Content-Encoding")
-    result = await coordinator.ingestor.ingest(body, encoding, spool_lag)
+    # aiohttp's server already decodes gzip/deflate bodies (RFC 9110 §8.4) while we read them,
+    # so the limit above applies to the decoded bytes and the ingestor gets identity bytes.
+    result = await coordinator.ingestor.ingest(body, None, spool_lag)
     answer: dict[str, object] = {
         "status": result.outcome.value,
         "batch_id": result.batch_id,

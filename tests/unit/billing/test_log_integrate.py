@@ -29,7 +29,8 @@ def _leaves(n: int) -> list[bytes]:
 
 
 def _build(chunks: list[int]) -> tuple[LogState, dict[NodeId, bytes], list[bytes]]:
-    state, stored, leaves = EMPTY_LOG, {}, []
+    state, stored = EMPTY_LOG, {}
+    leaves: list[bytes] = []
     for chunk in chunks:
         new = _leaves(len(leaves) + chunk)[len(leaves) :]
         state, nodes = integrate(state, new)

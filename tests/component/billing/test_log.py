@@ -1,0 +1,145 @@
+"""The Merkle log: signed checkpoints (C2SP tlog-checkpoint), RFC 9162 inclusion and consistency
+proofs served over HTTP and verified with provenance.merkle, receipts verified offline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from billing.api.app import build_app
+from billing.service import Coordinator
+from provenance.batches import batch_log_leaf_hash
+from provenance.checkpoint import Checkpoint, parse_checkpoint
+from provenance.keys import KeyRing, VerifierKey, parse_verifier_key
+from provenance.merkle import verify_consistency, verify_inclusion
+from provenance.receipts import parse_receipt, verify_receipt
+from provenance.signed_note import open_note
+from tests.component.billing.conftest import Harness, MakeClient
+from tests.component.billing.fleet import (
+    FakeClock,
+    body_of,
+    coordinator_config,
+    open_coordinator,
+)
+
+pytestmark = pytest.mark.asyncio
+
+
+async def _log_key(h: Harness) -> VerifierKey:
+    response = await h.client.get("/v1/log/key")
+    assert response.content_type == "text/plain"
+    return parse_verifier_key(await response.text())
+
+
+async def _checkpoint(h: Harness) -> Checkpoint:
+    response = await h.client.get("/v1/checkpoint")
+    assert response.status == 200 and response.content_type == "text/plain"
+    note = await response.read()
+    return parse_checkpoint(open_note(note, [await _log_key(h)]))
+
+
+async def test_checkpoint_is_a_signed_note_of_the_log_origin_c2sp(harness: Harness) -> None:
+    checkpoint = await _checkpoint(harness)
+    assert checkpoint.origin == harness.coordinator.config.log_origin
+    assert checkpoint.size == 0
+
+
+async def test_inclusion_and_consistency_proofs_verify_rfc9162_2_1_3_and_2_1_4(
+    harness: Harness,
+) -> None:
+    edge = await harness.enrol("edge-a")
+    leaves = []
+    roots = {}
+    for _ in range(7):
+        batch = edge.seal(count=2)
+        assert (await harness.post(body_of(batch)))[0] == 200
+        await harness.coordinator.sequencer.flush()
+        leaves.append(batch_log_leaf_hash(batch.header, batch.signature))
+        checkpoint = await _checkpoint(harness)
+        roots[checkpoint.size] = checkpoint.root_hash
+    assert sorted(roots) == list(range(1, 8))
+    for size in (1, 4, 7):
+        for index in range(size):
+            response = await harness.client.get(
+                f"/v1/log/proof/inclusion?leaf_index={index}&tree_size={size}"
+            )
+            proof = [bytes.fromhex(h) for h in (await response.json())["proof"]]
+            verify_inclusion(leaves[index], index, size, proof, roots[size])
+    by_hash = await harness.client.get(
+        f"/v1/log/proof/inclusion?leaf_hash={leaves[3].hex()}&tree_size=7"
+    )
+    assert (await by_hash.json())["leaf_index"] == 3
+    for first in range(1, 8):
+        response = await harness.client.get(f"/v1/log/proof/consistency?first={first}&second=7")
+        proof = [bytes.fromhex(h) for h in (await response.json())["proof"]]
+        verify_consistency(first, 7, proof, roots[first], roots[7])
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "leaf_index=0&tree_size=2",
+        "leaf_index=1&tree_size=1",
+        "leaf_index=x&tree_size=1",
+        "tree_size=1",
+        "leaf_hash=zz&tree_size=1",
+    ],
+)
+async def test_impossible_inclusion_requests_are_400(harness: Harness, query: str) -> None:
+    edge = await harness.enrol("edge-a")
+    await harness.post(body_of(edge.seal()))
+    await harness.coordinator.sequencer.flush()
+    response = await harness.client.get(f"/v1/log/proof/inclusion?{query}")
+    assert response.status == 400
+
+
+async def test_receipt_verifies_offline_with_the_log_and_edge_keys(harness: Harness) -> None:
+    edge = await harness.enrol("edge-a")
+    for _ in range(3):
+        await harness.post(body_of(edge.seal(count=5)))
+    target = edge.sent[1].records[3]
+    pending = await harness.client.get(f"/v1/receipts/{target.request_id}")
+    if pending.status != 200:
+        assert (pending.status, await pending.json()) == (404, {"error": "pending"})
+    await harness.coordinator.sequencer.flush()
+    response = await harness.client.get(f"/v1/receipts/{target.request_id}")
+    assert response.status == 200
+    receipt = parse_receipt(await response.read())
+    assert receipt.record == target
+    checkpoint = verify_receipt(
+        receipt,
+        await _log_key(harness),
+        KeyRing([edge.key.verifier]),
+        expected_origin=harness.coordinator.config.log_origin,
+    )
+    assert checkpoint.size == 3
+    missing = await harness.client.get("/v1/receipts/no-such-request")
+    assert missing.status == 404
+
+
+async def test_the_log_survives_a_restart_and_keeps_growing(
+    aiohttp_client: MakeClient, tmp_path: Path
+) -> None:
+    from tests.component.billing.fleet import Edge, signing_key
+
+    clock = FakeClock()
+    config = coordinator_config(tmp_path)
+    first = await Coordinator.open(config, clock)
+    edge = Edge("edge-a", signing_key("edge-a"))
+    token = (await first.issue_enrolment_token()).token
+    await first.enrol(token, edge.name, edge.verifier)
+    for _ in range(3):
+        await first.ingestor.ingest(body_of(edge.seal()), None)
+    old = await first.sequencer.flush()
+    await first.close()
+    client = await aiohttp_client(build_app(lambda: open_coordinator(config, clock)))
+    response = await client.post("/v1/batches", data=body_of(edge.seal()))
+    assert response.status == 200
+    from billing.api.app import COORDINATOR
+
+    new = await client.app[COORDINATOR].sequencer.flush()
+    assert (old.size, new.size) == (3, 4)
+    response = await client.get("/v1/log/proof/consistency?first=3&second=4")
+    proof = [bytes.fromhex(h) for h in (await response.json())["proof"]]
+    verify_consistency(3, 4, proof, bytes.fromhex(old.root_hash), bytes.fromhex(new.root_hash))
