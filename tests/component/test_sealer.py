@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 from pathlib import Path
 
@@ -20,7 +21,15 @@ from provenance.batches import (
 )
 from provenance.batches import chain_head as head_of
 from provenance.keys import KeyRing, generate_signing_key
-from provenance.records import Record, parse_record, record_to_canonical_bytes
+from provenance.merkle import verify_inclusion
+from provenance.records import (
+    Record,
+    parse_record,
+    record_from_obj,
+    record_leaf_hash,
+    record_to_canonical_bytes,
+)
+from proxy.records.receipts import ReceiptIndex
 from proxy.records.sealer import Sealer, check_record, list_batches
 from proxy.records.spool import SpoolWriter, list_segments
 from tests.unit.provenance.strategies import records
@@ -240,3 +249,29 @@ async def test_run_seals_in_a_thread_until_stopped(tmp_path: Path) -> None:
     stop.set()
     await task
     assert sealed_ids(tmp_path / "batches") == [f"req-{i}" for i in range(4)]
+
+
+def test_receipt_proves_inclusion_in_the_batch(tmp_path: Path) -> None:
+    """RFC 9162 §2.1.3.2: the receipt's proof leads from the record's leaf to the header root."""
+    spool_records(tmp_path / "spool", range(7))
+    make_sealer(tmp_path, max_records=5).recover()
+    index = ReceiptIndex(tmp_path / "batches", tmp_path / "spool")
+    receipt = index.lookup("req-6")
+    assert receipt is not None
+    header = receipt["batch"]["header"]
+    assert receipt["index"] == 1
+    assert header["seq"] == 1
+    leaf = record_leaf_hash(record_from_obj(receipt["record"]))
+    proof = [bytes.fromhex(node) for node in receipt["inclusion_proof"]]
+    verify_inclusion(leaf, 1, header["count"], proof, bytes.fromhex(header["root"]))
+    (tmp_path / "batches" / "acked").mkdir()
+    for _, path in list_batches(tmp_path / "batches"):
+        path.rename(tmp_path / "batches" / "acked" / path.name)
+    assert index.lookup("req-0") is not None
+    assert index.lookup("nope") is None
+
+
+def test_receipt_of_unsealed_record_has_no_batch(tmp_path: Path) -> None:
+    spool_records(tmp_path / "spool", range(2))
+    receipt = ReceiptIndex(tmp_path / "batches", tmp_path / "spool").lookup("req-1")
+    assert receipt == {"record": json.loads(record(1)), "batch": None}
