@@ -47,6 +47,7 @@ class Edge:
     prev: str = ZERO_HASH_HEX
     served: int = 0
     sent: list[SealedBatch] = field(default_factory=list)
+    epoch: datetime = T0  # records are dated from a minute before this
 
     @property
     def verifier(self) -> str:
@@ -57,7 +58,7 @@ class Edge:
         fields: dict[str, object] = {
             "request_id": request_id or f"{self.name}-req-{self.served}",
             "ts": format_timestamp(
-                T0 - timedelta(seconds=60) + timedelta(milliseconds=self.served)
+                self.epoch - timedelta(seconds=60) + timedelta(milliseconds=self.served)
             ),
             "edge": self.name,
             "method": "GET",
