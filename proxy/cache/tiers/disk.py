@@ -31,6 +31,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import re
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -55,7 +56,8 @@ log = logging.getLogger(__name__)
 Variants = tuple[StoredResponse, ...]
 TEMP_MARK = ".tmp-"
 SCAN_READ_BYTES = 4096  # one read per file at open: the header and, nearly always, the key
-_HEX = frozenset("0123456789abcdef")
+_ENTRY_NAME = re.compile(r"[0-9a-f]{64}")
+_SUBDIR_NAME = re.compile(r"[0-9a-f]{1,2}")
 
 
 @dataclass(slots=True)
@@ -115,45 +117,50 @@ class DiskTier:
         self._index.clear()
         self.bytes_used = 0
         found = [f for f in map(self._scan_file, self._entry_files()) if f is not None]
-        found.sort(key=lambda f: f.mtime_ns)
+        found.sort(key=_written_at)
+        index = self._index
         for item in found:
-            self._index[item.key] = _Slot(item.name, item.file_bytes)
-            self.bytes_used += item.file_bytes
+            index[item.key] = _Slot(item.name, item.file_bytes)
+        self.bytes_used = sum(item.file_bytes for item in found)
         self._evict_over(self.capacity_bytes)
 
-    def _entry_files(self) -> list[Path]:
-        paths: list[Path] = []
-        for top in _subdirs(self.directory, 1):
+    def _entry_files(self) -> list[str]:
+        paths: list[str] = []
+        for top in _subdirs(str(self.directory), 1):
             for sub in _subdirs(top, 2):
                 with os.scandir(sub) as it:
                     for entry in it:
                         if TEMP_MARK in entry.name:
                             _unlink(Path(entry.path))
                             self.temp_files_removed += 1
-                        elif len(entry.name) == 64 and _is_hex(entry.name):
-                            paths.append(Path(entry.path))
+                        elif _ENTRY_NAME.fullmatch(entry.name):
+                            paths.append(entry.path)
         return paths
 
-    def _scan_file(self, path: Path) -> _Found | None:
+    def _scan_file(self, path: str) -> _Found | None:
+        """Index one entry file from its first bytes: header, exact size, key."""
         try:
-            with open(path, "rb", buffering=0) as f:
-                stat = os.fstat(f.fileno())
-                prefix = f.read(SCAN_READ_BYTES)
-                header = parse_header(prefix)
-                if header.file_bytes != stat.st_size:
-                    raise EntryFormatError("size differs from the header")
-                if len(prefix) < HEADER_BYTES + header.key_len:
-                    prefix += f.read(HEADER_BYTES + header.key_len - len(prefix))
-                key = parse_key(header, prefix)
+            fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
             return None
+        try:
+            stat = os.fstat(fd)
+            prefix = os.read(fd, SCAN_READ_BYTES)
+            header = parse_header(prefix)
+            if header.file_bytes != stat.st_size:
+                raise EntryFormatError("size differs from the header")
+            if len(prefix) < HEADER_BYTES + header.key_len:
+                prefix += os.pread(fd, HEADER_BYTES + header.key_len - len(prefix), len(prefix))
+            key = parse_key(header, prefix)
+            name = path[-64:]
+            if name_for(key) != name:
+                raise EntryFormatError("key does not match the file name")
         except EntryFormatError as err:
-            self._drop_corrupt(path, err)
+            self._drop_corrupt(Path(path), err)
             return None
-        if name_for(key) != path.name:
-            self._drop_corrupt(path, EntryFormatError("key does not match the file name"))
-            return None
-        return _Found(key, path.name, header.file_bytes, stat.st_mtime_ns)
+        finally:
+            os.close(fd)
+        return _Found(key, name, header.file_bytes, stat.st_mtime_ns)
 
     # -- read ------------------------------------------------------------------------------------
 
@@ -300,17 +307,19 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def _subdirs(parent: Path, name_len: int) -> list[Path]:
+def _subdirs(parent: str, name_len: int) -> list[str]:
     with os.scandir(parent) as it:
         return [
-            Path(e.path)
+            e.path
             for e in it
-            if len(e.name) == name_len and _is_hex(e.name) and e.is_dir(follow_symlinks=False)
+            if len(e.name) == name_len
+            and _SUBDIR_NAME.fullmatch(e.name)
+            and e.is_dir(follow_symlinks=False)
         ]
 
 
-def _is_hex(name: str) -> bool:
-    return all(c in _HEX for c in name)
+def _written_at(found: _Found) -> int:
+    return found.mtime_ns
 
 
 def _unlink(path: Path) -> None:
