@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from proxy.cache.entry import StoredResponse
-from proxy.cache.tiers.disk import TEMP_MARK, DiskTier, name_for
+from proxy.cache.tiers.disk import SNAPSHOT_NAME, TEMP_MARK, DiskTier, name_for
 from tests.unit.cache_builders import stored_response
 
 MiB = 1024 * 1024
@@ -228,3 +228,74 @@ def test_durable_mode_stores_and_reads_back(tmp_path: Path) -> None:
     tier.open()
     assert asyncio.run(tier.put("k", (response(),))) is True
     assert asyncio.run(tier.get("k")) == (response(),)
+
+
+def test_clean_close_then_open_uses_the_snapshot_and_keeps_lru_order(tmp_path: Path) -> None:
+    tier = opened(tmp_path)
+
+    async def fill() -> None:
+        for key in ("a", "b", "c"):
+            await tier.put(key, (response(key.encode()),))
+        await tier.get("a")  # recency now b, c, a
+
+    asyncio.run(fill())
+    tier.close()
+    assert asyncio.run(tier.put("late", (response(),))) is False
+    again = opened(tmp_path)
+    assert again.loaded_from_snapshot is True
+    assert list(again.keys()) == ["b", "c", "a"]
+    assert again.bytes_used == tier.bytes_used
+    assert asyncio.run(again.get("c")) == (response(b"c"),)
+    assert not (tmp_path / SNAPSHOT_NAME).exists()  # used once: a crash later forces a scan
+    third = opened(tmp_path)
+    assert third.loaded_from_snapshot is False
+    assert sorted(third.keys()) == ["a", "b", "c"]
+
+
+def test_snapshot_never_hides_files_written_after_it_or_lists_deleted_ones(tmp_path: Path) -> None:
+    tier = opened(tmp_path)
+    asyncio.run(tier.put("kept", (response(),)))
+    asyncio.run(tier.put("gone", (response(),)))
+    tier.close()
+    file_of(tier, "gone").unlink()
+    other = opened(tmp_path / "other")
+    asyncio.run(other.put("new", (response(b"new"),)))
+    new_file = file_of(tier, "new")
+    new_file.parent.mkdir(parents=True, exist_ok=True)
+    file_of(other, "new").rename(new_file)
+    leftover = file_of(tier, "kept").with_name(f"x{TEMP_MARK}1-1")
+    leftover.write_bytes(b"torn")
+    again = opened(tmp_path)
+    assert again.loaded_from_snapshot is True
+    assert sorted(again.keys()) == ["kept", "new"]
+    assert again.bytes_used == sum(file_of(again, k).stat().st_size for k in ("kept", "new"))
+    assert not leftover.exists()
+
+
+def test_a_corrupt_snapshot_falls_back_to_the_scan(tmp_path: Path) -> None:
+    tier = opened(tmp_path)
+    asyncio.run(tier.put("k", (response(),)))
+    tier.close()
+    snapshot = tmp_path / SNAPSHOT_NAME
+    data = bytearray(snapshot.read_bytes())
+    data[20] ^= 1
+    snapshot.write_bytes(bytes(data))
+    again = opened(tmp_path)
+    assert again.loaded_from_snapshot is False
+    assert list(again.keys()) == ["k"]
+    assert not snapshot.exists()
+
+
+def test_close_cancels_a_put_in_flight(tmp_path: Path) -> None:
+    tier = opened(tmp_path)
+
+    async def scenario() -> bool:
+        task = asyncio.create_task(tier.put("k", (response(b"x" * 100_000),)))
+        await asyncio.sleep(0)
+        tier.close()
+        return await task
+
+    assert asyncio.run(scenario()) is False
+    again = opened(tmp_path)
+    assert list(again.keys()) == []
+    assert not any(TEMP_MARK in p.name for p in tmp_path.rglob("*"))

@@ -14,7 +14,9 @@ from proxy.cache.tiers.disk_format import (
     HEADER_BYTES,
     EntryFormatError,
     decode_entry,
+    decode_snapshot,
     encode_entry,
+    encode_snapshot,
     parse_header,
     parse_key,
 )
@@ -145,3 +147,28 @@ def test_a_valid_prefix_followed_by_junk_raises_only_the_format_error(
 def test_an_entry_needs_a_variant() -> None:
     with pytest.raises(ValueError):
         encode_entry("k", ())
+
+
+def test_snapshot_round_trip_keeps_order() -> None:
+    entries = [("k2", "b" * 64, 10), ("k1", "a" * 64, 2000), ("ключ", "c" * 64, 7)]
+    assert decode_snapshot(encode_snapshot(entries)) == entries
+
+
+def test_every_snapshot_truncation_and_bit_flip_is_detected() -> None:
+    data = encode_snapshot([("k", "a" * 64, 100), ("j", "b" * 64, 5)])
+    for length in range(len(data)):
+        with pytest.raises(EntryFormatError):
+            decode_snapshot(data[:length])
+    for index in range(len(data)):
+        for bit in range(8):
+            flipped = bytearray(data)
+            flipped[index] ^= 1 << bit
+            with pytest.raises(EntryFormatError):
+                decode_snapshot(bytes(flipped))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=200))
+def test_snapshot_garbage_raises_only_the_format_error(data: bytes) -> None:
+    with pytest.raises(EntryFormatError):
+        decode_snapshot(data)

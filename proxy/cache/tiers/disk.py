@@ -43,8 +43,11 @@ from proxy.cache.tiers.disk_format import (
     DIGEST_BYTES,
     HEADER_BYTES,
     EntryFormatError,
+    SnapshotEntry,
     build_variants,
+    decode_snapshot,
     encode_entry,
+    encode_snapshot,
     parse_body_lengths,
     parse_header,
     parse_key,
@@ -55,6 +58,7 @@ log = logging.getLogger(__name__)
 
 Variants = tuple[StoredResponse, ...]
 TEMP_MARK = ".tmp-"
+SNAPSHOT_NAME = "index.snapshot"
 SCAN_READ_BYTES = 4096  # one read per file at open: the header and, nearly always, the key
 _ENTRY_NAME = re.compile(r"[0-9a-f]{64}")
 _SUBDIR_NAME = re.compile(r"[0-9a-f]{1,2}")
@@ -97,6 +101,8 @@ class DiskTier:
         self.evictions = 0
         self.corrupt_dropped = 0
         self.temp_files_removed = 0
+        self.loaded_from_snapshot = False
+        self._closed = False
 
     @property
     def entries(self) -> int:
@@ -112,17 +118,63 @@ class DiskTier:
     # -- open ------------------------------------------------------------------------------------
 
     def open(self) -> None:
-        """Rebuild the index from the directory: one small read per entry file, no bodies."""
+        """Rebuild the index from the directory: one small read per entry file, no bodies.
+
+        After a clean ``close`` the index snapshot replaces those reads for the files it names
+        (it is deleted as it is loaded, so it can only describe the directory ``close`` left);
+        the directory is still listed, so temp files go and files the snapshot lacks are read.
+        """
         self.directory.mkdir(parents=True, exist_ok=True)
         self._index.clear()
-        self.bytes_used = 0
-        found = [f for f in map(self._scan_file, self._entry_files()) if f is not None]
+        self._closed = False
+        snapshot = self._take_snapshot()
+        paths = self._entry_files()
+        self.loaded_from_snapshot = snapshot is not None
+        known: list[_Found] = []
+        if snapshot is not None:
+            present = {path[-64:] for path in paths}
+            known = [_Found(k, n, size, 0) for k, n, size in snapshot if n in present]
+            listed = {found.name for found in known}
+            paths = [path for path in paths if path[-64:] not in listed]
+        found = [f for f in map(self._scan_file, paths) if f is not None]
         found.sort(key=_written_at)
         index = self._index
-        for item in found:
+        for item in (*known, *found):
             index[item.key] = _Slot(item.name, item.file_bytes)
-        self.bytes_used = sum(item.file_bytes for item in found)
+        self.bytes_used = sum(slot.file_bytes for slot in index.values())
         self._evict_over(self.capacity_bytes)
+
+    def close(self) -> None:
+        """Cancel puts still in flight and write the index snapshot (temp, fsync, rename).
+
+        Call once the event loop no longer needs the tier; puts after ``close`` return False.
+        """
+        self._closed = True
+        self._pending.clear()
+        entries = [(key, slot.name, slot.file_bytes) for key, slot in self._index.items()]
+        temp = self.directory / f"{SNAPSHOT_NAME}{TEMP_MARK}{os.getpid()}"
+        with open(temp, "wb") as f:
+            f.write(encode_snapshot(entries))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temp, self.directory / SNAPSHOT_NAME)
+        _fsync_directory(self.directory)
+
+    def _take_snapshot(self) -> list[SnapshotEntry] | None:
+        path = self.directory / SNAPSHOT_NAME
+        for leftover in self.directory.glob(f"{SNAPSHOT_NAME}{TEMP_MARK}*"):
+            _unlink(leftover)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        _unlink(path)
+        _fsync_directory(self.directory)  # a later crash must not find this snapshot again
+        try:
+            return decode_snapshot(data)
+        except EntryFormatError as err:
+            log.warning("disk tier: ignoring a bad index snapshot: %s", err)
+            return None
 
     def _entry_files(self) -> list[str]:
         paths: list[str] = []
@@ -196,6 +248,8 @@ class DiskTier:
         ``max_object_bytes`` or the budget, or if a later put or a remove overtook this one."""
         if sum(len(v.body) for v in variants) > min(self.max_object_bytes, self.capacity_bytes):
             self.remove(key)
+            return False
+        if self._closed:
             return False
         self._tickets += 1
         ticket = self._tickets

@@ -250,3 +250,37 @@ def _float(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError("expected a number")
     return float(value)
+
+
+# -- index snapshot -------------------------------------------------------------------------------
+#
+#   magic "CACHETIX" | version u16 | json_len u64 | JSON {"entries": [[key, name, file_bytes]...]}
+#   (least recently used first) | SHA-256 over everything before it
+
+SNAPSHOT_MAGIC = b"CACHETIX"
+SNAPSHOT_HEADER = struct.Struct(">8sHQ")
+SnapshotEntry = tuple[str, str, int]  # key, file name, file bytes
+
+
+def encode_snapshot(entries: Iterable[SnapshotEntry]) -> bytes:
+    """The index snapshot file for ``entries`` in LRU order (least recently used first)."""
+    body = json.dumps({"entries": [list(e) for e in entries]}, separators=(",", ":")).encode()
+    head = SNAPSHOT_HEADER.pack(SNAPSHOT_MAGIC, VERSION, len(body))
+    return head + body + digest_of((head, body))
+
+
+def decode_snapshot(data: bytes) -> list[SnapshotEntry]:
+    """The entries of an intact snapshot file; EntryFormatError otherwise."""
+    if len(data) < SNAPSHOT_HEADER.size + DIGEST_BYTES:
+        raise EntryFormatError("snapshot too short")
+    magic, version, body_len = SNAPSHOT_HEADER.unpack_from(data)
+    if magic != SNAPSHOT_MAGIC or version != VERSION:
+        raise EntryFormatError("not an index snapshot of this version")
+    if len(data) != SNAPSHOT_HEADER.size + body_len + DIGEST_BYTES:
+        raise EntryFormatError("snapshot size differs from its header")
+    verify_entry_digest((data[:-DIGEST_BYTES],), data[-DIGEST_BYTES:])
+    try:
+        document = json.loads(data[SNAPSHOT_HEADER.size : -DIGEST_BYTES].decode("utf-8"))
+        return [(_str(k), _str(n), _int(s)) for k, n, s in document["entries"]]
+    except (UnicodeDecodeError, ValueError, TypeError, KeyError, RecursionError) as err:
+        raise EntryFormatError(f"bad snapshot: {err}") from err
