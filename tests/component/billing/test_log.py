@@ -3,6 +3,7 @@ proofs served over HTTP and verified with provenance.merkle, receipts verified o
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -143,3 +144,26 @@ async def test_the_log_survives_a_restart_and_keeps_growing(
     response = await client.get("/v1/log/proof/consistency?first=3&second=4")
     proof = [bytes.fromhex(h) for h in (await response.json())["proof"]]
     verify_consistency(3, 4, proof, bytes.fromhex(old.root_hash), bytes.fromhex(new.root_hash))
+
+
+@pytest.mark.parametrize(
+    "config_overrides", [{"checkpoint_every_batches": 100, "checkpoint_interval_s": 0.05}]
+)
+async def test_checkpoint_is_signed_after_the_interval_not_before(harness: Harness) -> None:
+    """Every T seconds (by the injected clock) or every N batches, whichever first."""
+    edge = await harness.enrol("edge-a")
+    sequencer = harness.coordinator.sequencer
+    assert (await harness.post(body_of(edge.seal())))[0] == 200
+    for _ in range(200):  # the sequencer integrates promptly but must not sign yet
+        if sequencer.state.size == 1:
+            break
+        await asyncio.sleep(0.01)
+    assert sequencer.state.size == 1
+    assert sequencer.checkpoint is not None and sequencer.checkpoint.size == 0
+    harness.clock.advance(1)
+    sequencer.notify()
+    for _ in range(200):
+        if sequencer.checkpoint.size == 1:
+            break
+        await asyncio.sleep(0.01)
+    assert (await _checkpoint(harness)).size == 1
