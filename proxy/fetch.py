@@ -1,0 +1,484 @@
+"""Going forward: the request to the origin, the response streamed back, stored when allowed,
+shared with collapsed waiters (proxy.collapse). The async half of the handler."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from proxy.cache.admission import (
+    is_refreshable_by,
+    make_stored_response,
+    refresh_stored_response,
+)
+from proxy.cache.entry import StoredResponse
+from proxy.cache.freshness import corrected_initial_age, date_value
+from proxy.cache.invalidation import keys_to_invalidate
+from proxy.cache.keys import is_vary_match, vary_key, vary_names
+from proxy.cache.reuse import may_serve_stale_on_error
+from proxy.cache.storability import effective_directives, reason_not_storable
+from proxy.collapse import Fill, FillHead
+from proxy.http import cache_status as outcomes
+from proxy.http.cache_status import Outcome, cache_status
+from proxy.http.dates import format_http_date
+from proxy.http.fields import Headers, get_values, without_fields
+from proxy.http.hop_by_hop import strip_hop_by_hop, strip_request_hop_by_hop
+from proxy.http.request_parser import NO_BODY
+from proxy.http.wire import status_allows_body
+from proxy.origin import OriginError, OriginResponse
+from proxy.responses import forwarded_head, render_trailer
+
+if TYPE_CHECKING:
+    from proxy.handler import Connection, Exchange, ProxyHandler
+
+_CONDITIONAL_FIELDS = frozenset(
+    {"if-none-match", "if-modified-since", "if-match", "if-unmodified-since", "if-range"}
+)
+_CLIENT_VALIDATORS = frozenset({"if-none-match", "if-modified-since"})
+_FORWARDED_FIELDS = frozenset(
+    {"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-request-id", "expect", "host"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Fetch:
+    """How to go forward: the outcome to report, the stored response being revalidated (if
+    any), whether the answer may be stored, and the fill this request leads (if any)."""
+
+    outcome: Outcome
+    stored: StoredResponse | None = None
+    store: bool = True
+    fill: Fill | None = None
+
+
+@dataclass(slots=True)
+class _Timing:
+    request_time: float
+    response_time: float
+
+
+class OriginPath:
+    def __init__(self, handler: ProxyHandler) -> None:
+        self.h = handler
+        self.settings = handler.settings
+        self.stats = handler.stats
+
+    # -- the request ---------------------------------------------------------------------------
+
+    def upstream_headers(self, conn: Connection, ex: Exchange, fetch: Fetch) -> Headers:
+        drop = set(_FORWARDED_FIELDS)
+        if fetch.store and ex.method == "GET":
+            drop |= _CONDITIONAL_FIELDS if fetch.stored is not None else _CLIENT_VALIDATORS
+        # Host is part of the cache key, so it is always sent as the key has it: a client can't
+        # list it in Connection to have the origin answer for another host under this key.
+        headers = without_fields(strip_request_hop_by_hop(ex.head.headers), drop)
+        headers.insert(0, ("Host", ex.host or ex.route.authority))
+        stored = fetch.stored
+        if stored is not None:
+            if stored.etag is not None:
+                headers.append(("If-None-Match", stored.etag))
+            if stored.last_modified is not None:
+                headers.append(("If-Modified-Since", format_http_date(stored.last_modified)))
+        forwarded_for = conn.peer_ip
+        if conn.peer_ip in self.settings.trust_forwarded_from:
+            previous = get_values(ex.head.headers, "x-forwarded-for")
+            if previous:
+                forwarded_for = ", ".join([*previous, conn.peer_ip])
+        headers.append(("X-Forwarded-For", forwarded_for))
+        headers.append(("X-Forwarded-Proto", "http"))
+        if ex.host:
+            headers.append(("X-Forwarded-Host", ex.host))
+        via = get_values(headers, "via")
+        headers = [(n, v) for n, v in headers if n.lower() != "via"]
+        headers.append(("Via", ", ".join([*via, self.settings.via])))
+        headers.append(("X-Request-ID", ex.request_id))
+        return headers
+
+    async def forward(self, conn: Connection, ex: Exchange, fetch: Fetch) -> None:
+        try:
+            await self._forward(conn, ex, fetch)
+        finally:
+            if fetch.fill is not None:
+                if not fetch.fill.done:
+                    fetch.fill.fail(OriginError("reset", "fill abandoned"))
+                self.h.fills.end(ex.key, fetch.fill)
+
+    async def _forward(self, conn: Connection, ex: Exchange, fetch: Fetch) -> None:
+        headers = self.upstream_headers(conn, ex, fetch)
+        body = conn.request_body() if ex.head.body is not NO_BODY else None
+        request_time = time.time()
+        started = time.monotonic()
+        self.stats.origin_requests += 1
+        try:
+            response = await self.h.origin.request(
+                ex.method, ex.route.base_url + ex.target, headers, body
+            )
+        except OriginError as error:
+            self.stats.origin_errors[error.kind] += 1
+            if fetch.fill is not None:
+                fetch.fill.fail(error)
+            self._answer_origin_failure(conn, ex, fetch, error.status, f"origin-{error.kind}")
+            return
+        self.h.observe_origin_latency(time.monotonic() - started)
+        timing = _Timing(request_time, time.time())
+        try:
+            await self._relay(conn, ex, fetch, response, timing)
+        finally:
+            response.release()
+
+    def _answer_origin_failure(
+        self, conn: Connection, ex: Exchange, fetch: Fetch, status: int, detail: str
+    ) -> None:
+        now = time.time()
+        stored = fetch.stored
+        if stored is not None and may_serve_stale_on_error(
+            stored, ex.directives, now, self.settings.stale_if_error_default_s
+        ):
+            self.h.write_stored(conn, ex, stored, outcomes.STALE_IF_ERROR, now, detail=detail)
+            return
+        message = "origin timed out" if status == 504 else "origin unavailable"
+        self.h.write_local_error(conn, ex.head, status, message, ex, fetch.outcome, detail)
+
+    # -- the response --------------------------------------------------------------------------
+
+    async def _relay(
+        self,
+        conn: Connection,
+        ex: Exchange,
+        fetch: Fetch,
+        response: OriginResponse,
+        timing: _Timing,
+    ) -> None:
+        stored = fetch.stored
+        if stored is not None and response.status == 304:
+            if is_refreshable_by(stored, response.headers):
+                refreshed = refresh_stored_response(
+                    stored,
+                    response.headers,
+                    timing.request_time,
+                    timing.response_time,
+                    self.settings.admission,
+                )
+                self.h.store.replace(ex.key, stored, refreshed)
+                outcome = outcomes.REVALIDATED
+                if fetch.outcome is outcomes.REQUEST_MISS:
+                    outcome = Outcome("revalidated", "REVALIDATED", False, fwd="request")
+                self.h.write_stored(conn, ex, refreshed, outcome, time.time(), fwd_status=304)
+                return
+            # The 304 names another representation: fetch it whole instead.
+            await self._forward(conn, ex, Fetch(fetch.outcome, None, fetch.store))
+            return
+        if stored is not None and response.status >= 500:
+            self.stats.origin_errors["status"] += 1
+            now = time.time()
+            if may_serve_stale_on_error(
+                stored, ex.directives, now, self.settings.stale_if_error_default_s
+            ):
+                response.close()
+                self.h.write_stored(
+                    conn,
+                    ex,
+                    stored,
+                    outcomes.STALE_IF_ERROR,
+                    now,
+                    fwd_status=response.status,
+                    detail="stale-if-error",
+                )
+                return
+        await self._relay_response(conn, ex, fetch, response, timing)
+
+    def _storable(
+        self, ex: Exchange, fetch: Fetch, response: OriginResponse, headers: Headers
+    ) -> bool:
+        if not fetch.store or ex.method != "GET":
+            return False
+        directives = effective_directives(headers, self.settings.admission.targeted_fields)
+        reason = reason_not_storable(
+            ex.method,
+            ex.head.headers,
+            ex.directives,
+            response.status,
+            headers,
+            directives,
+            self.settings.storage,
+        )
+        if reason is None and (
+            response.content_length is not None
+            and response.content_length > self.settings.max_object_bytes
+        ):
+            reason = "too-large"
+        if reason is not None:
+            self.stats.not_stored[reason] += 1
+            return False
+        return True
+
+    async def _relay_response(
+        self,
+        conn: Connection,
+        ex: Exchange,
+        fetch: Fetch,
+        response: OriginResponse,
+        timing: _Timing,
+    ) -> None:
+        headers = strip_hop_by_hop(response.headers)
+        self._invalidate_after_unsafe(ex, response.status, headers)
+        will_store = self._storable(ex, fetch, response, headers)
+        fill = fetch.fill
+        if fill is not None:
+            if will_store:
+                fill.publish(
+                    FillHead(
+                        response.status,
+                        response.reason,
+                        headers,
+                        response.content_length,
+                        vary_key(vary_names(headers), ex.head.headers),
+                    )
+                )
+            else:
+                fill.release()
+                self.h.fills.mark_uncacheable(ex.key, time.time())
+        if will_store and _has_client_validators(ex):
+            # Fill the cache, then answer the client's own conditional from what was stored.
+            body = await self._read_whole(response)
+            if body is None:
+                conn.abort()
+                return
+            stored = self._store(ex, response, headers, body, timing)
+            if stored is not None:
+                self.h.write_stored(conn, ex, stored, fetch.outcome, time.time(), stored_flag=True)
+                return
+            await self._write_forwarded(conn, ex, fetch, response, headers, False, timing, [body])
+            return
+        await self._write_forwarded(conn, ex, fetch, response, headers, will_store, timing, None)
+
+    async def _read_whole(self, response: OriginResponse) -> bytes | None:
+        parts: list[bytes] = []
+        try:
+            async for chunk in response.chunks():
+                parts.append(chunk)
+                self.stats.origin_bytes += len(chunk)
+        except OriginError as error:
+            self.stats.origin_errors[error.kind] += 1
+            return None
+        body = b"".join(parts)
+        if response.content_length is not None and len(body) != response.content_length:
+            return None
+        return body
+
+    def _store(
+        self,
+        ex: Exchange,
+        response: OriginResponse,
+        headers: Headers,
+        body: bytes,
+        timing: _Timing,
+    ) -> StoredResponse | None:
+        stored = make_stored_response(
+            response.status,
+            response.reason,
+            headers,
+            body,
+            ex.head.headers,
+            timing.request_time,
+            timing.response_time,
+            self.settings.admission,
+        )
+        if not self.h.store.put(ex.key, stored):
+            self.stats.not_stored["too-large"] += 1
+            return None
+        return stored
+
+    def _invalidate_after_unsafe(self, ex: Exchange, status: int, headers: Headers) -> None:
+        for key in keys_to_invalidate(
+            ex.method, status, ex.route.scheme, ex.host or ex.route.authority, ex.target, headers
+        ):
+            if self.h.store.invalidate(key):
+                self.stats.invalidations += 1
+
+    def _client_head(
+        self,
+        ex: Exchange,
+        status: int,
+        reason: str,
+        headers: Headers,
+        content_length: int | None,
+        outcome: Outcome,
+        *,
+        age_s: float | None,
+        stored: bool,
+        collapsed: bool = False,
+    ) -> tuple[bytes, bool, bool]:
+        """The head for a forwarded response, and (chunked?, keep_alive?) for its body."""
+        out = headers
+        if not any(n.lower() == "date" for n, _ in out):
+            out = [*out, ("Date", format_http_date(time.time()))]
+        if age_s is not None:
+            out = [(n, v) for n, v in out if n.lower() != "age"]
+            out.append(("Age", str(int(age_s))))
+        via = get_values(out, "via")
+        out = [(n, v) for n, v in out if n.lower() != "via"]
+        out.append(("Via", ", ".join([*via, self.settings.via])))
+        has_body = ex.method != "HEAD" and status_allows_body(status)
+        chunked = False
+        keep_alive = ex.keep_alive
+        if has_body and content_length is None:
+            if ex.http10:
+                keep_alive = False  # RFC 9112 §6.3: the end of the body is the close
+            else:
+                chunked = True
+                out.append(("Transfer-Encoding", "chunked"))
+        status_text = cache_status(
+            self.settings.cache_name,
+            outcome,
+            fwd_status=None if collapsed else status,
+            stored=stored,
+            collapsed=collapsed,
+        )
+        trailer = render_trailer(status_text, outcome.x_cache, ex.request_id, keep_alive, ex.http10)
+        return forwarded_head(status, reason, out, trailer), chunked, keep_alive
+
+    async def _write_forwarded(
+        self,
+        conn: Connection,
+        ex: Exchange,
+        fetch: Fetch,
+        response: OriginResponse,
+        headers: Headers,
+        will_store: bool,
+        timing: _Timing,
+        prefetched: list[bytes] | None,
+    ) -> None:
+        age = None
+        if will_store:
+            age = corrected_initial_age(
+                headers,
+                timing.request_time,
+                timing.response_time,
+                date_value(headers, timing.response_time),
+            )
+        head, chunked, keep_alive = self._client_head(
+            ex,
+            response.status,
+            response.reason,
+            headers,
+            response.content_length,
+            fetch.outcome,
+            age_s=age,
+            stored=will_store,
+        )
+        conn.write(head)
+        if ex.method == "HEAD" or not status_allows_body(response.status):
+            self.h.account(ex, fetch.outcome, response.status, 0, "origin")
+            conn.keep_alive = conn.keep_alive and keep_alive
+            return
+        body = _iterate(prefetched) if prefetched is not None else response.chunks()
+        fill = fetch.fill
+        if will_store and fill is None:
+            fill = Fill.private()  # nobody to share with: it is only the cache's buffer
+        sent = await self._stream_fill(
+            conn, fill if will_store else None, body, chunked, prefetched is None
+        )
+        if sent is None:
+            return
+        if response.content_length is not None and sent != response.content_length:
+            self.stats.origin_errors["short-body"] += 1
+            if fill is not None:
+                fill.fail(OriginError("garbage", "short body"))
+            conn.abort()
+            return
+        if fill is not None:
+            fill.finish()
+        if chunked and not conn.closed:
+            conn.write(b"0\r\n\r\n")
+        self.h.account(ex, fetch.outcome, response.status, sent, "origin")
+        if will_store and fill is not None and fill.shared:
+            self._store(ex, response, headers, b"".join(fill.chunks), timing)
+        conn.keep_alive = conn.keep_alive and keep_alive
+
+    async def _stream_fill(
+        self,
+        conn: Connection,
+        fill: Fill | None,
+        chunks: AsyncIterator[bytes],
+        chunked: bool,
+        count_origin_bytes: bool,
+    ) -> int | None:
+        """Stream the origin body to the client, feeding the fill (which doubles as the cache's
+        buffer). Returns body bytes sent, or None when the exchange was cut short. A client
+        that goes away does not stop a fill that others wait on or the cache will keep."""
+        sent = 0
+        limit = self.settings.max_object_bytes
+        try:
+            async for chunk in chunks:
+                if count_origin_bytes:
+                    self.stats.origin_bytes += len(chunk)
+                if fill is not None:
+                    fill.push(chunk)
+                    if fill.size_bytes > limit and fill.waiters == 0:
+                        # Too big for the cache and nobody shares it: stop keeping it.
+                        self.stats.not_stored["too-large"] += 1
+                        fill.release()
+                        fill = None
+                if not chunk:
+                    continue
+                if not conn.closed:
+                    conn.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)
+                    await conn.drain()
+                sent += len(chunk)
+                if conn.closed and fill is None:
+                    return None
+        except OriginError as error:
+            # Never a short response that looks complete: the client sees the connection drop.
+            self.stats.origin_errors[error.kind] += 1
+            if fill is not None:
+                fill.fail(error)
+            conn.abort()
+            return None
+        return sent
+
+    # -- collapsed waiters -----------------------------------------------------------------------
+
+    async def join(self, conn: Connection, ex: Exchange, fill: Fill, fallback: Fetch) -> None:
+        """Answer from a fill another request started; fetch alone if it can't be shared."""
+        fill.waiters += 1
+        try:
+            head = await fill.wait_head()
+            if head is None or (head.vary and not is_vary_match(head.vary, ex.head.headers)):
+                await self.forward(conn, ex, fallback)
+                return
+            out_head, chunked, keep_alive = self._client_head(
+                ex,
+                head.status,
+                head.reason,
+                head.headers,
+                head.content_length,
+                fallback.outcome,
+                age_s=None,
+                stored=False,
+                collapsed=True,
+            )
+            conn.write(out_head)
+            if ex.method == "HEAD" or not status_allows_body(head.status):
+                self.h.account(ex, fallback.outcome, head.status, 0, "origin")
+                return
+            sent = await self._stream_fill(conn, None, fill.stream(), chunked, False)
+            if sent is None:
+                return
+            if chunked:
+                conn.write(b"0\r\n\r\n")
+            self.h.account(ex, fallback.outcome, head.status, sent, "origin")
+            conn.keep_alive = conn.keep_alive and keep_alive
+        finally:
+            fill.waiters -= 1
+
+
+def _has_client_validators(ex: Exchange) -> bool:
+    return any(n.lower() in _CLIENT_VALIDATORS for n, _ in ex.head.headers)
+
+
+async def _iterate(parts: list[bytes]) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
