@@ -56,6 +56,10 @@ class RequestBody:
     def complete(self) -> bool:
         return self._done and not self._failed
 
+    @property
+    def done(self) -> bool:
+        return self._done
+
     def push(self, pieces: list[bytes], done: bool) -> None:
         for piece in pieces:
             if piece:
@@ -103,6 +107,7 @@ class ClientConnection(asyncio.Protocol):
         self.peer_ip = ""
         self.closed = False
         self.keep_alive = True
+        self.responded = False  # has any byte of the current request's response been written?
         self.buffer = bytearray()
         self.task: asyncio.Task[None] | None = None
         self.body: RequestBody | None = None
@@ -126,6 +131,7 @@ class ClientConnection(asyncio.Protocol):
             self.closed = True
             return
         state.connections.add(self)
+        self.head_started = state.clock()  # a new connection owes us its first request head
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -161,6 +167,7 @@ class ClientConnection(asyncio.Protocol):
 
     def write(self, data: bytes) -> None:
         if not self.closed and self.transport is not None:
+            self.responded = True
             self.transport.write(data)
 
     async def drain(self) -> None:
@@ -169,6 +176,14 @@ class ClientConnection(asyncio.Protocol):
             await self._drain_waiter
 
     def abort(self) -> None:
+        if self.closed:
+            return  # already closing: a graceful close keeps its buffered answer
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    def terminate(self) -> None:
+        """Drop the connection now, whatever is still buffered (end of the shutdown grace)."""
         self.closed = True
         if self.transport is not None:
             self.transport.abort()
@@ -213,6 +228,7 @@ class ClientConnection(asyncio.Protocol):
             head, used = parsed
             data = data[used:]
             self.head_started = 0.0
+            self.responded = False
             if state.draining:
                 head.keep_alive = False
             self.keep_alive = head.keep_alive
@@ -280,9 +296,12 @@ class ClientConnection(asyncio.Protocol):
         assert reader is not None and body is not None
         try:
             pieces, done, leftover = reader.feed(data)
-        except ProtocolError:
+        except ProtocolError as error:
             body.fail()
-            self.abort()
+            if self.responded:
+                self.abort()  # mid-response: dropping the connection is all that is left
+            else:
+                self._reject(error)  # RFC 9112 §7.1: a bad chunk is a 400, then close
             return False
         body.push(pieces, done)
         if done:

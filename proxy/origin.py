@@ -40,6 +40,27 @@ def _translate(exc: BaseException) -> OriginError:
     raise exc
 
 
+class _LossWatch:
+    """Remembers how the origin's connection ended. aiohttp ends a close-delimited body
+    (RFC 9112 §6.3 rule 8) cleanly even when the connection was reset, so a reset would pass
+    for the end of the body; watching connection_lost tells the two apart."""
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self.error: BaseException | None = None
+        connection = response.connection
+        if connection is None or connection.protocol is None:
+            return
+        protocol = connection.protocol
+        original = protocol.connection_lost
+
+        def connection_lost(exc: BaseException | None) -> None:
+            if exc is not None:
+                self.error = exc
+            original(exc)
+
+        protocol.connection_lost = connection_lost  # type: ignore[method-assign]
+
+
 @dataclass(slots=True)
 class OriginResponse:
     status: int
@@ -47,6 +68,7 @@ class OriginResponse:
     headers: Headers
     content_length: int | None
     _response: aiohttp.ClientResponse
+    _loss_watch: _LossWatch | None = None  # set for close-delimited bodies only
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """The body as it arrives; an origin failure mid-body raises OriginError."""
@@ -55,6 +77,8 @@ class OriginResponse:
                 yield chunk
         except (TimeoutError, aiohttp.ClientError, ConnectionError) as exc:
             raise _translate(exc) from exc
+        if self._loss_watch is not None and self._loss_watch.error is not None:
+            raise OriginError("reset", "connection lost before the end of the body")
 
     def close(self) -> None:
         """Drop the connection (used when a body is abandoned half-read)."""
@@ -118,10 +142,18 @@ class OriginClient:
             (name.decode("latin-1"), value.decode("latin-1"))
             for name, value in response.raw_headers
         ]
+        close_delimited = (
+            response.content_length is None
+            and not response.headers.get("Transfer-Encoding", "").lower().endswith("chunked")
+            and method != "HEAD"
+            and response.status not in (204, 304)
+            and response.status >= 200
+        )
         return OriginResponse(
             status=response.status,
             reason=response.reason or "",
             headers=headers_out,
             content_length=response.content_length,
             _response=response,
+            _loss_watch=_LossWatch(response) if close_delimited else None,
         )

@@ -88,12 +88,14 @@ async def _sweep(state: ProxyState) -> None:
         await asyncio.sleep(SWEEP_INTERVAL_S)
         now = time.monotonic()
         for conn in list(state.connections):
+            if conn.body is not None and not conn.body.done:
+                if now - conn.last_activity > config.header_timeout_s:
+                    conn.abort()  # a request body that stopped arriving
+                continue
             if conn.task is not None:
                 continue
             if conn.head_started and now - conn.head_started > config.header_timeout_s:
                 conn.reject_slow_head()
-            elif conn.body is not None and now - conn.last_activity > config.header_timeout_s:
-                conn.abort()
             elif not conn.buffer and now - conn.last_activity > config.keepalive_timeout_s:
                 conn.close()
 
@@ -154,7 +156,7 @@ async def _drain(state: ProxyState, grace_s: float) -> None:
             break
         await asyncio.sleep(0.05)
     for conn in list(state.connections):
-        conn.abort()
+        conn.terminate()
 
 
 def run(config: ProxyConfig) -> int:
