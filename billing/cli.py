@@ -125,6 +125,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         config = _config(args)
         host, port = parse_listen(config.listen)
+        _ = config.sqlite_path  # refuses an unsupported DSN before anything starts
     except ConfigError as exc:
         return _fail(str(exc))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -141,6 +142,6 @@ def _run(args: argparse.Namespace) -> int:
 
     try:
         web.run_app(build_app(open_coordinator), host=host, port=port, print=None)
-    except (OSError, RuntimeError) as exc:
+    except (OSError, RuntimeError, ConfigError) as exc:
         return _fail(str(exc))
     return 0
