@@ -107,3 +107,66 @@ def test_collapsed_fill_cut_by_origin_reset_never_looks_complete(
             assert body.count(b"x") == 400_000, "a short body was framed as complete"
     after = proxy.get(path)
     assert after.body == b"x" * 400_000
+
+
+def raw_get(proxy: Proxy, request: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
+        sock.sendall(request)
+        return read_until_close(sock, 10.0)
+
+
+def test_mixed_waiters_each_get_their_own_framing_rfc9112_s6(
+    proxy: Proxy, origin: Origin, path: str
+) -> None:
+    """GET, HEAD, a conditional GET and an HTTP/1.0 GET miss together on one key while the
+    origin sends a chunked body: each gets a response framed for itself."""
+    origin.script(
+        path,
+        {
+            "headers": [FRESH, ["ETag", '"w"']],
+            "body_size": 100_000,
+            "framing": "chunked",
+            "delay_s": 0.3,
+        },
+    )
+    requests = [
+        f"GET {path} HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+        f"HEAD {path} HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+        f'GET {path} HTTP/1.1\r\nHost: a.test\r\nIf-None-Match: "w"\r\nConnection: close\r\n\r\n',
+        f"GET {path} HTTP/1.0\r\nHost: a.test\r\n\r\n",
+    ]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        get, head, conditional, old = pool.map(lambda r: raw_get(proxy, r.encode()), requests)
+    get_head, _, get_body = get.partition(b"\r\n\r\n")
+    assert get_head.startswith(b"HTTP/1.1 200")
+    assert get_body.count(b"x") == 100_000
+    head_head, _, head_body = head.partition(b"\r\n\r\n")
+    assert head_head.startswith(b"HTTP/1.1 200")
+    assert head_body == b""
+    conditional_head, _, conditional_body = conditional.partition(b"\r\n\r\n")
+    assert conditional_head.startswith(b"HTTP/1.1 304"), conditional_head
+    assert conditional_body == b""
+    old_head, _, old_body = old.partition(b"\r\n\r\n")
+    assert b"transfer-encoding" not in old_head.lower()
+    assert old_body == b"x" * 100_000
+
+
+def test_leader_client_leaving_does_not_hurt_followers(
+    proxy: Proxy, origin: Origin, path: str
+) -> None:
+    origin.script(path, {"headers": [FRESH], "body_size": 300_000, "delay_s": 0.5})
+    request = f"GET {path} HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n".encode()
+    leader = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+    try:
+        leader.sendall(request)
+        origin.wait_for_count(path, 1)
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            futures = [pool.submit(raw_get, proxy, request) for _ in range(3)]
+            leader.close()
+            raws = [f.result() for f in futures]
+    finally:
+        leader.close()
+    for raw in raws:
+        head, _, body = raw.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200")
+        assert body == b"x" * 300_000
