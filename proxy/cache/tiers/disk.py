@@ -34,6 +34,7 @@ import os
 import re
 from collections import OrderedDict
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -60,6 +61,7 @@ Variants = tuple[StoredResponse, ...]
 TEMP_MARK = ".tmp-"
 SNAPSHOT_NAME = "index.snapshot"
 SCAN_READ_BYTES = 4096  # one read per file at open: the header and, nearly always, the key
+SCAN_THREADS = 8  # overlap device reads on a cold start; the GIL bounds a warm scan anyway
 _ENTRY_NAME = re.compile(r"[0-9a-f]{64}")
 _SUBDIR_NAME = re.compile(r"[0-9a-f]{1,2}")
 
@@ -136,7 +138,7 @@ class DiskTier:
             known = [_Found(k, n, size, 0) for k, n, size in snapshot if n in present]
             listed = {found.name for found in known}
             paths = [path for path in paths if path[-64:] not in listed]
-        found = [f for f in map(self._scan_file, paths) if f is not None]
+        found = self._scan_files(paths)
         found.sort(key=_written_at)
         index = self._index
         for item in (*known, *found):
@@ -189,30 +191,17 @@ class DiskTier:
                             paths.append(entry.path)
         return paths
 
-    def _scan_file(self, path: str) -> _Found | None:
-        """Index one entry file from its first bytes: header, exact size, key."""
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
-            return None
-        try:
-            stat = os.fstat(fd)
-            prefix = os.read(fd, SCAN_READ_BYTES)
-            header = parse_header(prefix)
-            if header.file_bytes != stat.st_size:
-                raise EntryFormatError("size differs from the header")
-            if len(prefix) < HEADER_BYTES + header.key_len:
-                prefix += os.pread(fd, HEADER_BYTES + header.key_len - len(prefix), len(prefix))
-            key = parse_key(header, prefix)
-            name = path[-64:]
-            if name_for(key) != name:
-                raise EntryFormatError("key does not match the file name")
-        except EntryFormatError as err:
-            self._drop_corrupt(Path(path), err)
-            return None
-        finally:
-            os.close(fd)
-        return _Found(key, name, header.file_bytes, stat.st_mtime_ns)
+    def _scan_files(self, paths: list[str]) -> list[_Found]:
+        """Index info of each file, read by a few threads (a cold start waits on the device)."""
+        found: list[_Found] = []
+        with ThreadPoolExecutor(SCAN_THREADS, thread_name_prefix="disk-scan") as pool:
+            infos = pool.map(_index_info, paths, chunksize=256)
+            for path, info in zip(paths, infos, strict=True):
+                if isinstance(info, EntryFormatError):
+                    self._drop_corrupt(Path(path), info)
+                elif info is not None:
+                    found.append(info)
+        return found
 
     # -- read ------------------------------------------------------------------------------------
 
@@ -317,6 +306,31 @@ class DiskTier:
 
 
 # -- thread-side I/O ------------------------------------------------------------------------------
+
+
+def _index_info(path: str) -> _Found | EntryFormatError | None:
+    """Index one entry file from its first bytes: header, exact size, key (None: file gone)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        stat = os.fstat(fd)
+        prefix = os.read(fd, SCAN_READ_BYTES)
+        header = parse_header(prefix)
+        if header.file_bytes != stat.st_size:
+            return EntryFormatError("size differs from the header")
+        if len(prefix) < HEADER_BYTES + header.key_len:
+            prefix += os.pread(fd, HEADER_BYTES + header.key_len - len(prefix), len(prefix))
+        key = parse_key(header, prefix)
+    except EntryFormatError as err:
+        return err
+    finally:
+        os.close(fd)
+    name = path[-64:]
+    if name_for(key) != name:
+        return EntryFormatError("key does not match the file name")
+    return _Found(key, name, header.file_bytes, stat.st_mtime_ns)
 
 
 def _write_temp(temp: Path, key: str, variants: Variants, durable: bool) -> int:
