@@ -1,0 +1,116 @@
+"""Attribution (issue 6 "Attribution"): each deduplicated record goes to the manifest version
+active for its content id at the record's timestamp; unknown, revoked (after grace), hash
+mismatch, non-billable and upstream_of duplicates are excluded, each with a reason kept and
+counted."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from billing.attribution import (
+    ATTRIBUTED,
+    EXCLUSION_REASONS,
+    Attributed,
+    Excluded,
+    attribute,
+    attribute_all,
+    count_outcomes,
+)
+from provenance.records import Record
+from tests.unit.billing.billing_builders import (
+    CID_B,
+    CID_GONE,
+    CID_NONE,
+    MAN_A1,
+    MAN_A2,
+    MAN_B,
+    MAN_GONE,
+    NOW,
+    make_record,
+    manifest_active_at,
+    records,
+    revoked_at,
+)
+
+
+def _attr(record: Record, **kw: int) -> Attributed | Excluded:
+    return attribute(record, manifest_active_at, now=NOW, revoked_at=revoked_at, **kw)
+
+
+def test_goes_to_the_manifest_version_active_at_the_record_timestamp() -> None:
+    """Issue 6: "goes to the manifest version that was active ... at the record's timestamp"."""
+    before = _attr(make_record(ts="2026-11-27T05:59:59.999Z", manifest=MAN_A2))
+    after = _attr(make_record(ts="2026-11-27T06:00:00.000Z", manifest=MAN_A1))
+    assert isinstance(before, Attributed) and before.manifest_id == MAN_A1
+    assert isinstance(after, Attributed) and after.manifest_id == MAN_A2
+    assert before.creator == after.creator == "alice"
+
+
+def test_creator_comes_from_the_registry_not_the_record() -> None:
+    out = _attr(make_record(content_id=CID_B, manifest=MAN_B, creator="mallory"))
+    assert isinstance(out, Attributed) and out.creator == "bob"
+
+
+@pytest.mark.parametrize(
+    ("record", "reason"),
+    [
+        (make_record(sample_rate="0"), "invalid"),
+        (make_record(ts="2026-11-27T12:05:00.001Z"), "invalid"),
+        (make_record(upstream_of="edge-child"), "upstream-duplicate"),
+        (make_record(method="POST"), "non-billable"),
+        (make_record(cache="bypass", tier="origin"), "non-billable"),
+        (make_record(cache="error", tier="none", status=502), "non-billable"),
+        (make_record(status=404), "non-billable"),
+        (make_record(content_id=None, manifest=None, creator=None), "unknown-content"),
+        (make_record(content_id=CID_NONE, manifest=None, creator=None), "unknown-content"),
+        (make_record(manifest=None), "hash-mismatch"),
+        (make_record(content_id=CID_GONE, manifest=MAN_GONE), "revoked"),
+    ],
+)
+def test_each_exclusion_has_its_reason(record: Record, reason: str) -> None:
+    """Issue 6: excluded "each with a reason that is kept and counted"."""
+    out = _attr(record)
+    assert isinstance(out, Excluded)
+    assert out.reason == reason
+    assert out.detail
+
+
+def test_future_skew_is_tolerated_up_to_the_limit() -> None:
+    assert isinstance(_attr(make_record(ts="2026-11-27T12:05:00.000Z")), Attributed)
+
+
+def test_head_304_and_206_bill() -> None:
+    for record in (make_record(method="HEAD"), make_record(status=304), make_record(status=206)):
+        assert isinstance(_attr(record), Attributed)
+
+
+def test_revoked_content_bills_within_the_grace_window_to_the_last_active_manifest() -> None:
+    """Issue 6: "revoked content (after its grace window)" is excluded, not before."""
+    in_grace = make_record(content_id=CID_GONE, manifest=MAN_GONE, ts="2026-11-26T00:30:00.000Z")
+    out = _attr(in_grace, grace_s=3600)
+    assert isinstance(out, Attributed) and out.manifest_id == MAN_GONE
+    at_end = make_record(content_id=CID_GONE, manifest=MAN_GONE, ts="2026-11-26T01:00:00.000Z")
+    assert isinstance(_attr(at_end, grace_s=3600), Excluded)
+    before = make_record(content_id=CID_GONE, manifest=MAN_GONE, ts="2026-11-25T23:00:00.000Z")
+    assert isinstance(_attr(before, grace_s=0), Attributed)
+
+
+@given(st.lists(records(), max_size=60), st.integers(0, 3 * 86400))
+@settings(max_examples=60, deadline=None)
+def test_every_record_gets_exactly_one_outcome(batch: list[Record], grace_s: int) -> None:
+    """Issue 6: counts by reason + attributed = input, for any input."""
+    outcomes = attribute_all(
+        batch, manifest_active_at, now=NOW + timedelta(days=2), revoked_at=revoked_at,
+        grace_s=grace_s,
+    )  # fmt: skip
+    assert [o.record for o in outcomes] == batch
+    counts = count_outcomes(outcomes)
+    assert set(counts) == {ATTRIBUTED, *EXCLUSION_REASONS}
+    assert sum(counts.values()) == len(batch)
+    for outcome in outcomes:
+        if isinstance(outcome, Excluded):
+            assert outcome.reason in EXCLUSION_REASONS
