@@ -299,3 +299,12 @@ def test_close_cancels_a_put_in_flight(tmp_path: Path) -> None:
     again = opened(tmp_path)
     assert list(again.keys()) == []
     assert not any(TEMP_MARK in p.name for p in tmp_path.rglob("*"))
+
+
+def test_a_write_error_is_a_failed_put_not_an_exception(tmp_path: Path) -> None:
+    tier = opened(tmp_path)
+    name = name_for("k")
+    (tmp_path / name[0]).write_bytes(b"a file where the fan-out directory should be")
+    assert asyncio.run(tier.put("k", (response(),))) is False
+    assert "k" not in tier
+    assert tier.bytes_used == 0

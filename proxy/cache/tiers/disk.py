@@ -225,6 +225,9 @@ class DiskTier:
             if self._index.get(key) is slot:
                 self._forget(key)
             return None
+        except OSError as err:
+            log.warning("disk tier: cannot read %s: %s", slot.name, err)  # EIO, EACCES: a miss
+            return None
         if self._index.get(key) is not slot:
             return None  # removed or replaced while we read: don't hand out what was purged
         return variants
@@ -247,11 +250,14 @@ class DiskTier:
         temp = self._path(name).with_name(f"{name}{TEMP_MARK}{os.getpid()}-{ticket}")
         try:
             file_bytes = await asyncio.to_thread(_write_temp, temp, key, variants, self.durable)
-        except BaseException:
+        except BaseException as err:
             if self._pending.get(key) == ticket:
                 del self._pending[key]
             _unlink(temp)
-            raise
+            if not isinstance(err, OSError):
+                raise
+            log.warning("disk tier: cannot write %s: %s", temp.name, err)  # ENOSPC, EIO: a miss
+            return False
         if self._pending.get(key) != ticket:
             _unlink(temp)  # a remove or a newer put came after us: they win
             return False
@@ -393,5 +399,5 @@ def _written_at(found: _Found) -> int:
 def _unlink(path: Path) -> None:
     try:
         os.unlink(path)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         pass
