@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from billing.api import edges, ingest, log
+from billing.api import edges, ingest, log, registry
 from billing.api.openapi import openapi_document
 from billing.errors import reason_of
 from billing.service import Coordinator
@@ -72,6 +72,17 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("GET", "/v1/log/proof/inclusion", log.get_inclusion_proof),
     ("GET", "/v1/log/proof/consistency", log.get_consistency_proof),
     ("GET", "/v1/receipts/{request_id}", log.get_receipt),
+    ("POST", "/v1/admin/creators", registry.add_creator),
+    ("GET", "/v1/admin/creators", registry.list_creators),
+    ("POST", "/v1/admin/creators/{account}/keys", registry.add_creator_key),
+    ("DELETE", "/v1/admin/creators/{account}/keys/{key_id}", registry.revoke_creator_key),
+    ("POST", "/v1/admin/creators/{account}/tokens", registry.issue_creator_token),
+    ("POST", "/v1/manifests", registry.publish),
+    ("GET", "/v1/manifests/{manifest_id}", registry.get_manifest),
+    ("POST", "/v1/manifests/{manifest_id}/revoke", registry.revoke),
+    ("GET", "/v1/content", registry.content_by_path),
+    ("GET", "/v1/content/{content_id}", registry.content_by_id),
+    ("GET", "/v1/registry/changes", registry.changes),
 )
 
 

@@ -30,6 +30,65 @@ def _path(*names: str) -> list[dict[str, Any]]:
     ]
 
 
+def _registry_paths() -> dict[str, dict[str, Any]]:
+    """The manifest registry (docs/design/registry.md)."""
+    publish_errors = {code: _ERR for code in ("400", "401", "403", "409", "413", "422")}
+    creator_or_admin: list[dict[str, list[str]]] = [{"admin": []}, {"creator": []}]
+    return {
+        "/v1/admin/creators": {
+            "post": _op("add a creator: {account, verifier_keys: [C2SP]}", "201", admin=True),
+            "get": _op("creators and their keys", admin=True),
+        },
+        "/v1/admin/creators/{account}/keys": {
+            "post": _op("add a creator key", "201", admin=True, parameters=_path("account"))
+        },
+        "/v1/admin/creators/{account}/keys/{key_id}": {
+            "delete": _op(
+                "revoke a creator key", "204", admin=True, parameters=_path("account", "key_id")
+            )
+        },
+        "/v1/admin/creators/{account}/tokens": {
+            "post": _op("issue a creator API token", "201", admin=True, parameters=_path("account"))
+        },
+        "/v1/manifests": {
+            "post": _op(
+                "publish a signed manifest (201 stored, 200 already stored)",
+                "201",
+                security=creator_or_admin,
+                responses={
+                    "201": {"description": "stored"},
+                    "200": {"description": "duplicate"},
+                    **publish_errors,
+                },
+            )
+        },
+        "/v1/manifests/{manifest_id}": {
+            "get": _op("a published manifest version", parameters=_path("manifest_id"))
+        },
+        "/v1/manifests/{manifest_id}/revoke": {
+            "post": _op(
+                "revoke a version: {reason, grace_s}; inactive from revoked_at + grace_s",
+                security=creator_or_admin,
+                parameters=_path("manifest_id"),
+            )
+        },
+        "/v1/content": {
+            "get": _op("active manifest versions naming a path", parameters=_query("path"))
+        },
+        "/v1/content/{content_id}": {
+            "get": _op(
+                "active manifest versions naming a content id", parameters=_path("content_id")
+            )
+        },
+        "/v1/registry/changes": {
+            "get": _op(
+                "change feed: events after cursor, in order (public)",
+                parameters=_query("cursor", "limit"),
+            )
+        },
+    }
+
+
 def openapi_document() -> dict[str, Any]:
     batch_errors = {code: _ERR for code in ("400", "403", "409", "413", "422", "503")}
     paths: dict[str, dict[str, Any]] = {
@@ -79,9 +138,15 @@ def openapi_document() -> dict[str, Any]:
             "get": _op("offline-verifiable receipt of a request", parameters=_path("request_id"))
         },
     }
+    paths.update(_registry_paths())
     return {
         "openapi": "3.1.0",
         "info": {"title": "Cachet coordinator", "version": "1"},
-        "components": {"securitySchemes": {"admin": {"type": "http", "scheme": "bearer"}}},
+        "components": {
+            "securitySchemes": {
+                "admin": {"type": "http", "scheme": "bearer"},
+                "creator": {"type": "http", "scheme": "bearer"},
+            }
+        },
         "paths": paths,
     }

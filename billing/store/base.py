@@ -7,8 +7,8 @@ in by the caller (the store never reads the clock); hashes are lowercase hex.
 Backends implement this with their own SQL (no sharing between backends); the schema in
 ``migrations`` is written in the SQL subset PostgreSQL and SQLite both run (TEXT, BIGINT,
 INTEGER, composite primary keys, ``ON CONFLICT``), so billing and the later PostgreSQL backend read
-the same tables. The manifest registry (creators, manifests, change feed) will add its own
-methods here and its own migrations after version 1.
+the same tables. The manifest registry (creators, manifests, change feed) has its own methods
+(below ``-- registry``) and migration version 2; see docs/design/registry.md.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Protocol
 
 from billing.log.integrate import NodeId
 from provenance.batches import BatchHeader, ChainHead
+from provenance.manifests import ManifestItem
 from provenance.records import Record
 
 
@@ -102,6 +103,50 @@ class RecordLocation:
     record_index: int
 
 
+@dataclass(frozen=True, slots=True)
+class CreatorKey:
+    account: str
+    key_id: str
+    verifier: str  # C2SP verifier key text, named after the account
+    added_at: str
+    revoked_at: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredManifest:
+    """One published manifest version; ``lineage`` is the id of its lineage's version 1."""
+
+    manifest_id: str
+    creator: str
+    key_id: str
+    lineage: str
+    version: int
+    supersedes: str | None
+    signed_json: str  # exactly as ``provenance.manifests.format_signed_manifest`` writes it
+    published_at: str
+    superseded_at: str | None = None
+    revoked_at: str | None = None
+    effective_at: str | None = None  # revoked_at + grace: inactive from this instant on
+    revoke_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """A change-feed event to append in the same transaction as the write it reports."""
+
+    kind: str
+    at: str
+    payload_json: str
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryEvent:
+    seq: int
+    kind: str
+    at: str
+    payload_json: str
+
+
 class Store(Protocol):
     async def close(self) -> None: ...
 
@@ -150,3 +195,56 @@ class Store(Protocol):
     async def add_checkpoint(self, checkpoint: StoredCheckpoint) -> None: ...
     async def latest_checkpoint(self) -> StoredCheckpoint | None: ...
     async def find_record(self, request_id: str) -> RecordLocation | None: ...
+
+    # -- registry (docs/design/registry.md); each write appends its events atomically ----------
+    async def add_creator(
+        self, account: str, keys: Sequence[CreatorKey], now: str, events: Sequence[NewEvent]
+    ) -> None:
+        """ConflictError if the account exists."""
+        ...
+
+    async def add_creator_key(self, key: CreatorKey, events: Sequence[NewEvent]) -> bool:
+        """NotFoundError if no such creator; False (and no event) if the key was there."""
+        ...
+
+    async def revoke_creator_key(
+        self, account: str, key_id: str, now: str, events: Sequence[NewEvent]
+    ) -> bool:
+        """NotFoundError if no such key; False (and no event) if it was already revoked."""
+        ...
+
+    async def creator_keys(self, account: str) -> list[CreatorKey]: ...
+    async def list_creators(self) -> list[tuple[str, str]]:
+        """(account, created_at) pairs, by account."""
+        ...
+
+    async def add_creator_token(self, token_hash: str, account: str, now: str) -> None: ...
+    async def creator_of_token(self, token_hash: str) -> str | None: ...
+    async def find_manifest(self, manifest_id: str) -> StoredManifest | None: ...
+    async def insert_manifest(
+        self, manifest: StoredManifest, items: Sequence[ManifestItem], events: Sequence[NewEvent]
+    ) -> None:
+        """Store a new version and mark its predecessor superseded at ``published_at``.
+        ConflictError if the id, the (lineage, version) or the predecessor's successor slot is
+        already taken (a racing publisher)."""
+        ...
+
+    async def revoke_manifest(
+        self,
+        manifest_id: str,
+        revoked_at: str,
+        effective_at: str,
+        reason: str,
+        events: Sequence[NewEvent],
+    ) -> bool:
+        """False (and no event) if it was already revoked; NotFoundError if unknown."""
+        ...
+
+    async def manifests_naming(
+        self, *, content_id: str | None = None, path: str | None = None
+    ) -> list[tuple[StoredManifest, ManifestItem]]:
+        """Every version (active or not) with an item of that content id or path, oldest
+        published first."""
+        ...
+
+    async def registry_events(self, after_seq: int, limit: int) -> list[RegistryEvent]: ...

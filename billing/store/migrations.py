@@ -65,4 +65,37 @@ _V1 = (
         created_at TEXT NOT NULL)""",
 )
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "edges, ingest and the Merkle log", _V1),)
+# The manifest registry (docs/design/registry.md). A lineage is named by the id of its version 1;
+# ``supersedes`` is UNIQUE (NULLs repeat in both engines), so a version has at most one successor
+# and the lineage's head is the one row without one. ``registry_events.seq`` is the change feed's
+# cursor, assigned by the writer as MAX(seq) + 1 inside the writing transaction.
+_V2 = (
+    """CREATE TABLE creators (
+        account TEXT PRIMARY KEY, created_at TEXT NOT NULL)""",
+    """CREATE TABLE creator_keys (
+        account TEXT NOT NULL, key_id TEXT NOT NULL, verifier TEXT NOT NULL,
+        added_at TEXT NOT NULL, revoked_at TEXT, PRIMARY KEY (account, key_id))""",
+    """CREATE TABLE creator_tokens (
+        token_hash TEXT PRIMARY KEY, account TEXT NOT NULL, created_at TEXT NOT NULL)""",
+    """CREATE TABLE manifests (
+        manifest_id TEXT PRIMARY KEY, creator TEXT NOT NULL, key_id TEXT NOT NULL,
+        lineage TEXT NOT NULL, version BIGINT NOT NULL, supersedes TEXT UNIQUE,
+        signed_json TEXT NOT NULL, published_at TEXT NOT NULL, superseded_at TEXT,
+        revoked_at TEXT, effective_at TEXT, revoke_reason TEXT,
+        UNIQUE (lineage, version))""",
+    "CREATE INDEX manifests_by_creator ON manifests (creator, lineage, version)",
+    """CREATE TABLE manifest_items (
+        manifest_id TEXT NOT NULL, item_index BIGINT NOT NULL, content_id TEXT NOT NULL,
+        path TEXT NOT NULL, size_bytes BIGINT NOT NULL, media_type TEXT NOT NULL,
+        PRIMARY KEY (manifest_id, item_index))""",
+    "CREATE INDEX manifest_items_by_content ON manifest_items (content_id)",
+    "CREATE INDEX manifest_items_by_path ON manifest_items (path)",
+    """CREATE TABLE registry_events (
+        seq BIGINT PRIMARY KEY, kind TEXT NOT NULL, at TEXT NOT NULL,
+        payload_json TEXT NOT NULL)""",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "edges, ingest and the Merkle log", _V1),
+    Migration(2, "manifest registry: creators, manifests, change feed", _V2),
+)

@@ -42,6 +42,7 @@ from billing.store.base import (
     StoredCheckpoint,
 )
 from billing.store.migrations import CREATE_MIGRATIONS_TABLE, MIGRATIONS
+from billing.store.sqlite_registry import SqliteRegistryMixin
 from provenance.batches import ChainHead, header_canonical_bytes, header_from_obj
 from provenance.canonical_json import parse
 from provenance.records import Record
@@ -78,7 +79,7 @@ def _batch_from_row(row: Sequence[Any]) -> StoredBatch:
     return StoredBatch(str(row[0]), header, base64.b64decode(row[2]), row[3], str(row[4]))
 
 
-class SqliteStore:
+class SqliteStore(SqliteRegistryMixin):
     def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
         self._db = writer
         self._reader = reader

@@ -1,0 +1,1 @@
+"""The manifest registry: creators, published manifest versions, revocation, the change feed."""
