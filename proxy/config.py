@@ -67,6 +67,15 @@ class ProxyConfig:
     access_log: bool = False
     log_level: str = "info"
     trust_forwarded_from: tuple[str, ...] = ()
+    edge_id: str | None = None
+    records: bool = True
+    sample_rate: str = "1"
+    spool_max_bytes: int = 1 * GiB
+    spool_full_policy: str = "drop"
+    batch_max_records: int = 1000
+    batch_max_interval_ms: int = 1000
+    manifests_dir: str | None = None
+    training_use_header: str = "X-Cachet-Use"
 
     def origin_for_host(self, host: str | None) -> OriginConfig | None:
         """Return the origin serving `host` (exact name, then `*.suffix`, then the default)."""
@@ -150,7 +159,7 @@ def _key(name: str, kind: Kind, help_text: str, metavar: str, **extra: Any) -> C
     return ConfigKey(name, kind, help_text, field, default, metavar, **extra)
 
 
-_KEYS = (
+_PROXY_KEYS = (
     _key("listen", "address", "client-facing address", "HOST:PORT"),
     _key("admin_listen", "address", "admin listener (/healthz, /metrics, purge)", "HOST:PORT"),
     _key(
@@ -262,6 +271,56 @@ _KEYS = (
         "NETS",
     ),
 )
+_RECORD_KEYS = (
+    _key(
+        "edge_id",
+        "edge_id",
+        "this edge's id in records and batches (empty: derived from the host name)",
+        "ID",
+    ),
+    _key("records", "bool", "emit a signed record for every response", "BOOL"),
+    _key(
+        "sample_rate",
+        "sample_rate",
+        "fraction of cache hits recorded (misses always are), decided from the request id",
+        "RATE",
+    ),
+    _key(
+        "spool_max_size",
+        "size",
+        "disk the record spool may use",
+        "SIZE",
+        field="spool_max_bytes",
+        minimum=1 << 20,
+    ),
+    _key(
+        "spool_full_policy",
+        "full_policy",
+        "when the spool is full: drop (serve, count the lost records) or reject (answer 503)",
+        "POLICY",
+    ),
+    _key("batch_max_records", "int", "records per sealed batch at most", "N", minimum=1),
+    _key(
+        "batch_max_interval_ms",
+        "int",
+        "seal a partial batch once its oldest record is this old",
+        "MS",
+        minimum=1,
+    ),
+    _key(
+        "manifests_dir",
+        "optional_str",
+        "folder of signed creator manifests and creator keys (until a coordinator serves them)",
+        "DIR",
+    ),
+    _key(
+        "training_use_header",
+        "token",
+        "request header by which a client declares training use (value: training)",
+        "FIELD",
+    ),
+)
+_KEYS: tuple[ConfigKey, ...] = (*_PROXY_KEYS, *_RECORD_KEYS)
 CONFIG_SCHEMA: Mapping[str, ConfigKey] = MappingProxyType({k.name: k for k in _KEYS})
 
 

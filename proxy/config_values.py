@@ -18,8 +18,12 @@ from proxy.sizes import SizeError, parse_size_bytes
 
 Kind = Literal[
     "address", "url", "optional_url", "size", "int", "float", "seconds", "fraction", "bool",
-    "str", "token", "names", "networks", "log_level", "routes",
+    "str", "token", "names", "networks", "log_level", "routes", "optional_str", "edge_id",
+    "sample_rate", "full_policy",
 ]  # fmt: skip
+FULL_POLICIES = ("drop", "reject")
+_EDGE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # provenance.records name pattern
+_SAMPLE_RATE = re.compile(r"0|1|0\.[0-9]{0,5}[1-9]")  # provenance.records canonical spelling
 LOG_LEVELS = ("debug", "info", "warning", "error")
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 §5.6.2
 _HOST_NAME = re.compile(r"(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
@@ -250,7 +254,40 @@ def _need_str(raw: object, what: str) -> str:
     return raw
 
 
+def _parse_optional_str(raw: object) -> str | None:
+    text = _need_str(raw, "text")
+    return text or None
+
+
+def _parse_edge_id(raw: object) -> str | None:
+    text = _need_str(raw, "edge id")
+    if text and not _EDGE_ID.fullmatch(text):
+        raise ConfigError(f"{text!r} is not an edge id (letters, digits, . _ -; at most 64)")
+    return text or None
+
+
+def _parse_sample_rate(raw: object) -> str:
+    text = _need_str(raw, "sample rate").strip()
+    if not _SAMPLE_RATE.fullmatch(text):
+        raise ConfigError(
+            f"{raw!r} is not a sample rate: a decimal from 0 to 1 with at most 6 decimals, "
+            "written canonically (1, 0.25, 0.001)"
+        )
+    return text
+
+
+def _parse_full_policy(raw: object) -> str:
+    text = _need_str(raw, "policy").strip().lower()
+    if text not in FULL_POLICIES:
+        raise ConfigError(f"{raw!r} is not one of {', '.join(FULL_POLICIES)}")
+    return text
+
+
 _PARSERS: dict[str, Callable[[object], Any]] = {
+    "optional_str": _parse_optional_str,
+    "edge_id": _parse_edge_id,
+    "sample_rate": _parse_sample_rate,
+    "full_policy": _parse_full_policy,
     "address": _parse_address,
     "url": parse_url,
     "optional_url": _parse_optional_url,
