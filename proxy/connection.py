@@ -108,6 +108,9 @@ class ClientConnection(asyncio.Protocol):
         self.closed = False
         self.keep_alive = True
         self.responded = False  # has any byte of the current request's response been written?
+        self.corked = 0  # responses queued in the Cork, waiting for their records' flush
+        self._close_when_uncorked = False
+        self._lost = False
         self.buffer = bytearray()
         self.task: asyncio.Task[None] | None = None
         self.body: RequestBody | None = None
@@ -135,6 +138,7 @@ class ClientConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self._lost = True
         self.state.connections.discard(self)
         if self.body is not None and not self.body.complete:
             self.body.fail()
@@ -168,7 +172,29 @@ class ClientConnection(asyncio.Protocol):
     def write(self, data: bytes) -> None:
         if not self.closed and self.transport is not None:
             self.responded = True
+            if self.corked and self.state.cork is not None:
+                self.state.cork.queue(self, data)  # keep the order of what is already queued
+            else:
+                self.transport.write(data)
+
+    def write_recorded(self, data: bytes) -> None:
+        """Write a response whose record was just appended to the spool: it leaves once the
+        spool has been flushed (proxy.cork)."""
+        if self.closed or self.transport is None:
+            return
+        self.responded = True
+        cork = self.state.cork
+        if cork is None:
             self.transport.write(data)
+        else:
+            cork.queue(self, data)
+
+    def uncork(self, data: bytes) -> None:
+        if self._lost or self.transport is None:
+            return
+        self.transport.write(data)
+        if not self.corked and self._close_when_uncorked:
+            self.transport.close()
 
     async def drain(self) -> None:
         if self._write_paused and not self.closed:
@@ -179,12 +205,14 @@ class ClientConnection(asyncio.Protocol):
         if self.closed:
             return  # already closing: a graceful close keeps its buffered answer
         self.closed = True
+        self._lost = True  # nothing queued in the cork goes out either
         if self.transport is not None:
             self.transport.abort()
 
     def terminate(self) -> None:
         """Drop the connection now, whatever is still buffered (end of the shutdown grace)."""
         self.closed = True
+        self._lost = True
         if self.transport is not None:
             self.transport.abort()
 
@@ -205,7 +233,10 @@ class ClientConnection(asyncio.Protocol):
         """Close after everything written so far is flushed."""
         if not self.closed and self.transport is not None:
             self.closed = True
-            self.transport.close()
+            if self.corked:
+                self._close_when_uncorked = True
+            else:
+                self.transport.close()
 
     # -- request loop ----------------------------------------------------------------------------
 

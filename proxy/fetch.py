@@ -4,7 +4,7 @@ shared with collapsed waiters (proxy.collapse). The async half of the handler.""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -369,31 +369,39 @@ class OriginPath:
             age_s=age,
             stored=will_store,
         )
-        conn.write(head)
-        if ex.method == "HEAD" or not status_allows_body(response.status):
-            self.h.account(ex, fetch.outcome, response.status, 0, "origin")
+        outcome, status = fetch.outcome, response.status
+        if ex.method == "HEAD" or not status_allows_body(status):
+            self.h.finish(ex, outcome, status, 0, "origin")
+            conn.write(head)
             conn.keep_alive = conn.keep_alive and keep_alive
             return
+        conn.write(head)
         body = _iterate(prefetched) if prefetched is not None else response.chunks()
         fill = fetch.fill
         if will_store and fill is None:
             fill = Fill.private()  # nobody to share with: it is only the cache's buffer
+        completion = _Completion(
+            lambda sent, origin: self.h.finish(ex, outcome, status, sent, "origin", origin),
+            response.content_length,
+        )
         sent = await self._stream_fill(
-            conn, fill if will_store else None, body, chunked, prefetched is None
+            conn, fill if will_store else None, body, chunked, prefetched is None, completion
         )
         if sent is None:
+            completion.fail(self.h, ex, outcome, status)
             return
         if response.content_length is not None and sent != response.content_length:
             self.stats.origin_errors["short-body"] += 1
             if fill is not None:
                 fill.fail(OriginError("garbage", "short body"))
+            completion.fail(self.h, ex, outcome, status)
             conn.abort()
             return
         if fill is not None:
             fill.finish()
-        if chunked and not conn.closed:
+        completion(sent)
+        if chunked:
             conn.write(b"0\r\n\r\n")
-        self.h.account(ex, fetch.outcome, response.status, sent, "origin")
         if will_store and fill is not None and fill.shared:
             self._store(ex, response, headers, b"".join(fill.chunks), timing)
         conn.keep_alive = conn.keep_alive and keep_alive
@@ -405,16 +413,19 @@ class OriginPath:
         chunks: AsyncIterator[bytes],
         chunked: bool,
         count_origin_bytes: bool,
+        completion: _Completion,
     ) -> int | None:
         """Stream the origin body to the client, feeding the fill (which doubles as the cache's
         buffer). Returns body bytes sent, or None when the exchange was cut short. A client
-        that goes away does not stop a fill that others wait on or the cache will keep."""
+        that goes away does not stop a fill that others wait on or the cache will keep. The
+        record is made before the chunk that completes a body of known length is written."""
         sent = 0
         limit = self.settings.max_object_bytes
         try:
             async for chunk in chunks:
                 if count_origin_bytes:
                     self.stats.origin_bytes += len(chunk)
+                    completion.origin_bytes += len(chunk)
                 if fill is not None:
                     fill.push(chunk)
                     if fill.size_bytes > limit and fill.waiters == 0:
@@ -424,10 +435,13 @@ class OriginPath:
                         fill = None
                 if not chunk:
                     continue
+                sent += len(chunk)
+                completion.sent = sent
+                if completion.expected_bytes is not None and sent >= completion.expected_bytes:
+                    completion(sent)
                 if not conn.closed:
                     conn.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)
                     await conn.drain()
-                sent += len(chunk)
                 if conn.closed and fill is None:
                     return None
         except OriginError as error:
@@ -460,19 +474,48 @@ class OriginPath:
                 stored=False,
                 collapsed=True,
             )
+            outcome, status = fallback.outcome, head.status
+            if ex.method == "HEAD" or not status_allows_body(status):
+                self.h.finish(ex, outcome, status, 0, "origin")
+                conn.write(out_head)
+                return
             conn.write(out_head)
-            if ex.method == "HEAD" or not status_allows_body(head.status):
-                self.h.account(ex, fallback.outcome, head.status, 0, "origin")
-                return
-            sent = await self._stream_fill(conn, None, fill.stream(), chunked, False)
+            completion = _Completion(
+                lambda sent, origin: self.h.finish(ex, outcome, status, sent, "origin", origin),
+                head.content_length,
+            )
+            sent = await self._stream_fill(conn, None, fill.stream(), chunked, False, completion)
             if sent is None:
+                completion.fail(self.h, ex, outcome, status)
                 return
+            completion(sent)
             if chunked:
                 conn.write(b"0\r\n\r\n")
-            self.h.account(ex, fallback.outcome, head.status, sent, "origin")
             conn.keep_alive = conn.keep_alive and keep_alive
         finally:
             fill.waiters -= 1
+
+
+class _Completion:
+    """Records a forwarded response once, before the bytes that complete it are written."""
+
+    def __init__(self, record: Callable[[int, int], None], expected_bytes: int | None) -> None:
+        self._record = record
+        self.expected_bytes = expected_bytes
+        self.origin_bytes = 0
+        self.sent = 0
+        self.done = False
+
+    def __call__(self, sent: int) -> None:
+        if not self.done:
+            self.done = True
+            self._record(sent, self.origin_bytes)
+
+    def fail(self, handler: ProxyHandler, ex: Exchange, outcome: Outcome, status: int) -> None:
+        """An answer cut short is still recorded, as an error, with the bytes that did go."""
+        if not self.done:
+            self.done = True
+            handler.finish(ex, outcome, status, self.sent, "origin", self.origin_bytes, failed=True)
 
 
 def _has_client_validators(ex: Exchange) -> bool:

@@ -16,7 +16,7 @@ import re
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from proxy.cache.admission import (
     AdmissionPolicy,
@@ -37,6 +37,7 @@ from proxy.http.request_parser import NO_BODY, RequestHead
 from proxy.http.wire import status_allows_body
 from proxy.metrics import ProxyStats
 from proxy.origin import OriginClient
+from proxy.records.emit import Attribution
 from proxy.responses import (
     error_response,
     not_modified_head,
@@ -45,6 +46,9 @@ from proxy.responses import (
 )
 from proxy.routing import OriginRoute, Router
 
+if TYPE_CHECKING:
+    from proxy.recorder import Recorder
+
 log = logging.getLogger("cachet.proxy")
 access_log = logging.getLogger("cachet.access")
 
@@ -52,7 +56,11 @@ _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:+=/-]{1,128}")
 # Request fields that a cache lookup never answers: preconditions for the origin (RFC 9111
 # §4.3.2 says a cache must not evaluate If-Match / If-Unmodified-Since) and ranges.
 _LOOKUP_BYPASS_FIELDS = frozenset({"if-match", "if-unmodified-since", "range", "authorization"})
-_HOST, _CACHE_CONTROL, _PRAGMA, _REQUEST_ID, _CONDITIONAL, _BYPASS = range(6)
+_HOST, _CACHE_CONTROL, _PRAGMA, _REQUEST_ID, _CONDITIONAL, _BYPASS, _EDGE, _TRACE, _USE = range(9)
+EDGE_HEADER = "X-Cachet-Edge"  # a cachet proxy names itself to its upstream (issue 4)
+_EDGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
+_MAX_METHOD_CHARS = 32  # a record's method is at most 32 characters
 _INTERESTING_FIELDS = {
     "host": _HOST,
     "cache-control": _CACHE_CONTROL,
@@ -61,6 +69,8 @@ _INTERESTING_FIELDS = {
     "if-none-match": _CONDITIONAL,
     "if-modified-since": _CONDITIONAL,
     **{name: _BYPASS for name in _LOOKUP_BYPASS_FIELDS},
+    "x-cachet-edge": _EDGE,
+    "traceparent": _TRACE,
 }
 NO_DIRECTIVES = Directives({})
 _KEEP_ALIVE_11 = b"\r\n"
@@ -76,6 +86,7 @@ class Connection(Protocol):
     keep_alive: bool  # the handler clears it when the response's end is the connection's close
 
     def write(self, data: bytes) -> None: ...
+    def write_recorded(self, data: bytes) -> None: ...
     async def drain(self) -> None: ...
     def abort(self) -> None: ...
     def request_body(self) -> Any: ...
@@ -96,6 +107,9 @@ class Exchange:
     http10: bool
     lookup: bool  # may the cache answer this request?
     conditional: bool  # does it carry If-None-Match or If-Modified-Since?
+    use: str = "view"  # record vocabulary: view | training
+    upstream_of: str | None = None  # the edge id of the cachet proxy that is our client
+    trace_id: str | None = None  # W3C trace id from the client's traceparent
 
 
 class RejectRequest(Exception):
@@ -114,6 +128,7 @@ class HandlerSettings:
     max_object_bytes: int
     stale_if_error_default_s: int
     trust_forwarded_from: frozenset[str]
+    training_use_header: str = "X-Cachet-Use"
 
 
 class ProxyHandler:
@@ -140,6 +155,11 @@ class ProxyHandler:
         self._request_counter = 0
         self._revalidating: set[str] = set()
         self._hit_status_prefix = f"Cache-Status: {settings.cache_name}; hit; ttl=".encode()
+        self._interesting_fields = {
+            **_INTERESTING_FIELDS,
+            settings.training_use_header.lower(): _USE,
+        }
+        self.recorder: Recorder | None = None
         self._log_access = access_log.isEnabledFor(logging.INFO)
         self._background: set[asyncio.Task[None]] = set()
 
@@ -207,16 +227,22 @@ class ProxyHandler:
         method = head.method
         if method == "CONNECT":
             raise RejectRequest(405, "CONNECT is not supported by a reverse proxy")
+        if len(method) > _MAX_METHOD_CHARS:
+            raise RejectRequest(501, "method name too long")
         host = ""
         lookup_bypass = False
         conditional = False
         request_id = ""
         cache_control: list[str] | None = None
         pragma: list[str] | None = None
+        upstream_of: str | None = None
+        trace_id: str | None = None
+        use = "view"
         # One pass over the fields, comparing lowercase names against a small table: this runs
         # for every hit.
+        interesting = self._interesting_fields
         for name, value in head.headers:
-            kind = _INTERESTING_FIELDS.get(name.lower())
+            kind = interesting.get(name.lower())
             if kind is None:
                 continue
             if kind == _HOST:
@@ -229,8 +255,16 @@ class ProxyHandler:
                 request_id = value
             elif kind == _CONDITIONAL:
                 conditional = True
-            else:
+            elif kind == _BYPASS:
                 lookup_bypass = True
+            elif kind == _EDGE:
+                upstream_of = value if _EDGE_NAME.fullmatch(value) else None
+            elif kind == _TRACE:
+                traced = _TRACEPARENT.fullmatch(value)
+                if traced is not None and traced.group(1) != "0" * 32:
+                    trace_id = traced.group(1)
+            elif value.strip().lower() == "training":
+                use = "training"
         target = head.target
         if target[0] != "/":
             host, target = self._absolute_form(target, host, method)
@@ -255,6 +289,9 @@ class ProxyHandler:
             head.version == (1, 0),
             (method == "GET" or method == "HEAD") and not lookup_bypass and head.body is NO_BODY,
             conditional,
+            use,
+            upstream_of,
+            trace_id,
         )
 
     @staticmethod
@@ -308,16 +345,21 @@ class ProxyHandler:
         trailer = render_trailer(
             status_text, outcome.x_cache, ex.request_id, ex.keep_alive, ex.http10
         )
+        status = stored.status
         if ex.conditional and self._client_not_modified(ex, stored):
-            conn.write(not_modified_head(stored, age, self.settings.via, trailer))
-            sent = 0
+            data = not_modified_head(stored, age, self.settings.via, trailer)
+            status, sent = 304, 0
         elif ex.method == "HEAD" or not status_allows_body(stored.status):
-            conn.write(stored_head(stored, age, trailer))
+            data = stored_head(stored, age, trailer)
             sent = 0
         else:
-            conn.write(stored_head(stored, age, trailer) + stored.body)
+            data = stored_head(stored, age, trailer) + stored.body
             sent = len(stored.body)
-        self.account(ex, outcome, stored.status, sent, "memory")
+        self.account(ex, outcome, status, sent, "memory")
+        if self._record(ex, outcome.cache, status, sent, "memory", 0, stored.attribution):
+            conn.write_recorded(data)
+        else:
+            conn.write(data)
 
     def _write_fresh_hit(
         self, conn: Connection, ex: Exchange, stored: StoredResponse, now: float
@@ -327,7 +369,11 @@ class ProxyHandler:
         age = stored.current_age(now)
         ttl = stored.freshness_lifetime_s - age
         connection = (_KEEP_ALIVE_10 if ex.http10 else _KEEP_ALIVE_11) if ex.keep_alive else _CLOSE
-        conn.write(
+        sent = len(stored.body)
+        recorded = self.recorder is not None and self._record(
+            ex, "hit", stored.status, sent, "memory", 0, stored.attribution
+        )
+        (conn.write_recorded if recorded else conn.write)(
             b"%bAge: %d\r\n%b%d\r\nX-Cache-Status: HIT\r\nX-Request-ID: %b\r\n%b%b"
             % (
                 stored.head_bytes,
@@ -341,9 +387,9 @@ class ProxyHandler:
         )
         stats = self.stats
         stats.fresh_hits += 1
-        stats.fresh_hit_bytes += len(stored.body)
+        stats.fresh_hit_bytes += sent
         if self._log_access:
-            self._account_log(ex, outcomes.HIT, stored.status, len(stored.body))
+            self._account_log(ex, outcomes.HIT, stored.status, sent)
 
     @staticmethod
     def _client_not_modified(ex: Exchange, stored: StoredResponse) -> bool:
@@ -406,12 +452,15 @@ class ProxyHandler:
         trailer = render_trailer(
             status_text, outcome.x_cache, request_id, head.keep_alive, head.version == (1, 0)
         )
-        conn.write(
-            error_response(
-                status, message, self.settings.via, format_http_date(time.time()), trailer
-            )
+        data = error_response(
+            status, message, self.settings.via, format_http_date(time.time()), trailer
         )
         self.stats.requests_by_outcome["ERROR"] += 1
+        # A request refused before it was understood (no exchange) served nothing to record.
+        if ex is not None and self._record(ex, "error", status, 0, "none", 0, None):
+            conn.write_recorded(data)
+        else:
+            conn.write(data)
         if ex is not None and access_log.isEnabledFor(logging.INFO):
             access_log.info(
                 "request_id=%s method=%s url=%s status=%d cache=ERROR detail=%s",
@@ -425,6 +474,63 @@ class ProxyHandler:
     def _new_request_id(self) -> str:
         self._request_counter += 1
         return f"{self._request_id_prefix}-{self._request_counter:x}"
+
+    def _record(
+        self,
+        ex: Exchange,
+        cache: str,
+        status: int,
+        sent: int,
+        tier: str,
+        origin_bytes: int,
+        attribution: Attribution | None,
+    ) -> bool:
+        """Append this answer's record to the spool; False when nothing was recorded (records
+        off, or a hit the sample left out: misses are always recorded)."""
+        recorder = self.recorder
+        if recorder is None:
+            return False
+        encoder = recorder.encoder
+        if cache == "hit" and encoder.sample_rate != "1" and not encoder.samples(ex.request_id):
+            return False
+        recorder.append(
+            encoder.encode(
+                time.time(),
+                ex.request_id,
+                ex.method,
+                status,
+                cache,
+                tier,
+                sent,
+                origin_bytes,
+                attribution,
+                ex.use,
+                ex.upstream_of,
+                ex.trace_id,
+                ex.key,
+            )
+        )
+        return True
+
+    def finish(
+        self,
+        ex: Exchange,
+        outcome: Outcome,
+        status: int,
+        sent: int,
+        tier: str,
+        origin_bytes: int = 0,
+        attribution: Attribution | None = None,
+        *,
+        failed: bool = False,
+    ) -> None:
+        """Account for a forwarded answer and put its record in the OS before the caller writes
+        the bytes that complete the response."""
+        self.account(ex, outcome, status, sent, tier)
+        cache = "error" if failed else outcome.cache
+        if self._record(ex, cache, status, sent, tier, origin_bytes, attribution):
+            assert self.recorder is not None
+            self.recorder.flush()
 
     def account(self, ex: Exchange, outcome: Outcome, status: int, sent: int, tier: str) -> None:
         stats = self.stats
@@ -458,6 +564,9 @@ class _NullConnection:
     keep_alive = True
 
     def write(self, data: bytes) -> None:
+        pass
+
+    def write_recorded(self, data: bytes) -> None:
         pass
 
     async def drain(self) -> None:

@@ -6,10 +6,14 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from proxy.recorder import Recorder
 
 ORIGIN_LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
@@ -112,3 +116,62 @@ def make_origin_latency(registry: CollectorRegistry) -> Histogram:
         buckets=ORIGIN_LATENCY_BUCKETS_S,
         registry=registry,
     )
+
+
+class RecordCollector(Collector):
+    """The record pipeline's health: what was emitted or lost, the spool, sealing, forwarding."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        self._recorder = recorder
+
+    def collect(self) -> Iterator[Metric]:
+        recorder = self._recorder
+        spool, sealer, forwarder = recorder.spool, recorder.sealer, recorder.forwarder
+        yield CounterMetricFamily(
+            "cachet_records_emitted", "Records appended to the spool", value=recorder.emitted
+        )
+        yield CounterMetricFamily(
+            "cachet_records_dropped", "Records lost because the spool was full", value=spool.dropped
+        )
+        yield GaugeMetricFamily("cachet_spool_bytes", "Bytes in the spool", value=spool.bytes_used)
+        yield GaugeMetricFamily(
+            "cachet_spool_segments", "Segment files in the spool", value=spool.segments
+        )
+        yield CounterMetricFamily(
+            "cachet_batches_sealed", "Signed batches sealed", value=sealer.sealed_batches
+        )
+        yield CounterMetricFamily(
+            "cachet_records_sealed", "Records sealed into batches", value=sealer.sealed_records
+        )
+        yield CounterMetricFamily(
+            "cachet_records_quarantined",
+            "Spool records that failed validation and were set aside",
+            value=sealer.quarantined_records,
+        )
+        yield GaugeMetricFamily(
+            "cachet_seal_latency_seconds",
+            "Time the last batch took to seal and sign",
+            value=sealer.last_seal_latency_s,
+        )
+        if forwarder is not None:
+            yield GaugeMetricFamily(
+                "cachet_forward_lag_batches",
+                "Sealed batches not yet acknowledged",
+                value=forwarder.lag_count,
+            )
+            yield GaugeMetricFamily(
+                "cachet_forward_lag_seconds",
+                "Age of the oldest unacknowledged batch",
+                value=forwarder.lag_s,
+            )
+            yield CounterMetricFamily(
+                "cachet_batches_acked",
+                "Batches the coordinator acknowledged",
+                value=forwarder.acked,
+            )
+            failures = CounterMetricFamily(
+                "cachet_forward_failures", "Batch sends that failed, by reason", labels=["reason"]
+            )
+            for reason, count in sorted(forwarder.failures.items()):
+                failures.add_metric([reason], count)
+            yield failures

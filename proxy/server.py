@@ -20,9 +20,11 @@ from proxy.cache.storability import StoragePolicy
 from proxy.cache.store import ResponseStore
 from proxy.config import ProxyConfig
 from proxy.connection import ClientConnection
+from proxy.cork import Cork
 from proxy.handler import HandlerSettings, ProxyHandler
-from proxy.metrics import ProxyCollector, ProxyStats, make_origin_latency
+from proxy.metrics import ProxyCollector, ProxyStats, RecordCollector, make_origin_latency
 from proxy.origin import OriginClient
+from proxy.recorder import Recorder
 from proxy.routing import Router
 
 log = logging.getLogger("cachet.proxy")
@@ -39,6 +41,8 @@ class ProxyState:
     stats: ProxyStats
     connections: set[ClientConnection] = field(default_factory=set)
     draining: bool = False
+    cork: Cork | None = None
+    recorder: Recorder | None = None
     clock: Callable[[], float] = time.monotonic
 
 
@@ -64,10 +68,17 @@ def build_state(
         max_object_bytes=config.max_object_bytes,
         stale_if_error_default_s=config.stale_if_error_default_s,
         trust_forwarded_from=frozenset(config.trust_forwarded_from),
+        training_use_header=config.training_use_header,
     )
     latency = make_origin_latency(registry)
     handler = ProxyHandler(settings, Router(config), store, origin, stats, latency.observe)
     state = ProxyState(config=config, handler=handler, stats=stats)
+    if config.records:
+        recorder = Recorder(config)
+        handler.recorder = recorder
+        state.recorder = recorder
+        state.cork = Cork(recorder.flush)
+        registry.register(RecordCollector(recorder))
     registry.register(
         ProxyCollector(
             stats,
@@ -117,8 +128,10 @@ async def serve(config: ProxyConfig, ready: asyncio.Event | None = None) -> int:
     for sock in server.sockets:
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    admin = AdminServer(config, registry)
+    admin = AdminServer(config, registry, state.recorder)
     await admin.start()
+    if state.recorder is not None:
+        await state.recorder.start()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
@@ -137,6 +150,8 @@ async def serve(config: ProxyConfig, ready: asyncio.Event | None = None) -> int:
     await _drain(state, config.shutdown_grace_s)
     sweeper.cancel()
     await state.handler.drain_background()
+    if state.recorder is not None:
+        await state.recorder.stop()
     await admin.stop()
     await origin.close()
     return 0

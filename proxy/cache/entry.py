@@ -4,6 +4,7 @@ hit path does arithmetic instead of parsing."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from proxy.http.cache_control import Directives
 from proxy.http.fields import Headers
@@ -34,6 +35,9 @@ class StoredResponse:
     head_bytes: bytes = b""
     size_bytes: int = 0
     stale_marked: bool = field(default=False)  # a soft purge marks an entry stale (issue 3)
+    # Whose content this is (proxy.records.emit.Attribution), set only after the stored bytes
+    # were checked against the manifest's content id.
+    attribution: Any = None
 
     def current_age(self, now: float) -> float:
         """RFC 9111 §4.2.3: corrected initial age plus the time resident in this cache."""
