@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import aiosqlite
 
 from billing.errors import ConflictError, NotFoundError
+from billing.registry.errors import VersionExistsError
 from billing.store.base import CreatorKey, NewEvent, RegistryEvent, StoredManifest
 from provenance.manifests import ManifestItem
 
@@ -152,7 +153,7 @@ class SqliteRegistryMixin:
                      m.signed_json, m.published_at),
                 )  # fmt: skip
             except sqlite3.IntegrityError:
-                raise ConflictError("manifest id, version or successor slot taken") from None
+                raise VersionExistsError("manifest id, version or successor slot taken") from None
             if m.supersedes is not None:
                 await db.execute(
                     "UPDATE manifests SET superseded_at = ? WHERE manifest_id = ?",

@@ -3,6 +3,7 @@ the change feed. Each refusal is checked for its reason token."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -278,3 +279,19 @@ async def test_duplicate_creator_is_a_conflict(harness: Harness) -> None:
         "/v1/admin/creators", json=wrong_name, headers=harness.admin
     )
     assert response.status == 400
+
+
+async def test_racing_rival_versions_one_wins_the_other_is_refused(harness: Harness) -> None:
+    alice = signing_key("alice")
+    await add_creator(harness, alice)
+    v1 = make_manifest(alice)
+    await publish(harness, signed_body(v1, alice))
+    rivals = [
+        signed_body(
+            make_manifest(alice, version=2, supersedes=manifest_id(v1), per_hit_micros=n), alice
+        )
+        for n in (20, 30)
+    ]
+    results = await asyncio.gather(*(publish(harness, body) for body in rivals))
+    assert sorted(status for status, _ in results) == [201, 409]
+    assert {"error": "version-exists"} in [body for _, body in results]
