@@ -5,12 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import tempfile
+from collections import OrderedDict
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from proxy.cache.entry import StoredResponse
 from proxy.cache.tiers.disk import SNAPSHOT_NAME, TEMP_MARK, DiskTier, name_for
+from proxy.cache.tiers.disk_format import encode_entry
 from tests.unit.cache_builders import stored_response
 
 MiB = 1024 * 1024
@@ -308,3 +315,57 @@ def test_a_write_error_is_a_failed_put_not_an_exception(tmp_path: Path) -> None:
     assert asyncio.run(tier.put("k", (response(),))) is False
     assert "k" not in tier
     assert tier.bytes_used == 0
+
+
+class DiskTierAgainstModel(RuleBasedStateMachine):
+    """Random put/get/remove/restart sequences against an LRU dict that knows each file's size."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.directory = Path(tempfile.mkdtemp(prefix="disk-tier-model-"))
+        self.capacity_bytes = 3 * encode_entry("k0", (response(b"x" * 3000),)).file_bytes
+        self.tier = opened(self.directory, capacity_bytes=self.capacity_bytes)
+        self.model: OrderedDict[str, tuple[StoredResponse, ...]] = OrderedDict()
+
+    def size_of(self, key: str) -> int:
+        return encode_entry(key, self.model[key]).file_bytes
+
+    @rule(key=st.sampled_from(["k0", "k1", "k2", "k3", "k4"]), size=st.integers(0, 3000))
+    def put(self, key: str, size: int) -> None:
+        variants = (response(key.encode() * size),)
+        assert asyncio.run(self.tier.put(key, variants)) is True
+        self.model.pop(key, None)
+        self.model[key] = variants
+        while sum(self.size_of(k) for k in self.model) > self.capacity_bytes:
+            self.model.popitem(last=False)
+
+    @rule(key=st.sampled_from(["k0", "k1", "k2", "k3", "k4"]))
+    def get(self, key: str) -> None:
+        assert asyncio.run(self.tier.get(key)) == self.model.get(key)
+        if key in self.model:
+            self.model.move_to_end(key)
+
+    @rule(key=st.sampled_from(["k0", "k1", "k2", "k3", "k4"]))
+    def remove(self, key: str) -> None:
+        assert self.tier.remove(key) is (self.model.pop(key, None) is not None)
+
+    @rule()
+    def restart_after_close(self) -> None:
+        self.tier.close()
+        self.tier = opened(self.directory, capacity_bytes=self.capacity_bytes)
+
+    @invariant()
+    def matches_the_model(self) -> None:
+        assert list(self.tier.keys()) == list(self.model)
+        on_disk = [p for p in self.directory.rglob("*") if p.is_file()]
+        assert self.tier.bytes_used == sum(p.stat().st_size for p in on_disk)
+        assert self.tier.bytes_used <= self.capacity_bytes
+
+    def teardown(self) -> None:
+        shutil.rmtree(self.directory)
+
+
+DiskTierAgainstModel.TestCase.settings = settings(
+    max_examples=25, stateful_step_count=25, deadline=None
+)
+test_disk_tier_against_an_lru_model = DiskTierAgainstModel.TestCase
