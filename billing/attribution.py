@@ -11,16 +11,19 @@ Checks run in this order; the first that applies gives the reason (so every reco
                        record of the client's request is the one that bills
 ``non-billable``       method other than GET/HEAD, cache outcome ``bypass`` or ``error``, or a
                        status other than 2xx and 304
-``unknown-content``    no content id, or no manifest claims the content id at ``ts``
 ``hash-mismatch``      the edge flagged that the bytes did not hash to the claimed content: a
                        record with ``content_id`` and ``creator`` set but ``manifest`` null
                        (an edge only stamps the manifest when the bytes matched)
-``revoked``            the content was revoked and ``ts`` is at or after revocation + grace
+``revoked``            no version is active at ``ts`` and one naming the content was revoked
+                       with effect (revocation + grace window) at or before ``ts``
+``unknown-content``    no content id, or no manifest claims the content id at ``ts``
 =====================  =======================================================================
 
-Records within the grace window after a revocation bill to the manifest that was active just
-before the revocation. A record whose ``manifest`` names another version than the registry's
-active one (edge sync lag) bills to the registry's version: the version active at serve time.
+Records within a revocation's grace window still bill: the registry keeps the version active
+until revocation + grace. If another version claims the content after a revocation, it bills.
+A record without a content id is ``unknown-content`` before the hash-mismatch check. A record
+whose ``manifest`` names another version than the registry's active one (edge sync lag) bills to
+the registry's version: the version active at serve time.
 """
 
 from __future__ import annotations
@@ -32,8 +35,13 @@ from datetime import datetime, timedelta
 
 from provenance.records import Record, parse_timestamp, sample_rate_ppm
 
-ManifestActiveAt = Callable[[str, datetime], "tuple[str, str, object] | None"]
-RevokedAt = Callable[[str], "datetime | None"]
+# (content_id, ts) -> (manifest_id, creator, item) | None: the registry's answer, a version's
+# activity ending at its revocation + grace (``billing.registry.timeline``); ts is the record's
+# RFC 3339 UTC millisecond string (fixed width, so string order is time order).
+ManifestActiveAt = Callable[[str, str], "tuple[str, str, object] | None"]
+# (content_id, ts) -> True if a manifest naming the content was revoked with effect (revocation
+# + grace) at or before ts: tells "revoked" from "unknown" when no version is active.
+IsRevokedAt = Callable[[str, str], bool]
 
 INVALID = "invalid"
 UPSTREAM_DUPLICATE = "upstream-duplicate"
@@ -48,9 +56,7 @@ ATTRIBUTED = "attributed"
 
 BILLABLE_METHODS = frozenset({"GET", "HEAD"})
 BILLABLE_CACHE_OUTCOMES = frozenset({"hit", "miss", "stale", "revalidated"})
-DEFAULT_GRACE_S = 24 * 3600
 DEFAULT_MAX_FUTURE_SKEW_S = 300
-_ONE_MS = timedelta(milliseconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +78,8 @@ class Excluded:
     detail: str
 
 
-def _never_revoked(content_id: str) -> datetime | None:
-    return None
+def _never_revoked(content_id: str, ts: str) -> bool:
+    return False
 
 
 def is_billable_outcome(record: Record) -> bool:
@@ -103,8 +109,7 @@ def attribute(
     manifest_active_at: ManifestActiveAt,
     *,
     now: datetime,
-    revoked_at: RevokedAt = _never_revoked,
-    grace_s: int = DEFAULT_GRACE_S,
+    is_revoked_at: IsRevokedAt = _never_revoked,
     max_future_skew_s: int = DEFAULT_MAX_FUTURE_SKEW_S,
 ) -> Attributed | Excluded:
     """The one outcome of ``record`` (see the module docstring for the order of checks)."""
@@ -121,28 +126,13 @@ def attribute(
         return Excluded(record, UNKNOWN_CONTENT, "no content id")
     if is_flagged_hash_mismatch(record):
         return Excluded(record, HASH_MISMATCH, "edge did not vouch for the bytes")
-    return _attribute_content(record, record.content_id, served_at, manifest_active_at,
-                              revoked_at(record.content_id), grace_s)  # fmt: skip
-
-
-def _attribute_content(
-    record: Record,
-    content_id: str,
-    served_at: datetime,
-    manifest_active_at: ManifestActiveAt,
-    revoked: datetime | None,
-    grace_s: int,
-) -> Attributed | Excluded:
-    lookup_at = served_at
-    if revoked is not None:
-        if served_at >= revoked + timedelta(seconds=grace_s):
-            return Excluded(record, REVOKED, f"revoked at {revoked.isoformat()}")
-        lookup_at = min(served_at, revoked - _ONE_MS)
-    found = manifest_active_at(content_id, lookup_at)
-    if found is None:
-        return Excluded(record, UNKNOWN_CONTENT, "no manifest active at serve time")
-    manifest_id, creator, _item = found
-    return Attributed(record, manifest_id, creator, served_at)
+    found = manifest_active_at(record.content_id, record.ts)
+    if found is not None:
+        manifest_id, creator, _item = found
+        return Attributed(record, manifest_id, creator, served_at)
+    if is_revoked_at(record.content_id, record.ts):
+        return Excluded(record, REVOKED, "revoked, grace window over")
+    return Excluded(record, UNKNOWN_CONTENT, "no manifest active at serve time")
 
 
 def attribute_all(
@@ -150,14 +140,10 @@ def attribute_all(
     manifest_active_at: ManifestActiveAt,
     *,
     now: datetime,
-    revoked_at: RevokedAt = _never_revoked,
-    grace_s: int = DEFAULT_GRACE_S,
+    is_revoked_at: IsRevokedAt = _never_revoked,
 ) -> list[Attributed | Excluded]:
     """``attribute`` over many records, in order."""
-    return [
-        attribute(r, manifest_active_at, now=now, revoked_at=revoked_at, grace_s=grace_s)
-        for r in records
-    ]
+    return [attribute(r, manifest_active_at, now=now, is_revoked_at=is_revoked_at) for r in records]
 
 
 def count_outcomes(outcomes: Iterable[Attributed | Excluded]) -> dict[str, int]:

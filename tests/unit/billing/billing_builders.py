@@ -17,23 +17,23 @@ MAN_A1 = "sha256:" + "1" * 64
 MAN_A2 = "sha256:" + "2" * 64
 MAN_B = "sha256:" + "3" * 64
 MAN_GONE = "sha256:" + "4" * 64
-SWITCH = datetime(2026, 11, 27, 6, 0, tzinfo=UTC)  # CID_A moves from MAN_A1 to MAN_A2
-REVOKED = datetime(2026, 11, 26, 0, 0, tzinfo=UTC)  # CID_GONE revoked
+SWITCH = "2026-11-27T06:00:00.000Z"  # CID_A moves from MAN_A1 to MAN_A2
+GONE_EFFECTIVE = "2026-11-26T01:00:00.000Z"  # CID_GONE revoked at 00:00 with 1 h of grace
 
 
-def manifest_active_at(content_id: str, ts: datetime) -> tuple[str, str, object] | None:
-    """A fake registry: alice owns A (two versions) and GONE, bob owns B."""
+def manifest_active_at(content_id: str, ts: str) -> tuple[str, str, object] | None:
+    """A fake registry: alice owns A (two versions) and GONE (revoked, grace 1 h), bob owns B."""
     if content_id == CID_A:
         return (MAN_A1 if ts < SWITCH else MAN_A2, "alice", None)
     if content_id == CID_B:
         return (MAN_B, "bob", None)
-    if content_id == CID_GONE and ts < REVOKED:
+    if content_id == CID_GONE and ts < GONE_EFFECTIVE:
         return (MAN_GONE, "alice", None)
     return None
 
 
-def revoked_at(content_id: str) -> datetime | None:
-    return REVOKED if content_id == CID_GONE else None
+def is_revoked_at(content_id: str, ts: str) -> bool:
+    return content_id == CID_GONE and ts >= GONE_EFFECTIVE
 
 
 def make_record(

@@ -16,16 +16,16 @@ from tests.unit.billing.billing_builders import (
     CID_A,
     MAN_A2,
     NOW,
+    is_revoked_at,
     make_record,
     manifest_active_at,
     records,
-    revoked_at,
 )
 
 
 def _attributed(batch: list[Record]) -> list[Attributed]:
     outcomes = attribute_all(batch, manifest_active_at, now=NOW + timedelta(days=3),
-                             revoked_at=revoked_at)  # fmt: skip
+                             is_revoked_at=is_revoked_at)  # fmt: skip
     return [o for o in outcomes if isinstance(o, Attributed)]
 
 

@@ -30,15 +30,15 @@ from tests.unit.billing.billing_builders import (
     MAN_B,
     MAN_GONE,
     NOW,
+    is_revoked_at,
     make_record,
     manifest_active_at,
     records,
-    revoked_at,
 )
 
 
-def _attr(record: Record, **kw: int) -> Attributed | Excluded:
-    return attribute(record, manifest_active_at, now=NOW, revoked_at=revoked_at, **kw)
+def _attr(record: Record) -> Attributed | Excluded:
+    return attribute(record, manifest_active_at, now=NOW, is_revoked_at=is_revoked_at)
 
 
 def test_goes_to_the_manifest_version_active_at_the_record_timestamp() -> None:
@@ -88,25 +88,33 @@ def test_head_304_and_206_bill() -> None:
         assert isinstance(_attr(record), Attributed)
 
 
-def test_revoked_content_bills_within_the_grace_window_to_the_last_active_manifest() -> None:
-    """Issue 6: "revoked content (after its grace window)" is excluded, not before."""
-    in_grace = make_record(content_id=CID_GONE, manifest=MAN_GONE, ts="2026-11-26T00:30:00.000Z")
-    out = _attr(in_grace, grace_s=3600)
+def test_revoked_content_bills_within_the_grace_window() -> None:
+    """Issue 6: "revoked content (after its grace window)" is excluded, not before: the registry
+    keeps the version active until revocation + grace (here 00:00 + 1 h)."""
+    in_grace = make_record(content_id=CID_GONE, manifest=MAN_GONE, ts="2026-11-26T00:59:59.999Z")
+    out = _attr(in_grace)
     assert isinstance(out, Attributed) and out.manifest_id == MAN_GONE
     at_end = make_record(content_id=CID_GONE, manifest=MAN_GONE, ts="2026-11-26T01:00:00.000Z")
-    assert isinstance(_attr(at_end, grace_s=3600), Excluded)
-    before = make_record(content_id=CID_GONE, manifest=MAN_GONE, ts="2026-11-25T23:00:00.000Z")
-    assert isinstance(_attr(before, grace_s=0), Attributed)
+    out = _attr(at_end)
+    assert isinstance(out, Excluded) and out.reason == "revoked"
 
 
-@given(st.lists(records(), max_size=60), st.integers(0, 3 * 86400))
+def test_content_claimed_again_after_a_revocation_bills_to_the_new_claim() -> None:
+    def registry(content_id: str, ts: str) -> tuple[str, str, object] | None:
+        return (MAN_B, "bob", None)
+
+    out = attribute(make_record(content_id=CID_GONE, manifest=MAN_B), registry, now=NOW,
+                    is_revoked_at=is_revoked_at)  # fmt: skip
+    assert isinstance(out, Attributed) and out.creator == "bob"
+
+
+@given(st.lists(records(), max_size=60))
 @settings(max_examples=60, deadline=None)
-def test_every_record_gets_exactly_one_outcome(batch: list[Record], grace_s: int) -> None:
+def test_every_record_gets_exactly_one_outcome(batch: list[Record]) -> None:
     """Issue 6: counts by reason + attributed = input, for any input."""
     outcomes = attribute_all(
-        batch, manifest_active_at, now=NOW + timedelta(days=2), revoked_at=revoked_at,
-        grace_s=grace_s,
-    )  # fmt: skip
+        batch, manifest_active_at, now=NOW + timedelta(days=2), is_revoked_at=is_revoked_at
+    )
     assert [o.record for o in outcomes] == batch
     counts = count_outcomes(outcomes)
     assert set(counts) == {ATTRIBUTED, *EXCLUSION_REASONS}

@@ -22,7 +22,12 @@ from billing.reconcile import (
     unexplained_remainder,
 )
 from provenance.records import Record
-from tests.unit.billing.billing_builders import NOW, manifest_active_at, records, revoked_at
+from tests.unit.billing.billing_builders import (
+    NOW,
+    is_revoked_at,
+    manifest_active_at,
+    records,
+)
 
 START = datetime(2026, 11, 27, tzinfo=UTC)
 FATES = ("sampled-out", "bad-signature", "gap", "late", "received")
@@ -32,7 +37,7 @@ def _simulate(fates: list[str], batch: list[Record], copies: list[int], late_in:
     """The edge served one request per fate; the coordinator's counts follow from the fates."""
     received = [r for f, r in zip(fates, batch, strict=False) if f == "received"]
     outcomes = attribute_all(received, manifest_active_at, now=NOW + timedelta(days=3),
-                             revoked_at=revoked_at)  # fmt: skip
+                             is_revoked_at=is_revoked_at)  # fmt: skip
     excluded = Counter(o.reason for o in outcomes if isinstance(o, Excluded))
     attributed = sum(isinstance(o, Attributed) for o in outcomes)
     n_copies = [1 + copies[i % len(copies)] if copies else 1 for i in range(len(received))]

@@ -42,10 +42,10 @@ from tests.unit.billing.billing_builders import (
     CID_B,
     MAN_A2,
     NOW,
+    is_revoked_at,
     make_record,
     manifest_active_at,
     records,
-    revoked_at,
 )
 
 GB = 10**9
@@ -58,7 +58,7 @@ RULES = PricingRules(view=VIEW_RATES, training=Rates(per_hit_micros=50),
 
 def _buckets(batch: list[Record]) -> list[Bucket]:
     outcomes = attribute_all(batch, manifest_active_at, now=NOW + timedelta(days=3),
-                             revoked_at=revoked_at)  # fmt: skip
+                             is_revoked_at=is_revoked_at)  # fmt: skip
     return list(aggregate([o for o in outcomes if isinstance(o, Attributed)], HOURLY).values())
 
 
