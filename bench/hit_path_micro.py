@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import cProfile
 import pstats
+import tempfile
 import time
 
 from prometheus_client import CollectorRegistry
@@ -46,9 +47,17 @@ class FakeTransport:
         pass
 
 
-async def main(count: int, profile: bool) -> None:
-    config = ProxyConfig(origins=(OriginConfig(url="http://127.0.0.1:8000"),))
+async def main(count: int, profile: bool, records: bool) -> None:
+    with tempfile.TemporaryDirectory() as cache_dir:
+        await _run(count, profile, records, cache_dir)
+
+
+async def _run(count: int, profile: bool, records: bool, cache_dir: str) -> None:
+    config = ProxyConfig(
+        origins=(OriginConfig(url="http://127.0.0.1:8000"),), records=records, cache_dir=cache_dir
+    )
     state, _origin = build_state(config, CollectorRegistry())
+    cork = state.cork
     now = time.time()
     stored = make_stored_response(
         200,
@@ -69,14 +78,21 @@ async def main(count: int, profile: bool) -> None:
     conn = ClientConnection(state)
     transport = FakeTransport()
     conn.connection_made(transport)  # type: ignore[arg-type]
-    for _ in range(1000):
+    # A busy loop serves several connections per iteration; release the cork every 16 hits.
+    for i in range(1000):
         conn.data_received(REQUEST)
+        if cork is not None and i % 16 == 15:
+            cork.release()
     profiler = cProfile.Profile() if profile else None
     if profiler:
         profiler.enable()
     started = time.perf_counter()
-    for _ in range(count):
+    for i in range(count):
         conn.data_received(REQUEST)
+        if cork is not None and i % 16 == 15:
+            cork.release()
+    if cork is not None:
+        cork.release()
     elapsed = time.perf_counter() - started
     if profiler:
         profiler.disable()
@@ -89,5 +105,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--count", type=int, default=100_000)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--records", action="store_true", help="record every hit to a spool")
     args = parser.parse_args()
-    asyncio.run(main(args.count, args.profile))
+    asyncio.run(main(args.count, args.profile, args.records))

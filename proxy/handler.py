@@ -370,9 +370,7 @@ class ProxyHandler:
         ttl = stored.freshness_lifetime_s - age
         connection = (_KEEP_ALIVE_10 if ex.http10 else _KEEP_ALIVE_11) if ex.keep_alive else _CLOSE
         sent = len(stored.body)
-        recorded = self.recorder is not None and self._record(
-            ex, "hit", stored.status, sent, "memory", 0, stored.attribution
-        )
+        recorded = self.recorder is not None and self._record_hit(ex, stored, now)
         (conn.write_recorded if recorded else conn.write)(
             b"%bAge: %d\r\n%b%d\r\nX-Cache-Status: HIT\r\nX-Request-ID: %b\r\n%b%b"
             % (
@@ -510,6 +508,25 @@ class ProxyHandler:
                 ex.key,
             )
         )
+        return True
+
+    def _record_hit(self, ex: Exchange, stored: StoredResponse, now: float) -> bool:
+        """A plain hit's record, from a template kept on the stored response."""
+        recorder = self.recorder
+        assert recorder is not None
+        if ex.method != "GET" or ex.use != "view" or ex.upstream_of or ex.trace_id:
+            return self._record(ex, "hit", stored.status, len(stored.body), "memory", 0,
+                                stored.attribution)  # fmt: skip
+        encoder = recorder.encoder
+        if encoder.sample_rate != "1" and not encoder.samples(ex.request_id):
+            return False
+        template = stored.record_template
+        if template is None:
+            template = encoder.hit_template(
+                stored.status, len(stored.body), stored.attribution, ex.key
+            )
+            stored.record_template = template
+        recorder.append(encoder.encode_hit(template, now, ex.request_id))
         return True
 
     def finish(

@@ -28,17 +28,11 @@ from provenance.errors import CachetError, FormatError
 from provenance.keys import KeyRing, VerifierKey, parse_verifier_key
 from provenance.manifests import SignedManifest, manifest_id, parse_manifest, verify_manifest
 from provenance.records import format_timestamp
+from proxy.records.emit import Attribution
 
 STATE_FILE = "registry-state.json"
 _log = logging.getLogger("cachet.proxy.registry")
 OnRevoked = Callable[[list[str]], Awaitable[None]]
-
-
-@dataclass(frozen=True, slots=True)
-class Attribution:
-    content_id: str
-    creator: str
-    manifest_id: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,6 +38,7 @@ class StoredResponse:
     # Whose content this is (proxy.records.emit.Attribution), set only after the stored bytes
     # were checked against the manifest's content id.
     attribution: Any = None
+    record_template: Any = None  # proxy.records.emit: the constant parts of this hit's record
 
     def current_age(self, now: float) -> float:
         """RFC 9111 §4.2.3: corrected initial age plus the time resident in this cache."""

@@ -87,7 +87,7 @@ def test_encoder_matches_the_contracts_canonical_bytes(
         origin_bytes=origin_bytes,
         content_id=None if attribution is None else attribution.content_id,
         creator=None if attribution is None else attribution.creator,
-        manifest=None if attribution is None else attribution.manifest,
+        manifest=None if attribution is None else attribution.manifest_id,
         use=use,
         upstream_of=upstream_of,
         trace_id=trace_id,
@@ -119,3 +119,29 @@ def test_sampling_is_deterministic_per_request_id() -> None:
     assert decisions == [encoder.samples(f"req-{i}") for i in range(2000)]
     assert 800 < sum(decisions) < 1200
     assert all(RecordEncoder("edge-1", "1").samples(f"req-{i}") for i in range(100))
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    request_id=REQUEST_IDS,
+    status=st.integers(200, 599),
+    sent=st.integers(0, 2**40),
+    attributed=st.one_of(st.none(), st.tuples(HEX, NAMES, st.one_of(st.none(), HEX))),
+    key=st.text(min_size=1, max_size=40),
+    now_ms=st.integers(0, 4102444800000),
+)
+def test_hit_template_gives_the_same_bytes_as_encode(
+    request_id, status, sent, attributed, key, now_ms
+) -> None:
+    encoder = RecordEncoder("edge-1", "1")
+    attribution = None
+    if attributed is not None:
+        content, creator, manifest = attributed
+        attribution = Attribution(
+            "sha256:" + content, creator, None if manifest is None else "sha256:" + manifest
+        )
+    template = encoder.hit_template(status, sent, attribution, key)
+    now_s = now_ms / 1000
+    assert encoder.encode_hit(template, now_s, request_id) == encoder.encode(
+        now_s, request_id, "GET", status, "hit", "memory", sent, 0, attribution, cache_key=key
+    )

@@ -17,8 +17,8 @@ from aiohttp.test_utils import TestServer
 from provenance.keys import format_verifier_key
 from provenance.manifests import format_signed_manifest, manifest_id, sign_manifest
 from provenance.records import format_timestamp
+from proxy.records.emit import Attribution
 from proxy.registry_client import (
-    Attribution,
     ManifestFolderError,
     ManifestIndex,
     RegistryPoller,
