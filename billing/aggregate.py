@@ -25,7 +25,7 @@ from fractions import Fraction
 from math import isqrt
 
 from billing.attribution import Attributed
-from provenance.records import SAMPLE_RATE_SCALE, sample_rate_ppm
+from provenance.records import SAMPLE_RATE_SCALE, parse_timestamp, sample_rate_ppm
 
 HOUR = "hour"
 DAY = "day"
@@ -90,49 +90,68 @@ def _scaled(total: int, total_sq: int, ppm: int) -> Estimate:
     return Estimate(value, variance)
 
 
-# Per (bucket key, ppm): records, hits, bytes, bytes^2, cache bytes, cache bytes^2, saved, saved^2
-_Sums = list[int]
+# Per (period prefix of ts, creator, content, manifest, edge, use, sample_rate): records, hits,
+# bytes, bytes^2, cache bytes, cache bytes^2, saved, saved^2 -- plain ints, one dict lookup each.
+_RawKey = tuple[str, str, str, str, str, str, str]
+_PREFIX_CHARS = {HOUR: 13, DAY: 10}  # "2026-11-27T10" / "2026-11-27" of the fixed-width ts
 
 
-def _add(sums: _Sums, a: Attributed) -> None:
-    r = a.record
-    is_hit = r.tier in FROM_CACHE_TIERS
-    cached = r.bytes if is_hit else 0
-    saved = max(0, r.bytes - r.origin_bytes)
-    sums[0] += 1
-    sums[1] += 1 if is_hit else 0
-    sums[2] += r.bytes
-    sums[3] += r.bytes * r.bytes
-    sums[4] += cached
-    sums[5] += cached * cached
-    sums[6] += saved
-    sums[7] += saved * saved
+def _sum_raw(attributed: Iterable[Attributed], prefix_chars: int) -> dict[_RawKey, list[int]]:
+    sums: dict[_RawKey, list[int]] = {}
+    for a in attributed:
+        r = a.record
+        key = (r.ts[:prefix_chars], a.creator, r.content_id or "", a.manifest_id, r.edge, r.use,
+               r.sample_rate)  # fmt: skip
+        s = sums.get(key)
+        if s is None:
+            s = sums[key] = [0] * 8
+        size = r.bytes
+        saved = size - r.origin_bytes if size > r.origin_bytes else 0
+        s[0] += 1
+        if r.tier in FROM_CACHE_TIERS:
+            s[1] += 1
+            s[4] += size
+            s[5] += size * size
+        s[2] += size
+        s[3] += size * size
+        s[6] += saved
+        s[7] += saved * saved
+    return sums
 
 
-def _bucket_from(key: BucketKey, per_rate: Mapping[int, _Sums]) -> Bucket:
-    fields = [Estimate() for _ in range(5)]
-    records = 0
+def _bucket_from(key: BucketKey, per_rate: Mapping[int, list[int]]) -> Bucket:
+    records = sum(s[0] for s in per_rate.values())
+    fields: list[Estimate] | None = None
     for ppm, s in per_rate.items():
-        records += s[0]
-        parts = [_scaled(s[0], s[0], ppm), _scaled(s[1], s[1], ppm)]
-        parts += [_scaled(s[i], s[i + 1], ppm) for i in (2, 4, 6)]
-        fields = [f + p for f, p in zip(fields, parts, strict=True)]
+        if ppm == SAMPLE_RATE_SCALE:  # unsampled: exact integers, no variance
+            parts = [Estimate(Fraction(s[i])) for i in (0, 1, 2, 4, 6)]
+        else:
+            parts = [_scaled(s[0], s[0], ppm), _scaled(s[1], s[1], ppm)]
+            parts += [_scaled(s[i], s[i + 1], ppm) for i in (2, 4, 6)]
+        fields = parts if fields is None else [f + p for f, p in zip(fields, parts, strict=True)]
+    if fields is None:
+        raise ValueError("a bucket needs at least one record")
     return Bucket(key, records, frozenset(per_rate), *fields)
 
 
 def aggregate(attributed: Iterable[Attributed], granularity: str) -> dict[BucketKey, Bucket]:
     """Buckets of ``granularity`` (``hour`` or ``day``) from attributed records."""
-    sums: dict[BucketKey, dict[int, _Sums]] = {}
-    for a in attributed:
-        r = a.record
-        start = truncate_to(a.served_at, granularity)
-        key = BucketKey(start, a.creator, r.content_id or "", a.manifest_id, r.edge, r.use)
-        per_rate = sums.setdefault(key, {})
-        ppm = sample_rate_ppm(r.sample_rate)
-        if ppm not in per_rate:
-            per_rate[ppm] = [0] * 8
-        _add(per_rate[ppm], a)
-    return {key: _bucket_from(key, per_rate) for key, per_rate in sums.items()}
+    if granularity not in _PREFIX_CHARS:
+        raise ValueError(f"granularity must be {HOUR!r} or {DAY!r}, not {granularity!r}")
+    grouped: dict[BucketKey, dict[int, list[int]]] = {}
+    starts: dict[str, datetime] = {}
+    for raw, s in _sum_raw(attributed, _PREFIX_CHARS[granularity]).items():
+        prefix, creator, content_id, manifest_id, edge, use, rate = raw
+        if prefix not in starts:
+            starts[prefix] = truncate_to(parse_timestamp(_first_ms_of(prefix)), granularity)
+        key = BucketKey(starts[prefix], creator, content_id, manifest_id, edge, use)
+        grouped.setdefault(key, {})[sample_rate_ppm(rate)] = s
+    return {key: _bucket_from(key, per_rate) for key, per_rate in grouped.items()}
+
+
+def _first_ms_of(prefix: str) -> str:
+    """The first millisecond of an hour ("...T10") or day prefix, as a record timestamp."""
+    return prefix + "T00:00:00.000Z"[len(prefix) - 10 :]
 
 
 def merge_buckets(key: BucketKey, buckets: Iterable[Bucket]) -> Bucket:
