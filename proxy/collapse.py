@@ -14,6 +14,7 @@ import asyncio
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 from proxy.cache.entry import VaryKey
 from proxy.http.fields import Headers
@@ -41,6 +42,7 @@ class Fill:
         self.done = False
         self.error: OriginError | None = None
         self.waiters = 0
+        self.attribution: Any = None  # set by the leader once the bytes were checked
         self._changed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     @classmethod

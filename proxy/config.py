@@ -76,6 +76,7 @@ class ProxyConfig:
     batch_max_interval_ms: int = 1000
     manifests_dir: str | None = None
     training_use_header: str = "X-Cachet-Use"
+    enrolment_token: str | None = None
 
     def origin_for_host(self, host: str | None) -> OriginConfig | None:
         """Return the origin serving `host` (exact name, then `*.suffix`, then the default)."""
@@ -312,6 +313,12 @@ _RECORD_KEYS = (
         "optional_str",
         "folder of signed creator manifests and creator keys (until a coordinator serves them)",
         "DIR",
+    ),
+    _key(
+        "enrolment_token",
+        "optional_str",
+        "one-time token from the coordinator's admin; the edge enrols its key with it once",
+        "TOKEN",
     ),
     _key(
         "training_use_header",

@@ -3,6 +3,7 @@ shared with collapsed waiters (proxy.collapse). The async half of the handler.""
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from proxy.cache.admission import (
     is_refreshable_by,
     make_stored_response,
     refresh_stored_response,
+    with_attribution,
 )
 from proxy.cache.entry import StoredResponse
 from proxy.cache.freshness import corrected_initial_age, date_value
@@ -28,6 +30,7 @@ from proxy.http.hop_by_hop import strip_hop_by_hop, strip_request_hop_by_hop
 from proxy.http.request_parser import NO_BODY
 from proxy.http.wire import status_allows_body
 from proxy.origin import OriginError, OriginResponse
+from proxy.records.emit import Attribution
 from proxy.responses import forwarded_head, render_trailer
 
 if TYPE_CHECKING:
@@ -161,6 +164,7 @@ class OriginPath:
                     timing.response_time,
                     self.settings.admission,
                 )
+                refreshed = with_attribution(refreshed, stored.attribution)
                 self.h.store.replace(ex.key, stored, refreshed)
                 outcome = outcomes.REVALIDATED
                 if fetch.outcome is outcomes.REQUEST_MISS:
@@ -246,7 +250,10 @@ class OriginPath:
             if body is None:
                 conn.abort()
                 return
-            stored = self._store(ex, response, headers, body, timing)
+            candidate = self.h.attribution_candidate(ex, headers)
+            digest = hashlib.sha256(body).hexdigest() if candidate is not None else None
+            attribution = self.h.verified_attribution(ex, candidate, digest)
+            stored = self._store(ex, response, headers, body, timing, attribution)
             if stored is not None:
                 self.h.write_stored(conn, ex, stored, fetch.outcome, time.time(), stored_flag=True)
                 return
@@ -275,6 +282,7 @@ class OriginPath:
         headers: Headers,
         body: bytes,
         timing: _Timing,
+        attribution: Attribution | None = None,
     ) -> StoredResponse | None:
         stored = make_stored_response(
             response.status,
@@ -286,6 +294,7 @@ class OriginPath:
             timing.response_time,
             self.settings.admission,
         )
+        stored = with_attribution(stored, attribution)
         if not self.h.store.put(ex.key, stored):
             self.stats.not_stored["too-large"] += 1
             return None
@@ -380,10 +389,15 @@ class OriginPath:
         fill = fetch.fill
         if will_store and fill is None:
             fill = Fill.private()  # nobody to share with: it is only the cache's buffer
-        completion = _Completion(
-            lambda sent, origin: self.h.finish(ex, outcome, status, sent, "origin", origin),
-            response.content_length,
-        )
+        candidate = self.h.attribution_candidate(ex, headers)
+
+        def record(sent: int, origin_bytes: int, digest: str | None) -> None:
+            attribution = self.h.verified_attribution(ex, candidate, digest)
+            if fill is not None:
+                fill.attribution = attribution  # collapsed waiters served the same bytes
+            self.h.finish(ex, outcome, status, sent, "origin", origin_bytes, attribution)
+
+        completion = _Completion(record, response.content_length, hashing=candidate is not None)
         sent = await self._stream_fill(
             conn, fill if will_store else None, body, chunked, prefetched is None, completion
         )
@@ -403,7 +417,7 @@ class OriginPath:
         if chunked:
             conn.write(b"0\r\n\r\n")
         if will_store and fill is not None and fill.shared:
-            self._store(ex, response, headers, b"".join(fill.chunks), timing)
+            self._store(ex, response, headers, b"".join(fill.chunks), timing, fill.attribution)
         conn.keep_alive = conn.keep_alive and keep_alive
 
     async def _stream_fill(
@@ -423,6 +437,8 @@ class OriginPath:
         limit = self.settings.max_object_bytes
         try:
             async for chunk in chunks:
+                if completion.hasher is not None:
+                    completion.hasher.update(chunk)
                 if count_origin_bytes:
                     self.stats.origin_bytes += len(chunk)
                     completion.origin_bytes += len(chunk)
@@ -481,7 +497,9 @@ class OriginPath:
                 return
             conn.write(out_head)
             completion = _Completion(
-                lambda sent, origin: self.h.finish(ex, outcome, status, sent, "origin", origin),
+                lambda sent, origin, _: self.h.finish(
+                    ex, outcome, status, sent, "origin", origin, fill.attribution
+                ),
                 head.content_length,
             )
             sent = await self._stream_fill(conn, None, fill.stream(), chunked, False, completion)
@@ -499,9 +517,17 @@ class OriginPath:
 class _Completion:
     """Records a forwarded response once, before the bytes that complete it are written."""
 
-    def __init__(self, record: Callable[[int, int], None], expected_bytes: int | None) -> None:
+    def __init__(
+        self,
+        record: Callable[[int, int, str | None], None],
+        expected_bytes: int | None,
+        *,
+        hashing: bool = False,
+    ) -> None:
         self._record = record
         self.expected_bytes = expected_bytes
+        # The body's sha256, for checking a manifest's content id before attributing.
+        self.hasher = hashlib.sha256() if hashing else None
         self.origin_bytes = 0
         self.sent = 0
         self.done = False
@@ -509,7 +535,8 @@ class _Completion:
     def __call__(self, sent: int) -> None:
         if not self.done:
             self.done = True
-            self._record(sent, self.origin_bytes)
+            digest = self.hasher.hexdigest() if self.hasher is not None else None
+            self._record(sent, self.origin_bytes, digest)
 
     def fail(self, handler: ProxyHandler, ex: Exchange, outcome: Outcome, status: int) -> None:
         """An answer cut short is still recorded, as an error, with the bytes that did go."""

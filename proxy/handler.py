@@ -18,6 +18,8 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
+from provenance.content_id import is_content_id
+from provenance.records import is_name
 from proxy.cache.admission import (
     AdmissionPolicy,
 )
@@ -32,7 +34,7 @@ from proxy.http.cache_control import Directives, parse_cache_control, parse_prag
 from proxy.http.cache_status import Outcome, cache_status
 from proxy.http.dates import format_http_date
 from proxy.http.etags import if_modified_since_passes, if_none_match_passes
-from proxy.http.fields import get_values
+from proxy.http.fields import Headers, get_first, get_values
 from proxy.http.request_parser import NO_BODY, RequestHead
 from proxy.http.wire import status_allows_body
 from proxy.metrics import ProxyStats
@@ -48,6 +50,7 @@ from proxy.routing import OriginRoute, Router
 
 if TYPE_CHECKING:
     from proxy.recorder import Recorder
+    from proxy.registry_client import ManifestIndex
 
 log = logging.getLogger("cachet.proxy")
 access_log = logging.getLogger("cachet.access")
@@ -160,6 +163,7 @@ class ProxyHandler:
             settings.training_use_header.lower(): _USE,
         }
         self.recorder: Recorder | None = None
+        self.manifest_indexes: list[ManifestIndex] = []
         self._log_access = access_log.isEnabledFor(logging.INFO)
         self._background: set[asyncio.Task[None]] = set()
 
@@ -509,6 +513,47 @@ class ProxyHandler:
             )
         )
         return True
+
+    def attribution_candidate(self, ex: Exchange, headers: Headers) -> Attribution | None:
+        """Whose content the answer claims to be: the manifest index by path, else, for an
+        origin the config trusts, its X-Content-Id / X-Creator-Id / X-Manifest-Id headers (all
+        three). A claim only counts once the bytes hash to its content id
+        (`verified_attribution`)."""
+        path = ex.target.split("?", 1)[0]
+        for index in self.manifest_indexes:
+            found = index.lookup_path(ex.host, path)
+            if found is not None:
+                return found
+        if ex.route.origin.trusted:
+            content_id = get_first(headers, "x-content-id")
+            creator = get_first(headers, "x-creator-id")
+            manifest = get_first(headers, "x-manifest-id")
+            if (
+                content_id
+                and creator
+                and manifest
+                and is_content_id(content_id)
+                and is_name(creator)
+                and is_content_id(manifest)
+            ):
+                return Attribution(content_id, creator, manifest)
+        return None
+
+    def verified_attribution(
+        self, ex: Exchange, candidate: Attribution | None, digest_hex: str | None
+    ) -> Attribution | None:
+        if candidate is None or digest_hex is None:
+            return None
+        if candidate.content_id == "sha256:" + digest_hex:
+            return candidate
+        self.stats.hash_mismatches += 1
+        log.warning(
+            "content hash mismatch for %s: manifest says %s, bytes are sha256:%s; not attributed",
+            ex.key, candidate.content_id, digest_hex,
+        )  # fmt: skip
+        # The record keeps the claim but no manifest: the edge does not vouch for these bytes,
+        # and billing excludes the record as a hash mismatch (docs/billing.md).
+        return Attribution(candidate.content_id, candidate.creator, None)
 
     def _record_hit(self, ex: Exchange, stored: StoredResponse, now: float) -> bool:
         """A plain hit's record, from a template kept on the stored response."""

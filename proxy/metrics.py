@@ -31,6 +31,8 @@ class ProxyStats:
         self.rejected_requests: Counter[int] = Counter()  # by status: 400, 431, ...
         self.not_stored: Counter[str] = Counter()  # by storability reason
         self.invalidations = 0
+        self.hash_mismatches = 0  # stored bytes that did not hash to their manifest's content id
+        self.revocation_purges = 0
 
 
 class ProxyCollector(Collector):
@@ -94,6 +96,16 @@ class ProxyCollector(Collector):
             "cachet_invalidations",
             "Cache invalidations by unsafe methods",
             value=stats.invalidations,
+        )
+        yield CounterMetricFamily(
+            "cachet_content_hash_mismatches",
+            "Responses whose bytes did not match their manifest's content id (never attributed)",
+            value=stats.hash_mismatches,
+        )
+        yield CounterMetricFamily(
+            "cachet_revocation_purges",
+            "Cached objects dropped because their manifest was revoked",
+            value=stats.revocation_purges,
         )
         yield GaugeMetricFamily(
             "cachet_cache_bytes", "Bytes held by the memory tier", value=self._cache_bytes()

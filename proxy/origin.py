@@ -109,6 +109,12 @@ class OriginClient:
             raise_for_status=False,
         )
 
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("OriginClient.start() was not awaited")
+        return self._session
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()

@@ -19,7 +19,7 @@ from pathlib import Path
 import aiohttp
 
 from cachet.keyfiles import read_signing_key, write_private_key, write_verifier_key
-from provenance.keys import SigningKey, generate_signing_key
+from provenance.keys import SigningKey, format_verifier_key, generate_signing_key
 from proxy.config import ProxyConfig
 from proxy.records.emit import RecordEncoder
 from proxy.records.forwarder import Forwarder
@@ -95,6 +95,33 @@ class Recorder:
 
     def flush(self) -> None:
         self.spool.flush()
+
+    async def enrol(self, token: str) -> None:
+        """Register this edge's key with the coordinator once (a marker file remembers it).
+        A failure is logged, not fatal: batches wait in the spool until the edge is enrolled."""
+        marker = self._batches_dir.parent / f"enrolled-{self.edge_id}"
+        if marker.exists() or not self.coordinator:
+            return
+        body = {
+            "token": token,
+            "edge": self.edge_id,
+            "verifier_key": format_verifier_key(self.key.verifier),
+        }
+        url = self.coordinator.rstrip("/") + "/v1/edges/enrol"
+        try:
+            timeout = aiohttp.ClientTimeout(total=30)
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as session,
+                session.post(url, json=body) as response,
+            ):
+                if response.status in (200, 201):
+                    marker.write_text(await response.text())
+                    log.info("edge %s enrolled with %s", self.edge_id, self.coordinator)
+                    return
+                reason = (await response.text())[:200]
+        except aiohttp.ClientError as error:
+            reason = str(error)
+        log.error("enrolment with %s failed: %s", self.coordinator, reason)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()

@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
@@ -25,6 +26,7 @@ from proxy.handler import HandlerSettings, ProxyHandler
 from proxy.metrics import ProxyCollector, ProxyStats, RecordCollector, make_origin_latency
 from proxy.origin import OriginClient
 from proxy.recorder import Recorder
+from proxy.registry_client import ManifestIndex, RegistryPoller, index_folder
 from proxy.routing import Router
 
 log = logging.getLogger("cachet.proxy")
@@ -73,6 +75,10 @@ def build_state(
     latency = make_origin_latency(registry)
     handler = ProxyHandler(settings, Router(config), store, origin, stats, latency.observe)
     state = ProxyState(config=config, handler=handler, stats=stats)
+    if config.manifests_dir:
+        folder_index = ManifestIndex()
+        index_folder(folder_index, Path(config.manifests_dir))
+        handler.manifest_indexes.append(folder_index)
     if config.records:
         recorder = Recorder(config)
         handler.recorder = recorder
@@ -132,6 +138,7 @@ async def serve(config: ProxyConfig, ready: asyncio.Event | None = None) -> int:
     await admin.start()
     if state.recorder is not None:
         await state.recorder.start()
+    poller = await _start_registry(state)
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
@@ -150,11 +157,36 @@ async def serve(config: ProxyConfig, ready: asyncio.Event | None = None) -> int:
     await _drain(state, config.shutdown_grace_s)
     sweeper.cancel()
     await state.handler.drain_background()
+    if poller is not None:
+        await poller.stop()
     if state.recorder is not None:
         await state.recorder.stop()
     await admin.stop()
     await origin.close()
     return 0
+
+
+async def _start_registry(state: ProxyState) -> RegistryPoller | None:
+    """With a coordinator: enrol this edge once, then follow the registry's change feed, and
+    purge cached content whose manifest was revoked."""
+    config = state.config
+    if not config.coordinator:
+        return None
+    if state.recorder is not None and config.enrolment_token:
+        await state.recorder.enrol(config.enrolment_token)
+    handler = state.handler
+
+    async def purge_revoked(content_ids: list[str]) -> None:
+        dropped = handler.store.purge_content(set(content_ids))
+        handler.stats.revocation_purges += dropped
+        log.info("purged %d cached objects of revoked content %s", dropped, content_ids)
+
+    poller = RegistryPoller(
+        handler.origin.session, config.coordinator, Path(config.cache_dir), purge_revoked
+    )
+    handler.manifest_indexes.insert(0, poller.index)
+    poller.start()
+    return poller
 
 
 async def _drain(state: ProxyState, grace_s: float) -> None:

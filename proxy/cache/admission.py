@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 from proxy.cache.entry import StoredResponse
 from proxy.cache.freshness import (
@@ -151,4 +152,30 @@ def _derive(
         no_cache_fields=tuple(no_cache),
         head_bytes=head_bytes,
         size_bytes=len(head_bytes) + len(body) + ENTRY_OVERHEAD_BYTES,
+    )
+
+
+def provenance_header(content_id: str, creator: str, manifest_id: str | None) -> str:
+    """ARCHITECTURE.md: `v=1;id=sha256:<hex>;creator=<account>;manifest=sha256:<hex>`."""
+    value = f"v=1;id={content_id};creator={creator}"
+    return value + (f";manifest={manifest_id}" if manifest_id else "")
+
+
+def with_attribution(stored: StoredResponse, attribution: Any) -> StoredResponse:
+    """The stored response, attributed (bytes already checked against the content id), with
+    X-Provenance among the fields every hit sends."""
+    if attribution is None:
+        return stored
+    if attribution.manifest_id is None:  # bytes that failed their check: recorded, not vouched
+        return replace(stored, attribution=attribution, record_template=None)
+    line = "X-Provenance: " + provenance_header(
+        attribution.content_id, attribution.creator, attribution.manifest_id
+    )
+    extra = (line + "\r\n").encode("latin-1")
+    return replace(
+        stored,
+        attribution=attribution,
+        head_bytes=stored.head_bytes + extra,
+        size_bytes=stored.size_bytes + len(extra),
+        record_template=None,
     )

@@ -57,6 +57,20 @@ class ResponseStore:
         variants = tuple(new if v is old else v for v in existing)
         self.tier.put(key, variants, sum(v.size_bytes for v in variants))
 
+    def purge_content(self, content_ids: set[str]) -> int:
+        """Drop every URL that has a variant attributed to one of these content ids."""
+        doomed = [
+            key
+            for key, variants in self.tier.items()
+            if any(
+                v.attribution is not None and v.attribution.content_id in content_ids
+                for v in variants
+            )
+        ]
+        for key in doomed:
+            self.tier.remove(key)
+        return len(doomed)
+
     def invalidate(self, key: str) -> bool:
         return self.tier.remove(key) is not None
 
