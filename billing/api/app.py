@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
+from admin import api as admin_api
+from admin.app import mount as mount_admin_ui
 from billing.api import edges, ingest, log, registry
 from billing.api.openapi import openapi_document
 from billing.errors import reason_of
@@ -83,6 +85,7 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("GET", "/v1/content", registry.content_by_path),
     ("GET", "/v1/content/{content_id}", registry.content_by_id),
     ("GET", "/v1/registry/changes", registry.changes),
+    *admin_api.API_ROUTES,
 )
 
 
@@ -99,4 +102,5 @@ def build_app(open_coordinator: Callable[[], Awaitable[Coordinator]]) -> web.App
     app.cleanup_ctx.append(coordinator_ctx)
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
+    mount_admin_ui(app)  # admin UI under /admin/, creator portal under /portal/ (issue 7)
     return app

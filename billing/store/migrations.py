@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from billing.ledger.schema import LEDGER_STATEMENTS
+
 CREATE_MIGRATIONS_TABLE = (
     "CREATE TABLE IF NOT EXISTS schema_migrations ("
     "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
@@ -95,7 +97,26 @@ _V2 = (
         payload_json TEXT NOT NULL)""",
 )
 
+# The admin UI and creator portal (issue 7, admin/store.py): UI accounts (role admin or creator,
+# scrypt hashes), sessions (the SHA-256 of the cookie value, with the CSRF token) and the audit
+# trail of admin actions.
+_V3 = (
+    """CREATE TABLE ui_users (
+        username TEXT PRIMARY KEY, role TEXT NOT NULL, account TEXT,
+        password_hash TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL)""",
+    """CREATE TABLE ui_sessions (
+        session_hash TEXT PRIMARY KEY, username TEXT NOT NULL, csrf_token TEXT NOT NULL,
+        created_at TEXT NOT NULL, expires_at TEXT NOT NULL)""",
+    "CREATE INDEX ui_sessions_by_user ON ui_sessions (username)",
+    """CREATE TABLE admin_audit (
+        audit_id TEXT PRIMARY KEY, at TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
+        target TEXT NOT NULL, detail TEXT NOT NULL)""",
+    "CREATE INDEX admin_audit_by_time ON admin_audit (at, audit_id)",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "edges, ingest and the Merkle log", _V1),
     Migration(2, "manifest registry: creators, manifests, change feed", _V2),
+    Migration(3, "admin UI: users, sessions, audit trail", _V3),
+    Migration(4, "billing ledger: usage, periods, statements, pricing", LEDGER_STATEMENTS),
 )
