@@ -26,8 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _registrars() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
+    from admin import cli as admin_cli
     from billing import cli as billing_cli
-    from cachet import provenance_cli, sample_origin
+    from cachet import provenance_cli, sample_origin, up
     from proxy import cli as proxy_cli
 
     return [
@@ -35,6 +36,8 @@ def _registrars() -> list[Callable[[argparse._SubParsersAction[argparse.Argument
         sample_origin.register,
         provenance_cli.register,
         billing_cli.register,
+        up.register,
+        admin_cli.register,
     ]
 
 

@@ -19,9 +19,11 @@ import argparse
 import asyncio
 import hashlib
 import json
+import mimetypes
 import sys
 from datetime import UTC, datetime
 from email.utils import format_datetime
+from pathlib import Path
 
 from aiohttp import web
 
@@ -177,9 +179,40 @@ def _int_query(request: web.Request, name: str, default: int, maximum: int) -> i
     return min(int(text), maximum)
 
 
-def build_app() -> web.Application:
+CONTENT_KEY = web.AppKey("content", dict)
+
+
+async def content_file(request: web.Request) -> web.Response:
+    """A creator's file from --content-dir: cacheable for a minute, with a strong ETag."""
+    files: dict[str, tuple[bytes, str, str]] = request.app[CONTENT_KEY]
+    found = files.get(request.match_info["name"])
+    if found is None:
+        raise web.HTTPNotFound(text="no such file\n")
+    body, media_type, etag = found
+    headers = {"Cache-Control": "public, max-age=60", "ETag": etag}
+    if etag in request.headers.get("If-None-Match", ""):
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=body, content_type=media_type, headers=headers)
+
+
+def load_content(directory: Path) -> dict[str, tuple[bytes, str, str]]:
+    """Every regular, non-hidden file directly in `directory`: body, media type, ETag."""
+    files = {}
+    for path in sorted(directory.iterdir()):
+        if path.is_file() and not path.name.startswith("."):
+            body = path.read_bytes()
+            media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+            files[path.name] = (body, media_type, f'"{hashlib.sha256(body).hexdigest()[:32]}"')
+    return files
+
+
+def build_app(
+    content_dir: Path | None = None, content_prefix: str = "/creator/"
+) -> web.Application:
     app = web.Application()
     app[HITS_KEY] = {}
+    app[CONTENT_KEY] = load_content(content_dir) if content_dir is not None else {}
+    app.router.add_get(content_prefix.rstrip("/") + "/{name}", content_file)
     app.router.add_get("/", index)
     app.router.add_get("/hello.txt", hello)
     app.router.add_get("/api/info.json", api_info)
@@ -202,6 +235,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--listen", default="127.0.0.1:8000", metavar="HOST:PORT", help="default 127.0.0.1:8000"
     )
+    parser.add_argument(
+        "--content-dir",
+        metavar="DIR",
+        default=None,
+        help="also serve the files of DIR (a creator's content) under --content-prefix",
+    )
+    parser.add_argument(
+        "--content-prefix", metavar="PATH", default="/creator/", help="default /creator/"
+    )
     parser.set_defaults(handler=_run)
 
 
@@ -213,7 +255,9 @@ def _run(args: argparse.Namespace) -> int:
     host = host.strip("[]") or "0.0.0.0"  # noqa: S104 - ":8000" means every interface
     print(f"sample origin on http://{args.listen}", flush=True)
     try:
-        web.run_app(build_app(), host=host, port=int(port), print=None, access_log=None)
+        content_dir = Path(args.content_dir) if args.content_dir else None
+        app = build_app(content_dir, args.content_prefix)
+        web.run_app(app, host=host, port=int(port), print=None, access_log=None)
     except OSError as exc:
         print(f"cachet sample-origin: cannot listen on {args.listen}: {exc}", file=sys.stderr)
         return 1
