@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -29,6 +30,7 @@ from admin.store import ADMIN, AuditEntry, Session
 from provenance.records import format_timestamp
 
 SESSION_COOKIE = "cachet_session"
+_AUDIT_SEQ = itertools.count()  # orders entries made within one clock tick
 LOGIN_CSRF_COOKIE = "cachet_login_csrf"
 
 
@@ -171,5 +173,12 @@ async def record_audit(
     """Append one entry to the audit trail (who, what, on what, when)."""
     ctx = admin_context(request)
     now = format_timestamp(ctx.clock())
-    entry = AuditEntry(f"{now}-{secrets.token_hex(6)}", now, actor, action, target, detail[:500])
+    entry = AuditEntry(
+        f"{now}-{next(_AUDIT_SEQ):012d}-{secrets.token_hex(4)}",
+        now,
+        actor,
+        action,
+        target,
+        detail[:500],
+    )
     await ctx.store.add_audit(entry)

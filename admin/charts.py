@@ -23,6 +23,11 @@ class Series:
     css_class: str = "s1"
 
 
+def _text(value: str) -> str:
+    """XML-safe text: escaped, without the control characters XML 1.0 forbids."""
+    return escape("".join(c for c in value if c >= " " or c in "\t\n"))
+
+
 def format_count(value: float) -> str:
     """Short human numbers for axes: 950, 1.2k, 3.4M, 5.6G."""
     for threshold, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
@@ -59,7 +64,7 @@ def _axes(labels: Sequence[str], top: int) -> list[str]:
             x = _LEFT + slot * (i + 0.5)
             parts.append(
                 f'<text class="tick" x="{x:.1f}" y="{HEIGHT - _BOTTOM + 16}" '
-                f'text-anchor="middle">{escape(label)}</text>'
+                f'text-anchor="middle">{_text(label)}</text>'
             )
     return parts
 
@@ -71,12 +76,12 @@ def _frame(title: str, desc: str, body: list[str], legend: Sequence[Series]) -> 
         keys.append(
             f'<rect class="{s.css_class}" x="{x}" y="{HEIGHT - 14}" width="10" '
             f'height="10"/><text class="tick" x="{x + 14}" y="{HEIGHT - 5}">'
-            f"{escape(s.name)}</text>"
+            f"{_text(s.name)}</text>"
         )
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" role="img" '
         f'viewBox="0 0 {WIDTH} {HEIGHT}">'
-        f"<title>{escape(title)}</title><desc>{escape(desc)}</desc>"
+        f"<title>{_text(title)}</title><desc>{_text(desc)}</desc>"
         + "".join(body)
         + "".join(keys)
         + "</svg>"
@@ -98,8 +103,8 @@ def bar_chart(title: str, labels: Sequence[str], series: Sequence[Series]) -> st
             x = _LEFT + slot * i + slot * 0.1 + bar_w * j
             body.append(
                 f'<rect class="{s.css_class}" x="{x:.1f}" y="{_TOP + plot_h - h:.1f}" '
-                f'width="{bar_w:.1f}" height="{h:.1f}"><title>{escape(labels[i])}: '
-                f"{escape(s.name)} {value}</title></rect>"
+                f'width="{bar_w:.1f}" height="{h:.1f}"><title>{_text(labels[i])}: '
+                f"{_text(s.name)} {value}</title></rect>"
             )
     desc = "; ".join(f"{s.name}: {sum(s.values)} in total" for s in series)
     return _frame(title, desc, body, series)
@@ -127,8 +132,8 @@ def empty_chart(title: str, message: str) -> str:
     """A framed placeholder that says why there is nothing to draw."""
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" class="chart empty" role="img" '
-        f'viewBox="0 0 {WIDTH} {HEIGHT // 2}"><title>{escape(title)}: {escape(message)}</title>'
+        f'viewBox="0 0 {WIDTH} {HEIGHT // 2}"><title>{_text(title)}: {_text(message)}</title>'
         f'<rect class="placeholder" x="1" y="1" width="{WIDTH - 2}" height="{HEIGHT // 2 - 2}"/>'
         f'<text class="empty-text" x="{WIDTH // 2}" y="{HEIGHT // 4 + 5}" text-anchor="middle">'
-        f"{escape(message)}</text></svg>"
+        f"{_text(message)}</text></svg>"
     )

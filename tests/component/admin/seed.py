@@ -33,8 +33,12 @@ class Seeded:
     bob_request: str
 
 
-def _manifest(key: SigningKey, items: tuple[tuple[str, str], ...], version: int = 1,
-              supersedes: str | None = None) -> Manifest:  # fmt: skip
+def _manifest(
+    key: SigningKey,
+    items: tuple[tuple[str, str], ...],
+    version: int = 1,
+    supersedes: str | None = None,
+) -> Manifest:
     return Manifest(
         creator=key.name,
         key_id=key.key_id.hex(),
