@@ -10,7 +10,8 @@ from aiohttp import web
 
 from admin import api as admin_api
 from admin.app import mount as mount_admin_ui
-from billing.api import edges, ingest, log, registry
+from billing.api import billing as billing_api
+from billing.api import edges, log, registry
 from billing.api.openapi import openapi_document
 from billing.errors import reason_of
 from billing.service import Coordinator
@@ -68,7 +69,7 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("POST", "/v1/admin/edges/{edge}/keys", edges.add_key),
     ("DELETE", "/v1/admin/edges/{edge}/keys/{key_id}", edges.revoke_key),
     ("GET", "/v1/admin/incidents", edges.list_incidents),
-    ("POST", "/v1/batches", ingest.post_batch),
+    ("POST", "/v1/batches", billing_api.post_batch),  # ingest.post_batch + edge counters
     ("GET", "/v1/checkpoint", log.get_checkpoint),
     ("GET", "/v1/log/key", log.get_log_key),
     ("GET", "/v1/log/proof/inclusion", log.get_inclusion_proof),
@@ -86,6 +87,7 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("GET", "/v1/content/{content_id}", registry.content_by_id),
     ("GET", "/v1/registry/changes", registry.changes),
     *admin_api.API_ROUTES,
+    *billing_api.ROUTES,
 )
 
 
@@ -100,6 +102,7 @@ def build_app(open_coordinator: Callable[[], Awaitable[Coordinator]]) -> web.App
         await coordinator.close()
 
     app.cleanup_ctx.append(coordinator_ctx)
+    billing_api.setup(app)  # the Billing service (issue 6), after the Coordinator
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
     mount_admin_ui(app)  # admin UI under /admin/, creator portal under /portal/ (issue 7)

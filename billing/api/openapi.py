@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from admin.api import openapi_paths as admin_openapi_paths
+from billing.api.billing import openapi_paths as billing_openapi_paths
 
 _ERR = {"description": 'refused: {"error": "<reason>"}'}
 _ADMIN: list[dict[str, list[str]]] = [{"admin": []}]
@@ -142,6 +143,7 @@ def openapi_document() -> dict[str, Any]:
     }
     paths.update(_registry_paths())
     paths.update(admin_openapi_paths())
+    paths.update(billing_openapi_paths())
     return {
         "openapi": "3.1.0",
         "info": {"title": "Cachet coordinator", "version": "1"},

@@ -19,7 +19,7 @@ async def test_every_admin_endpoint_requires_the_admin_token_rfc6750_2_1(
     harness: Harness, method: str, path: str, authorization: str | None
 ) -> None:
     target = path.replace("{edge}", "edge-a").replace("{key_id}", "00000000")
-    target = target.replace("{account}", "alice")
+    target = target.replace("{account}", "alice").replace("{period}", "day-2026-11-26T00:00:00Z")
     headers = {} if authorization is None else {"Authorization": authorization}
     response = await harness.client.request(method, target, headers=headers, json={})
     assert response.status == 401

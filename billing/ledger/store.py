@@ -1,0 +1,156 @@
+"""The ledger's storage seam (``LedgerStore``), beside the coordinator's ``Store``.
+
+Durability contract (as ``billing.store.base``): a writing method MUST commit all of its writes
+or none before it returns. Timestamps are RFC 3339 UTC ms strings from the caller. Nothing here
+is SQLite-specific; ``billing.ledger.sqlite`` is the first backend, on the coordinator's SQLite
+connections (one writer, one reader).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from billing.ledger.periods import UsageRow
+from provenance.records import Record
+
+
+@dataclass(frozen=True, slots=True)
+class StepBatch:
+    """A sequenced batch the runner attributes: every record copy in it (ts, request id, whether
+    ``upstream_of`` is set), the ones that lost request-id dedup too."""
+
+    batch_id: str
+    log_index: int
+    edge: str
+    seq: int
+    last_ts: str
+    copies: tuple[tuple[str, str, bool], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StepWrite:
+    """What one attribution step writes, in one transaction with the cursor."""
+
+    first_index: int
+    next_index: int
+    hourly: Sequence[UsageRow]
+    daily: Sequence[UsageRow]
+    counts: Sequence[tuple[str, str, str, int]]  # (hour, edge, outcome, records)
+    batches: Sequence[tuple[str, str, int, str, int]]  # (batch_id, edge, seq, hour, records)
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodRow:
+    period_id: str
+    kind: str
+    start: str
+    end_at: str
+    closed_at: str
+    statements: int
+    payout_micros: int
+    currency: str
+    pricing_version: int
+    duration_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredStatement:
+    period_id: str
+    creator: str
+    sha256: str
+    leaf_index: int
+    statement_json: str
+
+
+@dataclass(frozen=True, slots=True)
+class StatementsCheckpoint:
+    tree_size: int
+    root_hash: str
+    note: str
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class PricingVersion:
+    version: int
+    at: str
+    actor: str
+    pricing_json: str
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodUsage:
+    """Records of one edge by where they billed, for one period (reconciliation)."""
+
+    edge: str
+    billed_own: int  # records of the period billed in it
+    late: int  # records of the period billed later (or not yet): arrived after the close
+    late_in: int  # records of earlier periods billed in this one (adjustments)
+
+
+class LedgerStore(Protocol):
+    # -- attribution ---------------------------------------------------------------------------
+    async def attribution_cursor(self) -> int: ...
+    async def read_step(
+        self, first_index: int, limit: int
+    ) -> tuple[list[StepBatch], list[tuple[str, Record]]]:
+        """Sequenced batches from ``first_index`` (at most ``limit``) and their winning
+        records as (batch id, record): the deduplicated rows naming one of them."""
+        ...
+
+    async def write_step(self, step: StepWrite) -> None:
+        """Append the step's rows and move the cursor to ``next_index``; RuntimeError if the
+        cursor is not at ``first_index`` (a second runner)."""
+        ...
+
+    # -- periods -------------------------------------------------------------------------------
+    async def unbilled_rows(self, before: str) -> list[UsageRow]: ...
+    async def unbilled_hours(self) -> list[str]: ...
+    async def statement_hashes(self) -> list[str]:
+        """Every statement hash, by leaf index (the statements' log)."""
+        ...
+
+    async def close_period(
+        self,
+        period: PeriodRow,
+        statements: Sequence[tuple[str, str, str]],
+        before: str,
+        checkpoint: StatementsCheckpoint,
+    ) -> None:
+        """Store the period, its statements (creator, sha256, json) as the next leaves, claim
+        every unbilled usage row before ``before`` and the checkpoint; ConflictError if the
+        period id exists or the leaves moved."""
+        ...
+
+    async def list_periods(self) -> list[PeriodRow]: ...
+    async def find_period(self, period_id: str) -> PeriodRow | None: ...
+    async def period_statements(self, period_id: str) -> list[StoredStatement]: ...
+    async def creator_statements(self, creator: str) -> list[StoredStatement]: ...
+    async def find_statement(self, period_id: str, creator: str) -> StoredStatement | None: ...
+    async def latest_statements_checkpoint(self) -> StatementsCheckpoint | None: ...
+
+    # -- pricing (each update a new version: the audit trail) ----------------------------------
+    async def latest_pricing(self) -> PricingVersion | None: ...
+    async def add_pricing(self, version: PricingVersion) -> None: ...
+    async def pricing_history(self) -> list[PricingVersion]: ...
+
+    # -- reconciliation ------------------------------------------------------------------------
+    async def note_edge_counters(
+        self, edge: str, seq: int, hour: str, served: int, emitted: int
+    ) -> None: ...
+    async def outcome_counts(self, start: str, end: str) -> dict[tuple[str, str], int]:
+        """(edge, outcome) -> records, for record hours in [start, end)."""
+        ...
+
+    async def period_usage(self, period_id: str, start: str, end: str) -> list[PeriodUsage]: ...
+    async def edge_counters(self, start: str, end: str) -> dict[str, tuple[int, int, int]]:
+        """edge -> (requests served, records emitted, batches without counters) for batch
+        hours in [start, end); a batch without reported counters counts its records as both."""
+        ...
+
+    async def refused_records(self, start: str, end: str) -> dict[str, int]:
+        """edge -> records in batches refused as a chain gap or fork and never accepted since
+        (by the refused header's first_ts)."""
+        ...
