@@ -48,6 +48,8 @@ class ProxyConfig:
     memory_bytes: int = 256 * MiB
     disk_bytes: int = 10 * GiB
     max_object_bytes: int = 64 * MiB
+    range_fill_max_bytes: int = 16 * MiB
+    purge_token: str | None = None
     workers: int = 1
     coordinator: str | None = None
     cache_set_cookie: bool = False
@@ -191,7 +193,7 @@ _PROXY_KEYS = (
     ),
     _key("cache_dir", "str", "folder for the disk tier and the record spool", "DIR"),
     _key("memory", "size", "memory tier budget, headers included", "SIZE", field="memory_bytes"),
-    _key("disk", "size", "disk tier budget", "SIZE", field="disk_bytes"),
+    _key("disk", "size", "disk tier budget (0: no disk tier)", "SIZE", field="disk_bytes"),
     _key(
         "max_object_size",
         "size",
@@ -199,6 +201,19 @@ _PROXY_KEYS = (
         "SIZE",
         field="max_object_bytes",
         minimum=1,
+    ),
+    _key(
+        "range_fill_max_size",
+        "size",
+        "a Range request on a miss fetches the whole object for the cache up to this size",
+        "SIZE",
+        field="range_fill_max_bytes",
+    ),
+    _key(
+        "purge_token",
+        "optional_str",
+        "bearer token for the admin listener's purge API (empty: purge refused)",
+        "TOKEN",
     ),
     _key("workers", "int", "proxy worker processes", "N", minimum=1),
     _key(

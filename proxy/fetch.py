@@ -21,6 +21,7 @@ from proxy.cache.invalidation import keys_to_invalidate
 from proxy.cache.keys import is_vary_match, vary_key, vary_names
 from proxy.cache.reuse import may_serve_stale_on_error
 from proxy.cache.storability import effective_directives, reason_not_storable
+from proxy.cache.surrogate import SURROGATE_FIELDS, strip_surrogate_fields
 from proxy.collapse import Fill, FillHead
 from proxy.http import cache_status as outcomes
 from proxy.http.cache_status import Outcome, cache_status
@@ -40,6 +41,7 @@ _CONDITIONAL_FIELDS = frozenset(
     {"if-none-match", "if-modified-since", "if-match", "if-unmodified-since", "if-range"}
 )
 _CLIENT_VALIDATORS = frozenset({"if-none-match", "if-modified-since"})
+_RANGE_FIELDS = frozenset({"range", "if-range"})
 _FORWARDED_FIELDS = frozenset(
     {"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-request-id", "expect", "host"}
 )
@@ -74,6 +76,8 @@ class OriginPath:
         drop = set(_FORWARDED_FIELDS)
         if fetch.store and ex.method == "GET":
             drop |= _CONDITIONAL_FIELDS if fetch.stored is not None else _CLIENT_VALIDATORS
+        if _fills_for_range(ex, fetch):
+            drop |= _RANGE_FIELDS  # fetch the whole object; the range is cut from it
         # Host is part of the cache key, so it is always sent as the key has it: a client can't
         # list it in Connection to have the origin answer for another host under this key.
         headers = without_fields(strip_request_hop_by_hop(ex.head.headers), drop)
@@ -165,6 +169,7 @@ class OriginPath:
                     self.settings.admission,
                 )
                 refreshed = with_attribution(refreshed, stored.attribution)
+                refreshed.head_bytes = strip_surrogate_fields(refreshed.head_bytes)
                 self.h.store.replace(ex.key, stored, refreshed)
                 outcome = outcomes.REVALIDATED
                 if fetch.outcome is outcomes.REQUEST_MISS:
@@ -230,6 +235,21 @@ class OriginPath:
         self._invalidate_after_unsafe(ex, response.status, headers)
         will_store = self._storable(ex, fetch, response, headers)
         fill = fetch.fill
+        whole_for_range = _fills_for_range(ex, fetch) and response.status != 206
+        if whole_for_range and not (
+            will_store
+            and response.content_length is not None
+            and response.content_length <= self.settings.range_fill_max_bytes
+        ):
+            # Too large (or of unknown length) to buffer for a range, or not storable: ask the
+            # origin for the range itself and pass its answer through (a 206 is never stored;
+            # one the origin sent unasked is passed through as it is).
+            response.close()
+            if fill is not None:
+                fill.release()
+                self.h.fills.mark_uncacheable(ex.key, time.time())
+            await self._forward(conn, ex, Fetch(fetch.outcome, None, store=False))
+            return
         if fill is not None:
             if will_store:
                 fill.publish(
@@ -244,15 +264,23 @@ class OriginPath:
             else:
                 fill.release()
                 self.h.fills.mark_uncacheable(ex.key, time.time())
-        if will_store and _has_client_validators(ex):
-            # Fill the cache, then answer the client's own conditional from what was stored.
+        if will_store and (whole_for_range or _has_client_validators(ex)):
+            # Fill the cache, then answer the client's own conditional or range from what was
+            # stored.
             body = await self._read_whole(response)
             if body is None:
+                if fill is not None:
+                    fill.fail(OriginError("garbage", "short body"))
                 conn.abort()
                 return
+            if fill is not None:
+                fill.push(body)
+                fill.finish()
             candidate = self.h.attribution_candidate(ex, headers)
             digest = hashlib.sha256(body).hexdigest() if candidate is not None else None
             attribution = self.h.verified_attribution(ex, candidate, digest)
+            if fill is not None:
+                fill.attribution = attribution
             stored = self._store(ex, response, headers, body, timing, attribution)
             if stored is not None:
                 self.h.write_stored(conn, ex, stored, fetch.outcome, time.time(), stored_flag=True)
@@ -295,6 +323,7 @@ class OriginPath:
             self.settings.admission,
         )
         stored = with_attribution(stored, attribution)
+        stored.head_bytes = strip_surrogate_fields(stored.head_bytes)
         if not self.h.store.put(ex.key, stored):
             self.stats.not_stored["too-large"] += 1
             return None
@@ -321,7 +350,7 @@ class OriginPath:
         collapsed: bool = False,
     ) -> tuple[bytes, bool, bool]:
         """The head for a forwarded response, and (chunked?, keep_alive?) for its body."""
-        out = headers
+        out = [(n, v) for n, v in headers if n.lower() not in SURROGATE_FIELDS]
         if not any(n.lower() == "date" for n, _ in out):
             out = [*out, ("Date", format_http_date(time.time()))]
         if age_s is not None:
@@ -479,6 +508,12 @@ class OriginPath:
             if head is None or (head.vary and not is_vary_match(head.vary, ex.head.headers)):
                 await self.forward(conn, ex, fallback)
                 return
+            if (
+                ex.ranged
+                and ex.method == "GET"
+                and await self._answer_range_from_fill(conn, ex, fill, fallback.outcome)
+            ):
+                return
             out_head, chunked, keep_alive = self._client_head(
                 ex,
                 head.status,
@@ -513,6 +548,29 @@ class OriginPath:
         finally:
             fill.waiters -= 1
 
+    async def _answer_range_from_fill(
+        self, conn: Connection, ex: Exchange, fill: Fill, outcome: Outcome
+    ) -> bool:
+        """A collapsed Range request: wait for the whole object, then cut the range from what
+        the leader stored. False (nothing written) when it was not stored."""
+        head = fill.head
+        if head is None or head.status != 200 or head.content_length is None:
+            return False
+        if head.content_length > self.settings.range_fill_max_bytes:
+            return False
+        try:
+            async for _chunk in fill.stream():
+                pass
+        except OriginError:
+            self.h.finish(ex, outcome, head.status, 0, "origin", failed=True)
+            conn.abort()
+            return True
+        stored, _any = self.h.store.select(ex.key, ex.head.headers)
+        if stored is None:
+            return False
+        self.h.write_stored(conn, ex, stored, outcome, time.time())
+        return True
+
 
 class _Completion:
     """Records a forwarded response once, before the bytes that complete it are written."""
@@ -543,6 +601,17 @@ class _Completion:
         if not self.done:
             self.done = True
             handler.finish(ex, outcome, status, self.sent, "origin", self.origin_bytes, failed=True)
+
+
+def _fills_for_range(ex: Exchange, fetch: Fetch) -> bool:
+    """Does this request go forward without its Range, to fetch the whole object for the cache
+    and cut the range from it? Only a GET that leads a fill or refreshes a stored copy."""
+    return (
+        ex.ranged
+        and ex.method == "GET"
+        and fetch.store
+        and (fetch.fill is not None or fetch.stored is not None)
+    )
 
 
 def _has_client_validators(ex: Exchange) -> bool:

@@ -39,6 +39,7 @@ from proxy.http.request_parser import NO_BODY, RequestHead
 from proxy.http.wire import status_allows_body
 from proxy.metrics import ProxyStats
 from proxy.origin import OriginClient
+from proxy.partial import PartialAnswer, render_partial, render_unsatisfiable, select_ranges
 from proxy.records.emit import Attribution
 from proxy.responses import (
     error_response,
@@ -57,12 +58,15 @@ access_log = logging.getLogger("cachet.access")
 
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:+=/-]{1,128}")
 # Request fields that a cache lookup never answers: preconditions for the origin (RFC 9111
-# §4.3.2 says a cache must not evaluate If-Match / If-Unmodified-Since) and ranges.
-_LOOKUP_BYPASS_FIELDS = frozenset({"if-match", "if-unmodified-since", "range", "authorization"})
-_HOST, _CACHE_CONTROL, _PRAGMA, _REQUEST_ID, _CONDITIONAL, _BYPASS, _EDGE, _TRACE, _USE = range(9)
+# §4.3.2 says a cache must not evaluate If-Match / If-Unmodified-Since). Ranges are answered
+# from a stored full response (proxy.partial).
+_LOOKUP_BYPASS_FIELDS = frozenset({"if-match", "if-unmodified-since", "authorization"})
+(_HOST, _CACHE_CONTROL, _PRAGMA, _REQUEST_ID, _CONDITIONAL, _BYPASS, _EDGE, _TRACE, _USE,
+ _RANGE) = range(10)  # fmt: skip
 EDGE_HEADER = "X-Cachet-Edge"  # a cachet proxy names itself to its upstream (issue 4)
 _EDGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
+_BOUNDARY_ATTEMPTS = 4
 _MAX_METHOD_CHARS = 32  # a record's method is at most 32 characters
 _INTERESTING_FIELDS = {
     "host": _HOST,
@@ -73,6 +77,7 @@ _INTERESTING_FIELDS = {
     "if-modified-since": _CONDITIONAL,
     **{name: _BYPASS for name in _LOOKUP_BYPASS_FIELDS},
     "x-cachet-edge": _EDGE,
+    "range": _RANGE,
     "traceparent": _TRACE,
 }
 NO_DIRECTIVES = Directives({})
@@ -113,6 +118,7 @@ class Exchange:
     use: str = "view"  # record vocabulary: view | training
     upstream_of: str | None = None  # the edge id of the cachet proxy that is our client
     trace_id: str | None = None  # W3C trace id from the client's traceparent
+    ranged: bool = False  # does it carry Range? (RFC 9110 §14.2; only GET honours it)
 
 
 class RejectRequest(Exception):
@@ -132,6 +138,7 @@ class HandlerSettings:
     stale_if_error_default_s: int
     trust_forwarded_from: frozenset[str]
     training_use_header: str = "X-Cachet-Use"
+    range_fill_max_bytes: int = 16 * 1024 * 1024
 
 
 class ProxyHandler:
@@ -189,7 +196,12 @@ class ProxyHandler:
             return self._fetch_missing(conn, ex, Fetch(miss), now)
         verdict = decide_reuse(stored, ex.directives, ex.pragma_no_cache, now)
         if verdict is Verdict.FRESH:
-            if ex.conditional or ex.method != "GET" or not status_allows_body(stored.status):
+            if (
+                ex.conditional
+                or ex.ranged
+                or ex.method != "GET"
+                or not status_allows_body(stored.status)
+            ):
                 self.write_stored(conn, ex, stored, outcomes.HIT, now)
             else:
                 self._write_fresh_hit(conn, ex, stored, now)
@@ -242,6 +254,7 @@ class ProxyHandler:
         upstream_of: str | None = None
         trace_id: str | None = None
         use = "view"
+        ranged = False
         # One pass over the fields, comparing lowercase names against a small table: this runs
         # for every hit.
         interesting = self._interesting_fields
@@ -263,6 +276,8 @@ class ProxyHandler:
                 lookup_bypass = True
             elif kind == _EDGE:
                 upstream_of = value if _EDGE_NAME.fullmatch(value) else None
+            elif kind == _RANGE:
+                ranged = True
             elif kind == _TRACE:
                 traced = _TRACEPARENT.fullmatch(value)
                 if traced is not None and traced.group(1) != "0" * 32:
@@ -296,6 +311,7 @@ class ProxyHandler:
             use,
             upstream_of,
             trace_id,
+            ranged,
         )
 
     @staticmethod
@@ -332,6 +348,7 @@ class ProxyHandler:
         fwd_status: int | None = None,
         detail: str | None = None,
         stored_flag: bool = False,
+        tier: str = "memory",
     ) -> None:
         age = stored.current_age(now)
         ttl = stored.freshness_lifetime_s - age
@@ -356,11 +373,18 @@ class ProxyHandler:
         elif ex.method == "HEAD" or not status_allows_body(stored.status):
             data = stored_head(stored, age, trailer)
             sent = 0
+        elif (
+            ex.ranged
+            and ex.method == "GET"
+            and (partial := self._partial(ex.head.headers, stored)) is not None
+        ):
+            data = partial.head + b"Age: %d\r\n" % int(age) + trailer + partial.body
+            status, sent = partial.status, len(partial.body)
         else:
             data = stored_head(stored, age, trailer) + stored.body
             sent = len(stored.body)
-        self.account(ex, outcome, status, sent, "memory")
-        if self._record(ex, outcome.cache, status, sent, "memory", 0, stored.attribution):
+        self.account(ex, outcome, status, sent, tier)
+        if self._record(ex, outcome.cache, status, sent, tier, 0, stored.attribution):
             conn.write_recorded(data)
         else:
             conn.write(data)
@@ -392,6 +416,27 @@ class ProxyHandler:
         stats.fresh_hit_bytes += sent
         if self._log_access:
             self._account_log(ex, outcomes.HIT, stored.status, sent)
+
+    def _partial(self, ex_headers: Headers, stored: StoredResponse) -> PartialAnswer | None:
+        """The 206/416 for the request's Range, or None to send the whole 200 (RFC 9110 §14)."""
+        selection = select_ranges(
+            stored, get_values(ex_headers, "range"), get_values(ex_headers, "if-range")
+        )
+        if selection is None:
+            self.stats.range_requests["ignored"] += 1
+            return None
+        if selection == "unsatisfiable":
+            self.stats.range_requests["unsatisfiable"] += 1
+            return render_unsatisfiable(stored, self.settings.via)
+        for _attempt in range(_BOUNDARY_ATTEMPTS):
+            try:
+                # A boundary the body can't contain, short of a 2^-96 chance (RFC 2046 §5.1.1).
+                answer = render_partial(stored, selection, self.settings.via, os.urandom(12).hex())
+            except ValueError:
+                continue
+            self.stats.range_requests["multipart" if len(selection) > 1 else "single"] += 1
+            return answer
+        return None
 
     @staticmethod
     def _client_not_modified(ex: Exchange, stored: StoredResponse) -> bool:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -33,6 +33,12 @@ class ProxyStats:
         self.invalidations = 0
         self.hash_mismatches = 0  # stored bytes that did not hash to their manifest's content id
         self.revocation_purges = 0
+        self.range_requests: Counter[str] = Counter()  # single | multipart | unsatisfiable | ...
+        self.disk_hits = 0
+        self.disk_puts_dropped = 0  # write-through puts dropped because the queue was full
+        self.purges: Counter[tuple[str, str]] = Counter()  # (kind, mode) of accepted purges
+        self.purged_objects: Counter[str] = Counter()  # by mode: soft | hard
+        self.purges_refused: Counter[str] = Counter()  # by reason
 
 
 class ProxyCollector(Collector):
@@ -43,12 +49,14 @@ class ProxyCollector(Collector):
         cache_entries: Callable[[], int],
         cache_evictions: Callable[[], int],
         open_connections: Callable[[], int],
+        disk: DiskGauges | None = None,
     ) -> None:
         self._stats = stats
         self._cache_bytes = cache_bytes
         self._cache_entries = cache_entries
         self._cache_evictions = cache_evictions
         self._open_connections = open_connections
+        self._disk = disk
 
     def collect(self) -> Iterator[Metric]:
         stats = self._stats
@@ -119,6 +127,70 @@ class ProxyCollector(Collector):
         yield GaugeMetricFamily(
             "cachet_open_connections", "Open client connections", value=self._open_connections()
         )
+        yield from _range_and_purge_metrics(stats)
+        if self._disk is not None:
+            yield from _disk_metrics(stats, self._disk)
+
+
+class DiskGauges(Protocol):
+    """What the collector reads from the disk tier (proxy.cache.tiers.disk.DiskTier)."""
+
+    bytes_used: int
+    evictions: int
+    corrupt_dropped: int
+
+    @property
+    def entries(self) -> int: ...
+
+
+def _range_and_purge_metrics(stats: ProxyStats) -> Iterator[Metric]:
+    ranges = CounterMetricFamily(
+        "cachet_range_requests",
+        "GET requests with Range answered from the cache, by answer",
+        labels=["answer"],
+    )
+    for answer, count in sorted(stats.range_requests.items()):
+        ranges.add_metric([answer], count)
+    yield ranges
+    purges = CounterMetricFamily(
+        "cachet_purges", "Accepted purge operations, by kind and mode", labels=["kind", "mode"]
+    )
+    for (kind, mode), count in sorted(stats.purges.items()):
+        purges.add_metric([kind, mode], count)
+    yield purges
+    purged = CounterMetricFamily(
+        "cachet_purged_objects", "Cached URLs purged, by mode", labels=["mode"]
+    )
+    for mode, count in sorted(stats.purged_objects.items()):
+        purged.add_metric([mode], count)
+    yield purged
+    refused = CounterMetricFamily(
+        "cachet_purges_refused", "Purge requests refused, by reason", labels=["reason"]
+    )
+    for reason, count in sorted(stats.purges_refused.items()):
+        refused.add_metric([reason], count)
+    yield refused
+
+
+def _disk_metrics(stats: ProxyStats, disk: DiskGauges) -> Iterator[Metric]:
+    yield GaugeMetricFamily(
+        "cachet_disk_bytes", "Bytes held by the disk tier", value=disk.bytes_used
+    )
+    yield GaugeMetricFamily("cachet_disk_entries", "URLs held by the disk tier", value=disk.entries)
+    yield CounterMetricFamily("cachet_disk_evictions", "Disk tier evictions", value=disk.evictions)
+    yield CounterMetricFamily(
+        "cachet_disk_corrupt_dropped",
+        "Disk entries that failed their checksum or header and were deleted",
+        value=disk.corrupt_dropped,
+    )
+    yield CounterMetricFamily(
+        "cachet_disk_hits", "Memory misses answered from the disk tier", value=stats.disk_hits
+    )
+    yield CounterMetricFamily(
+        "cachet_disk_puts_dropped",
+        "Write-through puts dropped because the disk queue was full",
+        value=stats.disk_puts_dropped,
+    )
 
 
 def make_origin_latency(registry: CollectorRegistry) -> Histogram:

@@ -71,6 +71,7 @@ def build_state(
         stale_if_error_default_s=config.stale_if_error_default_s,
         trust_forwarded_from=frozenset(config.trust_forwarded_from),
         training_use_header=config.training_use_header,
+        range_fill_max_bytes=config.range_fill_max_bytes,
     )
     latency = make_origin_latency(registry)
     handler = ProxyHandler(settings, Router(config), store, origin, stats, latency.observe)

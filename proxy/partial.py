@@ -1,0 +1,93 @@
+"""Range answers from a stored full response (RFC 9110 §14): 206 with one part, 206
+multipart/byteranges with several, 416 when nothing is satisfiable. Pure byte building over
+proxy.http.ranges; the handler draws the multipart boundary and decides when ranges apply."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from proxy.cache.entry import StoredResponse
+from proxy.cache.surrogate import SURROGATE_FIELDS
+from proxy.http.fields import Headers, get_first, get_values
+from proxy.http.ranges import (
+    ByteRange,
+    content_range,
+    if_range_allows,
+    multipart_byteranges,
+    parse_range_header,
+    unsatisfied_range,
+)
+from proxy.http.wire import serialize_fields, serialize_status_line
+
+_REPLACED_FIELDS = frozenset({"content-length", "content-range", "via"}) | SURROGATE_FIELDS
+# The fields a 416 from the cache keeps from the stored response (its validators and date).
+_UNSATISFIED_FIELDS = frozenset({"date", "etag", "last-modified"})
+
+Selection = list[ByteRange] | Literal["unsatisfiable"] | None
+
+
+@dataclass(frozen=True, slots=True)
+class PartialAnswer:
+    status: int  # 206 or 416
+    head: bytes  # status line and fields, without Age and the per-response trailer
+    body: bytes
+
+
+def select_ranges(
+    stored: StoredResponse, range_values: list[str], if_range: list[str]
+) -> Selection:
+    """What a GET's Range asks of ``stored``: the ranges (206), "unsatisfiable" (416), or None
+    to send the whole 200 (RFC 9110 §14.2: a server MAY ignore Range; §13.1.5 If-Range)."""
+    if stored.status != 200 or len(range_values) != 1:
+        return None  # only full 200s are sliced; Range is a singleton field
+    if if_range and not _if_range_passes(stored, if_range):
+        return None
+    result = parse_range_header(range_values[0], len(stored.body))
+    return None if result == "ignore" else result
+
+
+def render_partial(
+    stored: StoredResponse, ranges: list[ByteRange], via: str, boundary: str
+) -> PartialAnswer:
+    """206 Partial Content for ``ranges`` of ``stored`` (§14.4, §14.6, §15.3.7). Multiple ranges
+    become multipart/byteranges; ValueError if ``boundary`` occurs in the body (draw again)."""
+    length = len(stored.body)
+    fields = _fields_without(stored.headers, _REPLACED_FIELDS)
+    if len(ranges) == 1:
+        r = ranges[0]
+        body = stored.body[r.first : r.last + 1]
+        fields.append(("Content-Range", content_range(r, length)))
+    else:
+        content_type = get_first(stored.headers, "content-type")
+        body, media_type = multipart_byteranges(ranges, length, content_type, stored.body, boundary)
+        fields = [(n, v) for n, v in fields if n.lower() != "content-type"]
+        fields.append(("Content-Type", media_type))
+    fields.append(("Content-Length", str(len(body))))
+    fields.append(("Via", _via(stored.headers, via)))
+    head = serialize_status_line(206, "Partial Content") + serialize_fields(fields)
+    return PartialAnswer(206, head, body)
+
+
+def render_unsatisfiable(stored: StoredResponse, via: str) -> PartialAnswer:
+    """416 Range Not Satisfiable with ``Content-Range: bytes */length`` (§15.5.17)."""
+    fields = [(n, v) for n, v in stored.headers if n.lower() in _UNSATISFIED_FIELDS]
+    fields.append(("Content-Range", unsatisfied_range(len(stored.body))))
+    fields.append(("Content-Length", "0"))
+    fields.append(("Via", _via(stored.headers, via)))
+    head = serialize_status_line(416, "Range Not Satisfiable") + serialize_fields(fields)
+    return PartialAnswer(416, head, b"")
+
+
+def _if_range_passes(stored: StoredResponse, if_range: list[str]) -> bool:
+    return len(if_range) == 1 and if_range_allows(
+        if_range[0], stored.etag, stored.last_modified, stored.date_value
+    )
+
+
+def _fields_without(headers: Headers, names: frozenset[str]) -> Headers:
+    return [(n, v) for n, v in headers if n.lower() not in names]
+
+
+def _via(headers: Headers, via: str) -> str:
+    return ", ".join([*get_values(headers, "via"), via])
