@@ -33,7 +33,7 @@ def format_count(value: float) -> str:
     for threshold, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
         if abs(value) >= threshold:
             return f"{value / threshold:.1f}{suffix}"
-    return f"{value:.0f}"
+    return f"{value:.0f}" if value == int(value) else f"{value:.1f}"
 
 
 def _nice_max(value: int) -> int:
@@ -124,6 +124,11 @@ def line_chart(title: str, labels: Sequence[str], series: Sequence[Series]) -> s
             for i, v in enumerate(s.values)
         )
         body.append(f'<polyline class="line {s.css_class}" points="{points}"/>')
+        body.extend(
+            f'<circle class="{s.css_class}" r="3" cx="{point.split(",")[0]}" '
+            f'cy="{point.split(",")[1]}"/>'
+            for point in points.split()
+        )
     desc = "; ".join(f"{s.name}: last value {s.values[-1] if s.values else 0}" for s in series)
     return _frame(title, desc, body, series)
 
