@@ -63,6 +63,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     token = actions.add_parser("admin-token", help="replace the admin token; print the new one")
     _add_common(token, suppress=True)
     token.set_defaults(handler=_admin_token)
+    from billing import cli_billing
+
+    cli_billing.register(subparsers)  # `cachet billing estimate` (issue 6)
 
 
 def _config(args: argparse.Namespace) -> CoordinatorConfig:
@@ -120,11 +123,14 @@ def _run(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from billing.api.app import build_app
+    from billing.api.billing import BILLING_SETTINGS, BillingSettings
+    from billing.cli_billing import read_billing_tables
     from billing.service import Coordinator
 
     try:
         config = _config(args)
         host, port = parse_listen(config.listen)
+        pricing, interval_s = read_billing_tables(args.config)
         _ = config.sqlite_path  # refuses an unsupported DSN before anything starts
     except ConfigError as exc:
         return _fail(str(exc))
@@ -141,7 +147,9 @@ def _run(args: argparse.Namespace) -> int:
         return coordinator
 
     try:
-        web.run_app(build_app(open_coordinator), host=host, port=port, print=None)
+        app = build_app(open_coordinator)
+        app[BILLING_SETTINGS] = BillingSettings(seed_pricing=pricing, interval_s=interval_s)
+        web.run_app(app, host=host, port=port, print=None)
     except (OSError, RuntimeError, ConfigError) as exc:
         return _fail(str(exc))
     return 0
