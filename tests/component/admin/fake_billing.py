@@ -59,7 +59,7 @@ class FakeBilling:
                 _statement(c, period, cid, 1_250_000 * (i + 1))
                 for i, (c, cid) in enumerate(sorted(self.contents.items()))
             ]
-        return [s for s in await self.list_periods() if s.period == period][0]
+        return next(s for s in await self.list_periods() if s.period == period)
 
     async def statements(self, period: Period) -> list[Statement]:
         return self.closed.get(period, [])
