@@ -1,7 +1,11 @@
 # syntax=docker/dockerfile:1
-# Cachet edge proxy image. Build: docker build -t cachet .
-# Run:   docker run -p 8080:8080 -e CACHET_PROXY_ORIGIN=http://origin.internal:8000 cachet
-# The admin listener (/healthz, /metrics, purge) is on 9091; publish it only on a private network.
+# Cachet image: the edge proxy by default, or the coordinator. Build: docker build -t cachet .
+# Proxy:       docker run -p 8080:8080 -e CACHET_PROXY_ORIGIN=http://origin.internal:8000 cachet
+# Coordinator: docker run -p 7070:7070 -v cachet-coord:/var/lib/cachet cachet \
+#                  coordinator --listen 0.0.0.0:7070 --data /var/lib/cachet/coordinator
+# The proxy's admin listener (/healthz, /metrics) is on 9091; publish it only on a private network.
+# The health check probes the coordinator's /healthz when PID 1 runs `cachet coordinator`, the
+# proxy's admin /healthz otherwise; CACHET_HEALTHCHECK_URL overrides both. See docs/operations.md.
 
 # -- builder: build the wheel and install it with its dependencies into a self-contained venv --
 FROM python:3.11-slim AS builder
@@ -24,7 +28,9 @@ ENV PATH=/opt/cachet/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     CACHET_PROXY_LISTEN=0.0.0.0:8080 \
     CACHET_PROXY_ADMIN_LISTEN=0.0.0.0:9091 \
-    CACHET_PROXY_CACHE_DIR=/var/lib/cachet/cache
+    CACHET_PROXY_CACHE_DIR=/var/lib/cachet/cache \
+    CACHET_COORDINATOR_LISTEN=0.0.0.0:7070 \
+    CACHET_COORDINATOR_DATA=/var/lib/cachet/coordinator
 RUN groupadd --system --gid 10001 cachet \
     && useradd --system --uid 10001 --gid cachet --home-dir /var/lib/cachet --shell /usr/sbin/nologin cachet \
     && mkdir -p /var/lib/cachet /etc/cachet \
@@ -34,8 +40,8 @@ COPY config.example.toml /etc/cachet/config.toml
 USER cachet
 WORKDIR /var/lib/cachet
 VOLUME ["/var/lib/cachet"]
-EXPOSE 8080 9091
+EXPOSE 8080 9091 7070
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9091/healthz', timeout=4)"]
+    CMD ["python", "-c", "import os, urllib.request as u; c = open('/proc/1/cmdline', 'rb').read().split(b'\\0'); d = 'http://127.0.0.1:7070/healthz' if b'coordinator' in c else 'http://127.0.0.1:9091/healthz'; u.urlopen(os.environ.get('CACHET_HEALTHCHECK_URL') or d, timeout=4)"]
 ENTRYPOINT ["cachet"]
 CMD ["proxy", "--config", "/etc/cachet/config.toml"]

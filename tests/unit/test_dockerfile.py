@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from billing.config import CoordinatorConfig, load_config, parse_listen
 from proxy.config import CONFIG_SCHEMA, ProxyConfig, load_proxy_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -91,16 +92,34 @@ def test_cmd_reads_the_config_file_the_image_ships() -> None:
     assert "/etc/cachet/config.toml" in destinations
 
 
-def test_exposed_ports_match_the_config_defaults() -> None:
-    defaults = ProxyConfig()
-    exposed = {int(port) for rest in args_of("EXPOSE") for port in rest.split()}
-    assert exposed == {defaults.listen[1], defaults.admin_listen[1]}
+def coordinator_port() -> int:
+    return parse_listen(CoordinatorConfig().listen)[1]
 
 
-def test_env_overrides_are_valid_config_and_keep_the_ports() -> None:
+def final_env() -> dict[str, str]:
     env: dict[str, str] = {}
     for rest in args_of("ENV", final_stage()):
         env.update(parse_env(rest))
+    return env
+
+
+def test_exposed_ports_match_the_config_defaults() -> None:
+    defaults = ProxyConfig()
+    exposed = {int(port) for rest in args_of("EXPOSE") for port in rest.split()}
+    assert exposed == {defaults.listen[1], defaults.admin_listen[1], coordinator_port()}
+
+
+def test_coordinator_env_is_valid_config_on_its_default_port_in_the_volume() -> None:
+    env = {k: v for k, v in final_env().items() if k.startswith("CACHET_COORDINATOR_")}
+    assert env, "the image should run `cachet coordinator` with no flags"
+    config = load_config({}, env, {})
+    host, port = parse_listen(config.listen)
+    assert (host, port) == ("0.0.0.0", coordinator_port())
+    assert config.data.startswith("/var/lib/cachet/")
+
+
+def test_env_overrides_are_valid_config_and_keep_the_ports() -> None:
+    env = final_env()
     proxy_env = {name: value for name, value in env.items() if name.startswith("CACHET_PROXY_")}
     known = {key.env_var for key in CONFIG_SCHEMA.values()}
     assert set(proxy_env) <= known
@@ -110,11 +129,27 @@ def test_env_overrides_are_valid_config_and_keep_the_ports() -> None:
     assert config.cache_dir.startswith("/var/lib/cachet")
 
 
+def healthcheck_code() -> str:
+    (healthcheck,) = args_of("HEALTHCHECK")
+    command = json.loads(healthcheck.split(" CMD ", 1)[1])
+    assert command[:2] == ["python", "-c"]
+    code: str = command[2]
+    return code
+
+
 def test_healthcheck_hits_admin_healthz_with_urllib() -> None:
     (healthcheck,) = args_of("HEALTHCHECK")
     assert f":{ProxyConfig().admin_listen[1]}/healthz" in healthcheck
     assert "urllib.request" in healthcheck
     assert "curl" not in healthcheck  # python:3.11-slim has no curl
+
+
+def test_healthcheck_probes_the_coordinator_when_pid_1_runs_it() -> None:
+    code = healthcheck_code()
+    compile(code, "<healthcheck>", "exec")
+    assert f"127.0.0.1:{coordinator_port()}/healthz" in code
+    assert "b'coordinator' in" in code and "/proc/1/cmdline" in code
+    assert "CACHET_HEALTHCHECK_URL" in code
 
 
 def test_runs_as_a_non_root_user_with_a_state_volume() -> None:
