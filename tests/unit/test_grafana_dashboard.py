@@ -11,7 +11,11 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "docs" / "grafana" / "cachet-dashboard.json"
-METRIC_SOURCES = (ROOT / "proxy" / "metrics.py", ROOT / "billing" / "metrics.py")
+METRIC_SOURCES = (
+    ROOT / "proxy" / "metrics.py",
+    ROOT / "billing" / "metrics.py",
+    ROOT / "billing" / "ledger" / "metrics.py",
+)
 _DECLARATION = re.compile(
     r"\b(CounterMetricFamily|GaugeMetricFamily|Counter|Gauge|Histogram)\(\s*\"(cachet_\w+)\""
 )
@@ -58,6 +62,7 @@ def test_the_source_scan_finds_both_processes_metrics() -> None:
     assert "cachet_requests_total" in names
     assert "cachet_origin_latency_seconds_bucket" in names
     assert "cachet_coordinator_checkpoint_age_seconds" in names
+    assert "cachet_billing_period_close_seconds_bucket" in names
     assert "cachet_requests" not in names  # a counter is scraped with its _total suffix
 
 
@@ -89,5 +94,6 @@ def test_dashboard_shows_the_signals_operations_md_tells_to_alert_on() -> None:
         "cachet_forward_failures_total",
         "cachet_coordinator_batches_rejected_total",
         "cachet_coordinator_checkpoint_age_seconds",
+        "cachet_billing_reconciliation_records",
     ):
         assert name in used, name
