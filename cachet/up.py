@@ -138,6 +138,9 @@ async def up(prepared: Prepared, addresses: Addresses, demo_rate_per_s: float) -
     try:
         first_run = not state.get("set_up")
         admin_token = await _coordinator_admin_token(data) if first_run else None
+        logins: dict[str, str] = {}
+        if first_run:
+            logins["admin"] = await _create_admin_user(data)
         await supervisor.start(
             "coordinator",
             ["coordinator", "--listen", addresses.coordinator, "--data", str(data / "coordinator")],
@@ -147,6 +150,7 @@ async def up(prepared: Prepared, addresses: Addresses, demo_rate_per_s: float) -
         if first_run:
             assert admin_token is not None
             state = await _set_up(prepared, addresses, admin_token)
+            logins[DEMO_CREATOR] = await _set_creator_password(addresses, admin_token)
             _save_state(data, state)
         await supervisor.start(
             "origin",
@@ -160,7 +164,7 @@ async def up(prepared: Prepared, addresses: Addresses, demo_rate_per_s: float) -
         await _wait_ready(addresses.url("origin") + "/", supervisor)
         await supervisor.start("proxy", _proxy_args(data, addresses, state))
         await _wait_ready(addresses.url("proxy_admin") + "/healthz", supervisor)
-        _print_banner(addresses, data, admin_token, state)
+        _print_banner(addresses, data, admin_token, state, logins)
         traffic = (
             loop.create_task(_demo_traffic(addresses, prepared.demo_paths, demo_rate_per_s, stop))
             if demo_rate_per_s > 0
@@ -251,6 +255,40 @@ async def _coordinator_admin_token(data: Path) -> str:
         raise UpError(f"could not create the admin token: {err.decode().strip()}")
     token: str = json.loads(out)["admin_token"]
     return token
+
+
+async def _create_admin_user(data: Path) -> str:
+    """The admin UI's first user, `admin`, with a generated password (shown once)."""
+    password = secrets.token_urlsafe(18)
+    secret = data / ".admin-password"
+    write_file_atomically(secret, password.encode() + b"\n", 0o600, force=True)
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "cachet", "admin", "create-user",
+            "--data", str(data / "coordinator"), "--username", "admin",
+            "--password-file", str(secret),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        _, err = await process.communicate()
+    finally:
+        secret.unlink(missing_ok=True)
+    if process.returncode != 0:
+        raise UpError(f"could not create the admin UI user: {err.decode().strip()}")
+    return password
+
+
+async def _set_creator_password(addresses: Addresses, admin_token: str) -> str:
+    """The demo creator's portal password (shown once)."""
+    password = secrets.token_urlsafe(18)
+    url = f"{addresses.url('coordinator')}/v1/admin/creators/{DEMO_CREATOR}/password"
+    headers = {"Authorization": f"Bearer {admin_token}"}
+    async with (
+        aiohttp.ClientSession(headers=headers) as session,
+        session.put(url, json={"password": password}) as response,
+    ):
+        if response.status not in (200, 201, 204):
+            raise UpError(f"setting the demo creator's password failed: {await response.text()}")
+    return password
 
 
 def _demo_content(data: Path) -> Path:
@@ -373,7 +411,11 @@ def _save_state(data: Path, state: dict[str, Any]) -> None:
 
 
 def _print_banner(
-    addresses: Addresses, data: Path, admin_token: str | None, state: dict[str, Any]
+    addresses: Addresses,
+    data: Path,
+    admin_token: str | None,
+    state: dict[str, Any],
+    logins: dict[str, str],
 ) -> None:
     proxy = addresses.url("proxy")
     lines = [
@@ -387,6 +429,13 @@ def _print_banner(
         f"  demo origin    {addresses.url('origin')}",
         f"  demo creator   {state.get('creator')} (manifest {state.get('manifest')})",
     ]
+    if logins:
+        lines += ["", "  Logins (shown once; keep them):"]
+        lines += [f"    {user}: {password}" for user, password in logins.items()]
+        lines += [
+            "    (admin UI: user admin; creator portal: user demo-creator;",
+            "     `cachet admin create-user` adds administrators)",
+        ]
     if admin_token is not None:
         lines += [
             "",

@@ -106,4 +106,5 @@ def build_app(open_coordinator: Callable[[], Awaitable[Coordinator]]) -> web.App
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
     mount_admin_ui(app)  # admin UI under /admin/, creator portal under /portal/ (issue 7)
+    billing_api.plug_admin_view(app)  # the UI's periods and statements come from billing
     return app
