@@ -26,7 +26,7 @@ from proxy.cache.admission import (
 from proxy.cache.entry import StoredResponse
 from proxy.cache.reuse import Verdict, decide_reuse
 from proxy.cache.storability import StoragePolicy
-from proxy.cache.store import ResponseStore
+from proxy.cache.store import ResponseStore, select_variant
 from proxy.collapse import FillRegistry
 from proxy.fetch import Fetch, OriginPath
 from proxy.http import cache_status as outcomes
@@ -189,30 +189,67 @@ class ProxyHandler:
         now = time.time()
         stored, any_variant = self.store.select(ex.key, head.headers)
         if stored is None:
-            if ex.directives.has("only-if-cached"):
-                self.write_local_error(conn, head, 504, "not in cache (only-if-cached)", ex)
-                return None  # RFC 9111 §5.2.1.7
-            miss = outcomes.VARY_MISS if any_variant else outcomes.URI_MISS
-            return self._fetch_missing(conn, ex, Fetch(miss), now)
+            if not any_variant and self.store.is_on_disk(ex.key):
+                return self._answer_from_disk(conn, ex)
+            return self._answer_missing(conn, ex, any_variant, now)
         verdict = decide_reuse(stored, ex.directives, ex.pragma_no_cache, now)
+        if verdict is Verdict.FRESH and not (
+            ex.conditional
+            or ex.ranged
+            or ex.method != "GET"
+            or not status_allows_body(stored.status)
+        ):
+            self._write_fresh_hit(conn, ex, stored, now)
+            return None
+        return self._answer_stored(conn, ex, stored, verdict, now, "memory")
+
+    async def _answer_from_disk(self, conn: Connection, ex: Exchange) -> None:
+        """A memory miss the disk tier may answer: read (verified), promote, then as begin()."""
+        variants = await self.store.load(ex.key)
+        now = time.time()
+        stored, any_variant = select_variant(variants, ex.head.headers)
+        if variants is not None:
+            self.store.promote(ex.key, variants)
+        if stored is None:
+            pending = self._answer_missing(conn, ex, any_variant, now)
+        else:
+            self.stats.disk_hits += 1
+            verdict = decide_reuse(stored, ex.directives, ex.pragma_no_cache, now)
+            pending = self._answer_stored(conn, ex, stored, verdict, now, "disk")
+        if pending is not None:
+            await pending
+
+    def _answer_missing(
+        self, conn: Connection, ex: Exchange, any_variant: bool, now: float
+    ) -> Coroutine[Any, Any, None] | None:
+        if ex.directives.has("only-if-cached"):
+            self.write_local_error(conn, ex.head, 504, "not in cache (only-if-cached)", ex)
+            return None  # RFC 9111 §5.2.1.7
+        miss = outcomes.VARY_MISS if any_variant else outcomes.URI_MISS
+        return self._fetch_missing(conn, ex, Fetch(miss), now)
+
+    def _answer_stored(
+        self,
+        conn: Connection,
+        ex: Exchange,
+        stored: StoredResponse,
+        verdict: Verdict,
+        now: float,
+        tier: str,
+    ) -> Coroutine[Any, Any, None] | None:
+        """Everything but the plain fresh hit from memory: conditionals, ranges, HEAD, stale
+        answers, revalidation."""
         if verdict is Verdict.FRESH:
-            if (
-                ex.conditional
-                or ex.ranged
-                or ex.method != "GET"
-                or not status_allows_body(stored.status)
-            ):
-                self.write_stored(conn, ex, stored, outcomes.HIT, now)
-            else:
-                self._write_fresh_hit(conn, ex, stored, now)
+            self.write_stored(conn, ex, stored, outcomes.HIT, now, tier=tier)
             return None
         if verdict is Verdict.STALE_ACCEPTED:
-            self.write_stored(conn, ex, stored, outcomes.STALE_ACCEPTED, now)
+            self.write_stored(conn, ex, stored, outcomes.STALE_ACCEPTED, now, tier=tier)
             return None
         if verdict is Verdict.STALE_WHILE_REVALIDATE:
-            self.write_stored(conn, ex, stored, outcomes.UPDATING, now)
+            self.write_stored(conn, ex, stored, outcomes.UPDATING, now, tier=tier)
             self._revalidate_in_background(ex, stored)
             return None
+        head = ex.head
         if ex.directives.has("only-if-cached"):
             self.write_local_error(conn, head, 504, "stale in cache (only-if-cached)", ex)
             return None

@@ -1,21 +1,136 @@
-"""The cache as the handler sees it: variants of one URL kept together in the memory tier.
+"""The cache as the handler sees it: variants of one URL kept together, in memory and on disk.
 
 A URL's variants (RFC 9111 §4.1) live in one tier entry, so a hit is a single dict lookup and
 an eviction drops a URL whole; the number of variants per URL is bounded so a Vary on a
 high-cardinality field can't crowd out everything else.
+
+With a disk tier the store is write-through, as nginx's cache: every entry put in memory is
+also queued for the disk (`DiskWriter`, a bounded queue drained by one task, so the hit path
+never waits on a file); memory is the hot layer over the disk. A memory miss may be answered
+from the disk (`load`, then `promote`). Invalidation and purges remove from both tiers and
+cancel queued writes of the key. Surrogate keys and content ids are indexed per URL for purges
+(proxy.purge).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections import OrderedDict
 from collections.abc import Callable
 
 from proxy.cache.entry import StoredResponse
 from proxy.cache.keys import is_vary_match
+from proxy.cache.surrogate import ReverseIndex, surrogate_keys
+from proxy.cache.tiers.disk import DiskTier
 from proxy.cache.tiers.memory import MemoryTier
 from proxy.http.fields import Headers
 
+log = logging.getLogger("cachet.proxy")
+
 MAX_VARIANTS = 16
+DISK_QUEUE_MAX_ENTRIES = 1024
+DISK_QUEUE_MAX_BYTES = 256 * 1024 * 1024
 Variants = tuple[StoredResponse, ...]
+
+
+def select_variant(
+    variants: Variants | None, request_headers: Headers
+) -> tuple[StoredResponse | None, bool]:
+    """The most recent variant matching the request, and whether any variant exists."""
+    if not variants:
+        return None, False
+    for stored in variants:  # newest first
+        if not stored.vary or is_vary_match(stored.vary, request_headers):
+            return stored, True
+    return None, True
+
+
+class DiskWriter:
+    """Write-through puts waiting for the disk, newest value per key, bounded in entries and
+    bytes; one task writes them in order. A full queue drops the put (counted): the entry is
+    still in memory, and the disk is a cache."""
+
+    def __init__(
+        self,
+        disk: DiskTier,
+        max_entries: int = DISK_QUEUE_MAX_ENTRIES,
+        max_bytes: int = DISK_QUEUE_MAX_BYTES,
+    ) -> None:
+        self.disk = disk
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.dropped = 0
+        self._queue: OrderedDict[str, Variants] = OrderedDict()
+        self._queued_bytes = 0
+        self._wake: asyncio.Event | None = None
+        self._idle: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    def queue(self, key: str, variants: Variants) -> bool:
+        size = _body_bytes(variants)
+        self.cancel(key)
+        if len(self._queue) >= self.max_entries or self._queued_bytes + size > self.max_bytes:
+            self.dropped += 1
+            self.disk.remove(key)  # what is on disk is older than what memory now holds
+            return False
+        self._queue[key] = variants
+        self._queued_bytes += size
+        if self._wake is not None:
+            self._wake.set()
+        return True
+
+    def cancel(self, key: str) -> None:
+        old = self._queue.pop(key, None)
+        if old is not None:
+            self._queued_bytes -= _body_bytes(old)
+
+    def start(self) -> None:
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        if self._queue:
+            self._wake.set()
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def close(self) -> None:
+        """Write what is queued, stop the task, then close the tier (index snapshot)."""
+        self._closing = True
+        if self._wake is not None:
+            self._wake.set()
+        if self._task is not None:
+            await self._task
+        await asyncio.to_thread(self.disk.close)
+
+    async def wait_idle(self) -> None:
+        """Until every queued put has been written (the writer must be started)."""
+        assert self._wake is not None and self._idle is not None
+        while self._queue or not self._idle.is_set():
+            self._idle.clear()
+            self._wake.set()
+            await self._idle.wait()
+
+    async def _run(self) -> None:
+        assert self._wake is not None and self._idle is not None
+        while True:
+            if not self._queue:
+                self._idle.set()
+                if self._closing:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            self._idle.clear()
+            key, variants = self._queue.popitem(last=False)
+            self._queued_bytes -= _body_bytes(variants)
+            try:
+                await self.disk.put(key, variants)
+            except Exception:  # a bug in one put must not stop write-through for good
+                log.exception("disk tier: put of %s failed", key)
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
 
 
 class ResponseStore:
@@ -24,10 +139,28 @@ class ResponseStore:
         capacity_bytes: int,
         max_object_bytes: int,
         on_evict: Callable[[str, Variants, int], None] | None = None,
+        disk: DiskTier | None = None,
     ) -> None:
+        self.disk = disk
+        if disk is None:
+            on_evict = self._forget_evicted(on_evict)  # else the disk still holds it
         self.tier: MemoryTier[str, Variants] = MemoryTier(
             capacity_bytes, max_object_bytes, on_evict=on_evict
         )
+        self.writer = DiskWriter(disk) if disk is not None else None
+        self.surrogates = ReverseIndex()  # surrogate key -> URLs
+        self.contents = ReverseIndex()  # content id -> URLs
+
+    def _forget_evicted(
+        self, then: Callable[[str, Variants, int], None] | None
+    ) -> Callable[[str, Variants, int], None]:
+        def on_evict(key: str, variants: Variants, size_bytes: int) -> None:
+            self.surrogates.remove(key)
+            self.contents.remove(key)
+            if then is not None:
+                then(key, variants, size_bytes)
+
+        return on_evict
 
     def variants(self, key: str) -> Variants | None:
         return self.tier.get(key)
@@ -42,37 +175,111 @@ class ResponseStore:
                 return stored, True
         return None, True
 
+    def is_on_disk(self, key: str) -> bool:
+        disk = self.disk
+        return disk is not None and key in disk
+
     def put(self, key: str, stored: StoredResponse) -> bool:
-        """Store a variant, replacing any older variant with the same secondary key."""
+        """Store a variant, replacing any older variant with the same secondary key; True if
+        memory or the disk queue took it."""
         existing = self.tier.peek(key) or ()
         kept = tuple(old for old in existing if old.vary != stored.vary)
         variants = (stored, *kept)[:MAX_VARIANTS]
-        return self.tier.put(key, variants, sum(v.size_bytes for v in variants))
+        return self._put_variants(key, variants)
 
     def replace(self, key: str, old: StoredResponse, new: StoredResponse) -> None:
         """Swap one variant for its refreshed copy (after a 304, §4.3.4)."""
         existing = self.tier.peek(key)
         if not existing:
-            return
+            existing = (old,)  # served from a disk copy that memory could not hold
         variants = tuple(new if v is old else v for v in existing)
-        self.tier.put(key, variants, sum(v.size_bytes for v in variants))
+        self._put_variants(key, variants)
+
+    def _put_variants(self, key: str, variants: Variants) -> bool:
+        in_memory = self.tier.put(key, variants, sum(v.size_bytes for v in variants))
+        self._index(key, variants)
+        on_disk = False
+        writer = self.writer
+        if writer is not None and _body_bytes(variants) <= writer.disk.max_object_bytes:
+            on_disk = writer.queue(key, variants)
+        elif writer is not None:
+            writer.cancel(key)
+            writer.disk.remove(key)
+        return in_memory or on_disk
+
+    async def load(self, key: str) -> Variants | None:
+        """The variants the disk holds for ``key`` (verified), or None."""
+        if self.disk is None:
+            return None
+        return await self.disk.get(key)
+
+    def promote(self, key: str, variants: Variants) -> None:
+        """Keep a disk hit in memory too (no disk write: it came from there)."""
+        if self.tier.peek(key) is None:
+            self.tier.put(key, variants, sum(v.size_bytes for v in variants))
+        self._index(key, variants)
+
+    def invalidate(self, key: str) -> bool:
+        """Drop ``key`` from both tiers (and any queued disk write of it)."""
+        removed = self.tier.remove(key) is not None
+        if self.writer is not None:
+            self.writer.cancel(key)
+        if self.disk is not None:
+            removed = self.disk.remove(key) or removed
+        self.surrogates.remove(key)
+        self.contents.remove(key)
+        return removed
+
+    def mark_stale(self, key: str, variants: Variants | None = None) -> bool:
+        """Soft purge: every variant of ``key`` must be revalidated before it is served fresh
+        again (still usable for stale-if-error and while revalidating). ``variants`` are the
+        disk's copy when memory lacks the key."""
+        held = self.tier.peek(key) or variants
+        if not held:
+            return False
+        for stored in held:
+            stored.stale_marked = True
+        if self.tier.peek(key) is None:
+            self.tier.put(key, held, sum(v.size_bytes for v in held))
+        if self.writer is not None:
+            self.writer.queue(key, held)
+        return True
+
+    def keys(self) -> set[str]:
+        """Every URL either tier holds (a snapshot)."""
+        found = {key for key, _ in self.tier.items()}
+        if self.disk is not None:
+            found.update(self.disk.keys())
+        return found
 
     def purge_content(self, content_ids: set[str]) -> int:
         """Drop every URL that has a variant attributed to one of these content ids."""
-        doomed = [
-            key
-            for key, variants in self.tier.items()
+        doomed = self.keys_for_contents(content_ids)
+        for key in doomed:
+            self.invalidate(key)
+        return len(doomed)
+
+    def keys_for_contents(self, content_ids: set[str]) -> set[str]:
+        found: set[str] = set()
+        for content_id in content_ids:
+            found |= self.contents.keys_for(content_id)
+        for key, variants in self.tier.items():  # entries stored before the index knew them
             if any(
                 v.attribution is not None and v.attribution.content_id in content_ids
                 for v in variants
-            )
-        ]
-        for key in doomed:
-            self.tier.remove(key)
-        return len(doomed)
+            ):
+                found.add(key)
+        return found
 
-    def invalidate(self, key: str) -> bool:
-        return self.tier.remove(key) is not None
+    def _index(self, key: str, variants: Variants) -> None:
+        tags: set[str] = set()
+        contents: set[str] = set()
+        for stored in variants:
+            tags |= surrogate_keys(stored.headers)
+            if stored.attribution is not None:
+                contents.add(stored.attribution.content_id)
+        self.surrogates.set(key, tags)
+        self.contents.set(key, contents)
 
     @property
     def bytes_used(self) -> int:
@@ -80,3 +287,7 @@ class ResponseStore:
 
     def __len__(self) -> int:
         return len(self.tier)
+
+
+def _body_bytes(variants: Variants) -> int:
+    return sum(len(v.body) for v in variants)
