@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from concurrent.futures import ThreadPoolExecutor
 
 from tests.integration.conftest import Origin, Proxy, ProxyFactory
 
@@ -156,3 +157,21 @@ def test_range_hit_record_counts_bytes_sent(proxy: Proxy, origin: Origin, path: 
     assert receipt.status == 200
     record = json.loads(receipt.body)["record"]
     assert (record["bytes"], record["status"], record["cache"]) == (4, 206, "hit")
+
+
+def test_concurrent_range_misses_collapse_onto_one_whole_fetch_rfc9110_s14_2(
+    proxy: Proxy, origin: Origin, path: str
+) -> None:
+    origin.script(path, {"headers": [FRESH], "body": BODY, "delay_s": 0.5})
+    ranges = [None, "bytes=0-1", "bytes=5-6", "bytes=0-0,19-19", "bytes=99-"]
+    with ThreadPoolExecutor(max_workers=len(ranges)) as pool:
+        answers = list(
+            pool.map(lambda r: proxy.get(path, headers={"Range": r} if r else None), ranges)
+        )
+    assert origin.count(path) == 1
+    assert (answers[0].status, answers[0].body) == (200, BODY.encode())
+    assert (answers[1].status, answers[1].body) == (206, b"01")
+    assert (answers[2].status, answers[2].body) == (206, b"56")
+    assert answers[3].status == 206
+    assert (answers[3].header("Content-Type") or "").startswith("multipart/byteranges")
+    assert (answers[4].status, answers[4].header("Content-Range")) == (416, "bytes */20")
