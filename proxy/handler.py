@@ -34,7 +34,7 @@ from proxy.http.cache_control import Directives, parse_cache_control, parse_prag
 from proxy.http.cache_status import Outcome, cache_status
 from proxy.http.dates import format_http_date
 from proxy.http.etags import if_modified_since_passes, if_none_match_passes
-from proxy.http.fields import Headers, get_first, get_values
+from proxy.http.fields import Headers, get_first, get_values, without_fields
 from proxy.http.request_parser import NO_BODY, RequestHead
 from proxy.http.wire import status_allows_body
 from proxy.metrics import ProxyStats
@@ -67,6 +67,7 @@ EDGE_HEADER = "X-Cachet-Edge"  # a cachet proxy names itself to its upstream (is
 _EDGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
 _BOUNDARY_ATTEMPTS = 4
+_RANGE_FIELDS = ("range", "if-range")
 _MAX_METHOD_CHARS = 32  # a record's method is at most 32 characters
 _INTERESTING_FIELDS = {
     "host": _HOST,
@@ -502,6 +503,9 @@ class ProxyHandler:
         if ex.key in self._revalidating:
             return
         self._revalidating.add(ex.key)
+        if ex.ranged:  # refresh the whole object, whatever part the trigger asked for
+            headers = without_fields(ex.head.headers, _RANGE_FIELDS)
+            ex = replace(ex, head=replace(ex.head, headers=headers), ranged=False)
         task = asyncio.get_running_loop().create_task(self._background_refresh(ex, stored))
         self._background.add(task)
         task.add_done_callback(self._background.discard)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from tests.integration.conftest import Origin, Proxy, ProxyFactory
@@ -175,3 +176,25 @@ def test_concurrent_range_misses_collapse_onto_one_whole_fetch_rfc9110_s14_2(
     assert answers[3].status == 206
     assert (answers[3].header("Content-Type") or "").startswith("multipart/byteranges")
     assert (answers[4].status, answers[4].header("Content-Range")) == (416, "bytes */20")
+
+
+def test_range_served_while_revalidating_refreshes_the_whole_object_rfc5861_s3(
+    proxy_factory: ProxyFactory, origin: Origin, path: str
+) -> None:
+    proxy = proxy_factory(origin.url, "--range-fill-max-size", "10")
+    stale_at_once = [["Cache-Control", "max-age=10, stale-while-revalidate=600"], ["Age", "20"]]
+    newer = BODY.upper()
+    origin.script(
+        path, {"headers": stale_at_once, "body": BODY}, {"headers": [FRESH], "body": newer}
+    )
+    proxy.get(path)
+    response = proxy.get(path, headers={"Range": "bytes=0-1"})
+    assert (response.status, response.body) == (206, b"01")
+    assert response.header("X-Cache-Status") == "UPDATING"
+    origin.wait_for_count(path, 2)
+    refresh = origin.requests(path)[1]
+    assert all(name.lower() not in ("range", "if-range") for name, _ in refresh["headers"])
+    deadline = time.monotonic() + 10
+    while proxy.get(path).body != newer.encode():  # the refresh lands in the cache
+        assert time.monotonic() < deadline, "the background refresh never stored the object"
+    assert origin.count(path) == 2
