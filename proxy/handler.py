@@ -20,9 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from provenance.content_id import is_content_id
 from provenance.records import is_name
-from proxy.cache.admission import (
-    AdmissionPolicy,
-)
+from proxy.cache.admission import AdmissionPolicy, provenance_header
 from proxy.cache.entry import StoredResponse
 from proxy.cache.reuse import Verdict, decide_reuse
 from proxy.cache.storability import StoragePolicy
@@ -469,7 +467,9 @@ class ProxyHandler:
         for _attempt in range(_BOUNDARY_ATTEMPTS):
             try:
                 # A boundary the body can't contain, short of a 2^-96 chance (RFC 2046 §5.1.1).
-                answer = render_partial(stored, selection, self.settings.via, os.urandom(12).hex())
+                answer = render_partial(
+                    stored, selection, self.settings.via, os.urandom(12).hex(), _provenance(stored)
+                )
             except ValueError:
                 continue
             self.stats.range_requests["multipart" if len(selection) > 1 else "single"] += 1
@@ -698,6 +698,15 @@ class ProxyHandler:
             outcome.x_cache,
             sent,
         )
+
+
+def _provenance(stored: StoredResponse) -> Headers | None:
+    """The X-Provenance field a hit on ``stored`` carries (proxy.cache.admission), if any."""
+    attribution = stored.attribution
+    if attribution is None or attribution.manifest_id is None:
+        return None
+    value = provenance_header(attribution.content_id, attribution.creator, attribution.manifest_id)
+    return [("X-Provenance", value)]
 
 
 def _ignore_latency(seconds: float) -> None:

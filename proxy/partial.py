@@ -48,7 +48,11 @@ def select_ranges(
 
 
 def render_partial(
-    stored: StoredResponse, ranges: list[ByteRange], via: str, boundary: str
+    stored: StoredResponse,
+    ranges: list[ByteRange],
+    via: str,
+    boundary: str,
+    extra_fields: Headers | None = None,
 ) -> PartialAnswer:
     """206 Partial Content for ``ranges`` of ``stored`` (§14.4, §14.6, §15.3.7). Multiple ranges
     become multipart/byteranges; ValueError if ``boundary`` occurs in the body (draw again)."""
@@ -65,6 +69,8 @@ def render_partial(
         fields.append(("Content-Type", media_type))
     fields.append(("Content-Length", str(len(body))))
     fields.append(("Via", _via(stored.headers, via)))
+    if extra_fields:
+        fields += extra_fields
     head = serialize_status_line(206, "Partial Content") + serialize_fields(fields)
     return PartialAnswer(206, head, body)
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import time
@@ -198,3 +199,23 @@ def test_range_served_while_revalidating_refreshes_the_whole_object_rfc5861_s3(
     while proxy.get(path).body != newer.encode():  # the refresh lands in the cache
         assert time.monotonic() < deadline, "the background refresh never stored the object"
     assert origin.count(path) == 2
+
+
+def test_range_of_attributed_content_carries_x_provenance(
+    proxy_factory: ProxyFactory, origin: Origin, path: str
+) -> None:
+    proxy = proxy_factory(origin.url, "--origin-trusted")
+    content_id = "sha256:" + hashlib.sha256(BODY.encode()).hexdigest()
+    claim = [
+        ["X-Content-Id", content_id],
+        ["X-Creator-Id", "alice"],
+        ["X-Manifest-Id", "sha256:" + "cd" * 32],
+    ]
+    origin.script(path, {"headers": [FRESH, *claim], "body": BODY})
+    proxy.get(path)
+    whole = proxy.get(path)  # X-Provenance comes with verified cached responses
+    expected = whole.header("X-Provenance")
+    assert expected is not None and content_id in expected
+    part = proxy.get(path, headers={"Range": "bytes=0-1"})
+    assert part.status == 206
+    assert part.header("X-Provenance") == expected
