@@ -122,6 +122,13 @@ def test_hardened_and_not_root(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(UNITS))
+def test_each_service_has_its_own_user() -> None:
+    """A compromised proxy must not read the coordinator's log key on a shared host."""
+    users = {name: load_unit(name)["Service"]["User"][0] for name in UNITS}
+    assert len(set(users.values())) == len(users)
+
+
+@pytest.mark.parametrize("name", sorted(UNITS))
 def test_unit_starts_after_the_network_and_installs(name: str) -> None:
     unit = load_unit(name)
     assert "network-online.target" in unit["Unit"]["After"]
