@@ -10,6 +10,7 @@ origin, streams the answer back and stores it when it may.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import re
@@ -20,11 +21,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from provenance.content_id import is_content_id
 from provenance.records import is_name
-from proxy.cache.admission import AdmissionPolicy, provenance_header
+from proxy.cache.admission import AdmissionPolicy, provenance_header, with_attribution
 from proxy.cache.entry import StoredResponse
 from proxy.cache.reuse import Verdict, decide_reuse
 from proxy.cache.storability import StoragePolicy
-from proxy.cache.store import ResponseStore, select_variant
+from proxy.cache.store import ResponseStore, Variants, select_variant
+from proxy.cache.surrogate import strip_head_fields
 from proxy.collapse import FillRegistry
 from proxy.fetch import Fetch, OriginPath
 from proxy.http import cache_status as outcomes
@@ -66,6 +68,8 @@ _EDGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
 _BOUNDARY_ATTEMPTS = 4
 _RANGE_FIELDS = ("range", "if-range")
+_PROVENANCE_FIELD = frozenset({"x-provenance"})
+_INLINE_HASH_BYTES = 64 * 1024  # larger bodies are hashed in a thread
 _MAX_METHOD_CHARS = 32  # a record's method is at most 32 characters
 _INTERESTING_FIELDS = {
     "host": _HOST,
@@ -205,6 +209,8 @@ class ProxyHandler:
     async def _answer_from_disk(self, conn: Connection, ex: Exchange) -> None:
         """A memory miss the disk tier may answer: read (verified), promote, then as begin()."""
         variants = await self.store.load(ex.key)
+        if variants is not None:
+            variants = await self._attribute_loaded(ex, variants)
         now = time.time()
         stored, any_variant = select_variant(variants, ex.head.headers)
         if variants is not None:
@@ -217,6 +223,33 @@ class ProxyHandler:
             pending = self._answer_stored(conn, ex, stored, verdict, now, "disk")
         if pending is not None:
             await pending
+
+    async def _attribute_loaded(self, ex: Exchange, variants: Variants) -> Variants:
+        """The disk does not keep attribution: check the bytes against today's manifests again,
+        as a fill does, so a disk hit is recorded for its creator, and a claim that no longer
+        holds loses its X-Provenance."""
+        attributed: list[StoredResponse] = []
+        for stored in variants:
+            head = strip_head_fields(stored.head_bytes, _PROVENANCE_FIELD)
+            plain = replace(
+                stored,
+                head_bytes=head,
+                size_bytes=stored.size_bytes - (len(stored.head_bytes) - len(head)),
+                attribution=None,
+                record_template=None,
+            )
+            candidate = self.attribution_candidate(ex, stored.headers)
+            if candidate is None:
+                attributed.append(plain)
+                continue
+            body = stored.body
+            if len(body) <= _INLINE_HASH_BYTES:
+                digest = hashlib.sha256(body).hexdigest()
+            else:
+                digest = await asyncio.to_thread(_sha256_hex, body)
+            verified = self.verified_attribution(ex, candidate, digest)
+            attributed.append(with_attribution(plain, verified))
+        return tuple(attributed)
 
     def _answer_missing(
         self, conn: Connection, ex: Exchange, any_variant: bool, now: float
@@ -707,6 +740,10 @@ def _provenance(stored: StoredResponse) -> Headers | None:
         return None
     value = provenance_header(attribution.content_id, attribution.creator, attribution.manifest_id)
     return [("X-Provenance", value)]
+
+
+def _sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def _ignore_latency(seconds: float) -> None:

@@ -34,14 +34,19 @@ def surrogate_keys(headers: Headers) -> frozenset[str]:
 
 def strip_surrogate_fields(head_bytes: bytes) -> bytes:
     """A serialised head without its Surrogate-Key / Cache-Tag lines."""
+    return strip_head_fields(head_bytes, SURROGATE_FIELDS)
+
+
+def strip_head_fields(head_bytes: bytes, names: frozenset[str]) -> bytes:
+    """A serialised head (status line, field lines) without the lines of fields ``names``
+    (lowercase)."""
     lower = head_bytes.lower()
-    if b"\nsurrogate-key:" not in lower and b"\ncache-tag:" not in lower:
+    if not any(b"\n" + name.encode("latin-1") + b":" in lower for name in names):
         return head_bytes
-    lines = head_bytes.split(b"\r\n")
     kept = [
         line
-        for line in lines
-        if line.split(b":", 1)[0].strip().lower().decode("latin-1") not in SURROGATE_FIELDS
+        for line in head_bytes.split(b"\r\n")
+        if line.split(b":", 1)[0].strip().lower().decode("latin-1") not in names
     ]
     return b"\r\n".join(kept)
 

@@ -3,6 +3,7 @@ serves what was cached before from disk, corrupt entries are dropped and never s
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import signal
@@ -138,5 +139,39 @@ def test_disk_zero_turns_the_disk_tier_off(origin: Origin, tmp_path: Path, path:
     second = start_proxy(origin.url, tmp_path / "c", "--disk", "0")
     try:
         assert second.get(path, headers=HOST).header("X-Cache-Status") == "MISS"
+    finally:
+        second.stop()
+
+
+def test_disk_hit_after_restart_is_attributed_again_with_one_x_provenance(
+    origin: Origin, tmp_path: Path, path: str
+) -> None:
+    body = f"creator bytes {path}".encode()
+    content_id = "sha256:" + hashlib.sha256(body).hexdigest()
+    claim = [
+        ["X-Content-Id", content_id],
+        ["X-Creator-Id", "alice"],
+        ["X-Manifest-Id", "sha256:" + "ef" * 32],
+    ]
+    origin.script(path, {"headers": [FRESH, *claim], "body": body.decode()})
+    first = start_proxy(origin.url, tmp_path / "c", "--origin-trusted")
+    try:
+        first.get(path, headers=HOST)
+        _wait_on_disk(first, 1)
+    finally:
+        _kill(first)
+    second = start_proxy(origin.url, tmp_path / "c", "--origin-trusted")
+    try:
+        response = second.get(path, headers=HOST)
+        assert response.header("X-Cache-Status") == "HIT"
+        assert len(response.all("X-Provenance")) == 1
+        assert content_id in (response.header("X-Provenance") or "")
+        receipt = second.admin(f"/_cachet/receipts/{response.header('X-Request-ID')}")
+        record = json.loads(receipt.body)["record"]
+        assert (record["tier"], record["content_id"], record["creator"]) == (
+            "disk",
+            content_id,
+            "alice",
+        )
     finally:
         second.stop()
