@@ -191,7 +191,7 @@ class ResponseStore:
         """Swap one variant for its refreshed copy (after a 304, §4.3.4)."""
         existing = self.tier.peek(key)
         if not existing:
-            existing = (old,)  # served from a disk copy that memory could not hold
+            return  # evicted (or never held) meanwhile: the next request revalidates again
         variants = tuple(new if v is old else v for v in existing)
         self._put_variants(key, variants)
 
