@@ -76,14 +76,14 @@ class RecordEncoder:
         self, status: int, sent_bytes: int, attribution: Attribution | None, cache_key: str
     ) -> tuple[bytes, bytes, bytes]:
         """The constant parts of a plain hit's record on one stored response (GET, view, no
-        upstream edge, no trace): the record is then `a + request_id + b + ts + c`, the same
-        bytes `encode` produces (tested)."""
+        upstream edge, no trace): the record is then `a + request_id + b + ts + c` (the quotes
+        around the request id belong to a and b), the same bytes `encode` produces (tested)."""
         whole = self.encode(0.0, "\x00", "GET", status, "hit", "memory", sent_bytes, 0,
                             attribution, cache_key=cache_key)  # fmt: skip
         a, rest = whole.split(b'"\\u0000"', 1)
         b, c = rest.split(self.timestamp_json(0.0).encode(), 1)
         self._ts_ms = -1
-        return a, b, c
+        return a + b'"', b'"' + b, c
 
     def encode_hit(
         self, template: tuple[bytes, bytes, bytes], now_s: float, request_id: str
@@ -92,8 +92,9 @@ class RecordEncoder:
         (the handler only keeps client ids made of URL-safe characters)."""
         if int(now_s * 1000) != self._ts_ms:
             self.timestamp_json(now_s)
-        a, b, c = template
-        return b'%b"%b"%b%b%b' % (a, request_id.encode(), b, self._ts_bytes, c)
+        return b"".join(
+            (template[0], request_id.encode(), template[1], self._ts_bytes, template[2])
+        )
 
     def encode(
         self,

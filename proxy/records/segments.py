@@ -35,8 +35,19 @@ def encode_frame(payload: bytes) -> bytes:
 
 
 def encode_frames(payloads: list[bytes]) -> bytes:
-    """Frames for every payload, concatenated (what one spool flush writes)."""
-    return b"".join([encode_frame(payload) for payload in payloads])
+    """Frames for every payload, concatenated (what one spool flush writes). Builds one list of
+    parts and joins once, so each payload is copied once: this runs for every record."""
+    parts: list[bytes] = []
+    append, pack = parts.append, _LENGTH.pack
+    for payload in payloads:
+        size = len(payload)
+        if not 0 < size <= MAX_PAYLOAD_BYTES:
+            raise ValueError(f"frame payload must be 1..{MAX_PAYLOAD_BYTES} bytes, got {size}")
+        length = pack(size)
+        append(length)
+        append(pack(_crc32(payload, _crc32(length))))
+        append(payload)
+    return b"".join(parts)
 
 
 @dataclass(slots=True)

@@ -21,7 +21,7 @@ import logging
 import os
 from pathlib import Path
 
-from proxy.records.segments import encode_frame, find_next_frame, scan_frames
+from proxy.records.segments import encode_frames, find_next_frame, scan_frames
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ class SpoolWriter:
             raise RuntimeError("SpoolWriter.flush() before open()")
         full = self.bytes_used >= self.max_bytes
         if self._frames:
-            data = b"".join([encode_frame(payload) for payload in self._frames])
+            data = encode_frames(self._frames)
             self._frames = []
             self._pending_bytes = 0
             view = memoryview(data)
