@@ -35,7 +35,7 @@ import json
 import re
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from provenance.canonical_json import MAX_SAFE_INTEGER, parse
 from provenance.content_id import is_content_id
@@ -55,6 +55,32 @@ _SAMPLE_RATE = re.compile(r"0|1|0\.[0-9]{0,5}[1-9]")
 _TRACE_ID = re.compile(r"[0-9a-f]{32}")
 _SAMPLE_DOMAIN = b"cachet sample v1\n"
 _encode_str = json.encoder.encode_basestring  # escapes exactly as RFC 8785 §3.2.2.2 (tested)
+_H = r"[0-9a-f]{64}"
+_N = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
+_I = r"(0|[1-9][0-9]{0,14})"  # < 2**53: larger valid values take the generic path
+# The exact canonical (RFC 8785) form of a Record, keys in JCS order. A match implies that
+# parse_record() accepts the bytes and re-encodes them identically (property-tested), except for
+# the calendar validity of ts and the manifest => creator/content_id rule, which the caller checks
+# (``is_valid_canonical_fields``). Groups: see CANONICAL_GROUPS.
+_CANONICAL_RECORD = (
+    r'\{"bytes":' + _I + r',"cache":"(hit|miss|stale|revalidated|bypass|error)"'
+    r'(?:,"cache_key_hash":"sha256:' + _H + r'")?'
+    r',"content_id":(?:null|"(sha256:' + _H + r')"),"creator":(?:null|"(' + _N + r')")'
+    r',"edge":"(' + _N + r')","manifest":(?:null|"(sha256:' + _H + r')")'
+    r',"method":"([!#$%&\'*+.^_`|~0-9A-Za-z-]{1,32})","origin_bytes":' + _I +
+    r',"request_id":"([\x21\x23-\x5b\x5d-\x7e]{1,128})"'  # ids with escapes: generic path
+    r',"sample_rate":"(0|1|0\.[0-9]{0,5}[1-9])","status":([1-5][0-9]{2})'
+    r',"tier":"(memory|disk|origin|none)"(?:,"trace_id":"(?!0{32})[0-9a-f]{32}")?'
+    r',"ts":"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z)"'
+    r',"upstream_of":(?:null|"(' + _N + r')"),"use":"(view|training)","v":1\}'
+)  # fmt: skip
+_CANONICAL_RECORD_BYTES = re.compile(_CANONICAL_RECORD.encode("ascii"))
+_CANONICAL_RECORD_TEXT = re.compile(_CANONICAL_RECORD)
+CANONICAL_GROUPS = (
+    "bytes", "cache", "content_id", "creator", "edge", "manifest", "method", "origin_bytes",
+    "request_id", "sample_rate", "status", "tier", "ts", "upstream_of", "use",
+)  # fmt: skip
+"""The groups of a canonical-record match, in order; a null field's group is None."""
 
 
 def is_name(value: object) -> bool:
@@ -254,3 +280,68 @@ def record_to_canonical_bytes(r: Record) -> bytes:
 def record_leaf_hash(record: Record) -> bytes:
     """RFC 9162 §2.1.1 leaf hash of the record's canonical bytes."""
     return leaf_hash(record_to_canonical_bytes(record))
+
+
+class RecordFields(NamedTuple):
+    """The fields of a record the coordinator stores and bills (same names as Record's)."""
+
+    request_id: str
+    edge: str
+    ts: str
+    upstream_of: str | None
+    method: str
+    status: int
+    cache: str
+    tier: str
+    bytes: int
+    origin_bytes: int
+    content_id: str | None
+    creator: str | None
+    manifest: str | None
+    sample_rate: str
+    use: str
+
+
+def record_fields(r: Record) -> RecordFields:
+    return RecordFields(
+        r.request_id, r.edge, r.ts, r.upstream_of, r.method, r.status, r.cache, r.tier,
+        r.bytes, r.origin_bytes, r.content_id, r.creator, r.manifest, r.sample_rate, r.use,
+    )  # fmt: skip
+
+
+def match_canonical_record(data: bytes, pos: int = 0) -> re.Match[bytes] | None:
+    """Match the exact canonical bytes of a record at ``data[pos:]`` (groups: CANONICAL_GROUPS).
+
+    A match is a valid record iff ``is_valid_canonical_fields`` holds for its fields; no match
+    says nothing (valid records with escaped request ids or counts >= 10**15 never match).
+    """
+    return _CANONICAL_RECORD_BYTES.match(data, pos)
+
+
+def match_canonical_record_text(text: str, pos: int = 0) -> re.Match[str] | None:
+    """``match_canonical_record`` over text (an ASCII batch decoded once)."""
+    return _CANONICAL_RECORD_TEXT.match(text, pos)
+
+
+def record_fields_from_match(match: re.Match[str]) -> RecordFields:
+    """The RecordFields of a ``match_canonical_record_text`` match (not yet fully checked)."""
+    b, cache, cid, creator, edge, manifest, method, ob, rid, rate, status, tier, ts, up, use = (
+        match.groups()
+    )
+    return RecordFields(
+        rid, edge, ts, up, method, int(status), cache, tier, int(b), int(ob), cid, creator,
+        manifest, rate, use,
+    )  # fmt: skip
+
+
+def is_valid_canonical_fields(fields: RecordFields, seconds_ok: dict[str, bool]) -> bool:
+    """The checks a canonical-record match leaves over: ts is a real instant and a manifest
+    names its creator and content_id. ``seconds_ok`` caches calendar checks of ts prefixes
+    (pure: the caller owns it)."""
+    if fields.manifest is not None and (fields.creator is None or fields.content_id is None):
+        return False
+    second = fields.ts[:19]
+    ok = seconds_ok.get(second)
+    if ok is None:
+        ok = seconds_ok[second] = is_timestamp(second + ".000Z")
+    return ok

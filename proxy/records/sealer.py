@@ -31,7 +31,12 @@ from provenance.batches import parse_sealed_batch as _parse_sealed_batch
 from provenance.errors import FormatError
 from provenance.keys import SigningKey
 from provenance.merkle import leaf_hash
-from provenance.records import is_timestamp, parse_record, record_to_canonical_bytes
+from provenance.records import (
+    is_timestamp,
+    match_canonical_record,
+    parse_record,
+    record_to_canonical_bytes,
+)
 from proxy.records.segments import encode_frame, find_next_frame, scan_frames
 from proxy.records.spool import list_segments, quarantine_bytes, segment_name
 
@@ -40,33 +45,16 @@ log = logging.getLogger(__name__)
 BATCH_SUFFIX = ".batch"
 MARKER_NAME = "sealed.json"
 _BATCH_NAME = re.compile(r"([0-9]{16})-([0-9]{16})-([0-9]{16})\.batch")
-_H = rb"[0-9a-f]{64}"
-_N = rb"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
-_I = rb"(?:0|[1-9][0-9]{0,14})"  # < 2**53: larger valid values take the slow path
-# The exact canonical (RFC 8785) form of a Record, keys in JCS order. Matching implies
-# parse_record() accepts the bytes and re-encodes them identically (property-tested), except for
-# the calendar validity of ts and the manifest => creator/content_id rule, checked after.
-_CANONICAL_RECORD = re.compile(
-    rb'\{"bytes":' + _I + rb',"cache":"(?:hit|miss|stale|revalidated|bypass|error)"'
-    rb'(?:,"cache_key_hash":"sha256:' + _H + rb'")?'
-    rb',"content_id":(null|"sha256:' + _H + rb'"),"creator":(null|"' + _N + rb'")'
-    rb',"edge":"(' + _N + rb')","manifest":(null|"sha256:' + _H + rb'")'
-    rb',"method":"[!#$%&\'*+.^_`|~0-9A-Za-z-]{1,32}","origin_bytes":' + _I +
-    rb',"request_id":"[\x21\x23-\x5b\x5d-\x7e]{1,128}"'  # ids with escapes: slow path
-    rb',"sample_rate":"(?:0|1|0\.[0-9]{0,5}[1-9])","status":[1-5][0-9]{2}'
-    rb',"tier":"(?:memory|disk|origin|none)"(?:,"trace_id":"(?!0{32})[0-9a-f]{32}")?'
-    rb',"ts":"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z)"'
-    rb',"upstream_of":(?:null|"' + _N + rb'"),"use":"(?:view|training)","v":1\}'
-)  # fmt: skip
 
 
 def check_record(payload: bytes, edge: str, seconds_ok: dict[bytes, bool]) -> str | None:
     """The record's ``ts`` if ``payload`` is the canonical bytes of a valid record of ``edge``,
     else None. ``seconds_ok`` caches calendar checks of ``ts`` prefixes (pure: caller owns it)."""
-    match = _CANONICAL_RECORD.fullmatch(payload)
-    if match is not None:
-        content_id, creator, record_edge, manifest, ts = match.groups()
-        linked = manifest == b"null" or (creator != b"null" and content_id != b"null")
+    match = match_canonical_record(payload)
+    if match is not None and match.end() == len(payload):
+        content_id, creator, record_edge, manifest = match.group(3, 4, 5, 6)
+        ts = match.group(13)
+        linked = manifest is None or (creator is not None and content_id is not None)
         second = ts[:19]
         ok = seconds_ok.get(second)
         if ok is None:
