@@ -27,8 +27,13 @@ from provenance.keys import SIGNATURE_SIZE, KeyRing, SigningKey
 from provenance.merkle import leaf_hash, root_from_leaf_hashes
 from provenance.records import (
     Record,
+    RecordFields,
     is_name,
     is_timestamp,
+    is_valid_canonical_fields,
+    match_canonical_record_text,
+    record_fields,
+    record_fields_from_match,
     record_from_obj,
     record_to_canonical_bytes,
 )
@@ -38,6 +43,7 @@ ZERO_HASH_HEX = "0" * 64  # prev of the first batch (seq 0) of an edge
 MAX_BATCH_RECORDS = 100_000
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _HEX8 = re.compile(r"[0-9a-f]{8}")
+_SIGNATURE_TAIL = re.compile(r'\],"signature":"([A-Za-z0-9+/=]{1,100})"\}')
 _HEADER_FIELDS = ("edge", "key_id", "seq", "prev", "count", "root", "first_ts", "last_ts")
 
 
@@ -174,18 +180,38 @@ def verify_header_signature(header: BatchHeader, signature: bytes, keyring: KeyR
 
 def verify_batch(sealed: SealedBatch, keyring: KeyRing) -> None:
     """Check key, signature, count, records' edge, root and timestamp span; raise if wrong."""
-    header = sealed.header
-    verify_header_signature(header, sealed.signature, keyring)
-    if len(sealed.records) != header.count:
+    records = sealed.records
+    verify_batch_leaves(
+        sealed.header,
+        sealed.signature,
+        [leaf_hash(record_to_canonical_bytes(record)) for record in records],
+        [record.edge for record in records],
+        [record.ts for record in records],
+        keyring,
+    )
+
+
+def verify_batch_leaves(
+    header: BatchHeader,
+    signature: bytes,
+    leaf_hashes: Sequence[bytes],
+    edges: Sequence[str],
+    stamps: Sequence[str],
+    keyring: KeyRing,
+) -> None:
+    """``verify_batch`` over the records' leaf hashes, edges and ``ts`` (batch order), so a
+    caller holding the records' canonical bytes never re-encodes them; raise if wrong."""
+    if not len(edges) == len(stamps) == len(leaf_hashes):
+        raise ValueError("verify_batch_leaves() needs one edge and one ts per leaf hash")
+    verify_header_signature(header, signature, keyring)
+    if len(leaf_hashes) != header.count:
         raise RootMismatchError(
-            f"batch holds {len(sealed.records)} records, header says {header.count}"
+            f"batch holds {len(leaf_hashes)} records, header says {header.count}"
         )
-    if any(record.edge != header.edge for record in sealed.records):
+    if any(edge != header.edge for edge in edges):
         raise RootMismatchError("batch holds a record of another edge")
-    leaves = [leaf_hash(record_to_canonical_bytes(record)) for record in sealed.records]
-    if root_from_leaf_hashes(leaves).hex() != header.root:
+    if root_from_leaf_hashes(leaf_hashes).hex() != header.root:
         raise RootMismatchError("batch records do not hash to the header's root")
-    stamps = [record.ts for record in sealed.records]
     if min(stamps) != header.first_ts or max(stamps) != header.last_ts:
         raise RootMismatchError("batch first_ts/last_ts differ from its records' timestamps")
 
@@ -269,3 +295,114 @@ def parse_sealed_batch(data: bytes) -> SealedBatch:
         except FormatError as exc:
             raise FormatError(f"record {index}: {exc}") from None
     return SealedBatch(header, signature, tuple(records))
+
+
+# -- the coordinator's fast path: a canonical batch read without building Records ------------
+
+
+@dataclass(frozen=True, slots=True)
+class CanonicalBatch:
+    """A sealed batch reduced to what the coordinator verifies and stores."""
+
+    header: BatchHeader
+    signature: bytes
+    records: tuple[RecordFields, ...]
+    leaf_hashes: tuple[bytes, ...]  # RFC 9162 leaf hash of each record's canonical bytes
+    records_json: str  # the records' canonical bytes as one JSON array
+
+
+def canonical_batch_of(sealed: SealedBatch) -> CanonicalBatch:
+    """The CanonicalBatch of a batch parsed the generic way (records re-encoded)."""
+    encoded = [record_to_canonical_bytes(record) for record in sealed.records]
+    return CanonicalBatch(
+        sealed.header,
+        sealed.signature,
+        tuple(record_fields(record) for record in sealed.records),
+        tuple(leaf_hash(data) for data in encoded),
+        "[" + ",".join(data.decode() for data in encoded) + "]",
+    )
+
+
+def parse_canonical_batch(data: bytes) -> CanonicalBatch:
+    """Parse (not verify) a sealed batch; FormatError on malformed input. The result equals
+    ``canonical_batch_of(parse_sealed_batch(data))``; the canonical form an edge sends takes
+    ``parse_canonical_batch_fast`` (property-tested to agree), anything else the generic path."""
+    fast = parse_canonical_batch_fast(data)
+    return fast if fast is not None else canonical_batch_of(parse_sealed_batch(data))
+
+
+def parse_canonical_batch_fast(data: bytes) -> CanonicalBatch | None:
+    """The batch if ``data`` is exactly ``format_sealed_batch``'s layout and every record
+    matches ``match_canonical_record``; None for anything else, valid or not (never raises
+    FormatError: the generic parser decides those)."""
+    if not data.startswith(b'{"header":{') or not data.isascii():
+        return None
+    text = data.decode("ascii")  # ASCII: text offsets are byte offsets
+    split = text.find('},"records":[')
+    header = _canonical_header(text[10 : split + 1]) if split > 0 else None
+    if header is None:
+        return None
+    records = _canonical_records(data, text, split + 13)
+    if records is None:
+        return None
+    fields, leaves, end = records
+    tail = _SIGNATURE_TAIL.fullmatch(text, end)
+    if tail is None:
+        return None
+    try:
+        signature = _unb64_signature(tail[1])
+    except FormatError:
+        return None
+    return CanonicalBatch(header, signature, fields, leaves, text[split + 12 : end + 1])
+
+
+def _canonical_header(text: str) -> BatchHeader | None:
+    try:
+        header = header_from_obj(parse(text.encode("ascii")))
+    except FormatError:
+        return None
+    return header if header_canonical_bytes(header) == text.encode("ascii") else None
+
+
+def _canonical_records(
+    data: bytes, text: str, pos: int
+) -> tuple[tuple[RecordFields, ...], tuple[bytes, ...], int] | None:
+    """(fields, leaf hashes, position of the closing bracket) of the records from ``pos``."""
+    match, is_valid, fields_of = (
+        match_canonical_record_text,
+        is_valid_canonical_fields,
+        record_fields_from_match,
+    )
+    fields: list[RecordFields] = []
+    leaves: list[bytes] = []
+    seconds_ok: dict[str, bool] = {}
+    while len(fields) < MAX_BATCH_RECORDS:
+        found = match(text, pos)
+        if found is None:
+            return None
+        record = fields_of(found)
+        if not is_valid(record, seconds_ok):
+            return None
+        end = found.end()
+        fields.append(record)
+        leaves.append(leaf_hash(data[pos:end]))
+        separator = text[end : end + 1]
+        if separator == "]":
+            return tuple(fields), tuple(leaves), end
+        if separator != ",":
+            return None
+        pos = end + 1
+    return None
+
+
+def verify_canonical_batch(batch: CanonicalBatch, keyring: KeyRing) -> None:
+    """``verify_batch`` for a CanonicalBatch (its leaf hashes, no re-encoding)."""
+    records = batch.records
+    verify_batch_leaves(
+        batch.header,
+        batch.signature,
+        batch.leaf_hashes,
+        [record.edge for record in records],
+        [record.ts for record in records],
+        keyring,
+    )

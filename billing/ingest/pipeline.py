@@ -21,7 +21,12 @@ from billing.errors import PayloadTooLargeError, reason_of
 from billing.ingest.decide import check_not_future, keyring_for
 from billing.metrics import CoordinatorMetrics
 from billing.store.base import IncomingBatch, Outcome, Store
-from provenance.batches import SealedBatch, batch_log_leaf_hash, parse_sealed_batch, verify_batch
+from provenance.batches import (
+    SealedBatch,
+    batch_log_leaf_hash,
+    parse_canonical_batch,
+    verify_canonical_batch,
+)
 from provenance.errors import CachetError, FormatError, PushbackError
 from provenance.keys import parse_verifier_key
 from provenance.records import format_timestamp, record_to_canonical_bytes
@@ -59,6 +64,8 @@ def decode_body(body: bytes, content_encoding: str | None, limit_bytes: int) -> 
 
 
 def records_json_of(sealed: SealedBatch) -> str:
+    """The records of a generically parsed batch as one canonical JSON array (ingest itself
+    takes ``CanonicalBatch.records_json``, the exact bytes received)."""
     return "[" + ",".join(record_to_canonical_bytes(r).decode() for r in sealed.records) + "]"
 
 
@@ -105,7 +112,7 @@ class Ingestor:
         self, body: bytes, encoding: str | None, spool_lag: int | None, edge: list[str]
     ) -> IngestResult:
         limit = self._config.max_batch_bytes
-        sealed = parse_sealed_batch(decode_body(body, encoding, limit))
+        sealed = parse_canonical_batch(decode_body(body, encoding, limit))
         header = sealed.header
         batch_id = batch_log_leaf_hash(header, sealed.signature).hex()
         now = self._clock()
@@ -119,10 +126,10 @@ class Ingestor:
         ring = keyring_for(
             header, [(parse_verifier_key(k.verifier), k.revoked_at is not None) for k in keys]
         )
-        verify_batch(sealed, ring)
+        verify_canonical_batch(sealed, ring)
         check_not_future(header, now, self._config.max_future_skew_s)
         incoming = IncomingBatch(
-            batch_id, header, sealed.signature, sealed.records, records_json_of(sealed)
+            batch_id, header, sealed.signature, sealed.records, sealed.records_json
         )
         applied = await self._store.apply_batch(incoming, stamp, secrets.token_hex(16))
         if spool_lag is not None:

@@ -21,7 +21,7 @@ from typing import Protocol
 from billing.log.integrate import NodeId
 from provenance.batches import BatchHeader, ChainHead
 from provenance.manifests import ManifestItem
-from provenance.records import Record
+from provenance.records import Record, RecordFields
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +53,9 @@ class IncomingBatch:
     batch_id: str
     header: BatchHeader
     signature: bytes
-    records: tuple[Record, ...]
+    records: tuple[
+        Record | RecordFields, ...
+    ]  # batch order; the two share the billed fields' names
     records_json: str  # the canonical records as one JSON array, kept for receipts and audit
 
 

@@ -45,13 +45,14 @@ from billing.store.migrations import CREATE_MIGRATIONS_TABLE, MIGRATIONS
 from billing.store.sqlite_registry import SqliteRegistryMixin
 from provenance.batches import ChainHead, header_canonical_bytes, header_from_obj
 from provenance.canonical_json import parse
-from provenance.records import Record
+from provenance.records import Record, RecordFields, record_fields
 
 SYNCHRONOUS_MODES = ("FULL", "NORMAL")
+# Columns in RecordFields order, then batch_id and record_index: a row is ``fields + (id, i)``.
 _UPSERT_RECORD = (
-    "INSERT INTO records (request_id, batch_id, record_index, edge, ts, upstream_of, method,"
-    " status, cache, tier, bytes, origin_bytes, content_id, creator, manifest, sample_rate,"
-    " use_kind) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    "INSERT INTO records (request_id, edge, ts, upstream_of, method, status, cache, tier,"
+    " bytes, origin_bytes, content_id, creator, manifest, sample_rate, use_kind, batch_id,"
+    " record_index) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
     " ON CONFLICT (request_id) DO UPDATE SET batch_id = excluded.batch_id,"
     " record_index = excluded.record_index, edge = excluded.edge, ts = excluded.ts,"
     " upstream_of = excluded.upstream_of, method = excluded.method, status = excluded.status,"
@@ -66,12 +67,12 @@ _SELECT_BATCH = (
 )
 
 
-def _record_row(batch_id: str, index: int, r: Record) -> tuple[Any, ...]:
-    return (
-        r.request_id, batch_id, index, r.edge, r.ts, r.upstream_of, r.method, r.status,
-        r.cache, r.tier, r.bytes, r.origin_bytes, r.content_id, r.creator, r.manifest,
-        r.sample_rate, r.use,
-    )  # fmt: skip
+def _record_rows(batch_id: str, records: Sequence[Record | RecordFields]) -> list[tuple[Any, ...]]:
+    """The upsert rows of a batch's records (RecordFields are already in column order)."""
+    return [
+        (r if isinstance(r, tuple) else record_fields(r)) + (batch_id, index)
+        for index, r in enumerate(records)
+    ]
 
 
 def _batch_from_row(row: Sequence[Any]) -> StoredBatch:
@@ -317,7 +318,7 @@ class SqliteStore(SqliteRegistryMixin):
             (batch.batch_id, h.edge, h.seq, header_json, signature, h.count, h.first_ts,
              h.last_ts, now, batch.records_json),
         )  # fmt: skip
-        rows = [_record_row(batch.batch_id, i, r) for i, r in enumerate(batch.records)]
+        rows = _record_rows(batch.batch_id, batch.records)
         cursor = await db.executemany(_UPSERT_RECORD, rows)
         stored = max(cursor.rowcount, 0)
         head_hash = hashlib.sha256(header_json.encode()).hexdigest()
