@@ -125,6 +125,17 @@ async def _open_disk(store: ResponseStore) -> None:
     store.writer.start()
 
 
+async def _index_disk_surrogates(store: ResponseStore) -> None:
+    """In the background: the surrogate keys of entries only on disk (docs/purge.md)."""
+    started = time.monotonic()
+    indexed = await store.index_disk_surrogates()
+    log.info(
+        "disk tier: surrogate keys of %d entries indexed in %.2f s",
+        indexed,
+        time.monotonic() - started,
+    )
+
+
 async def _sweep(state: ProxyState) -> None:
     """Cut off clients that send their request head too slowly (slowloris) and idle keep-alive
     connections, once a second rather than with a timer per request."""
@@ -174,6 +185,7 @@ async def serve(config: ProxyConfig, ready: asyncio.Event | None = None) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     sweeper = loop.create_task(_sweep(state))
+    indexer = loop.create_task(_index_disk_surrogates(store)) if store.disk is not None else None
     log.info(
         "cachet proxy listening on http://%s:%d (admin http://%s:%d)",
         host,
@@ -187,6 +199,8 @@ async def serve(config: ProxyConfig, ready: asyncio.Event | None = None) -> int:
     server.close()
     await _drain(state, config.shutdown_grace_s)
     sweeper.cancel()
+    if indexer is not None:
+        indexer.cancel()
     await state.handler.drain_background()
     if store.writer is not None:
         await store.writer.close()  # pending write-through puts, then the index snapshot

@@ -19,6 +19,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable
 
+from proxy.cache.disk_surrogates import scan_surrogate_keys
 from proxy.cache.entry import StoredResponse
 from proxy.cache.keys import is_vary_match
 from proxy.cache.surrogate import ReverseIndex, surrogate_keys
@@ -244,6 +245,21 @@ class ResponseStore:
         if self.writer is not None:
             self.writer.queue(key, held)
         return True
+
+    async def index_disk_surrogates(self) -> int:
+        """Index the surrogate keys of what the disk held at start (a header scan in a thread),
+        so a purge by surrogate key finds entries not read since the restart."""
+        if self.disk is None:
+            return 0
+        snapshot = self.disk.keys()
+        keys = [key for key in snapshot if key not in self.surrogates]
+        found = await asyncio.to_thread(scan_surrogate_keys, self.disk.directory, keys)
+        indexed = 0
+        for key, names in found:
+            if key in self.disk and key not in self.surrogates:  # not stored anew meanwhile
+                self.surrogates.set(key, names)
+                indexed += 1
+        return indexed
 
     def keys(self) -> set[str]:
         """Every URL either tier holds (a snapshot)."""

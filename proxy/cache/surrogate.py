@@ -76,6 +76,9 @@ class ReverseIndex:
                 if not keys:
                     del self._keys_by_name[name]
 
+    def __contains__(self, key: object) -> bool:
+        return key in self._names_by_key
+
     def keys_for(self, name: str) -> frozenset[str]:
         return frozenset(self._keys_by_name.get(name, ()))
 

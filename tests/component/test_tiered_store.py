@@ -101,3 +101,22 @@ def test_a_full_queue_drops_the_put_and_the_older_disk_copy(tmp_path: Path) -> N
         assert set(disk.keys()) == {"k1", "k2"}
 
     asyncio.run(main())
+
+
+def test_surrogate_keys_of_disk_only_entries_are_indexed_after_a_restart(tmp_path: Path) -> None:
+    async def main() -> None:
+        store = make_store(tmp_path)
+        assert store.writer is not None
+        store.writer.start()
+        store.put("http://a/1", response(b"1", ("Surrogate-Key", "red blue")))
+        store.put("http://a/2", response(b"2", ("Cache-Tag", "blue")))
+        store.put("http://a/3", response(b"3"))
+        await settle(store)
+        await store.writer.close()
+        again = make_store(tmp_path)
+        assert again.surrogates.keys_for("blue") == frozenset()
+        assert await again.index_disk_surrogates() == 2
+        assert again.surrogates.keys_for("blue") == {"http://a/1", "http://a/2"}
+        assert again.surrogates.keys_for("red") == {"http://a/1"}
+
+    asyncio.run(main())

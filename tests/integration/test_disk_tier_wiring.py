@@ -10,7 +10,7 @@ import signal
 import time
 from pathlib import Path
 
-from tests.integration.conftest import Origin, Proxy, start_proxy, stop_process
+from tests.integration.conftest import Origin, Proxy, http_request, start_proxy, stop_process
 
 FRESH = ["Cache-Control", "max-age=300"]
 HOST = {"Host": "cache.test"}  # the key names the Host; the proxy's port changes per start
@@ -173,5 +173,33 @@ def test_disk_hit_after_restart_is_attributed_again_with_one_x_provenance(
             content_id,
             "alice",
         )
+    finally:
+        second.stop()
+
+
+def test_purge_by_surrogate_key_after_restart_finds_disk_only_entries(
+    origin: Origin, tmp_path: Path, path: str
+) -> None:
+    origin.script(path, {"headers": [FRESH, ["Surrogate-Key", "restart-tag other"]], "body": "t"})
+    first = start_proxy(origin.url, tmp_path / "c", "--purge-token", "tok")
+    try:
+        first.get(path, headers=HOST)
+        _wait_on_disk(first, 1)
+    finally:
+        _kill(first)
+    second = start_proxy(origin.url, tmp_path / "c", "--purge-token", "tok")
+    try:
+        body = json.dumps({"surrogate_keys": ["restart-tag"]}).encode()
+        headers = {"Authorization": "Bearer tok"}
+        deadline = time.monotonic() + 10
+        while True:  # the disk's surrogate keys are indexed in the background after start
+            answer = http_request(
+                second.admin_port, "POST", "/_cachet/purge", headers=headers, body=body
+            )
+            assert answer.status == 200
+            if json.loads(answer.body)["purged"] == 1:
+                break
+            assert time.monotonic() < deadline, "disk entries never indexed by surrogate key"
+        assert second.get(path, headers=HOST).header("X-Cache-Status") == "MISS"
     finally:
         second.stop()
