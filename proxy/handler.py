@@ -176,6 +176,7 @@ class ProxyHandler:
         self.manifest_indexes: list[ManifestIndex] = []
         self._log_access = access_log.isEnabledFor(logging.INFO)
         self._background: set[asyncio.Task[None]] = set()
+        self._disk_reads: dict[str, asyncio.Future[Variants | None]] = {}
 
     # -- entry point -------------------------------------------------------------------------
 
@@ -208,13 +209,9 @@ class ProxyHandler:
 
     async def _answer_from_disk(self, conn: Connection, ex: Exchange) -> None:
         """A memory miss the disk tier may answer: read (verified), promote, then as begin()."""
-        variants = await self.store.load(ex.key)
-        if variants is not None:
-            variants = await self._attribute_loaded(ex, variants)
+        variants = await self._load_from_disk(ex)
         now = time.time()
         stored, any_variant = select_variant(variants, ex.head.headers)
-        if variants is not None:
-            self.store.promote(ex.key, variants)
         if stored is None:
             pending = self._answer_missing(conn, ex, any_variant, now)
         else:
@@ -223,6 +220,27 @@ class ProxyHandler:
             pending = self._answer_stored(conn, ex, stored, verdict, now, "disk")
         if pending is not None:
             await pending
+
+    async def _load_from_disk(self, ex: Exchange) -> Variants | None:
+        """One disk read per key however many requests miss memory at once (a hot object after
+        a restart must not be read, and held, once per client); the result is promoted."""
+        reads = self._disk_reads
+        pending = reads.get(ex.key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Variants | None] = asyncio.get_running_loop().create_future()
+        reads[ex.key] = future
+        variants: Variants | None = None
+        try:
+            self.stats.disk_reads += 1
+            variants = await self.store.load(ex.key)
+            if variants is not None:
+                variants = await self._attribute_loaded(ex, variants)
+                self.store.promote(ex.key, variants)
+        finally:
+            del reads[ex.key]
+            future.set_result(variants)  # None if this read failed: the others go forward
+        return variants
 
     async def _attribute_loaded(self, ex: Exchange, variants: Variants) -> Variants:
         """The disk does not keep attribution: check the bytes against today's manifests again,

@@ -35,6 +35,7 @@ class ProxyStats:
         self.revocation_purges = 0
         self.range_requests: Counter[str] = Counter()  # single | multipart | unsatisfiable | ...
         self.disk_hits = 0
+        self.disk_reads = 0  # entry files read (concurrent misses of one key share a read)
         self.disk_puts_dropped = 0  # write-through puts dropped because the queue was full
         self.purges: Counter[tuple[str, str]] = Counter()  # (kind, mode) of accepted purges
         self.purged_objects: Counter[str] = Counter()  # by mode: soft | hard
@@ -185,6 +186,9 @@ def _disk_metrics(stats: ProxyStats, disk: DiskGauges) -> Iterator[Metric]:
     )
     yield CounterMetricFamily(
         "cachet_disk_hits", "Memory misses answered from the disk tier", value=stats.disk_hits
+    )
+    yield CounterMetricFamily(
+        "cachet_disk_reads", "Disk tier entry files read", value=stats.disk_reads
     )
     yield CounterMetricFamily(
         "cachet_disk_puts_dropped",

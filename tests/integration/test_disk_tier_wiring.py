@@ -8,6 +8,7 @@ import json
 import re
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tests.integration.conftest import Origin, Proxy, http_request, start_proxy, stop_process
@@ -201,5 +202,27 @@ def test_purge_by_surrogate_key_after_restart_finds_disk_only_entries(
                 break
             assert time.monotonic() < deadline, "disk entries never indexed by surrogate key"
         assert second.get(path, headers=HOST).header("X-Cache-Status") == "MISS"
+    finally:
+        second.stop()
+
+
+def test_concurrent_misses_of_one_disk_entry_share_one_read(
+    origin: Origin, tmp_path: Path, path: str
+) -> None:
+    origin.script(path, {"headers": [FRESH], "body_size": 4 * 1024 * 1024})
+    first = start_proxy(origin.url, tmp_path / "c")
+    try:
+        first.get(path, headers=HOST)
+        _wait_on_disk(first, 1)
+    finally:
+        _kill(first)
+    second = start_proxy(origin.url, tmp_path / "c")
+    try:
+        with ThreadPoolExecutor(max_workers=12) as pool:
+            answers = list(pool.map(lambda _: second.get(path, headers=HOST), range(12)))
+        assert all(a.header("X-Cache-Status") == "HIT" for a in answers)
+        assert all(len(a.body) == 4 * 1024 * 1024 for a in answers)
+        assert _metric(second, "cachet_disk_reads_total") == 1
+        assert origin.count(path) == 1
     finally:
         second.stop()
