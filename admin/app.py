@@ -88,6 +88,7 @@ def mount(app: web.Application) -> None:
     """Add the admin UI and the creator portal to the coordinator's app (after its
     Coordinator ``cleanup_ctx`` entry, which it needs)."""
     from billing.api.app import COORDINATOR
+    from billing.service import prepare_ui_database
 
     env = aiohttp_jinja2.setup(
         app,
@@ -100,7 +101,7 @@ def mount(app: web.Application) -> None:
 
     async def admin_ctx(app: web.Application) -> AsyncIterator[None]:
         coordinator = app[COORDINATOR]
-        store = await AdminStore.open(coordinator.config.sqlite_path)
+        store = await AdminStore.open(await prepare_ui_database(coordinator.config))
         settings = app.get(ADMIN_SETTINGS) or AdminSettings()
         billing = app.get(BILLING_VIEW) or NoBillingYet()
         app[ADMIN_CONTEXT] = AdminContext(

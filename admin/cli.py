@@ -75,12 +75,12 @@ def _read_password(path: Path | None) -> str:
 
 async def _create(args: argparse.Namespace, password_hash: str) -> None:
     from billing.cli import _config
-    from billing.service import open_store, utc_now
+    from billing.service import open_store, prepare_ui_database, utc_now
 
     config = _config(argparse.Namespace(data=args.data, db=args.db, config=None))
     store = await open_store(config)  # applies pending migrations (the UI's tables are v3)
     await store.close()
-    admin_store = await AdminStore.open(config.sqlite_path)
+    admin_store = await AdminStore.open(await prepare_ui_database(config))
     try:
         now = format_timestamp(utc_now())
         await admin_store.add_user(UiUser(args.username, ADMIN, None, password_hash, now))

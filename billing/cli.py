@@ -125,13 +125,14 @@ def _run(args: argparse.Namespace) -> int:
     from billing.api.app import build_app
     from billing.api.billing import BILLING_SETTINGS, BillingSettings
     from billing.cli_billing import read_billing_tables
-    from billing.service import Coordinator
+    from billing.service import Coordinator, is_postgres
 
     try:
         config = _config(args)
         host, port = parse_listen(config.listen)
         pricing, interval_s = read_billing_tables(args.config)
-        _ = config.sqlite_path  # refuses an unsupported DSN before anything starts
+        if not is_postgres(config):
+            _ = config.sqlite_path  # refuses an unsupported DSN before anything starts
     except ConfigError as exc:
         return _fail(str(exc))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")

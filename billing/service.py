@@ -20,6 +20,7 @@ from billing.log.sequencer import Sequencer
 from billing.logkey import load_or_create_log_key
 from billing.metrics import CoordinatorMetrics
 from billing.store.base import EdgeKey, EdgeStatus, Store
+from billing.store.postgres import PostgresStore
 from billing.store.sqlite import SqliteStore
 from billing.tokens import format_token, hash_token
 from provenance.errors import FormatError
@@ -45,8 +46,30 @@ def prepare_data_dir(config: CoordinatorConfig) -> Path:
     return path
 
 
-async def open_store(config: CoordinatorConfig) -> SqliteStore:
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_postgres(config: CoordinatorConfig) -> bool:
+    return config.db is not None and config.db.startswith(POSTGRES_SCHEMES)
+
+
+async def prepare_ui_database(config: CoordinatorConfig) -> Path:
+    """The migrated SQLite file of the admin UI's own tables: the coordinator's database on
+    SQLite; on PostgreSQL a file beside the log key (the UI stays on SQLite for now, see
+    docs/design/scale-out.md), migrated here."""
+    if not is_postgres(config):
+        return config.sqlite_path
+    path = prepare_data_dir(config) / "admin-ui.db"
+    await (await SqliteStore.open(path, config.sqlite_synchronous)).close()
+    return path
+
+
+async def open_store(config: CoordinatorConfig) -> SqliteStore | PostgresStore:
+    """Open the backend the ``db`` DSN names (``postgresql://…`` or SQLite) and apply pending
+    migrations."""
     prepare_data_dir(config)
+    if config.db is not None and is_postgres(config):
+        return await PostgresStore.open(config.db)
     return await SqliteStore.open(config.sqlite_path, config.sqlite_synchronous)
 
 

@@ -22,13 +22,12 @@ from aiohttp import web
 from billing.api import ingest
 from billing.api.common import coordinator_of, json_body, require_admin
 from billing.errors import NotFoundError
+from billing.ledger.backend import ledger_store_for
 from billing.ledger.periods import format_period_id, parse_period_id
 from billing.ledger.service import Billing
-from billing.ledger.sqlite import SqliteLedgerStore
 from billing.ledger.store import PeriodRow, PricingVersion
 from billing.registry.errors import ForbiddenError
 from billing.registry.service import Registry
-from billing.store.sqlite import SqliteStore
 from billing.tokens import bearer_token
 from provenance.errors import FormatError
 from provenance.receipts import receipt_to_obj
@@ -56,9 +55,7 @@ def setup(app: web.Application) -> None:
     async def billing_ctx(app: web.Application) -> AsyncIterator[None]:
         settings = app.get(BILLING_SETTINGS) or BillingSettings()
         coordinator = app[COORDINATOR]
-        if not isinstance(coordinator.store, SqliteStore):
-            raise RuntimeError("billing's ledger needs the SQLite store for now")
-        ledger = SqliteLedgerStore(coordinator.store)
+        ledger = ledger_store_for(coordinator.store)
         billing = Billing(
             coordinator, ledger, seed_pricing=settings.seed_pricing, interval_s=settings.interval_s
         )

@@ -1,8 +1,15 @@
-"""Fixtures: an in-process coordinator (aiohttp test client) on a temporary data folder."""
+"""Fixtures: an in-process coordinator (aiohttp test client) on a temporary data folder.
+
+``store_dsn`` runs every test that builds a coordinator twice: on SQLite (``None``: the file in
+the data folder) and on PostgreSQL (one schema per test in this run's own database, dropped at
+the end; issue 9). PostgreSQL is started when absent; only where it truly can't run is the
+``postgresql`` case skipped, with the reason.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +22,7 @@ from billing.api.app import COORDINATOR, build_app
 from billing.service import Coordinator, rotate_admin_token
 from tests.component.billing.fleet import Edge, FakeClock, open_coordinator, signing_key
 from tests.component.billing.fleet import coordinator_config as make_config
+from tests.services import create_database, drop_database, ensure_postgres
 
 Client = TestClient[web.Request, web.Application]
 MakeClient = Callable[..., Awaitable[Client]]
@@ -47,6 +55,38 @@ class Harness:
         return response.status, await response.json()
 
 
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """This test run's own database (``cachet_test_<random>``), dropped at the end."""
+    reason = ensure_postgres()
+    if reason is not None:
+        pytest.skip(reason)
+    name = f"cachet_test_{secrets.token_hex(6)}"
+    dsn = create_database(name)
+    yield dsn
+    drop_database(name)
+
+
+@pytest_asyncio.fixture(params=["sqlite", "postgresql"])
+async def store_dsn(request: pytest.FixtureRequest) -> AsyncIterator[str | None]:
+    """The coordinator's ``db``: None (SQLite in the data folder) or a PostgreSQL DSN whose
+    search_path is a fresh schema of its own."""
+    if request.param == "sqlite":
+        yield None
+        return
+    import asyncpg
+
+    base: str = request.getfixturevalue("postgres_database")
+    schema = f"t_{secrets.token_hex(6)}"
+    conn = await asyncpg.connect(base)
+    try:
+        await conn.execute(f"CREATE SCHEMA {schema}")
+        yield f"{base}?search_path={schema}"
+        await conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    finally:
+        await conn.close()
+
+
 @pytest.fixture
 def config_overrides() -> dict[str, object]:
     return {}
@@ -54,10 +94,13 @@ def config_overrides() -> dict[str, object]:
 
 @pytest_asyncio.fixture
 async def harness(
-    aiohttp_client: MakeClient, tmp_path: Path, config_overrides: dict[str, object]
+    store_dsn: str | None,  # first: its schema must outlive the app (torn down last)
+    aiohttp_client: MakeClient,
+    tmp_path: Path,
+    config_overrides: dict[str, object],
 ) -> Harness:
     clock = FakeClock()
-    config = make_config(tmp_path, **config_overrides)
+    config = make_config(tmp_path, **{"db": store_dsn, **config_overrides})
     client = await aiohttp_client(build_app(lambda: open_coordinator(config, clock)))
     token = await rotate_admin_token(client.app[COORDINATOR].store, clock())
     return Harness(client, clock, token)

@@ -75,9 +75,11 @@ class BillingHarness(Harness):
 
 
 @pytest_asyncio.fixture
-async def bh(aiohttp_client: Callable[..., Awaitable[Client]], tmp_path: Path) -> BillingHarness:
+async def bh(
+    store_dsn: str | None, aiohttp_client: Callable[..., Awaitable[Client]], tmp_path: Path
+) -> BillingHarness:
     clock = FakeClock()
-    config = make_config(tmp_path)
+    config = make_config(tmp_path, db=store_dsn)
     app = build_app(lambda: open_coordinator(config, clock))
     app[BILLING_SETTINGS] = BillingSettings(seed_pricing=PRICING, background=False)
     plug_admin_view(app)

@@ -120,12 +120,12 @@ async def test_receipt_verifies_offline_with_the_log_and_edge_keys(harness: Harn
 
 
 async def test_the_log_survives_a_restart_and_keeps_growing(
-    aiohttp_client: MakeClient, tmp_path: Path
+    store_dsn: str | None, aiohttp_client: MakeClient, tmp_path: Path
 ) -> None:
     from tests.component.billing.fleet import Edge, signing_key
 
     clock = FakeClock()
-    config = coordinator_config(tmp_path)
+    config = coordinator_config(tmp_path, db=store_dsn)
     first = await Coordinator.open(config, clock)
     edge = Edge("edge-a", signing_key("edge-a"))
     token = (await first.issue_enrolment_token()).token

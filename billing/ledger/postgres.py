@@ -1,0 +1,293 @@
+"""PostgresLedgerStore: ``LedgerStore`` on the coordinator's PostgresStore (its pool).
+
+The attribution cursor and the statements' log are guarded as in SQLite (re-checked inside the
+writing transaction) and, because several coordinator processes may share the database, each
+guarded write first takes a transaction-scoped advisory lock so two runners serialise and the
+second fails its check instead of writing twice."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+
+from billing.errors import ConflictError
+from billing.ledger.periods import UsageRow
+from billing.ledger.store import (
+    PeriodRow,
+    PeriodUsage,
+    PricingVersion,
+    StatementsCheckpoint,
+    StepBatch,
+    StepWrite,
+    StoredStatement,
+)
+from billing.store.postgres import PostgresStore, pg_sql
+from provenance.records import Record
+
+_CURSOR = "attribution_cursor"
+_USAGE_INSERT = (
+    " (start, creator, content_id, manifest_id, edge, use_kind, sample_rate, step, records,"
+    " hits, bytes, bytes_sq, cache_bytes, cache_bytes_sq, saved, saved_sq)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+_USAGE_SELECT = (
+    "SELECT start, creator, content_id, manifest_id, edge, use_kind, sample_rate, records, hits,"
+    " bytes, bytes_sq, cache_bytes, cache_bytes_sq, saved, saved_sq FROM usage_hourly"
+)
+_RECORD_COLUMNS = (
+    "request_id, ts, edge, method, status, cache, tier, bytes, origin_bytes, content_id,"
+    " creator, manifest, sample_rate, use_kind, upstream_of"
+)
+
+
+def _usage_params(step: int, row: UsageRow) -> tuple[Any, ...]:
+    s = row.sums
+    return (row.start, row.creator, row.content_id, row.manifest_id, row.edge, row.use,
+            row.sample_rate, step, s[0], s[1], s[2], str(s[3]), s[4], str(s[5]), s[6],
+            str(s[7]))  # fmt: skip
+
+
+def _usage_row(r: Sequence[Any]) -> UsageRow:
+    sums = (int(r[7]), int(r[8]), int(r[9]), int(r[10]), int(r[11]), int(r[12]), int(r[13]),
+            int(r[14]))  # fmt: skip
+    return UsageRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], sums)
+
+
+def _record(r: Sequence[Any]) -> Record:
+    return Record(
+        request_id=r[0], ts=r[1], edge=r[2], method=r[3], status=int(r[4]), cache=r[5],
+        tier=r[6], bytes=int(r[7]), origin_bytes=int(r[8]), content_id=r[9], creator=r[10],
+        manifest=r[11], sample_rate=r[12], use=r[13], upstream_of=r[14],
+    )  # fmt: skip
+
+
+LEDGER_LOCK = 0x636163686574_0004  # pg_advisory_xact_lock key of guarded ledger writes
+
+
+class PostgresLedgerStore:
+    def __init__(self, store: PostgresStore) -> None:
+        self._store = store
+
+    async def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return await self._store._one(sql, params)
+
+    async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return await self._store._all(sql, params)
+
+    # -- attribution -------------------------------------------------------------------------
+    async def attribution_cursor(self) -> int:
+        row = await self._one("SELECT value FROM ledger_state WHERE name = ?", (_CURSOR,))
+        return 0 if row is None else int(row[0])
+
+    async def read_step(
+        self, first_index: int, limit: int
+    ) -> tuple[list[StepBatch], list[tuple[str, Record]]]:
+        rows = await self._all(
+            "SELECT batch_id, log_index, edge, seq, last_ts, records_json FROM batches"
+            " WHERE log_index >= ? AND log_index < ? ORDER BY log_index",
+            (first_index, first_index + limit),
+        )
+        batches = [
+            StepBatch(
+                r[0],
+                int(r[1]),
+                r[2],
+                int(r[3]),
+                r[4],
+                tuple(
+                    (str(c["ts"]), str(c["request_id"]), c.get("upstream_of") is not None)
+                    for c in json.loads(r[5])
+                ),
+            )
+            for r in rows
+        ]
+        winners: list[tuple[str, Record]] = []
+        ids = [b.batch_id for b in batches]
+        for start in range(0, len(ids), 200):
+            chunk = ids[start : start + 200]
+            sql = f"SELECT batch_id, {_RECORD_COLUMNS} FROM records WHERE batch_id = ANY(?)"  # noqa: S608
+            winners += [(r[0], _record(r[1:])) for r in await self._all(sql, (chunk,))]
+        return batches, winners
+
+    async def write_step(self, step: StepWrite) -> None:
+        async with self._store._transaction() as db:
+            await db.execute("SELECT pg_advisory_xact_lock($1)", LEDGER_LOCK)
+            row = await db.fetchrow("SELECT value FROM ledger_state WHERE name = $1", _CURSOR)
+            if (0 if row is None else int(row[0])) != step.first_index:
+                raise RuntimeError("attribution cursor moved (two runners?)")
+            n = step.first_index
+            await db.executemany(pg_sql("INSERT INTO usage_hourly" + _USAGE_INSERT),
+                                 [_usage_params(n, r) for r in step.hourly])  # fmt: skip
+            await db.executemany(pg_sql("INSERT INTO usage_daily" + _USAGE_INSERT),
+                                 [_usage_params(n, r) for r in step.daily])  # fmt: skip
+            await db.executemany(
+                "INSERT INTO outcome_counts (step, hour, edge, outcome, records)"
+                " VALUES ($1,$2,$3,$4,$5)",
+                [(n, *c) for c in step.counts],
+            )
+            await db.executemany(
+                "INSERT INTO ledger_batches (batch_id, edge, seq, hour, records)"
+                " VALUES ($1,$2,$3,$4,$5) ON CONFLICT (batch_id) DO NOTHING",
+                list(step.batches),
+            )
+            await db.execute(
+                "INSERT INTO ledger_state (name, value) VALUES ($1, $2) ON CONFLICT (name)"
+                " DO UPDATE SET value = excluded.value",
+                _CURSOR, step.next_index,
+            )  # fmt: skip
+
+    # -- periods -------------------------------------------------------------------------------
+    async def unbilled_rows(self, before: str) -> list[UsageRow]:
+        sql = _USAGE_SELECT + " WHERE billed_in IS NULL AND start < ?"
+        return [_usage_row(r) for r in await self._all(sql, (before,))]
+
+    async def unbilled_hours(self) -> list[str]:
+        sql = "SELECT DISTINCT start FROM usage_hourly WHERE billed_in IS NULL ORDER BY start"
+        return [str(r[0]) for r in await self._all(sql)]
+
+    async def statement_hashes(self) -> list[str]:
+        rows = await self._all("SELECT sha256 FROM statements ORDER BY leaf_index")
+        return [str(r[0]) for r in rows]
+
+    async def close_period(
+        self,
+        period: PeriodRow,
+        statements: Sequence[tuple[str, str, str]],
+        before: str,
+        checkpoint: StatementsCheckpoint,
+    ) -> None:
+        async with self._store._transaction() as db:
+            await self._check_close(db, period.period_id, checkpoint.tree_size - len(statements))
+            p = period
+            await db.execute(
+                "INSERT INTO periods VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)",
+                p.period_id, p.kind, p.start, p.end_at, p.closed_at, p.statements,
+                p.payout_micros, p.currency, p.pricing_version, p.duration_ms,
+            )  # fmt: skip
+            first = checkpoint.tree_size - len(statements)
+            await db.executemany(
+                "INSERT INTO statements (period_id, creator, sha256, leaf_index, statement_json)"
+                " VALUES ($1,$2,$3,$4,$5)",
+                [(p.period_id, c, h, first + i, j) for i, (c, h, j) in enumerate(statements)],
+            )
+            await db.execute(
+                "UPDATE usage_hourly SET billed_in = $1 WHERE billed_in IS NULL AND start < $2",
+                p.period_id, before,
+            )  # fmt: skip
+            c = checkpoint
+            await db.execute(
+                "INSERT INTO statement_checkpoints VALUES ($1,$2,$3,$4)",
+                c.tree_size, c.root_hash, c.note, c.created_at,
+            )  # fmt: skip
+
+    @staticmethod
+    async def _check_close(db: asyncpg.Connection, period_id: str, leaves: int) -> None:
+        await db.execute("SELECT pg_advisory_xact_lock($1)", LEDGER_LOCK)
+        sql = "SELECT 1 FROM periods WHERE period_id = $1"
+        if await db.fetchval(sql, period_id) is not None:
+            raise ConflictError("period already closed")
+        if int(await db.fetchval("SELECT COUNT(*) FROM statements")) != leaves:
+            raise ConflictError("the statements' log moved under the close")
+
+    async def list_periods(self) -> list[PeriodRow]:
+        rows = await self._all("SELECT * FROM periods ORDER BY start DESC, kind")
+        return [PeriodRow(*r) for r in rows]
+
+    async def find_period(self, period_id: str) -> PeriodRow | None:
+        row = await self._one("SELECT * FROM periods WHERE period_id = ?", (period_id,))
+        return None if row is None else PeriodRow(*row)
+
+    async def period_statements(self, period_id: str) -> list[StoredStatement]:
+        sql = "SELECT * FROM statements WHERE period_id = ? ORDER BY creator"
+        return [StoredStatement(*r) for r in await self._all(sql, (period_id,))]
+
+    async def creator_statements(self, creator: str) -> list[StoredStatement]:
+        sql = "SELECT * FROM statements WHERE creator = ? ORDER BY leaf_index"
+        return [StoredStatement(*r) for r in await self._all(sql, (creator,))]
+
+    async def find_statement(self, period_id: str, creator: str) -> StoredStatement | None:
+        sql = "SELECT * FROM statements WHERE period_id = ? AND creator = ?"
+        row = await self._one(sql, (period_id, creator))
+        return None if row is None else StoredStatement(*row)
+
+    async def latest_statements_checkpoint(self) -> StatementsCheckpoint | None:
+        sql = "SELECT * FROM statement_checkpoints ORDER BY tree_size DESC LIMIT 1"
+        row = await self._one(sql)
+        return None if row is None else StatementsCheckpoint(int(row[0]), *row[1:])
+
+    # -- pricing -------------------------------------------------------------------------------
+    async def latest_pricing(self) -> PricingVersion | None:
+        row = await self._one("SELECT * FROM pricing_versions ORDER BY version DESC LIMIT 1")
+        return None if row is None else PricingVersion(int(row[0]), *row[1:])
+
+    async def add_pricing(self, version: PricingVersion) -> None:
+        async with self._store._transaction() as db:
+            await db.execute("SELECT pg_advisory_xact_lock($1)", LEDGER_LOCK)
+            row = await db.fetchrow("SELECT MAX(version) FROM pricing_versions")
+            if (0 if row is None or row[0] is None else int(row[0])) + 1 != version.version:
+                raise ConflictError("pricing changed meanwhile; reload and retry")
+            v = version
+            await db.execute("INSERT INTO pricing_versions VALUES ($1,$2,$3,$4)",
+                             v.version, v.at, v.actor, v.pricing_json)  # fmt: skip
+
+    async def pricing_history(self) -> list[PricingVersion]:
+        rows = await self._all("SELECT * FROM pricing_versions ORDER BY version DESC")
+        return [PricingVersion(int(r[0]), *r[1:]) for r in rows]
+
+    # -- reconciliation ------------------------------------------------------------------------
+    async def note_edge_counters(
+        self, edge: str, seq: int, hour: str, served: int, emitted: int
+    ) -> None:
+        async with self._store._transaction() as db:
+            await db.execute(
+                "INSERT INTO edge_counters VALUES ($1,$2,$3,$4,$5)"
+                " ON CONFLICT (edge, seq) DO NOTHING",
+                edge, seq, hour, served, emitted,
+            )  # fmt: skip
+
+    async def outcome_counts(self, start: str, end: str) -> dict[tuple[str, str], int]:
+        rows = await self._all(
+            "SELECT edge, outcome, SUM(records) FROM outcome_counts WHERE hour >= ? AND hour < ?"
+            " GROUP BY edge, outcome",
+            (start, end),
+        )
+        return {(r[0], r[1]): int(r[2]) for r in rows}
+
+    async def period_usage(self, period_id: str, start: str, end: str) -> list[PeriodUsage]:
+        rows = await self._all(
+            "SELECT edge,"
+            " SUM(CASE WHEN start >= ? AND billed_in = ? THEN records ELSE 0 END),"
+            " SUM(CASE WHEN start >= ? AND (billed_in IS NULL OR billed_in <> ?)"
+            "   THEN records ELSE 0 END),"
+            " SUM(CASE WHEN start < ? AND billed_in = ? THEN records ELSE 0 END)"
+            " FROM usage_hourly WHERE (start >= ? AND start < ?) OR billed_in = ?"
+            " GROUP BY edge ORDER BY edge",
+            (start, period_id, start, period_id, start, period_id, start, end, period_id),
+        )
+        return [PeriodUsage(r[0], int(r[1]), int(r[2]), int(r[3])) for r in rows]
+
+    async def edge_counters(self, start: str, end: str) -> dict[str, tuple[int, int, int]]:
+        rows = await self._all(
+            "SELECT b.edge, SUM(COALESCE(c.requests_served, b.records)),"
+            " SUM(COALESCE(c.records_emitted, b.records)),"
+            " SUM(CASE WHEN c.edge IS NULL THEN 1 ELSE 0 END)"
+            " FROM ledger_batches b LEFT JOIN edge_counters c ON c.edge = b.edge AND c.seq = b.seq"
+            " WHERE b.hour >= ? AND b.hour < ? GROUP BY b.edge",
+            (start, end),
+        )
+        return {r[0]: (int(r[1]), int(r[2]), int(r[3])) for r in rows}
+
+    async def refused_records(self, start: str, end: str) -> dict[str, int]:
+        rows = await self._all(
+            "SELECT i.edge, i.header_json FROM incidents i WHERE NOT EXISTS"
+            " (SELECT 1 FROM batches b WHERE b.edge = i.edge AND b.seq = i.seq)"
+        )
+        refused: dict[str, dict[int, int]] = {}
+        for edge, header_json in rows:
+            header = json.loads(header_json)
+            if start <= str(header["first_ts"]) < end:
+                refused.setdefault(edge, {})[int(header["seq"])] = int(header["count"])
+        return {edge: sum(by_seq.values()) for edge, by_seq in refused.items()}

@@ -1,0 +1,94 @@
+"""Both storage backends (issue 9): versioned migrations applied once, at open and by
+``cachet coordinator migrate``; concurrent writers of one batch apply it once."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from pathlib import Path
+
+import pytest
+
+from billing.ingest.pipeline import records_json_of
+from billing.service import open_store
+from billing.store.base import EdgeKey, IncomingBatch, Outcome
+from billing.store.migrations import MIGRATIONS
+from billing.store.postgres import PostgresStore
+from billing.store.sqlite import SqliteStore
+from provenance.batches import batch_log_leaf_hash
+from tests.component.billing.fleet import Edge, coordinator_config, signing_key
+
+pytestmark = pytest.mark.asyncio
+NOW = "2026-11-27T12:00:00.000Z"
+
+
+async def _applied_versions(store: SqliteStore | PostgresStore) -> list[int]:
+    rows = await store._all("SELECT version FROM schema_migrations ORDER BY version")
+    return [int(row[0]) for row in rows]
+
+
+async def test_migrations_are_versioned_and_applied_once(
+    store_dsn: str | None, tmp_path: Path
+) -> None:
+    config = coordinator_config(tmp_path, db=store_dsn)
+    first = await open_store(config)
+    try:
+        assert await _applied_versions(first) == [m.version for m in MIGRATIONS]
+        assert await first.migrate() == []  # nothing pending: reopening applies nothing
+    finally:
+        await first.close()
+    second = await open_store(config)
+    try:
+        assert await _applied_versions(second) == [m.version for m in MIGRATIONS]
+    finally:
+        await second.close()
+
+
+async def test_stores_opening_at_once_migrate_once(store_dsn: str | None, tmp_path: Path) -> None:
+    """Several ingest workers start together on one database: the migration lock lets one
+    apply each version and the others find it applied."""
+    if store_dsn is None:
+        pytest.skip("SQLite is one coordinator process's database: nothing starts beside it")
+    config = coordinator_config(tmp_path, db=store_dsn)
+    stores = await asyncio.gather(*(open_store(config) for _ in range(3)))
+    try:
+        for store in stores:
+            assert await _applied_versions(store) == [m.version for m in MIGRATIONS]
+    finally:
+        for store in stores:
+            await store.close()
+
+
+def _incoming(edge: Edge) -> IncomingBatch:
+    sealed = edge.seal(count=5)
+    batch_id = batch_log_leaf_hash(sealed.header, sealed.signature).hex()
+    return IncomingBatch(
+        batch_id, sealed.header, sealed.signature, sealed.records, records_json_of(sealed)
+    )
+
+
+async def test_two_writers_of_one_batch_apply_it_once(
+    store_dsn: str | None, tmp_path: Path
+) -> None:
+    """Two workers receiving the same batch (a JetStream redelivery racing the original):
+    one ACCEPTED, the other DUPLICATE, the records stored once."""
+    config = coordinator_config(tmp_path, db=store_dsn)
+    stores = [await open_store(config), await open_store(config)]
+    try:
+        edge = Edge("edge-a", signing_key("edge-a"))
+        await stores[0].add_enrolment_token("t", NOW, "2026-11-28T00:00:00.000Z")
+        await stores[0].enrol_edge("t", edge.name, EdgeKey(edge.name, "k", "v", NOW, None), NOW)
+        batch = _incoming(edge)
+        results = await asyncio.gather(
+            *(s.apply_batch(batch, NOW, secrets.token_hex(8)) for s in stores)
+        )
+        assert sorted(r.outcome.value for r in results) == ["accepted", "duplicate"]
+        assert sum(r.records_stored for r in results) == 5
+        assert await stores[1].unsequenced_batch_ids(10) == [batch.batch_id]
+        assert (await stores[1].chain_head(edge.name)) is not None
+        assert (await stores[0].list_incidents(None)) == []
+        again = await stores[1].apply_batch(batch, NOW, secrets.token_hex(8))
+        assert again.outcome is Outcome.DUPLICATE
+    finally:
+        for store in stores:
+            await store.close()
