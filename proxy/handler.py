@@ -209,15 +209,21 @@ class ProxyHandler:
 
     async def _answer_from_disk(self, conn: Connection, ex: Exchange) -> None:
         """A memory miss the disk tier may answer: read (verified), promote, then as begin()."""
-        variants = await self._load_from_disk(ex)
+        promoted = self.store.variants(ex.key)
+        tier = "memory"  # another request's read finished before this task started
+        variants = promoted
+        if promoted is None:
+            tier = "disk"
+            variants = await self._load_from_disk(ex)
         now = time.time()
         stored, any_variant = select_variant(variants, ex.head.headers)
         if stored is None:
             pending = self._answer_missing(conn, ex, any_variant, now)
         else:
-            self.stats.disk_hits += 1
+            if tier == "disk":
+                self.stats.disk_hits += 1
             verdict = decide_reuse(stored, ex.directives, ex.pragma_no_cache, now)
-            pending = self._answer_stored(conn, ex, stored, verdict, now, "disk")
+            pending = self._answer_stored(conn, ex, stored, verdict, now, tier)
         if pending is not None:
             await pending
 
