@@ -1,0 +1,220 @@
+"""The coordinator's fast batch parser against the generic one (the reference).
+
+Invariants: on every valid batch ``parse_canonical_batch`` equals ``canonical_batch_of``
+of ``parse_sealed_batch``; the fast path takes the canonical form an edge sends; and whenever
+the fast path accepts bytes (any mutation of a valid batch), the generic parser accepts them too
+and yields the same fields, leaf hashes (RFC 9162 §2.1.1) and records array.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from provenance.batches import (
+    SealedBatch,
+    canonical_batch_of,
+    format_sealed_batch,
+    parse_canonical_batch,
+    parse_canonical_batch_fast,
+    parse_sealed_batch,
+    seal_batch,
+    verify_batch,
+    verify_batch_leaves,
+    verify_canonical_batch,
+)
+from provenance.errors import CachetError, FormatError, RootMismatchError
+from provenance.keys import KeyRing, generate_signing_key
+from provenance.merkle import leaf_hash
+from provenance.records import Record, match_canonical_record, record_to_canonical_bytes
+
+from .strategies import make_record, records
+
+EDGE_KEY = generate_signing_key("edge-1", b"\x11" * 32)
+RING = KeyRing([EDGE_KEY.verifier])
+# records the fast path is built for: no escapes in request ids, counts below 10**15
+fast_records = records(edge="edge-1").filter(
+    lambda r: (
+        '"' not in r.request_id
+        and "\\" not in r.request_id
+        and r.bytes < 10**15
+        and r.origin_bytes < 10**15
+    )
+)
+
+
+def sealed_of(batch_records: list[Record], seq: int = 2) -> SealedBatch:
+    return seal_batch(batch_records, "edge-1", seq, "cd" * 32, EDGE_KEY)
+
+
+def body_of(count: int = 4) -> bytes:
+    return format_sealed_batch(sealed_of([make_record(i) for i in range(count)]))
+
+
+def generic(data: bytes) -> object:
+    return canonical_batch_of(parse_sealed_batch(data))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(records(edge="edge-1"), min_size=1, max_size=10))
+def test_rfc9162_fast_and_generic_agree_on_every_valid_batch(batch: list[Record]) -> None:
+    data = format_sealed_batch(sealed_of(batch))
+    parsed = parse_canonical_batch(data)
+    assert parsed == generic(data)
+    assert parsed.leaf_hashes == tuple(leaf_hash(record_to_canonical_bytes(r)) for r in batch)
+    verify_canonical_batch(parsed, RING)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(fast_records, min_size=1, max_size=10))
+def test_canonical_batches_take_the_fast_path(batch: list[Record]) -> None:
+    data = format_sealed_batch(sealed_of(batch))
+    fast = parse_canonical_batch_fast(data)
+    assert fast is not None
+    assert fast == generic(data)
+    assert (
+        fast.records_json.encode() == b"[" + b",".join(map(record_to_canonical_bytes, batch)) + b"]"
+    )
+
+
+MUTATION_BYTES = [
+    b"0",
+    b"9",
+    b"f",
+    b"g",
+    b'"',
+    b"\\",
+    b",",
+    b"}",
+    b"]",
+    b" ",
+    b"Z",
+    b":",
+    b"\xc3\xa9",
+]
+
+
+@st.composite
+def mutated_bodies(draw: st.DrawFn) -> bytes:
+    data = body_of(draw(st.integers(1, 4)))
+    for _ in range(draw(st.integers(1, 3))):
+        at = draw(st.integers(0, len(data)))
+        kind = draw(st.sampled_from(["replace", "insert", "delete", "duplicate"]))
+        piece = draw(st.sampled_from(MUTATION_BYTES))
+        if kind == "replace":
+            data = data[:at] + piece + data[at + 1 :]
+        elif kind == "insert":
+            data = data[:at] + piece + data[at:]
+        elif kind == "delete":
+            data = data[:at] + data[at + 1 :]
+        else:
+            end = draw(st.integers(at, min(len(data), at + 500)))
+            data = data[:end] + data[at:end] + data[end:]
+    return data
+
+
+@settings(max_examples=300, deadline=None)
+@given(mutated_bodies())
+def test_fast_path_never_accepts_what_the_generic_path_refuses(data: bytes) -> None:
+    fast = parse_canonical_batch_fast(data)
+    try:
+        reference = generic(data)
+    except FormatError:
+        assert fast is None
+        with pytest.raises(FormatError):
+            parse_canonical_batch(data)
+        return
+    assert fast is None or fast == reference
+    assert parse_canonical_batch(data) == reference
+
+
+@settings(max_examples=100, deadline=None)
+@given(mutated_bodies())
+def test_verification_outcome_is_the_same_on_both_paths(data: bytes) -> None:
+    try:
+        sealed = parse_sealed_batch(data)
+    except FormatError:
+        return
+    outcomes: list[type[Exception] | None] = []
+    verifiers: tuple[Callable[[], None], ...] = (
+        lambda: verify_batch(sealed, RING),
+        lambda: verify_canonical_batch(parse_canonical_batch(data), RING),
+    )
+    for verify in verifiers:
+        try:
+            verify()
+            outcomes.append(None)
+        except CachetError as exc:
+            outcomes.append(type(exc))
+    assert outcomes[0] == outcomes[1]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "why"),
+    [
+        (b'"ts":"2026-11-27T03:38:01', b'"ts":"2026-02-30T03:38:01', "no such day"),
+        (b'"ts":"2026-11-27T03:38:01', b'"ts":"2026-11-27T24:38:01', "no such hour"),
+        (b'"creator":"alice"', b'"creator":null', "manifest without its creator"),
+        (b'"v":1}', b'"v":2}', "record version"),
+        (b'"status":200', b'"status":200.0', "status not an integer"),
+    ],
+)
+def test_invalid_or_non_canonical_records_leave_the_fast_path(
+    old: bytes, new: bytes, why: str
+) -> None:
+    data = body_of(3).replace(old, new, 1)
+    assert data != body_of(3), why
+    assert parse_canonical_batch_fast(data) is None
+    with pytest.raises(FormatError):
+        parse_canonical_batch(data)
+
+
+def test_valid_but_unusual_batches_are_parsed_by_the_generic_path() -> None:
+    """Escaped request ids, counts >= 10**15 and non-canonical layout are still accepted."""
+    unusual = [
+        make_record(0, request_id='quote"back\\slash'),
+        make_record(1, bytes=2**53 - 1),
+    ]
+    data = format_sealed_batch(sealed_of(unusual))
+    assert parse_canonical_batch_fast(data) is None
+    assert parse_canonical_batch(data) == generic(data)
+    for old, new in (
+        (b'{"header":', b'{ "header":'),
+        (b'"edge":"edge-1","m', b'"edge":"edge-1" ,"m'),
+    ):
+        spaced = body_of(2).replace(old, new, 1)
+        assert parse_canonical_batch_fast(spaced) is None
+        parsed = parse_canonical_batch(spaced)
+        assert parsed == generic(spaced)
+        verify_canonical_batch(parsed, RING)
+
+
+def test_rfc9162_verify_batch_leaves_refuses_wrong_count_edge_root_and_span() -> None:
+    sealed = sealed_of([make_record(i) for i in range(3)])
+    leaves = [leaf_hash(record_to_canonical_bytes(r)) for r in sealed.records]
+    edges = [r.edge for r in sealed.records]
+    stamps = [r.ts for r in sealed.records]
+    h, sig = sealed.header, sealed.signature
+    verify_batch_leaves(h, sig, leaves, edges, stamps, RING)
+    for bad in (
+        (leaves[:2], edges[:2], stamps[:2]),
+        (leaves, ["edge-2", *edges[1:]], stamps),
+        (leaves[::-1], edges, stamps),
+        (leaves, edges, ["2026-11-27T03:37:59.999Z", *stamps[1:]]),
+    ):
+        with pytest.raises(RootMismatchError):
+            verify_batch_leaves(h, sig, *bad, RING)
+    with pytest.raises(ValueError, match="one edge and one ts"):
+        verify_batch_leaves(h, sig, leaves, edges[:2], stamps, RING)
+
+
+def test_match_canonical_record_matches_exactly_the_canonical_bytes() -> None:
+    data = record_to_canonical_bytes(
+        make_record(7, trace_id="1" * 32, cache_key_hash="sha256:" + "e" * 64)
+    )
+    match = match_canonical_record(b"xx" + data, 2)
+    assert match is not None and match.end() == len(data) + 2
+    assert match_canonical_record(data.replace(b'"bytes"', b'"bytes" ')) is None
