@@ -3,6 +3,7 @@
     cachet coordinator --listen 127.0.0.1:7070 --data DIR [--db DSN] [--config FILE]
     cachet coordinator migrate --data DIR [--json]
     cachet coordinator admin-token --data DIR [--json]
+    cachet coordinator ingest-worker --nats URL --db postgresql://… --data DIR
 
 Precedence: defaults < --config file ([coordinator] table) < CACHET_COORDINATOR_<KEY> < flags.
 """
@@ -63,6 +64,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     token = actions.add_parser("admin-token", help="replace the admin token; print the new one")
     _add_common(token, suppress=True)
     token.set_defaults(handler=_admin_token)
+    from billing import cli_worker
+
+    cli_worker.add_parser(actions)  # `cachet coordinator ingest-worker` (issue 9)
     from billing import cli_billing
 
     cli_billing.register(subparsers)  # `cachet billing estimate` (issue 6)

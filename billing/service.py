@@ -109,6 +109,7 @@ class Coordinator:
             clock,
             config.checkpoint_interval_s,
             config.checkpoint_every_batches,
+            lead=store.try_lead_log if isinstance(store, PostgresStore) else None,
         )
         self.ingestor = Ingestor(store, self.metrics, config, clock, self.sequencer.notify)
         self.new_admin_token: str | None = None

@@ -6,13 +6,19 @@ Durability contract: ``append_leaves`` MUST commit the leaf indexes and nodes in
 before the in-memory frontier moves; a checkpoint is stored only for a size whose nodes are
 committed. After a crash the sequencer reloads its frontier from the stored nodes and integrates
 the batches that were acknowledged but not yet sequenced: acknowledgement never waits for it.
+
+Several processes on one database (ingest workers, docs/design/scale-out.md) each run a
+Sequencer with ``lead``: a call that says whether this process holds the log's single-writer
+lock (a PostgreSQL advisory lock). Only the leader integrates; every one of them reloads its
+frontier from storage when the stored log moved, so its size, proofs and checkpoints follow the
+leader's log. ``append_leaves`` still refuses a stale ``first_index``, whoever calls it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from billing.log.integrate import EMPTY_LOG, LogState, frontier_node_ids, integrate, root_of
@@ -24,6 +30,7 @@ from provenance.records import format_timestamp
 from provenance.signed_note import sign_note
 
 MAX_LEAVES_PER_STEP = 4096
+LEAD_POLL_S = 0.5  # with a lead election: how often a process checks the lock and the log
 
 
 class Sequencer:
@@ -36,6 +43,7 @@ class Sequencer:
         clock: Callable[[], datetime],
         interval_s: float,
         every_batches: int,
+        lead: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         self._store, self._key, self._origin = store, log_key, origin
         self._metrics, self._clock = metrics, clock
@@ -45,6 +53,7 @@ class Sequencer:
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        self._lead = lead
 
     @property
     def state(self) -> LogState:
@@ -56,14 +65,25 @@ class Sequencer:
 
     async def start(self) -> None:
         """Reload the frontier from storage, catch up, sign a first checkpoint, start the loop."""
-        size = await self._store.log_size()
+        await self._reload(await self._store.log_size())
+        await self.flush()
+        self._task = asyncio.create_task(self._run(), name="cachet-log-sequencer")
+
+    async def _reload(self, size: int) -> None:
         ids = frontier_node_ids(size)
         nodes = await self._store.read_nodes(ids)
         self._state = LogState(size, tuple(nodes[node_id] for node_id in ids))
         self._checkpoint = await self._store.latest_checkpoint()
         self._metrics.log_size.set(size)
-        await self.flush()
-        self._task = asyncio.create_task(self._run(), name="cachet-log-sequencer")
+
+    async def _may_integrate(self) -> bool:
+        """Without an election: always. With one: follow the stored log, then ask the lock."""
+        if self._lead is None:
+            return True
+        size = await self._store.log_size()
+        if size != self._state.size:
+            await self._reload(size)
+        return await self._lead()
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -79,19 +99,32 @@ class Sequencer:
     async def flush(self) -> StoredCheckpoint:
         """Integrate every pending batch and sign a checkpoint for the resulting size."""
         async with self._lock:
-            while await self._integrate_pending():
-                pass
+            if await self._may_integrate():
+                while await self._integrate_pending():
+                    pass
             return await self._sign_if_grown(force=True)
 
     async def _run(self) -> None:
+        wait_s = self._interval_s if self._lead is None else min(self._interval_s, LEAD_POLL_S)
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self._interval_s)
+                await asyncio.wait_for(self._wake.wait(), timeout=wait_s)
             self._wake.clear()
-            async with self._lock:
-                while await self._integrate_pending():
-                    await self._sign_if_grown(force=False)
-                await self._sign_if_grown(force=self._is_due())
+            try:
+                await self._step()
+            except Exception:  # storage restarting: keep the task alive, retry next wake
+                if self._lead is None:
+                    raise
+                await asyncio.sleep(LEAD_POLL_S)
+
+    async def _step(self) -> None:
+        async with self._lock:
+            if not await self._may_integrate():
+                await self._sign_if_grown(force=self._is_due())  # committed by the leader
+                return
+            while await self._integrate_pending():
+                await self._sign_if_grown(force=False)
+            await self._sign_if_grown(force=self._is_due())
 
     def _is_due(self) -> bool:
         if self._checkpoint is None:

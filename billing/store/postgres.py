@@ -53,7 +53,8 @@ from provenance.records import Record, RecordFields
 
 # pg_advisory_lock keys (one 64-bit namespace per database): ASCII "cachet" + a small tag.
 MIGRATION_LOCK = 0x636163686574_0001
-LOG_LOCK = 0x636163686574_0002
+LOG_LOCK = 0x636163686574_0002  # session lock: the elected sequencer
+LOG_APPEND_LOCK = 0x636163686574_0005  # transaction lock: one append_leaves at a time
 REGISTRY_LOCK = 0x636163686574_0003  # taken by postgres_registry
 _RECORD_COLUMNS = (
     "request_id, batch_id, record_index, edge, ts, upstream_of, method, status, cache, tier,"
@@ -133,9 +134,9 @@ class PostgresStore(PostgresRegistryMixin):
         return store
 
     async def close(self) -> None:
-        if self._leader is not None:
+        if self._leader is not None:  # back to the pool, which unlocks it on release
             with contextlib.suppress(Exception):
-                await self._leader.close()
+                await self._pool.release(self._leader)
             self._leader = None
         await self._pool.close()
 
@@ -392,7 +393,7 @@ class PostgresStore(PostgresRegistryMixin):
         self, first_index: int, batch_ids: Sequence[str], nodes: Sequence[tuple[NodeId, bytes]]
     ) -> None:
         async with self._transaction() as db:
-            await db.execute("SELECT pg_advisory_xact_lock($1)", LOG_LOCK)
+            await db.execute("SELECT pg_advisory_xact_lock($1)", LOG_APPEND_LOCK)
             size = await db.fetchval("SELECT COUNT(*) FROM log_nodes WHERE level = 0")
             if int(size) != first_index:
                 raise RuntimeError("log size moved under the sequencer (two sequencers?)")
@@ -414,10 +415,12 @@ class PostgresStore(PostgresRegistryMixin):
         """Whether this process is the log's one sequencer: take (or keep) the session-scoped
         advisory lock on a dedicated connection; losing the connection loses the lead."""
         try:
-            if self._leader is not None and not self._leader.is_closed():
-                await self._leader.fetchval("SELECT 1")  # still connected: still the leader
-                return True
-            self._leader = None
+            if self._leader is not None:
+                if not self._leader.is_closed():
+                    await self._leader.fetchval("SELECT 1")  # connected: still the leader
+                    return True
+                await self._pool.release(self._leader)
+                self._leader = None
             conn = await self._pool.acquire()
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             self._leader = None

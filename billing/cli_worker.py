@@ -1,0 +1,110 @@
+"""`cachet coordinator ingest-worker`: one stateless JetStream ingest worker (issue 9).
+
+    cachet coordinator ingest-worker --nats nats://127.0.0.1:4222 --db postgresql://… --data DIR
+
+Run several (on one machine or many) against one PostgreSQL database: they share the durable
+pull consumer, and one of them at a time (an advisory lock) sequences the Merkle log. ``--data``
+holds the log key (the same key as the coordinator's). On SQLite, run one worker process only
+(SQLite has one writer); ``--consumers`` runs several consumer tasks inside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from billing.config import ConfigError, CoordinatorConfig
+from billing.ingest.nats import (
+    DEFAULT_DURABLE,
+    DEFAULT_STREAM,
+    DEFAULT_SUBJECT_PREFIX,
+    IngestWorker,
+    StreamNames,
+    connect,
+    ensure_stream,
+)
+
+
+def add_parser(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from billing.cli import _add_common
+
+    worker = actions.add_parser(
+        "ingest-worker",
+        help="consume sealed batches from NATS JetStream into the database",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_common(worker, suppress=True)
+    worker.add_argument("--nats", metavar="URL", default="nats://127.0.0.1:4222",
+                        help="NATS server (default nats://127.0.0.1:4222)")  # fmt: skip
+    worker.add_argument("--stream", default=DEFAULT_STREAM, help="JetStream stream name")
+    worker.add_argument("--subject-prefix", default=DEFAULT_SUBJECT_PREFIX,
+                        help="subjects are PREFIX.<edge>")  # fmt: skip
+    worker.add_argument("--durable", default=DEFAULT_DURABLE, help="durable consumer name")
+    worker.add_argument("--consumers", type=int, default=1, help="consumer tasks in this process")
+    worker.add_argument("--fetch", type=int, default=8, help="messages per pull")
+    worker.add_argument("--ack-wait", type=float, default=30.0, metavar="SECONDS",
+                        help="redeliver a message unacknowledged this long")  # fmt: skip
+    worker.set_defaults(handler=run_ingest_worker)
+
+
+async def serve(config: CoordinatorConfig, args: argparse.Namespace, stop: asyncio.Event) -> None:
+    from billing.logkey import load_or_create_log_key
+    from billing.service import Coordinator, open_store
+
+    names = StreamNames(args.stream, args.subject_prefix, args.durable)
+    store = await open_store(config)
+    try:
+        log_key = load_or_create_log_key(Path(config.data), config.log_origin)
+        coordinator = Coordinator(config, store, log_key)
+        nc = await connect(args.nats, "cachet-ingest-worker")
+        try:
+            await ensure_stream(nc, names)
+            await coordinator.sequencer.start()
+            workers = [
+                IngestWorker(
+                    nc,
+                    names,
+                    store,
+                    coordinator.ingestor,
+                    fetch_batch=args.fetch,
+                    ack_wait_s=args.ack_wait,
+                )
+                for _ in range(max(1, args.consumers))
+            ]
+            print("cachet ingest-worker: consuming", names.stream, file=sys.stderr, flush=True)
+            await asyncio.gather(*(w.run(stop) for w in workers))
+        finally:
+            await coordinator.sequencer.stop()
+            with contextlib.suppress(Exception):
+                await nc.close()
+    finally:
+        await store.close()
+
+
+def run_ingest_worker(args: argparse.Namespace) -> int:
+    from billing.cli import _config, _fail
+
+    try:
+        config = _config(args)
+    except ConfigError as exc:
+        return _fail(str(exc))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await serve(config, args, stop)
+
+    try:
+        asyncio.run(main())
+    except (OSError, ConfigError) as exc:
+        return _fail(str(exc))
+    return 0
