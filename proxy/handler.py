@@ -10,7 +10,6 @@ origin, streams the answer back and stores it when it may.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
 import re
@@ -21,13 +20,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from provenance.content_id import is_content_id
 from provenance.records import is_name
-from proxy.cache.admission import AdmissionPolicy, provenance_header, with_attribution
+from proxy.cache.admission import AdmissionPolicy, provenance_header
 from proxy.cache.entry import StoredResponse
 from proxy.cache.reuse import Verdict, decide_reuse
 from proxy.cache.storability import StoragePolicy
-from proxy.cache.store import ResponseStore, Variants, select_variant
-from proxy.cache.surrogate import strip_head_fields
+from proxy.cache.store import ResponseStore
 from proxy.collapse import FillRegistry
+from proxy.disk_path import DiskPath
 from proxy.fetch import Fetch, OriginPath
 from proxy.http import cache_status as outcomes
 from proxy.http.cache_control import Directives, parse_cache_control, parse_pragma_no_cache
@@ -68,8 +67,6 @@ _EDGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
 _BOUNDARY_ATTEMPTS = 4
 _RANGE_FIELDS = ("range", "if-range")
-_PROVENANCE_FIELD = frozenset({"x-provenance"})
-_INLINE_HASH_BYTES = 64 * 1024  # larger bodies are hashed in a thread
 _MAX_METHOD_CHARS = 32  # a record's method is at most 32 characters
 _INTERESTING_FIELDS = {
     "host": _HOST,
@@ -164,6 +161,7 @@ class ProxyHandler:
         )
         self.fills = FillRegistry()
         self.origin_path = OriginPath(self)
+        self.disk_path = DiskPath(self)
         self._request_id_prefix = os.urandom(8).hex()
         self._request_counter = 0
         self._revalidating: set[str] = set()
@@ -176,7 +174,6 @@ class ProxyHandler:
         self.manifest_indexes: list[ManifestIndex] = []
         self._log_access = access_log.isEnabledFor(logging.INFO)
         self._background: set[asyncio.Task[None]] = set()
-        self._disk_reads: dict[str, asyncio.Future[Variants | None]] = {}
 
     # -- entry point -------------------------------------------------------------------------
 
@@ -194,8 +191,8 @@ class ProxyHandler:
         stored, any_variant = self.store.select(ex.key, head.headers)
         if stored is None:
             if not any_variant and self.store.is_on_disk(ex.key):
-                return self._answer_from_disk(conn, ex)
-            return self._answer_missing(conn, ex, any_variant, now)
+                return self.disk_path.answer(conn, ex)
+            return self.answer_missing(conn, ex, any_variant, now)
         verdict = decide_reuse(stored, ex.directives, ex.pragma_no_cache, now)
         if verdict is Verdict.FRESH and not (
             ex.conditional
@@ -205,77 +202,9 @@ class ProxyHandler:
         ):
             self._write_fresh_hit(conn, ex, stored, now)
             return None
-        return self._answer_stored(conn, ex, stored, verdict, now, "memory")
+        return self.answer_stored(conn, ex, stored, verdict, now, "memory")
 
-    async def _answer_from_disk(self, conn: Connection, ex: Exchange) -> None:
-        """A memory miss the disk tier may answer: read (verified), promote, then as begin()."""
-        promoted = self.store.variants(ex.key)
-        tier = "memory"  # another request's read finished before this task started
-        variants = promoted
-        if promoted is None:
-            tier = "disk"
-            variants = await self._load_from_disk(ex)
-        now = time.time()
-        stored, any_variant = select_variant(variants, ex.head.headers)
-        if stored is None:
-            pending = self._answer_missing(conn, ex, any_variant, now)
-        else:
-            if tier == "disk":
-                self.stats.disk_hits += 1
-            verdict = decide_reuse(stored, ex.directives, ex.pragma_no_cache, now)
-            pending = self._answer_stored(conn, ex, stored, verdict, now, tier)
-        if pending is not None:
-            await pending
-
-    async def _load_from_disk(self, ex: Exchange) -> Variants | None:
-        """One disk read per key however many requests miss memory at once (a hot object after
-        a restart must not be read, and held, once per client); the result is promoted."""
-        reads = self._disk_reads
-        pending = reads.get(ex.key)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[Variants | None] = asyncio.get_running_loop().create_future()
-        reads[ex.key] = future
-        variants: Variants | None = None
-        try:
-            self.stats.disk_reads += 1
-            variants = await self.store.load(ex.key)
-            if variants is not None:
-                variants = await self._attribute_loaded(ex, variants)
-                self.store.promote(ex.key, variants)
-        finally:
-            del reads[ex.key]
-            future.set_result(variants)  # None if this read failed: the others go forward
-        return variants
-
-    async def _attribute_loaded(self, ex: Exchange, variants: Variants) -> Variants:
-        """The disk does not keep attribution: check the bytes against today's manifests again,
-        as a fill does, so a disk hit is recorded for its creator, and a claim that no longer
-        holds loses its X-Provenance."""
-        attributed: list[StoredResponse] = []
-        for stored in variants:
-            head = strip_head_fields(stored.head_bytes, _PROVENANCE_FIELD)
-            plain = replace(
-                stored,
-                head_bytes=head,
-                size_bytes=stored.size_bytes - (len(stored.head_bytes) - len(head)),
-                attribution=None,
-                record_template=None,
-            )
-            candidate = self.attribution_candidate(ex, stored.headers)
-            if candidate is None:
-                attributed.append(plain)
-                continue
-            body = stored.body
-            if len(body) <= _INLINE_HASH_BYTES:
-                digest = hashlib.sha256(body).hexdigest()
-            else:
-                digest = await asyncio.to_thread(_sha256_hex, body)
-            verified = self.verified_attribution(ex, candidate, digest)
-            attributed.append(with_attribution(plain, verified))
-        return tuple(attributed)
-
-    def _answer_missing(
+    def answer_missing(
         self, conn: Connection, ex: Exchange, any_variant: bool, now: float
     ) -> Coroutine[Any, Any, None] | None:
         if ex.directives.has("only-if-cached"):
@@ -284,7 +213,7 @@ class ProxyHandler:
         miss = outcomes.VARY_MISS if any_variant else outcomes.URI_MISS
         return self._fetch_missing(conn, ex, Fetch(miss), now)
 
-    def _answer_stored(
+    def answer_stored(
         self,
         conn: Connection,
         ex: Exchange,
@@ -764,10 +693,6 @@ def _provenance(stored: StoredResponse) -> Headers | None:
         return None
     value = provenance_header(attribution.content_id, attribution.creator, attribution.manifest_id)
     return [("X-Provenance", value)]
-
-
-def _sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def _ignore_latency(seconds: float) -> None:
