@@ -1,6 +1,6 @@
 """Attribution + aggregation throughput on one core with SQLite (issue 6 target: >= 500k/s).
 
-Run: .venv/bin/python -m bench.billing [--batches N] [--batch-size N] [--contents N]
+Run: .venv/bin/python -m bench.billing_throughput [--batches N] [--batch-size N] [--contents N]
 
 Stores N batches of records straight through the store (not timed: no HTTP, no signatures
 checked), sequences them, then times ``Billing.run_attribution``: read each step's batches and
