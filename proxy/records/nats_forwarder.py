@@ -1,0 +1,76 @@
+"""NatsForwarder: the Forwarder's loop and spool rules, publishing to NATS JetStream instead of
+POSTing to the coordinator (issue 9; docs/design/scale-out.md). The HTTP Forwarder stays the
+default; this one is for fleets whose coordinator runs ingest workers on a stream.
+
+Each sealed batch is published to ``<subject_prefix>.<edge>`` with its batch id (the log leaf
+hash of header and signature, hex) as ``Nats-Msg-Id``: a resend within the stream's duplicate
+window is acknowledged by JetStream without a second copy. The publish ack (stored or duplicate)
+means the stream holds the batch durably; the batch file then moves to ``acked/`` as after an
+HTTP 2xx. A file that does not parse as a sealed batch is quarantined; NATS errors are retried
+with the Forwarder's back-off. Headers ``Cachet-Edge``/``Cachet-Seq`` let workers wait for an
+edge's earlier batch; ``Cachet-Spool-Lag`` reports the spool's backlog.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+import nats.errors
+from nats.aio.client import Client as NatsClient
+
+from provenance.batches import batch_log_leaf_hash, parse_sealed_batch
+from provenance.errors import CachetError
+from proxy.records.forwarder import Forwarder
+
+log = logging.getLogger(__name__)
+
+
+class NatsForwarder(Forwarder):
+    def __init__(
+        self,
+        batches_dir: Path,
+        nc: NatsClient,
+        *,
+        subject_prefix: str = "cachet.batches",
+        publish_timeout_s: float = 5.0,
+        **options: Any,
+    ) -> None:
+        super().__init__(batches_dir, "nats:", None, **options)  # type: ignore[arg-type]
+        self.nc, self.subject_prefix = nc, subject_prefix
+        self.publish_timeout_s = publish_timeout_s
+        self.duplicates = 0
+
+    async def _forward(self, path: Path) -> float | None:
+        data = await asyncio.to_thread(path.read_bytes)
+        try:
+            sealed = parse_sealed_batch(data)
+        except CachetError as exc:
+            self.failures["quarantined"] += 1
+            log.error("nats forwarder: batch %s unreadable (%s); quarantined", path.name, exc)
+            await asyncio.to_thread(self._move, path, "quarantine")
+            return None
+        header = sealed.header
+        headers = {
+            "Nats-Msg-Id": batch_log_leaf_hash(header, sealed.signature).hex(),
+            "Cachet-Edge": header.edge,
+            "Cachet-Seq": str(header.seq),
+            "Cachet-Spool-Lag": str(max(0, self.lag_count - 1)),
+        }
+        self.sent += 1
+        try:
+            ack = await self.nc.jetstream().publish(
+                f"{self.subject_prefix}.{header.edge}", data,
+                timeout=self.publish_timeout_s, headers=headers,
+            )  # fmt: skip
+        except (nats.errors.Error, TimeoutError, OSError) as exc:
+            self.failures["network"] += 1
+            log.warning("nats forwarder: publish failed: %s", type(exc).__name__)
+            return 0.0
+        self.duplicates += int(bool(ack.duplicate))
+        await asyncio.to_thread(self._move, path, "acked")
+        self.acked += 1
+        await asyncio.to_thread(self._prune_acked)
+        return None
