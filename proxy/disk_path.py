@@ -84,7 +84,7 @@ class DiskPath:
                 attribution=None,
                 record_template=None,
             )
-            candidate = self.h.attribution_candidate(ex, stored.headers)
+            candidate = self.h.attribution_candidate(ex, stored.headers, stored.status)
             if candidate is None:
                 attributed.append(plain)
                 continue

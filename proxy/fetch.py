@@ -4,6 +4,7 @@ shared with collapsed waiters (proxy.collapse). The async half of the handler.""
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -43,8 +44,11 @@ _CONDITIONAL_FIELDS = frozenset(
 _CLIENT_VALIDATORS = frozenset({"if-none-match", "if-modified-since"})
 _RANGE_FIELDS = frozenset({"range", "if-range"})
 _FORWARDED_FIELDS = frozenset(
-    {"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-request-id", "expect", "host"}
-)
+    {
+        "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-request-id", "expect",
+        "host", "x-cachet-edge",
+    }
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +93,7 @@ class OriginPath:
             if stored.last_modified is not None:
                 headers.append(("If-Modified-Since", format_http_date(stored.last_modified)))
         forwarded_for = conn.peer_ip
-        if conn.peer_ip in self.settings.trust_forwarded_from:
+        if self.h.trusts_forwarding_from(conn.peer_ip):
             previous = get_values(ex.head.headers, "x-forwarded-for")
             if previous:
                 forwarded_for = ", ".join([*previous, conn.peer_ip])
@@ -101,6 +105,16 @@ class OriginPath:
         headers = [(n, v) for n, v in headers if n.lower() != "via"]
         headers.append(("Via", ", ".join([*via, self.settings.via])))
         headers.append(("X-Request-ID", ex.request_id))
+        recorder = self.h.recorder
+        if recorder is not None:
+            # Another cachet proxy upstream records this request with upstream_of = us, so it
+            # is billed once, here, where the client was served (issue 4: proxy chains).
+            headers.append(("X-Cachet-Edge", recorder.edge_id))
+        if ex.trace_id is None:
+            # W3C Trace Context: start a trace the origin can join; the record carries its id.
+            ex.trace_id = os.urandom(16).hex()
+            headers = [(n, v) for n, v in headers if n.lower() != "traceparent"]
+            headers.append(("traceparent", f"00-{ex.trace_id}-{os.urandom(8).hex()}-01"))
         return headers
 
     async def forward(self, conn: Connection, ex: Exchange, fetch: Fetch) -> None:
@@ -276,7 +290,7 @@ class OriginPath:
             if fill is not None:
                 fill.push(body)
                 fill.finish()
-            candidate = self.h.attribution_candidate(ex, headers)
+            candidate = self.h.attribution_candidate(ex, headers, response.status)
             digest = hashlib.sha256(body).hexdigest() if candidate is not None else None
             attribution = self.h.verified_attribution(ex, candidate, digest)
             if fill is not None:
@@ -418,7 +432,7 @@ class OriginPath:
         fill = fetch.fill
         if will_store and fill is None:
             fill = Fill.private()  # nobody to share with: it is only the cache's buffer
-        candidate = self.h.attribution_candidate(ex, headers)
+        candidate = self.h.attribution_candidate(ex, headers, status)
 
         def record(sent: int, origin_bytes: int, digest: str | None) -> None:
             attribution = self.h.verified_attribution(ex, candidate, digest)

@@ -10,6 +10,7 @@ origin, streams the answer back and stores it when it may.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import os
 import re
@@ -68,6 +69,7 @@ _TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}"
 _BOUNDARY_ATTEMPTS = 4
 _RANGE_FIELDS = ("range", "if-range")
 _MAX_METHOD_CHARS = 32  # a record's method is at most 32 characters
+_ID_BLOCK = 256  # request ids drawn from os.urandom this many at a time
 _INTERESTING_FIELDS = {
     "host": _HOST,
     "cache-control": _CACHE_CONTROL,
@@ -162,8 +164,11 @@ class ProxyHandler:
         self.fills = FillRegistry()
         self.origin_path = OriginPath(self)
         self.disk_path = DiskPath(self)
-        self._request_id_prefix = os.urandom(8).hex()
-        self._request_counter = 0
+        self._fresh_ids: list[str] = []
+        self._trusted_networks = [
+            ipaddress.ip_network(entry, strict=False) for entry in settings.trust_forwarded_from
+        ]
+        self._trusted_peers: dict[str, bool] = {}
         self._revalidating: set[str] = set()
         self._hit_status_prefix = f"Cache-Status: {settings.cache_name}; hit; ttl=".encode()
         self._interesting_fields = {
@@ -314,8 +319,7 @@ class ProxyHandler:
             raise RejectRequest(421, "no origin is configured for this host")
         route, key_prefix = routed
         if not request_id or not _SANE_REQUEST_ID.fullmatch(request_id):
-            self._request_counter += 1
-            request_id = f"{self._request_id_prefix}-{self._request_counter:x}"
+            request_id = self._new_request_id()
         return Exchange(
             head,
             method,
@@ -546,8 +550,13 @@ class ProxyHandler:
             )
 
     def _new_request_id(self) -> str:
-        self._request_counter += 1
-        return f"{self._request_id_prefix}-{self._request_counter:x}"
+        """128 random bits, drawn from the OS in blocks: an id nobody can guess, so nobody can
+        pre-empt it (records are deduplicated by request id at the coordinator)."""
+        ids = self._fresh_ids
+        if not ids:
+            block = os.urandom(16 * _ID_BLOCK)
+            ids.extend(block[i : i + 16].hex() for i in range(0, len(block), 16))
+        return ids.pop()
 
     def _record(
         self,
@@ -586,11 +595,31 @@ class ProxyHandler:
         )
         return True
 
-    def attribution_candidate(self, ex: Exchange, headers: Headers) -> Attribution | None:
+    def trusts_forwarding_from(self, peer_ip: str) -> bool:
+        """Is this client one whose X-Forwarded-For we extend (config trust_forwarded_from:
+        addresses or networks)?"""
+        known = self._trusted_peers.get(peer_ip)
+        if known is None:
+            try:
+                address = ipaddress.ip_address(peer_ip)
+            except ValueError:
+                known = False
+            else:
+                known = any(address in network for network in self._trusted_networks)
+            if len(self._trusted_peers) < 4096:
+                self._trusted_peers[peer_ip] = known
+        return known
+
+    def attribution_candidate(
+        self, ex: Exchange, headers: Headers, status: int = 200
+    ) -> Attribution | None:
         """Whose content the answer claims to be: the manifest index by path, else, for an
         origin the config trusts, its X-Content-Id / X-Creator-Id / X-Manifest-Id headers (all
-        three). A claim only counts once the bytes hash to its content id
-        (`verified_attribution`)."""
+        three). Only a 200 carries the representation a manifest names (an error page at that
+        path is not the creator's bytes). A claim only counts once the bytes hash to its content
+        id (`verified_attribution`)."""
+        if status != 200:
+            return None
         path = ex.target.split("?", 1)[0]
         for index in self.manifest_indexes:
             found = index.lookup_path(ex.host, path)
