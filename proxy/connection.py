@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Coroutine
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, cast
 
 from proxy.http.chunked import ChunkedBodyReader
@@ -33,6 +34,24 @@ log = logging.getLogger("cachet.proxy")
 BODY_HIGH_WATER_BYTES = 1 << 20  # stop reading a request body this far ahead of the origin
 BODY_LOW_WATER_BYTES = 1 << 18
 CONTINUE_RESPONSE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+# Parsing is a pure function of the head's bytes, and clients repeat heads byte for byte (the
+# same asset, poll or health check on a keep-alive connection; many clients behind one agent).
+# A bounded memo of whole single-request reads without a body skips the parse for a repeat.
+# Heads in it are shared, so nothing may change a RequestHead after parsing.
+_MEMO_HEAD_BYTES = 2048
+_MEMO_HEADS = 4096
+
+
+def _remember_head(
+    heads: dict[bytes, tuple[RequestHead, int]], data: bytes, parsed: tuple[RequestHead, int]
+) -> None:
+    if parsed[0].body is not NO_BODY:
+        return
+    if len(heads) >= _MEMO_HEADS:
+        heads.clear()
+    heads[data] = parsed
 
 
 class ClientGone(Exception):
@@ -245,12 +264,17 @@ class ClientConnection(asyncio.Protocol):
         `self.buffer`. Works on bytes, not the bytearray, so the usual one-request read costs
         no copy."""
         state = self.state
+        heads = state.parsed_heads
         while data:
-            try:
-                parsed = parse_request_head(data, max_head_bytes=state.config.max_head_bytes)
-            except ProtocolError as error:
-                self._reject(error)
-                return
+            parsed = heads.get(data)
+            if parsed is None:
+                try:
+                    parsed = parse_request_head(data, max_head_bytes=state.config.max_head_bytes)
+                except ProtocolError as error:
+                    self._reject(error)
+                    return
+                if parsed is not None and parsed[1] == len(data) and len(data) <= _MEMO_HEAD_BYTES:
+                    _remember_head(heads, data, parsed)
             if parsed is None:
                 self.buffer += data
                 if not self.head_started:
@@ -261,7 +285,7 @@ class ClientConnection(asyncio.Protocol):
             self.head_started = 0.0
             self.responded = False
             if state.draining:
-                head.keep_alive = False
+                head = replace(head, keep_alive=False)  # heads may be shared (parsed_heads)
             self.keep_alive = head.keep_alive
             has_body = head.body is not NO_BODY
             if has_body:

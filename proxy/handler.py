@@ -70,6 +70,8 @@ _BOUNDARY_ATTEMPTS = 4
 _RANGE_FIELDS = ("range", "if-range")
 _MAX_METHOD_CHARS = 32  # a record's method is at most 32 characters
 _ID_BLOCK = 256  # request ids drawn from os.urandom this many at a time
+_ANALYSED_HEADS = 4096
+_Analysis = tuple[tuple[Any, ...], str, tuple[Any, ...]]
 _INTERESTING_FIELDS = {
     "host": _HOST,
     "cache-control": _CACHE_CONTROL,
@@ -165,6 +167,7 @@ class ProxyHandler:
         self.origin_path = OriginPath(self)
         self.disk_path = DiskPath(self)
         self._fresh_ids: list[str] = []
+        self._analysed: dict[int, tuple[RequestHead, _Analysis]] = {}
         self._trusted_networks = [
             ipaddress.ip_network(entry, strict=False) for entry in settings.trust_forwarded_from
         ]
@@ -267,6 +270,22 @@ class ProxyHandler:
     # -- request analysis --------------------------------------------------------------------
 
     def _exchange(self, head: RequestHead) -> Exchange:
+        """What the cache needs to know about a request. Repeated heads are shared objects
+        (proxy.connection memoises the parse), so the analysis of one is kept too, keyed by the
+        head's identity (the memo holds the head, so the identity can't be reused meanwhile)."""
+        known = self._analysed.get(id(head))
+        if known is None or known[0] is not head:
+            known = (head, self._analyse(head))
+            if len(self._analysed) >= _ANALYSED_HEADS:
+                self._analysed.clear()
+            self._analysed[id(head)] = known
+        before, client_id, after = known[1]
+        # The two tuples are Exchange's fields in order around request_id (see _analyse).
+        return Exchange(*before, client_id or self._new_request_id(), *after)  # type: ignore[call-arg]
+
+    def _analyse(self, head: RequestHead) -> _Analysis:
+        """The request's fields for an Exchange, split around its request id: those before it,
+        the client's own sane X-Request-ID (or "" for a fresh one per request), those after."""
         method = head.method
         if method == "CONNECT":
             raise RejectRequest(405, "CONNECT is not supported by a reverse proxy")
@@ -318,26 +337,25 @@ class ProxyHandler:
         if routed is None:
             raise RejectRequest(421, "no origin is configured for this host")
         route, key_prefix = routed
-        if not request_id or not _SANE_REQUEST_ID.fullmatch(request_id):
-            request_id = self._new_request_id()
-        return Exchange(
-            head,
-            method,
-            host,
-            target,
-            route,
-            key_prefix + target,
+        if request_id and not _SANE_REQUEST_ID.fullmatch(request_id):
+            request_id = ""
+        return (
+            (head, method, host, target, route, key_prefix + target),
             request_id,
-            parse_cache_control(cache_control) if cache_control else NO_DIRECTIVES,
-            pragma is not None and parse_pragma_no_cache(pragma),
-            head.keep_alive,
-            head.version == (1, 0),
-            (method == "GET" or method == "HEAD") and not lookup_bypass and head.body is NO_BODY,
-            conditional,
-            use,
-            upstream_of,
-            trace_id,
-            ranged,
+            (
+                parse_cache_control(cache_control) if cache_control else NO_DIRECTIVES,
+                pragma is not None and parse_pragma_no_cache(pragma),
+                head.keep_alive,
+                head.version == (1, 0),
+                (method == "GET" or method == "HEAD")
+                and not lookup_bypass
+                and head.body is NO_BODY,
+                conditional,
+                use,
+                upstream_of,
+                trace_id,
+                ranged,
+            ),
         )
 
     @staticmethod

@@ -24,6 +24,7 @@ from proxy.config import ProxyConfig
 from proxy.connection import ClientConnection
 from proxy.cork import Cork
 from proxy.handler import HandlerSettings, ProxyHandler
+from proxy.http.request_parser import RequestHead
 from proxy.metrics import ProxyCollector, ProxyStats, RecordCollector, make_origin_latency
 from proxy.origin import OriginClient
 from proxy.purge import PurgeService
@@ -46,6 +47,7 @@ class ProxyState:
     connections: set[ClientConnection] = field(default_factory=set)
     draining: bool = False
     cork: Cork | None = None
+    parsed_heads: dict[bytes, tuple[RequestHead, int]] = field(default_factory=dict)
     recorder: Recorder | None = None
     clock: Callable[[], float] = time.monotonic
 
