@@ -215,7 +215,13 @@ _PROXY_KEYS = (
         "bearer token for the admin listener's purge API (empty: purge refused)",
         "TOKEN",
     ),
-    _key("workers", "int", "proxy worker processes", "N", minimum=1),
+    _key(
+        "workers",
+        "int",
+        "proxy worker processes (not yet: one process serves; issue 3)",
+        "N",
+        minimum=1,
+    ),
     _key(
         "coordinator",
         "optional_url",
