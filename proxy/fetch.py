@@ -152,12 +152,7 @@ class OriginPath:
     def _answer_origin_failure(
         self, conn: Connection, ex: Exchange, fetch: Fetch, status: int, detail: str
     ) -> None:
-        now = time.time()
-        stored = fetch.stored
-        if stored is not None and may_serve_stale_on_error(
-            stored, ex.directives, now, self.settings.stale_if_error_default_s
-        ):
-            self.h.write_stored(conn, ex, stored, outcomes.STALE_IF_ERROR, now, detail=detail)
+        if fetch.stored is not None and self._served_stale(conn, ex, fetch.stored, None, detail):
             return
         message = "origin timed out" if status == 504 else "origin unavailable"
         self.h.write_local_error(conn, ex.head, status, message, ex, fetch.outcome, detail)
@@ -195,22 +190,29 @@ class OriginPath:
             return
         if stored is not None and response.status >= 500:
             self.stats.origin_errors["status"] += 1
-            now = time.time()
-            if may_serve_stale_on_error(
-                stored, ex.directives, now, self.settings.stale_if_error_default_s
-            ):
+            if self._served_stale(conn, ex, stored, response.status, "stale-if-error"):
                 response.close()
-                self.h.write_stored(
-                    conn,
-                    ex,
-                    stored,
-                    outcomes.STALE_IF_ERROR,
-                    now,
-                    fwd_status=response.status,
-                    detail="stale-if-error",
-                )
                 return
         await self._relay_response(conn, ex, fetch, response, timing)
+
+    def _served_stale(
+        self,
+        conn: Connection,
+        ex: Exchange,
+        stored: StoredResponse,
+        fwd_status: int | None,
+        detail: str,
+    ) -> bool:
+        """RFC 5861 §4: answer with the stale copy when the origin failed and it may serve."""
+        now = time.time()
+        if not may_serve_stale_on_error(
+            stored, ex.directives, now, self.settings.stale_if_error_default_s
+        ):
+            return False
+        self.h.write_stored(
+            conn, ex, stored, outcomes.STALE_IF_ERROR, now, fwd_status=fwd_status, detail=detail
+        )
+        return True
 
     def _storable(
         self, ex: Exchange, fetch: Fetch, response: OriginResponse, headers: Headers
