@@ -5,8 +5,8 @@ Prometheus metrics at scrape time."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -42,6 +42,20 @@ class ProxyStats:
         self.purges_refused: Counter[str] = Counter()  # by reason
 
 
+def labelled_counter(
+    name: str,
+    documentation: str,
+    labels: list[str],
+    counts: Mapping[Any, int],
+    label_values: Callable[[Any], list[str]] = lambda key: [key],
+) -> CounterMetricFamily:
+    """A counter family with one sample per key of `counts`, in sorted key order."""
+    family = CounterMetricFamily(name, documentation, labels=labels)
+    for key, count in sorted(counts.items()):
+        family.add_metric(label_values(key), count)
+    return family
+
+
 class ProxyCollector(Collector):
     def __init__(
         self,
@@ -61,46 +75,36 @@ class ProxyCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         stats = self._stats
-        requests = CounterMetricFamily(
-            "cachet_requests", "Client requests answered, by cache outcome", labels=["outcome"]
-        )
         by_outcome = Counter(stats.requests_by_outcome)
         by_outcome["HIT"] += stats.fresh_hits
-        for outcome, count in sorted(by_outcome.items()):
-            requests.add_metric([outcome.lower()], count)
-        yield requests
-        served = CounterMetricFamily(
-            "cachet_served_bytes", "Body bytes sent to clients, by tier", labels=["tier"]
-        )
+        yield labelled_counter(
+            "cachet_requests", "Client requests answered, by cache outcome", ["outcome"],
+            by_outcome, lambda outcome: [outcome.lower()],
+        )  # fmt: skip
         by_tier = Counter(stats.bytes_by_tier)
         by_tier["memory"] += stats.fresh_hit_bytes
-        for tier, count in sorted(by_tier.items()):
-            served.add_metric([tier], count)
-        yield served
+        yield labelled_counter(
+            "cachet_served_bytes", "Body bytes sent to clients, by tier", ["tier"], by_tier
+        )
         yield CounterMetricFamily(
             "cachet_origin_bytes", "Body bytes received from origins", value=stats.origin_bytes
         )
         yield CounterMetricFamily(
             "cachet_origin_requests", "Requests sent to origins", value=stats.origin_requests
         )
-        errors = CounterMetricFamily(
-            "cachet_origin_errors", "Origin failures by kind", labels=["kind"]
+        yield labelled_counter(
+            "cachet_origin_errors", "Origin failures by kind", ["kind"], stats.origin_errors
         )
-        for kind, count in sorted(stats.origin_errors.items()):
-            errors.add_metric([kind], count)
-        yield errors
-        rejected = CounterMetricFamily(
-            "cachet_rejected_requests", "Malformed client requests by status", labels=["status"]
+        yield labelled_counter(
+            "cachet_rejected_requests",
+            "Malformed client requests by status",
+            ["status"],
+            stats.rejected_requests,
+            lambda status: [str(status)],
         )
-        for status, count in sorted(stats.rejected_requests.items()):
-            rejected.add_metric([str(status)], count)
-        yield rejected
-        not_stored = CounterMetricFamily(
-            "cachet_not_stored", "Responses not stored, by reason", labels=["reason"]
+        yield labelled_counter(
+            "cachet_not_stored", "Responses not stored, by reason", ["reason"], stats.not_stored
         )
-        for reason, count in sorted(stats.not_stored.items()):
-            not_stored.add_metric([reason], count)
-        yield not_stored
         yield CounterMetricFamily(
             "cachet_invalidations",
             "Cache invalidations by unsafe methods",
@@ -145,32 +149,28 @@ class DiskGauges(Protocol):
 
 
 def _range_and_purge_metrics(stats: ProxyStats) -> Iterator[Metric]:
-    ranges = CounterMetricFamily(
+    yield labelled_counter(
         "cachet_range_requests",
         "GET requests with Range answered from the cache, by answer",
-        labels=["answer"],
+        ["answer"],
+        stats.range_requests,
     )
-    for answer, count in sorted(stats.range_requests.items()):
-        ranges.add_metric([answer], count)
-    yield ranges
-    purges = CounterMetricFamily(
-        "cachet_purges", "Accepted purge operations, by kind and mode", labels=["kind", "mode"]
+    yield labelled_counter(
+        "cachet_purges",
+        "Accepted purge operations, by kind and mode",
+        ["kind", "mode"],
+        stats.purges,
+        list,
     )
-    for (kind, mode), count in sorted(stats.purges.items()):
-        purges.add_metric([kind, mode], count)
-    yield purges
-    purged = CounterMetricFamily(
-        "cachet_purged_objects", "Cached URLs purged, by mode", labels=["mode"]
+    yield labelled_counter(
+        "cachet_purged_objects", "Cached URLs purged, by mode", ["mode"], stats.purged_objects
     )
-    for mode, count in sorted(stats.purged_objects.items()):
-        purged.add_metric([mode], count)
-    yield purged
-    refused = CounterMetricFamily(
-        "cachet_purges_refused", "Purge requests refused, by reason", labels=["reason"]
+    yield labelled_counter(
+        "cachet_purges_refused",
+        "Purge requests refused, by reason",
+        ["reason"],
+        stats.purges_refused,
     )
-    for reason, count in sorted(stats.purges_refused.items()):
-        refused.add_metric([reason], count)
-    yield refused
 
 
 def _disk_metrics(stats: ProxyStats, disk: DiskGauges) -> Iterator[Metric]:
@@ -257,9 +257,9 @@ class RecordCollector(Collector):
                 "Batches the coordinator acknowledged",
                 value=forwarder.acked,
             )
-            failures = CounterMetricFamily(
-                "cachet_forward_failures", "Batch sends that failed, by reason", labels=["reason"]
+            yield labelled_counter(
+                "cachet_forward_failures",
+                "Batch sends that failed, by reason",
+                ["reason"],
+                forwarder.failures,
             )
-            for reason, count in sorted(forwarder.failures.items()):
-                failures.add_metric([reason], count)
-            yield failures

@@ -17,11 +17,12 @@ METRIC_SOURCES = (
     ROOT / "billing" / "ledger" / "metrics.py",
 )
 _DECLARATION = re.compile(
-    r"\b(CounterMetricFamily|GaugeMetricFamily|Counter|Gauge|Histogram)\(\s*\"(cachet_\w+)\""
+    r"\b(CounterMetricFamily|GaugeMetricFamily|Counter|Gauge|Histogram|labelled_counter)\(\s*\"(cachet_\w+)\""
 )
 _METRIC_IN_QUERY = re.compile(r"\bcachet_[a-z0-9_]+")
 _SUFFIXES = {
     "CounterMetricFamily": ("_total",),
+    "labelled_counter": ("_total",),  # proxy/metrics.py: a CounterMetricFamily with labels
     "Counter": ("_total",),
     "GaugeMetricFamily": ("",),
     "Gauge": ("",),
