@@ -52,6 +52,8 @@ class ProxyConfig:
     purge_token: str | None = None
     workers: int = 1
     coordinator: str | None = None
+    nats_url: str | None = None
+    nats_subject: str = "cachet.batches"
     cache_set_cookie: bool = False
     targeted_cache_control: tuple[str, ...] = ("CDN-Cache-Control",)
     heuristic_fraction: float = 0.1  # RFC 9111 §4.2.2
@@ -227,6 +229,19 @@ _PROXY_KEYS = (
         "optional_url",
         "coordinator that receives signed record batches (empty: records stay in the local spool)",
         "URL",
+    ),
+    _key(
+        "nats_url",
+        "optional_nats_url",
+        "publish sealed batches to this NATS JetStream server instead of POSTing them to the"
+        " coordinator (nats:// or tls://; credentials allowed, never logged)",
+        "URL",
+    ),
+    _key(
+        "nats_subject",
+        "token",
+        "subject prefix for published batches (the edge id is appended)",
+        "SUBJECT",
     ),
     _key(
         "cache_set_cookie",

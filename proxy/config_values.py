@@ -19,7 +19,7 @@ from proxy.sizes import SizeError, parse_size_bytes
 Kind = Literal[
     "address", "url", "optional_url", "size", "int", "float", "seconds", "fraction", "bool",
     "str", "token", "names", "networks", "log_level", "routes", "optional_str", "edge_id",
-    "sample_rate", "full_policy",
+    "sample_rate", "full_policy", "optional_nats_url",
 ]  # fmt: skip
 FULL_POLICIES = ("drop", "reject")
 _EDGE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # provenance.records name pattern
@@ -96,6 +96,24 @@ def _parse_optional_url(raw: object) -> str | None:
     if raw == "":
         return None
     return parse_url(raw)
+
+
+def _parse_optional_nats_url(raw: object) -> str | None:
+    """A NATS server URL (nats:// or tls://, with a host); may carry user:password@."""
+    text = _need_str(raw, "URL").strip()
+    if text == "":
+        return None
+    parts = urlsplit(text)
+    if parts.scheme.lower() not in ("nats", "tls") or not parts.hostname:
+        # The value may hold a password: name the problem, never echo it.
+        raise ConfigError("expected a nats:// or tls:// URL with a host")
+    try:
+        parts.port  # noqa: B018 - validates the port
+    except ValueError as exc:
+        raise ConfigError("bad port in the NATS URL") from exc
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ConfigError("a NATS URL takes no path, query or fragment")
+    return text
 
 
 def _parse_size(raw: object) -> int:
@@ -291,6 +309,7 @@ _PARSERS: dict[str, Callable[[object], Any]] = {
     "address": _parse_address,
     "url": parse_url,
     "optional_url": _parse_optional_url,
+    "optional_nats_url": _parse_optional_nats_url,
     "size": _parse_size,
     "int": _parse_int,
     "float": _parse_float,

@@ -4,6 +4,7 @@ Prometheus metrics at scrape time."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
@@ -214,7 +215,7 @@ class RecordCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         recorder = self._recorder
-        spool, sealer, forwarder = recorder.spool, recorder.sealer, recorder.forwarder
+        spool, pipeline = recorder.spool, recorder.pipeline_status()
         yield CounterMetricFamily(
             "cachet_records_emitted", "Records appended to the spool", value=recorder.emitted
         )
@@ -226,40 +227,50 @@ class RecordCollector(Collector):
             "cachet_spool_segments", "Segment files in the spool", value=spool.segments
         )
         yield CounterMetricFamily(
-            "cachet_batches_sealed", "Signed batches sealed", value=sealer.sealed_batches
+            "cachet_records_process_restarts",
+            "Times the records process (sealer and forwarder) exited and was restarted",
+            value=recorder.pipeline_restarts,
+        )
+        yield GaugeMetricFamily(
+            "cachet_records_status_age_seconds",
+            "Seconds since the records process last reported (it reports every second)",
+            value=max(0.0, time.time() - pipeline.written_at) if pipeline.written_at else 0.0,
         )
         yield CounterMetricFamily(
-            "cachet_records_sealed", "Records sealed into batches", value=sealer.sealed_records
+            "cachet_batches_sealed", "Signed batches sealed", value=pipeline.sealed_batches
+        )
+        yield CounterMetricFamily(
+            "cachet_records_sealed", "Records sealed into batches", value=pipeline.sealed_records
         )
         yield CounterMetricFamily(
             "cachet_records_quarantined",
             "Spool records that failed validation and were set aside",
-            value=sealer.quarantined_records,
+            value=pipeline.quarantined_records,
         )
         yield GaugeMetricFamily(
             "cachet_seal_latency_seconds",
             "Time the last batch took to seal and sign",
-            value=sealer.last_seal_latency_s,
+            value=pipeline.last_seal_latency_s,
         )
-        if forwarder is not None:
+        if pipeline.forwarding:
             yield GaugeMetricFamily(
                 "cachet_forward_lag_batches",
                 "Sealed batches not yet acknowledged",
-                value=forwarder.lag_count,
+                value=pipeline.lag_count,
             )
             yield GaugeMetricFamily(
                 "cachet_forward_lag_seconds",
                 "Age of the oldest unacknowledged batch",
-                value=forwarder.lag_s,
+                value=pipeline.lag_s,
             )
             yield CounterMetricFamily(
                 "cachet_batches_acked",
                 "Batches the coordinator acknowledged",
-                value=forwarder.acked,
+                value=pipeline.acked,
             )
             yield labelled_counter(
                 "cachet_forward_failures",
                 "Batch sends that failed, by reason",
                 ["reason"],
-                forwarder.failures,
+                pipeline.failures,
             )

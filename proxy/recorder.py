@@ -1,18 +1,22 @@
 """The edge's record pipeline, wired: identity (edge id and its Ed25519 key), the spool every
-answered request is recorded to, the sealer that signs batches, the forwarder that ships them to
-the coordinator, and the receipt index the admin listener serves.
+answered request is recorded to, the records process that seals batches and forwards them
+(``proxy.records.daemon``, started and supervised here), and the receipt index the admin
+listener serves.
 
 Layout under the cache dir: `records/keys/<edge>.key` (0600) and `.pub`, `records/spool/`,
-`records/batches/` (pending), `records/batches/acked/`.
+`records/batches/` (pending), `records/batches/acked/`, `records/status.json` (the records
+process's counters).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
 import socket
+import sys
 import time
 from pathlib import Path
 
@@ -21,10 +25,9 @@ import aiohttp
 from cachet.keyfiles import read_signing_key, write_private_key, write_verifier_key
 from provenance.keys import SigningKey, format_verifier_key, generate_signing_key
 from proxy.config import ProxyConfig
+from proxy.records.daemon import NATS_URL_ENV, PipelineSettings, PipelineStatus, read_status
 from proxy.records.emit import RecordEncoder
-from proxy.records.forwarder import Forwarder
 from proxy.records.receipts import ReceiptIndex
-from proxy.records.sealer import Sealer
 from proxy.records.spool import SpoolWriter
 
 log = logging.getLogger("cachet.records")
@@ -64,24 +67,28 @@ class Recorder:
             full_policy=config.spool_full_policy,
         )
         self.spool.open()
-        self.sealer = Sealer(
-            root / "spool",
-            root / "batches",
-            self.key,
-            self.edge_id,
-            max_records=config.batch_max_records,
-            max_interval_ms=config.batch_max_interval_ms,
-        )
-        self.sealer.recover()
         self.receipts = ReceiptIndex(root / "batches", root / "spool")
         self.coordinator = config.coordinator
         self.reject_when_full = config.spool_full_policy == "reject"
         self.emitted = 0
+        self.pipeline = PipelineSettings(
+            records_dir=root,
+            edge_id=self.edge_id,
+            batch_max_records=config.batch_max_records,
+            batch_max_interval_ms=config.batch_max_interval_ms,
+            coordinator=config.coordinator,
+            nats_url=config.nats_url,
+            nats_subject=config.nats_subject,
+        )
+        self.pipeline_restarts = 0
+        self._log_level = config.log_level
         self._batches_dir = root / "batches"
-        self._stop = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
-        self._session: aiohttp.ClientSession | None = None
-        self.forwarder: Forwarder | None = None
+        self._stopping = False
+        self._process: asyncio.subprocess.Process | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+
+    def pipeline_status(self) -> PipelineStatus:
+        return read_status(self.pipeline.records_dir)
 
     @property
     def refusing(self) -> bool:
@@ -124,26 +131,59 @@ class Recorder:
         log.error("enrolment with %s failed: %s", self.coordinator, reason)
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._tasks.append(loop.create_task(self.sealer.run(_clock_ms, self._stop)))
-        if self.coordinator:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=60, connect=5)
-            )
-            self.forwarder = Forwarder(self._batches_dir, self.coordinator, self._session)
-            self._tasks.append(loop.create_task(self.forwarder.run(self._stop)))
+        """Start the records process; a supervisor restarts it if it ever exits on its own."""
+        self._process = await self._spawn()
+        self._supervisor = asyncio.get_running_loop().create_task(self._supervise())
+
+    async def _spawn(self) -> asyncio.subprocess.Process:
+        env = dict(os.environ)
+        env.pop(NATS_URL_ENV, None)
+        if self.pipeline.nats_url:
+            env[NATS_URL_ENV] = self.pipeline.nats_url
+        env["CACHET_RECORDS_LOG_LEVEL"] = self._log_level
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "proxy.records.daemon", *self.pipeline.to_argv(),
+            stdin=asyncio.subprocess.PIPE, env=env,
+        )  # fmt: skip
+
+    async def _supervise(self) -> None:
+        delay_s = RESTART_BASE_DELAY_S
+        while True:
+            process = self._process
+            assert process is not None
+            started = time.monotonic()
+            code = await process.wait()
+            if self._stopping:
+                return
+            log.error("records process exited with %s; restarting in %.1f s", code, delay_s)
+            await asyncio.sleep(delay_s)  # stop() cancels this task while it sleeps
+            # A process that ran for a while before failing gets a fresh back-off.
+            ran_s = time.monotonic() - started
+            delay_s = RESTART_BASE_DELAY_S if ran_s > 60 else min(delay_s * 2, RESTART_MAX_DELAY_S)
+            self.pipeline_restarts += 1
+            self._process = await self._spawn()
 
     async def stop(self) -> None:
-        """Flush, stop the tasks, then seal what is left so a clean stop leaves no tail."""
-        self.spool.flush()
-        self._stop.set()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-        await asyncio.to_thread(self.sealer.seal_ready, _clock_ms(), True)
+        """Flush and close the spool, then let the records process seal what is left and exit
+        (end of file on its stdin), so a clean stop leaves no unsealed tail."""
+        self._stopping = True
         self.spool.close()
-        if self._session is not None:
-            await self._session.close()
+        process = self._process
+        if process is not None and process.returncode is None:
+            if process.stdin is not None:
+                process.stdin.close()
+            try:
+                await asyncio.wait_for(process.wait(), STOP_TIMEOUT_S)
+            except TimeoutError:
+                log.error("records process did not stop in %d s; killing it", STOP_TIMEOUT_S)
+                process.kill()
+                await process.wait()
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._supervisor
 
 
-def _clock_ms() -> int:
-    return int(time.time() * 1000)
+RESTART_BASE_DELAY_S = 0.5
+RESTART_MAX_DELAY_S = 30.0
+STOP_TIMEOUT_S = 60

@@ -255,15 +255,7 @@ async def _drain(state: ProxyState, grace_s: float) -> None:
         conn.terminate()
 
 
-# The sealer thread signs and hashes in long stretches of Python; with CPython's default 5 ms
-# switch interval the event loop can wait that long for the GIL on every switch, which shows as
-# tail latency on hits. A shorter interval hands the GIL back sooner (bench/hits.py).
-RECORDING_SWITCH_INTERVAL_S = 0.0005
-
-
 def run(config: ProxyConfig) -> int:
-    if config.records:
-        sys.setswitchinterval(RECORDING_SWITCH_INTERVAL_S)
     logging.basicConfig(
         level=getattr(logging, config.log_level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",

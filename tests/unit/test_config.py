@@ -361,3 +361,31 @@ def test_namespace_without_flags_gives_defaults() -> None:
     args = argparse.Namespace(config=None)
     config = proxy_cli.build_config(args, {"CACHET_PROXY_ORIGIN": "http://o"})
     assert dataclasses.replace(config, origins=()) == ProxyConfig()
+
+
+# -- NATS publishing (issue 9) ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "raw", ["nats://127.0.0.1:4222", "tls://nats.example:4443", "nats://user:s3cret@h:4222"]
+)
+def test_nats_url_accepts_nats_and_tls_urls_with_a_host(raw: str) -> None:
+    assert load(text=f'[proxy]\nnats_url = "{raw}"\n').nats_url == raw
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["http://user:s3cret@h:4222", "nats://user:s3cret@:4222", "nats://user:s3cret@h:99999",
+     "nats://user:s3cret@h:4222/path"],
+)  # fmt: skip
+def test_a_bad_nats_url_is_refused_without_echoing_its_password(raw: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(text=f'[proxy]\nnats_url = "{raw}"\n')
+    assert "s3cret" not in str(info.value)
+    assert "nats_url" in str(info.value)
+
+
+def test_no_nats_url_by_default_means_http_forwarding() -> None:
+    config = load(text="")
+    assert config.nats_url is None
+    assert config.nats_subject == "cachet.batches"
