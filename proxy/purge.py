@@ -150,8 +150,12 @@ class PurgeService:
         self.stats.purges_refused[reason] += 1
         log.warning("purge refused: reason=%s peer=%s", reason, peer)
 
-    def matching_keys(self, request: PurgeRequest) -> set[str]:
+    async def matching_keys(self, request: PurgeRequest) -> set[str]:
         store = self.store
+        if request.surrogate_keys or request.content_ids:
+            # Entries only on disk since a restart are indexed from their files' metadata: wait
+            # for that scan (once per start), or the purge would miss them.
+            await store.disk_labels_indexed()
         keys = set(request.urls)
         if request.prefixes:
             keys |= keys_with_prefixes(store.keys(), request.prefixes)
@@ -162,13 +166,13 @@ class PurgeService:
         return keys
 
     async def purge(self, request: PurgeRequest, peer: str) -> dict[str, Any]:
-        keys = self.matching_keys(request)
+        keys = await self.matching_keys(request)
         purged = 0
         for key in sorted(keys):
             if request.mode == "hard":
                 purged += self.store.invalidate(key)
             else:
-                purged += await self._mark_stale(key)
+                purged += await self.store.soft_purge(key)
         for kind in request.kinds():
             self.stats.purges[(kind, request.mode)] += 1
         self.stats.purged_objects[request.mode] += purged
@@ -182,11 +186,3 @@ class PurgeService:
             self.token_id,
         )
         return {"mode": request.mode, "purged": purged}
-
-    async def _mark_stale(self, key: str) -> bool:
-        store = self.store
-        if store.tier.peek(key) is not None:
-            return store.mark_stale(key)
-        if store.is_on_disk(key):
-            return store.mark_stale(key, await store.load(key))
-        return False

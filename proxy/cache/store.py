@@ -9,7 +9,8 @@ also queued for the disk (`DiskWriter`, a bounded queue drained by one task, so 
 never waits on a file); memory is the hot layer over the disk. A memory miss may be answered
 from the disk (`load`, then `promote`). Invalidation and purges remove from both tiers and
 cancel queued writes of the key. Surrogate keys and content ids are indexed per URL for purges
-(proxy.purge).
+(proxy.purge); after a restart the disk's entries are indexed from their files' metadata
+(`index_disk_labels`), and a purge by either waits for that before it looks.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable
 
-from proxy.cache.disk_surrogates import scan_surrogate_keys
 from proxy.cache.entry import StoredResponse
 from proxy.cache.keys import is_vary_match
 from proxy.cache.surrogate import ReverseIndex, surrogate_keys
 from proxy.cache.tiers.disk import DiskTier
+from proxy.cache.tiers.disk_labels import read_labels
 from proxy.cache.tiers.memory import MemoryTier
 from proxy.http.fields import Headers
 
@@ -81,6 +82,9 @@ class DiskWriter:
         if self._wake is not None:
             self._wake.set()
         return True
+
+    def queued(self, key: str) -> Variants | None:
+        return self._queue.get(key)
 
     def cancel(self, key: str) -> None:
         old = self._queue.pop(key, None)
@@ -143,25 +147,36 @@ class ResponseStore:
         disk: DiskTier | None = None,
     ) -> None:
         self.disk = disk
-        if disk is None:
-            on_evict = self._forget_evicted(on_evict)  # else the disk still holds it
         self.tier: MemoryTier[str, Variants] = MemoryTier(
-            capacity_bytes, max_object_bytes, on_evict=on_evict
+            capacity_bytes, max_object_bytes, on_evict=self._forget_evicted(on_evict)
         )
         self.writer = DiskWriter(disk) if disk is not None else None
+        if disk is not None:
+            disk.on_drop = self._forget_unless_held
         self.surrogates = ReverseIndex()  # surrogate key -> URLs
         self.contents = ReverseIndex()  # content id -> URLs
+        self._disk_labels: asyncio.Future[int] | None = None
+        self._labelled_meanwhile: set[str] | None = None  # indexed while the disk scan ran
 
     def _forget_evicted(
         self, then: Callable[[str, Variants, int], None] | None
     ) -> Callable[[str, Variants, int], None]:
         def on_evict(key: str, variants: Variants, size_bytes: int) -> None:
-            self.surrogates.remove(key)
-            self.contents.remove(key)
+            self._forget_unless_held(key)
             if then is not None:
                 then(key, variants, size_bytes)
 
         return on_evict
+
+    def _forget_unless_held(self, key: str) -> None:
+        """A tier dropped ``key`` on its own: unindex it unless the other tier (or the disk
+        queue) still holds it, so the purge indexes don't grow with every URL ever stored."""
+        if key in self.tier or self.is_on_disk(key):
+            return
+        if self.writer is not None and self.writer.queued(key) is not None:
+            return
+        self.surrogates.remove(key)
+        self.contents.remove(key)
 
     def variants(self, key: str) -> Variants | None:
         return self.tier.get(key)
@@ -227,9 +242,36 @@ class ResponseStore:
             self.writer.cancel(key)
         if self.disk is not None:
             removed = self.disk.remove(key) or removed
+        if self._labelled_meanwhile is not None:
+            self._labelled_meanwhile.add(key)
         self.surrogates.remove(key)
         self.contents.remove(key)
         return removed
+
+    async def soft_purge(self, key: str) -> bool:
+        """Mark every variant of ``key`` stale in both tiers; returns once the disk copy carries
+        the mark, so no restart (SIGKILL included) brings the entry back fresh. A disk-only
+        entry is rewritten on disk without taking room in memory."""
+        held = self.tier.peek(key)
+        if held is None and self.writer is not None:
+            held = self.writer.queued(key)  # memory refused it, the disk has not yet written it
+        if held is None:
+            held = await self.load(key)
+            if held is None:
+                return False
+            if self.tier.peek(key) is not None:  # stored anew while we read: mark that one
+                return await self.soft_purge(key)
+        for stored in held:
+            stored.stale_marked = True
+        writer = self.writer
+        if writer is not None and _body_bytes(held) <= writer.disk.max_object_bytes:
+            disk = writer.disk
+            writer.cancel(key)
+            # A write of the unmarked copy already in flight loses to this one (a newer ticket).
+            written = await disk.put(key, held)
+            if not written and not disk.is_writing(key) and writer.queued(key) is None:
+                disk.remove(key)  # the write failed (ENOSPC, EIO): never leave the unmarked copy
+        return True
 
     def mark_stale(self, key: str, variants: Variants | None = None) -> bool:
         """Soft purge: every variant of ``key`` must be revalidated before it is served fresh
@@ -246,18 +288,42 @@ class ResponseStore:
             self.writer.queue(key, held)
         return True
 
+    def index_disk_labels(self) -> asyncio.Future[int]:
+        """Index the surrogate keys and content ids of what the disk held at start (a metadata
+        scan in a thread, no bodies), so a purge finds entries not read since the restart. The
+        scan runs once; every caller awaits the same one. Its result: entries indexed."""
+        if self._disk_labels is None:
+            keys = list(self.disk.keys()) if self.disk is not None else []
+            self._labelled_meanwhile = set()  # from now on, not when the task first runs
+            self._disk_labels = asyncio.ensure_future(self._scan_disk_labels(keys))
+        return self._disk_labels
+
     async def index_disk_surrogates(self) -> int:
-        """Index the surrogate keys of what the disk held at start (a header scan in a thread),
-        so a purge by surrogate key finds entries not read since the restart."""
-        if self.disk is None:
+        """`index_disk_labels` under the name the server's start-up task calls."""
+        return await asyncio.shield(self.index_disk_labels())
+
+    async def disk_labels_indexed(self) -> None:
+        """Until the disk's entries are in the purge indexes (at once without a disk tier)."""
+        if self.disk is not None:
+            await asyncio.shield(self.index_disk_labels())
+
+    async def _scan_disk_labels(self, keys: list[str]) -> int:
+        disk = self.disk
+        try:
+            if disk is None:
+                return 0
+            found = await asyncio.to_thread(read_labels, disk.directory, keys)
+        except Exception:  # a purge must still work, with what memory knows
+            log.exception("disk tier: indexing surrogate keys and content ids failed")
             return 0
-        snapshot = self.disk.keys()
-        keys = [key for key in snapshot if key not in self.surrogates]
-        found = await asyncio.to_thread(scan_surrogate_keys, self.disk.directory, keys)
+        finally:
+            meanwhile, self._labelled_meanwhile = self._labelled_meanwhile or set(), None
         indexed = 0
-        for key, names in found:
-            if key in self.disk and key not in self.surrogates:  # not stored anew meanwhile
-                self.surrogates.set(key, names)
+        for labels in found:
+            key = labels.key
+            if key in disk and key not in meanwhile:  # not stored anew or purged meanwhile
+                self.surrogates.set(key, labels.surrogate_keys)
+                self.contents.set(key, labels.content_ids)
                 indexed += 1
         return indexed
 
@@ -288,6 +354,8 @@ class ResponseStore:
         return found
 
     def _index(self, key: str, variants: Variants) -> None:
+        if self._labelled_meanwhile is not None:
+            self._labelled_meanwhile.add(key)
         tags: set[str] = set()
         contents: set[str] = set()
         for stored in variants:

@@ -33,7 +33,7 @@ import logging
 import os
 import re
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,6 +105,9 @@ class DiskTier:
         self.temp_files_removed = 0
         self.loaded_from_snapshot = False
         self._closed = False
+        # Told of each key the tier drops on its own (eviction, a corrupt or vanished file), so
+        # indexes kept elsewhere can forget it; not called for `remove`.
+        self.on_drop: Callable[[str], None] | None = None
 
     @property
     def entries(self) -> int:
@@ -116,6 +119,10 @@ class DiskTier:
 
     def __contains__(self, key: object) -> bool:
         return key in self._index
+
+    def is_writing(self, key: str) -> bool:
+        """Is a put of ``key`` in flight (and still allowed to land)?"""
+        return key in self._pending
 
     # -- open ------------------------------------------------------------------------------------
 
@@ -220,10 +227,12 @@ class DiskTier:
             if self._index.get(key) is slot:
                 self._forget(key)
                 self._drop_corrupt(path, err)
+                self._dropped(key)
             return None
         except FileNotFoundError:
             if self._index.get(key) is slot:
                 self._forget(key)
+                self._dropped(key)
             return None
         except OSError as err:
             log.warning("disk tier: cannot read %s: %s", slot.name, err)  # EIO, EACCES: a miss
@@ -291,10 +300,15 @@ class DiskTier:
 
     def _evict_over(self, budget_bytes: int) -> None:
         while self.bytes_used > budget_bytes and self._index:
-            _key, slot = self._index.popitem(last=False)
+            key, slot = self._index.popitem(last=False)
             self.bytes_used -= slot.file_bytes
             self.evictions += 1
             _unlink(self._path(slot.name))
+            self._dropped(key)
+
+    def _dropped(self, key: str) -> None:
+        if self.on_drop is not None:
+            self.on_drop(key)
 
     def _forget(self, key: str) -> _Slot | None:
         slot = self._index.pop(key, None)

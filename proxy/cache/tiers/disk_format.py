@@ -35,6 +35,7 @@ from typing import Any
 from provenance.errors import FormatError
 from proxy.cache.entry import StoredResponse
 from proxy.http.cache_control import Directives
+from proxy.http.fields import Headers
 
 MAGIC = b"CACHETDK"
 VERSION = 1
@@ -184,8 +185,36 @@ def _variant_meta(stored: StoredResponse) -> dict[str, Any]:
         "head_bytes": stored.head_bytes.decode("latin-1"),
         "size_bytes": stored.size_bytes,
         "stale_marked": stored.stale_marked,
+        # Only for purges by content id after a restart (proxy.cache.tiers.disk_labels); a disk
+        # hit checks the bytes against the manifests again rather than trusting this.
+        "content_id": content_id_of(stored),
         "body_len": len(stored.body),
     }
+
+
+def content_id_of(stored: StoredResponse) -> str | None:
+    """The content id ``stored`` was attributed to (a verified claim, or a mismatched one that
+    a purge by that id must still reach, as the memory index does), if any."""
+    attribution = stored.attribution
+    content_id = getattr(attribution, "content_id", None)
+    return content_id if isinstance(content_id, str) else None
+
+
+def parse_labels(header: EntryHeader, prefix: bytes) -> tuple[Headers, frozenset[str]]:
+    """What purges index an entry by, from its prefix alone (no bodies): the variants' stored
+    fields and the content ids they were attributed to. EntryFormatError if the metadata is
+    not what ``encode_entry`` writes (the digest is not checked: that needs the bodies)."""
+    fields: Headers = []
+    content_ids: set[str] = set()
+    try:
+        for meta in _parse_meta(header, prefix):
+            fields += [(_str(name), _str(value)) for name, value in meta["headers"]]
+            content_id = meta.get("content_id")  # absent in files written before it existed
+            if content_id is not None:
+                content_ids.add(_str(content_id))
+    except (AttributeError, KeyError, TypeError, ValueError) as err:
+        raise EntryFormatError(f"bad variant metadata: {err}") from err
+    return fields, frozenset(content_ids)
 
 
 def _parse_meta(header: EntryHeader, prefix: bytes) -> list[dict[str, Any]]:
