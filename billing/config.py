@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shlex
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 ENV_PREFIX = "CACHET_COORDINATOR_"
 MiB = 1024**2
@@ -34,6 +36,13 @@ class CoordinatorConfig:
     max_future_skew_s: float = 300.0
     enrolment_token_ttl_s: int = 3600
     sqlite_synchronous: str = "FULL"
+    # Witnesses (docs/design/coordinator.md, "Publishing checkpoints"): each new checkpoint's
+    # signed note is POSTed to every URL and fed to the command's stdin; both off by default.
+    checkpoint_publish_urls: tuple[str, ...] = ()
+    checkpoint_publish_command: tuple[str, ...] = ()  # argv, run without a shell
+    checkpoint_publish_timeout_s: float = 10.0  # one POST or one command run
+    checkpoint_publish_retry_initial_s: float = 1.0
+    checkpoint_publish_retry_max_s: float = 60.0
 
     def __post_init__(self) -> None:
         if self.sqlite_synchronous not in ("FULL", "NORMAL"):
@@ -41,8 +50,21 @@ class CoordinatorConfig:
         for name in ("checkpoint_every_batches", "max_batch_bytes", "max_pending_batches"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1")
-        if self.checkpoint_interval_s <= 0:
-            raise ConfigError("checkpoint_interval_s must be > 0")
+        for name in (
+            "checkpoint_interval_s",
+            "checkpoint_publish_timeout_s",
+            "checkpoint_publish_retry_initial_s",
+        ):
+            if not getattr(self, name) > 0:  # also refuses NaN
+                raise ConfigError(f"{name} must be > 0")
+        if self.checkpoint_publish_retry_max_s < self.checkpoint_publish_retry_initial_s:
+            raise ConfigError(
+                "checkpoint_publish_retry_max_s must be >= checkpoint_publish_retry_initial_s"
+            )
+        for url in self.checkpoint_publish_urls:
+            check_publish_url(url)
+        if self.checkpoint_publish_command and not self.checkpoint_publish_command[0].strip():
+            raise ConfigError("checkpoint_publish_command: the program name is empty")
         parse_listen(self.listen)
 
     @property
@@ -61,11 +83,46 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def check_publish_url(url: str) -> None:
+    """A witness URL must be absolute http(s) with a host. The URL itself is never echoed: it may
+    carry credentials."""
+    try:
+        parts = urlsplit(url)
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        parts, port_ok = urlsplit(""), False
+    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+        raise ConfigError(
+            "checkpoint_publish_urls: each entry must be an http:// or https:// URL with a host"
+        )
+
+
+def _string_list(name: str, value: Any, source: str) -> tuple[str, ...]:
+    """An array of strings, or one string split into words: the command as a shell would split
+    it (shlex, though no shell runs it), URLs at whitespace."""
+    if isinstance(value, str) and name == "checkpoint_publish_command":
+        try:
+            words = shlex.split(value)
+        except ValueError as exc:  # an unclosed quote
+            raise ConfigError(f"{source}: {name}: {exc}") from None
+    elif isinstance(value, str):
+        words = value.split()
+    elif isinstance(value, list | tuple) and all(isinstance(item, str) for item in value):
+        words = list(value)
+    else:
+        raise ConfigError(f"{source}: {name} must be a string or an array of strings")
+    if name == "checkpoint_publish_command" and not words:
+        raise ConfigError(f"{source}: {name} is empty (leave the key out to run no command)")
+    return tuple(words)
+
+
 def _coerce(name: str, value: Any, source: str) -> Any:
     field = next((f for f in dataclasses.fields(CoordinatorConfig) if f.name == name), None)
     if field is None:
         raise ConfigError(f"{source}: unknown key {name!r}")
     kind = str(field.type)
+    if kind == "tuple[str, ...]":
+        return _string_list(name, value, source)
     try:
         if kind == "int":
             return int(value)

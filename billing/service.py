@@ -16,6 +16,7 @@ from billing.config import CoordinatorConfig
 from billing.errors import UnauthorizedError
 from billing.ingest.pipeline import Ingestor
 from billing.log.proofs import build_receipt, consistency_proof_between, inclusion_proof_at
+from billing.log.publish import publisher_from_config
 from billing.log.sequencer import Sequencer
 from billing.logkey import load_or_create_log_key
 from billing.metrics import CoordinatorMetrics
@@ -101,6 +102,7 @@ class Coordinator:
     ) -> None:
         self.config, self.store, self.log_key, self.clock = config, store, log_key, clock
         self.metrics = CoordinatorMetrics()
+        self.publisher = publisher_from_config(config, self.metrics.registry)  # None: no witness
         self.sequencer = Sequencer(
             store,
             log_key,
@@ -110,6 +112,7 @@ class Coordinator:
             config.checkpoint_interval_s,
             config.checkpoint_every_batches,
             lead=store.try_lead_log if isinstance(store, PostgresStore) else None,
+            on_checkpoint=None if self.publisher is None else self.publisher.offer,
         )
         self.ingestor = Ingestor(store, self.metrics, config, clock, self.sequencer.notify)
         self.new_admin_token: str | None = None
@@ -133,6 +136,8 @@ class Coordinator:
 
     async def close(self) -> None:
         await self.sequencer.stop()
+        if self.publisher is not None:
+            await self.publisher.close()
         await self.store.close()
 
     @property

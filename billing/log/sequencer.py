@@ -44,6 +44,7 @@ class Sequencer:
         interval_s: float,
         every_batches: int,
         lead: Callable[[], Awaitable[bool]] | None = None,
+        on_checkpoint: Callable[[StoredCheckpoint], None] | None = None,
     ) -> None:
         self._store, self._key, self._origin = store, log_key, origin
         self._metrics, self._clock = metrics, clock
@@ -54,6 +55,7 @@ class Sequencer:
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._lead = lead
+        self._on_checkpoint = on_checkpoint  # must not block: the checkpoint publisher's offer
 
     @property
     def state(self) -> LogState:
@@ -66,7 +68,9 @@ class Sequencer:
     async def start(self) -> None:
         """Reload the frontier from storage, catch up, sign a first checkpoint, start the loop."""
         await self._reload(await self._store.log_size())
-        await self.flush()
+        latest = await self.flush()
+        if self._on_checkpoint is not None:  # again after a restart: it may not have gone out
+            self._on_checkpoint(latest)
         self._task = asyncio.create_task(self._run(), name="cachet-log-sequencer")
 
     async def _reload(self, size: int) -> None:
@@ -153,6 +157,8 @@ class Sequencer:
         await self._store.add_checkpoint(checkpoint)
         self._checkpoint = checkpoint
         self._metrics.note_checkpoint(checkpoint.size)
+        if self._on_checkpoint is not None:
+            self._on_checkpoint(checkpoint)
         return checkpoint
 
     def _sign(self, state: LogState) -> StoredCheckpoint:
