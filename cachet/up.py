@@ -36,6 +36,8 @@ from provenance.manifests import (
     sign_manifest,
 )
 from provenance.records import format_timestamp
+from proxy.registry_client import STATE_FILE as REGISTRY_STATE_FILE
+from proxy.registry_client import ManifestIndex
 
 DEMO_CREATOR = "demo-creator"
 DEMO_EDGE = "edge-demo"
@@ -164,6 +166,7 @@ async def up(prepared: Prepared, addresses: Addresses, demo_rate_per_s: float) -
         await _wait_ready(addresses.url("origin") + "/", supervisor)
         await supervisor.start("proxy", _proxy_args(data, addresses, state))
         await _wait_ready(addresses.url("proxy_admin") + "/healthz", supervisor)
+        await _wait_attributing(data / "proxy", prepared, supervisor)
         _print_banner(addresses, data, admin_token, state, logins)
         traffic = (
             loop.create_task(_demo_traffic(addresses, prepared.demo_paths, demo_rate_per_s, stop))
@@ -242,6 +245,30 @@ async def _wait_ready(url: str, supervisor: Supervisor) -> None:
                 pass
             await asyncio.sleep(0.1)
     raise UpError(f"{url} did not answer within {READY_TIMEOUT_S:.0f} s")
+
+
+async def _wait_attributing(proxy_dir: Path, prepared: Prepared, supervisor: Supervisor) -> None:
+    """Wait for the proxy's first registry poll (saved in its registry state file). Before it,
+    the proxy serves the demo content unattributed: no X-Provenance, nothing billed, and the
+    copy it caches stays so until it expires; so `cachet up` is not up until then."""
+    state_path = proxy_dir / REGISTRY_STATE_FILE
+    probe = prepared.demo_paths[0]
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if supervisor.exited() is not None:
+            raise UpError("the proxy exited at start; see its log in the data folder's logs/")
+        try:
+            index = ManifestIndex.from_obj(json.loads(state_path.read_bytes())["index"])
+        except (OSError, ValueError, KeyError, TypeError):
+            index = ManifestIndex()  # not written yet (it is replaced whole, never torn)
+        found = index.lookup_path("", probe)
+        if found is not None and found.manifest_id == prepared.manifest_id:
+            return
+        await asyncio.sleep(0.1)
+    raise UpError(
+        f"the proxy did not load the demo manifest from the coordinator within "
+        f"{READY_TIMEOUT_S:.0f} s; see logs/proxy.log in the data folder"
+    )
 
 
 async def _coordinator_admin_token(data: Path) -> str:

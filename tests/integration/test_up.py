@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,10 +50,12 @@ def _get(url: str, timeout_s: float = 5.0) -> bytes:
         return body
 
 
-def start_stack(data: Path) -> Stack:
+def start_stack(data: Path, extra_env: Mapping[str, str] | None = None) -> Stack:
+    """`cachet up` on free ports; ``extra_env`` reaches every process of its tree."""
     ports = [find_free_port() for _ in range(4)]
     output = data.parent / f"{data.name}-up-{time.monotonic_ns()}.out"
     env = {k: v for k, v in os.environ.items() if not k.startswith("CACHET_")}
+    env.update(extra_env or {})
     with output.open("wb") as out:
         process = subprocess.Popen(
             [
