@@ -99,20 +99,20 @@ def check_publish_url(url: str) -> None:
 
 def _string_list(name: str, value: Any, source: str) -> tuple[str, ...]:
     """An array of strings, or one string split into words: the command as a shell would split
-    it (shlex, though no shell runs it), URLs at whitespace."""
+    it (shlex, though no shell runs it), URLs at whitespace. An empty array is none."""
     if isinstance(value, str) and name == "checkpoint_publish_command":
         try:
             words = shlex.split(value)
         except ValueError as exc:  # an unclosed quote
             raise ConfigError(f"{source}: {name}: {exc}") from None
+        if not words:  # a command was meant, and it is empty ([] is the default: none)
+            raise ConfigError(f"{source}: {name} is empty (leave the key out to run no command)")
     elif isinstance(value, str):
         words = value.split()
     elif isinstance(value, list | tuple) and all(isinstance(item, str) for item in value):
         words = list(value)
     else:
         raise ConfigError(f"{source}: {name} must be a string or an array of strings")
-    if name == "checkpoint_publish_command" and not words:
-        raise ConfigError(f"{source}: {name} is empty (leave the key out to run no command)")
     return tuple(words)
 
 

@@ -4,6 +4,12 @@ what a log line may show, and which configurations are refused at start."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import re
+import tomllib
+from pathlib import Path
+
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -131,6 +137,11 @@ def test_publishing_is_off_by_default() -> None:
     assert publisher_from_config(config, CollectorRegistry()) is None
 
 
+def test_empty_arrays_are_the_default_no_target() -> None:
+    table: dict[str, object] = {"checkpoint_publish_urls": [], "checkpoint_publish_command": []}
+    assert load_config(table, {}, {}) == CoordinatorConfig()
+
+
 def test_urls_from_a_file_array_or_a_whitespace_separated_env_var() -> None:
     urls = ["http://127.0.0.1:9/a", "https://w.example/add"]
     config = load_config({"checkpoint_publish_urls": urls}, {}, {})
@@ -165,7 +176,6 @@ def test_env_overrides_the_file_command() -> None:
         ({"checkpoint_publish_urls": {"a": "b"}}, "array of strings"),
         ({"checkpoint_publish_command": ""}, "is empty"),
         ({"checkpoint_publish_command": "   "}, "is empty"),
-        ({"checkpoint_publish_command": []}, "is empty"),
         ({"checkpoint_publish_command": ["", "x"]}, "program name is empty"),
         ({"checkpoint_publish_command": "witness 'unclosed"}, "checkpoint_publish_command"),
         ({"checkpoint_publish_command": 3}, "array of strings"),
@@ -196,3 +206,48 @@ def test_a_command_that_is_not_an_executable_is_refused_at_start() -> None:
     config = load_config({"checkpoint_publish_command": "/nonexistent/witness-push"}, {}, {})
     with pytest.raises(ConfigError, match="not an executable"):
         publisher_from_config(config, CollectorRegistry())
+
+
+# -- the coordinator's keys are all documented (config.example.toml, docs/configuration.md) --
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def toml_text(value: object) -> str:
+    if isinstance(value, tuple):
+        return "[" + ", ".join(json.dumps(item) for item in value) + "]"
+    return json.dumps(value) if isinstance(value, str) else repr(value)
+
+
+def coordinator_section() -> str:
+    text = (ROOT / "config.example.toml").read_text(encoding="utf-8")
+    return text[text.index("\n[coordinator]\n") :]
+
+
+def test_config_example_lists_every_coordinator_key_at_its_default() -> None:
+    section = coordinator_section()
+    for field in dataclasses.fields(CoordinatorConfig):
+        if field.default is None:  # no TOML spelling for "unset": shown as examples
+            assert re.search(rf"^## {field.name} = ", section, re.M), field.name
+            continue
+        line = f"# {field.name} = {toml_text(field.default)}"
+        assert re.search(rf"^{re.escape(line)}$", section, re.M), line
+
+
+def test_config_example_coordinator_table_uncommented_gives_the_defaults() -> None:
+    uncommented = "\n".join(line.removeprefix("# ") for line in coordinator_section().splitlines())
+    table = tomllib.loads(uncommented)["coordinator"]
+    assert load_config(table, {}, {}) == CoordinatorConfig()
+
+
+def test_configuration_doc_lists_every_coordinator_key_env_and_default() -> None:
+    text = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    rows = {
+        line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| **`")
+    }
+    for field in dataclasses.fields(CoordinatorConfig):
+        row = rows.get(f"**`{field.name}`**")
+        assert row is not None, field.name
+        assert f"`CACHET_COORDINATOR_{field.name.upper()}`" in row
+        default = "unset" if field.default is None else f"`{toml_text(field.default)}`"
+        assert default in row, field.name
