@@ -593,6 +593,7 @@ class ProxyHandler:
             return False
         encoder = recorder.encoder
         if cache == "hit" and encoder.sample_rate != "1" and not encoder.samples(ex.request_id):
+            recorder.skip()
             return False
         recorder.append(
             encoder.encode(
@@ -683,6 +684,7 @@ class ProxyHandler:
                                 stored.attribution)  # fmt: skip
         encoder = recorder.encoder
         if encoder.sample_rate != "1" and not encoder.samples(ex.request_id):
+            recorder.skip()
             return False
         template = stored.record_template
         if template is None:

@@ -18,6 +18,7 @@ import re
 import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -67,10 +68,12 @@ class Recorder:
             full_policy=config.spool_full_policy,
         )
         self.spool.open()
+        # Bound once: these run for every answered request.
+        self.append: Callable[[bytes], bool] = self.spool.append
+        self.skip: Callable[[], None] = self.spool.skip
         self.receipts = ReceiptIndex(root / "batches", root / "spool")
         self.coordinator = config.coordinator
         self.reject_when_full = config.spool_full_policy == "reject"
-        self.emitted = 0
         self.pipeline = PipelineSettings(
             records_dir=root,
             edge_id=self.edge_id,
@@ -96,9 +99,10 @@ class Recorder:
         unrecorded responses."""
         return self.reject_when_full and self.spool.bytes_used >= self.spool.max_bytes
 
-    def append(self, record: bytes) -> None:
-        if self.spool.append(record):
-            self.emitted += 1
+    @property
+    def emitted(self) -> int:
+        """Records written to the spool (appended ones go out at the next flush)."""
+        return self.spool.emitted
 
     def flush(self) -> None:
         self.spool.flush()

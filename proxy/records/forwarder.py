@@ -1,7 +1,9 @@
 """Forwarder: sends sealed batches to the coordinator in seq order; deletes only after an ack.
 
 Per batch (the lowest seq in ``batches_dir``): ``POST {coordinator}/v1/batches`` with the batch
-file's bytes gzip-compressed (``Content-Encoding: gzip``, ``Content-Type: application/json``).
+file's bytes gzip-compressed (``Content-Encoding: gzip``, ``Content-Type: application/json``),
+and the answers it stands for (``X-Cachet-Requests-Served``, ``X-Cachet-Records-Emitted``,
+``X-Cachet-Records-Dropped``, from the sealer's counters file) for reconciliation.
 
 - 2xx, or 409 whose JSON body says the batch is already stored (``{"duplicate": true}`` or
   ``"status"``/``"reason"`` equal to ``"duplicate"``): acked, moved to ``batches_dir/acked/``
@@ -27,7 +29,7 @@ from pathlib import Path
 
 import aiohttp
 
-from proxy.records.sealer import fsync_directory, list_batches
+from proxy.records.sealer import counters_path, fsync_directory, list_batches, read_counters
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +116,11 @@ class Forwarder:
         """Send one batch; None when done with it, else the Retry-After delay (0 if none)."""
         body = gzip.compress(await asyncio.to_thread(path.read_bytes), compresslevel=5)
         headers = {"Content-Encoding": "gzip", "Content-Type": "application/json"}
+        counters = await asyncio.to_thread(read_counters, path)
+        if counters is not None:  # for reconciliation (docs/billing.md)
+            headers["X-Cachet-Requests-Served"] = str(counters.served)
+            headers["X-Cachet-Records-Emitted"] = str(counters.emitted)
+            headers["X-Cachet-Records-Dropped"] = str(counters.dropped)
         self.sent += 1
         try:
             async with self.session.post(self.url, data=body, headers=headers) as response:
@@ -141,6 +148,7 @@ class Forwarder:
         target = self.batches_dir / folder
         target.mkdir(exist_ok=True)
         os.replace(path, target / path.name)
+        counters_path(path).unlink(missing_ok=True)  # sent with the batch; receipts don't need it
         fsync_directory(target)
         fsync_directory(self.batches_dir)
 

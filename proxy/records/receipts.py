@@ -19,7 +19,7 @@ from provenance.batches import header_to_obj, parse_sealed_batch
 from provenance.merkle import MerkleTree
 from provenance.records import record_leaf_hash, record_to_obj
 from proxy.records.sealer import list_batches
-from proxy.records.segments import scan_frames
+from proxy.records.segments import decode_chunk, scan_frames
 from proxy.records.spool import list_segments, segment_name
 
 
@@ -107,7 +107,10 @@ class ReceiptIndex:
             if needle not in data:
                 continue
             for payload in scan_frames(data).payloads:
-                if needle in payload:
-                    record: dict[str, Any] = json.loads(payload)
-                    return {"record": record, "batch": None}
+                if needle not in payload:
+                    continue
+                for line in decode_chunk(payload).records:
+                    if needle in line:
+                        record: dict[str, Any] = json.loads(line)
+                        return {"record": record, "batch": None}
         return None

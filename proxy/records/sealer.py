@@ -37,14 +37,15 @@ from provenance.records import (
     parse_record,
     record_to_canonical_bytes,
 )
-from proxy.records.segments import encode_frame, find_next_frame, scan_frames
+from proxy.records.segments import decode_chunk, encode_frame, find_next_frame, scan_frames
 from proxy.records.spool import list_segments, quarantine_bytes, segment_name
 
 log = logging.getLogger(__name__)
 
 BATCH_SUFFIX = ".batch"
 MARKER_NAME = "sealed.json"
-_BATCH_NAME = re.compile(r"([0-9]{16})-([0-9]{16})-([0-9]{16})\.batch")
+_BATCH_NAME = re.compile(r"([0-9]{16})-([0-9]{16})-([0-9]{16})(?:-([0-9]{1,6}))?\.batch")
+COUNTERS_SUFFIX = ".counters"
 
 
 def check_record(payload: bytes, edge: str, seconds_ok: dict[bytes, bool]) -> str | None:
@@ -71,14 +72,49 @@ def check_record(payload: bytes, edge: str, seconds_ok: dict[bytes, bool]) -> st
     return record.ts
 
 
-def batch_name(seq: int, segment: int, offset: int) -> str:
-    return f"{seq:016d}-{segment:016d}-{offset:016d}{BATCH_SUFFIX}"
+def batch_name(seq: int, segment: int, offset: int, skip: int = 0) -> str:
+    """The file name of batch ``seq``, which ends at spool position (segment, offset, skip):
+    the frame at ``offset`` of ``segment``, of which the first ``skip`` records are sealed."""
+    tail = f"-{skip}" if skip else ""
+    return f"{seq:016d}-{segment:016d}-{offset:016d}{tail}{BATCH_SUFFIX}"
 
 
-def parse_batch_name(name: str) -> tuple[int, int, int] | None:
-    """(seq, segment, offset) from a batch file name, None for any other file."""
+def parse_batch_name(name: str) -> tuple[int, int, int, int] | None:
+    """(seq, segment, offset, skip) from a batch file name, None for any other file."""
     match = _BATCH_NAME.fullmatch(name)
-    return None if match is None else (int(match[1]), int(match[2]), int(match[3]))
+    if match is None:
+        return None
+    return (int(match[1]), int(match[2]), int(match[3]), int(match[4] or 0))
+
+
+def counters_path(batch_path: Path) -> Path:
+    """Where the answers a batch stands for are kept (see ``BatchCounters``)."""
+    return batch_path.with_name(batch_path.name + COUNTERS_SUFFIX)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchCounters:
+    """The answers a sealed batch stands for, for the coordinator's reconciliation
+    (docs/billing.md): ``served`` requests answered, of which ``emitted`` have a record in the
+    batch and ``dropped`` were refused by a full spool (the rest the sample left out)."""
+
+    served: int
+    emitted: int
+    dropped: int
+
+    def to_json(self) -> bytes:
+        return json.dumps(
+            {"dropped": self.dropped, "emitted": self.emitted, "served": self.served}
+        ).encode()
+
+
+def read_counters(batch_path: Path) -> BatchCounters | None:
+    """A batch's counters, or None (batches sealed before counters existed, or unreadable)."""
+    try:
+        obj = json.loads(counters_path(batch_path).read_bytes())
+        return BatchCounters(int(obj["served"]), int(obj["emitted"]), int(obj["dropped"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def list_batches(directory: Path) -> list[tuple[int, Path]]:
@@ -107,6 +143,15 @@ def write_atomically(path: Path, data: bytes) -> None:
     fsync_directory(path.parent)
 
 
+def _write_replacing(path: Path, data: bytes) -> None:
+    """temp + rename, no fsync: for a batch's counters, written just before the batch, whose
+    fsync of the folder makes both names durable (a lost counters file only means the
+    coordinator assumes served = emitted for that batch's period)."""
+    temp = path.with_name(path.name + ".tmp")
+    temp.write_bytes(data)
+    os.replace(temp, path)
+
+
 def fsync_directory(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
@@ -115,14 +160,19 @@ def fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
+Position = tuple[int, int, int]  # (segment, offset of a frame, records of it already sealed)
+
+
 @dataclass(slots=True)
 class _Pending:
     """Records read from the spool and not yet sealed, in spool order."""
 
     payloads: list[bytes]
     stamps: list[str]
-    ends: list[tuple[int, int]]  # spool position just after each record
+    ends: list[Position]  # spool position just after each record
     seen_ms: list[int]
+    served: list[int]  # answers each record stands for (1, or more on a frame's last record)
+    dropped: list[int]
 
 
 class Sealer:
@@ -150,8 +200,10 @@ class Sealer:
         self.seal_latency_s_sum = 0.0
         self.last_seal_latency_s = 0.0
         self.on_seal: Callable[[float, int], None] | None = None  # (latency_s, records)
-        self._cursor = (0, 0)  # next spool position to read
-        self._pending = _Pending([], [], [], [])
+        self._cursor = (0, 0)  # next frame to read: (segment, offset)
+        self._skip = 0  # records of the frame at the cursor that are already sealed
+        self._pending = _Pending([], [], [], [], [], [])
+        self._carried = (0, 0)  # (served, dropped) of invalid records, for the next valid one
         self._seconds_ok: dict[bytes, bool] = {}
         self._recovered = False
 
@@ -168,13 +220,13 @@ class Sealer:
             header = _parse_sealed_batch(path.read_bytes()).header
             parsed = parse_batch_name(path.name)
             assert parsed is not None
-            marker = (seq, chain_head(header).header_hash, parsed[1], parsed[2])
+            marker = (seq, chain_head(header).header_hash, parsed[1], parsed[2], parsed[3])
             self._write_marker(marker)
             log.info("sealer: batch %d was sealed but not marked consumed; trusting it", seq)
         if marker is not None:
             self.chain_head = (marker[0], marker[1])
-            self._cursor = (marker[2], marker[3])
-        self._pending = _Pending([], [], [], [])
+            self._cursor, self._skip = (marker[2], marker[3]), marker[4]
+        self._pending = _Pending([], [], [], [], [], [])
         self._recovered = True
         self.seal_ready(0, force=True)
 
@@ -184,7 +236,7 @@ class Sealer:
             found += list_batches(self.batches_dir / folder)
         return max(found) if found else None
 
-    def _read_marker(self) -> tuple[int, str, int, int] | None:
+    def _read_marker(self) -> tuple[int, str, int, int, int] | None:
         try:
             obj = json.loads((self.spool_dir / MARKER_NAME).read_bytes())
             return (
@@ -192,13 +244,15 @@ class Sealer:
                 str(obj["header_hash"]),
                 int(obj["segment"]),
                 int(obj["offset"]),
+                int(obj.get("skip", 0)),
             )
         except FileNotFoundError:
             return None
 
-    def _write_marker(self, marker: tuple[int, str, int, int]) -> None:
-        seq, head, segment, offset = marker
-        body = {"seq": seq, "header_hash": head, "segment": segment, "offset": offset}
+    def _write_marker(self, marker: tuple[int, str, int, int, int]) -> None:
+        seq, head, segment, offset, skip = marker
+        body = {"seq": seq, "header_hash": head, "segment": segment, "offset": offset,
+                "skip": skip}  # fmt: skip
         write_atomically(self.spool_dir / MARKER_NAME, json.dumps(body).encode())
 
     def seal_ready(self, now_ms: int, force: bool = False) -> list[Path]:
@@ -219,7 +273,7 @@ class Sealer:
         numbers = [n for n in list_segments(self.spool_dir) if n >= self._cursor[0]]
         for number in numbers:
             if number > self._cursor[0]:
-                self._cursor = (number, 0)
+                self._cursor, self._skip = (number, 0), 0
             self._read_segment(number, now_ms, is_last=number == numbers[-1])
 
     def _read_segment(self, number: int, now_ms: int, *, is_last: bool) -> None:
@@ -233,7 +287,7 @@ class Sealer:
         consumed = 0
         while consumed < len(data):
             scan = scan_frames(data, consumed)
-            self._take(number, base, scan.payloads, scan.ends, now_ms)
+            self._take(number, base + consumed, base, scan.payloads, scan.ends, now_ms)
             consumed = scan.end
             if consumed == len(data):
                 break
@@ -246,36 +300,67 @@ class Sealer:
             log.warning("spool %s: corrupt bytes %d..%d moved to %s", path, base + consumed,
                         base + resume, aside)  # fmt: skip
             consumed = resume
+            self._skip = 0
         self._cursor = (number, base + consumed)
 
     def _take(
-        self, number: int, base: int, payloads: list[bytes], ends: list[int], now_ms: int
+        self,
+        number: int,
+        start: int,
+        base: int,
+        payloads: list[bytes],
+        ends: list[int],
+        now_ms: int,
     ) -> None:
+        """Queue the valid records of consecutive frames; ``start`` is the first frame's offset,
+        ``ends`` are relative to ``base``."""
         pending, edge, cache = self._pending, self.edge, self._seconds_ok
         if len(cache) > 100_000:
             cache.clear()
-        for payload, end in zip(payloads, ends, strict=True):
-            ts = check_record(payload, edge, cache)
-            if ts is None:
-                self._quarantine_record(number, base + end, payload)
-                continue
-            pending.payloads.append(payload)
-            pending.stamps.append(ts)
-            pending.ends.append((number, base + end))
-            pending.seen_ms.append(now_ms)
+        add_payload, add_stamp, add_end = (
+            pending.payloads.append, pending.stamps.append, pending.ends.append)  # fmt: skip
+        add_seen, add_served, add_dropped = (
+            pending.seen_ms.append, pending.served.append, pending.dropped.append)  # fmt: skip
+        for payload, relative_end in zip(payloads, ends, strict=True):
+            end = base + relative_end
+            chunk = decode_chunk(payload)
+            records, last = chunk.records, len(chunk.records) - 1
+            skip, self._skip = self._skip, 0  # only the first frame read can be part-sealed
+            for index in range(skip, last + 1):
+                record = records[index]
+                served, dropped = self._carried
+                served += 1
+                if index == last:
+                    served += max(0, chunk.served - chunk.dropped - len(records))
+                    dropped += chunk.dropped
+                    served += chunk.dropped
+                ts = check_record(record, edge, cache)
+                if ts is None:
+                    self._carried = (served, dropped)
+                    self._quarantine_record(number, end, index, record)
+                    continue
+                self._carried = (0, 0)
+                add_payload(record)
+                add_stamp(ts)
+                add_end((number, end, 0) if index == last else (number, start, index + 1))
+                add_seen(now_ms)
+                add_served(served)
+                add_dropped(dropped)
+            start = end
 
-    def _quarantine_record(self, number: int, end: int, payload: bytes) -> None:
+    def _quarantine_record(self, number: int, end: int, index: int, payload: bytes) -> None:
         self.quarantined_records += 1
         aside = quarantine_bytes(
-            self.spool_dir, f"{number:016d}-{end}.record", encode_frame(payload)
+            self.spool_dir, f"{number:016d}-{end}-{index}.record", encode_frame(payload)
         )
-        log.warning("spool segment %d: invalid record ending at %d moved to %s", number, end, aside)
+        log.warning("spool segment %d: invalid record %d of the frame ending at %d moved to %s",
+                    number, index, end, aside)  # fmt: skip
 
     def _seal(self, count: int) -> Path:
         started = time.perf_counter()
         pending = self._pending
         payloads, stamps = pending.payloads[:count], pending.stamps[:count]
-        position = pending.ends[count - 1] if count < len(pending.ends) else self._cursor
+        position = pending.ends[count - 1] if count < len(pending.ends) else (*self._cursor, 0)
         seq, prev = (0, ZERO_HASH_HEX) if self.chain_head is None else (
             self.chain_head[0] + 1, self.chain_head[1])  # fmt: skip
         header, signature = seal_header(
@@ -291,12 +376,14 @@ class Sealer:
                          b",".join(payloads), b'],"signature":"', base64.b64encode(signature),
                          b'"}'))  # fmt: skip
         path = self.batches_dir / batch_name(seq, *position)
+        counters = BatchCounters(sum(pending.served[:count]), count, sum(pending.dropped[:count]))
+        _write_replacing(counters_path(path), counters.to_json())
         write_atomically(path, body)
         head = chain_head(header).header_hash
         self._write_marker((seq, head, *position))
         self.chain_head = (seq, head)
-        del pending.payloads[:count], pending.stamps[:count]
-        del pending.ends[:count], pending.seen_ms[:count]
+        del pending.payloads[:count], pending.stamps[:count], pending.ends[:count]
+        del pending.seen_ms[:count], pending.served[:count], pending.dropped[:count]
         self._record_stats(time.perf_counter() - started, count)
         return path
 

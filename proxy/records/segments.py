@@ -6,6 +6,13 @@ sending the decoder off by a wrong amount. CRC-32 (zlib, C speed, in the standar
 rather than CRC-32C: both detect every burst of up to 32 flipped bits and all odd-weight errors;
 the hardware advantage of CRC-32C is unavailable from the standard library.
 
+A payload holds one record or several (a "chunk": records joined by a newline, which canonical
+JSON never contains raw), optionally ending with a counters line ``#served=N,dropped=M``: the
+answers the proxy gave since the previous flush, when that differs from the records in the chunk
+(hits the sample left out; records refused by a full spool). One frame per flush means one CRC
+and one header per flush rather than per record: on the hit path this was most of the cost of
+framing. A payload without a counters line served one answer per record.
+
 Decoding never raises on bad input: ``scan_frames`` returns the valid prefix and where it
 stopped, and ``find_next_frame`` looks for the next offset at which a valid frame starts (for
 resynchronising after a corrupt region). Records are canonical JSON objects, so a frame's payload
@@ -14,12 +21,17 @@ starts with ``{``; only offsets with that byte are tried, which keeps resync lin
 
 from __future__ import annotations
 
+import re
 import struct
 import zlib
 from dataclasses import dataclass, field
 
 FRAME_HEADER_BYTES = 8
-MAX_PAYLOAD_BYTES = 1 << 20  # one record is a few hundred bytes; anything larger is corruption
+MAX_PAYLOAD_BYTES = 1 << 20  # a chunk is at most CHUNK_MAX_BYTES; anything larger is corruption
+CHUNK_MAX_RECORDS = 512
+CHUNK_MAX_BYTES = 256 << 10
+RECORD_SEPARATOR = b"\n"
+_COUNTERS = re.compile(rb"#served=([0-9]{1,18}),dropped=([0-9]{1,18})")
 _HEADER = struct.Struct(">II")
 _LENGTH = struct.Struct(">I")
 _crc32 = zlib.crc32
@@ -48,6 +60,50 @@ def encode_frames(payloads: list[bytes]) -> bytes:
         append(pack(_crc32(payload, _crc32(length))))
         append(payload)
     return b"".join(parts)
+
+
+def encode_chunks(
+    records: list[bytes], served: int, dropped: int, *, max_records: int = CHUNK_MAX_RECORDS
+) -> bytes:
+    """Frames holding ``records`` (each 1..MAX_PAYLOAD_BYTES bytes, no raw newline) in chunks of
+    at most ``max_records`` records and about CHUNK_MAX_BYTES; the last frame carries the
+    counters line unless ``served`` equals the number of records and nothing was dropped."""
+    parts: list[bytes] = []
+    start, total = 0, len(records)
+    while start < total:
+        stop, size = start, 0
+        while stop < total and stop - start < max_records and size < CHUNK_MAX_BYTES:
+            size += len(records[stop]) + 1
+            stop += 1
+        payload = RECORD_SEPARATOR.join(records[start:stop])
+        if stop == total and (served != total or dropped):
+            # Earlier frames of this flush stand for one answer per record; the rest are here.
+            payload += b"\n#served=%d,dropped=%d" % (served - start, dropped)
+        parts.append(encode_frame(payload))
+        start = stop
+    return b"".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """A frame's payload read back: its records, and the answers it stands for."""
+
+    records: list[bytes]
+    served: int
+    dropped: int
+
+
+def decode_chunk(payload: bytes) -> Chunk:
+    """Split a frame's payload into records and counters (pure, never raises: a malformed
+    counters line is kept as a record, which the sealer's record check then refuses)."""
+    lines = payload.split(RECORD_SEPARATOR)
+    last = lines[-1]
+    if last[:1] == b"#":
+        match = _COUNTERS.fullmatch(last)
+        if match is not None:
+            del lines[-1]
+            return Chunk(lines, int(match[1]), int(match[2]))
+    return Chunk(lines, len(lines), 0)
 
 
 @dataclass(slots=True)

@@ -21,7 +21,7 @@ import logging
 import os
 from pathlib import Path
 
-from proxy.records.segments import encode_frames, find_next_frame, scan_frames
+from proxy.records.segments import encode_chunks, find_next_frame, scan_frames
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +77,14 @@ class SpoolWriter:
         self.bytes_used = 0
         self.segments = 0
         self.dropped = 0
+        self.emitted = 0
+        self.sampled_out = 0
         self._frames: list[bytes] = []
         self._pending_bytes = 0
+        # Answers since the last frame written: records, hits left out by sampling, records
+        # refused (full spool). They ride in the next frame (segments.encode_chunks).
+        self._unwritten_served = 0
+        self._unwritten_dropped = 0
         self._fd = -1
         self._segment = 0
         self._segment_size = 0
@@ -144,10 +150,16 @@ class SpoolWriter:
         """Buffer one record's canonical bytes; False if refused because the spool is full."""
         if self.bytes_used + self._pending_bytes >= self.max_bytes:
             self.dropped += 1
+            self._unwritten_dropped += 1
             return False
         self._frames.append(record_bytes)
-        self._pending_bytes += len(record_bytes) + 8
+        self._pending_bytes += len(record_bytes) + 1
         return True
+
+    def skip(self) -> None:
+        """Count an answer left without a record by sampling (reconciliation: served vs emitted)."""
+        self.sampled_out += 1
+        self._unwritten_served += 1
 
     def flush(self) -> None:
         """One ``os.write`` of every record appended since the last flush; rotates segments."""
@@ -155,9 +167,13 @@ class SpoolWriter:
             raise RuntimeError("SpoolWriter.flush() before open()")
         full = self.bytes_used >= self.max_bytes
         if self._frames:
-            data = encode_frames(self._frames)
+            count = len(self._frames)
+            served = self._unwritten_served + self._unwritten_dropped + count
+            data = encode_chunks(self._frames, served, self._unwritten_dropped)
             self._frames = []
             self._pending_bytes = 0
+            self._unwritten_served = self._unwritten_dropped = 0
+            self.emitted += count
             view = memoryview(data)
             while view:  # a regular-file write is complete unless the disk is full
                 view = view[os.write(self._fd, view) :]

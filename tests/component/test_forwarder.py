@@ -13,7 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from proxy.records.forwarder import Forwarder
-from proxy.records.sealer import batch_name, list_batches
+from proxy.records.sealer import BatchCounters, batch_name, counters_path, list_batches
 
 MakeServer = Callable[[web.Application], Awaitable[TestServer]]
 Reply = tuple[int, dict[str, str], bytes]
@@ -148,3 +148,38 @@ async def test_network_error_is_retried(tmp_path: Path) -> None:
         await forwarder.run(stop)
     assert forwarder.failures["network"] == 3
     assert [seq for seq, _ in list_batches(tmp_path)] == [0]
+
+
+@pytest.mark.asyncio
+async def test_sends_the_batch_counters_and_removes_them_on_ack(
+    tmp_path: Path, aiohttp_server: MakeServer
+) -> None:
+    """docs/billing.md "Reconciliation": the answers a batch stands for go with it."""
+    seen: list[dict[str, str]] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        seen.append(dict(request.headers))
+        return web.Response(status=200, body=b"{}")
+
+    app = web.Application()
+    app.router.add_post("/v1/batches", handle)
+    server = await aiohttp_server(app)
+    write_batches(tmp_path, 2)
+    first = tmp_path / batch_name(0, 0, 0)
+    counters_path(first).write_bytes(BatchCounters(served=12, emitted=9, dropped=1).to_json())
+    stop = asyncio.Event()
+    async with aiohttp.ClientSession() as session:
+        forwarder = Forwarder(tmp_path, str(server.make_url("/")), session)
+        task = asyncio.create_task(forwarder.run(stop))
+        for _ in range(500):
+            if not list_batches(tmp_path):
+                break
+            await asyncio.sleep(0.01)
+        stop.set()
+        await task
+    assert seen[0]["X-Cachet-Requests-Served"] == "12"
+    assert seen[0]["X-Cachet-Records-Emitted"] == "9"
+    assert seen[0]["X-Cachet-Records-Dropped"] == "1"
+    assert "X-Cachet-Requests-Served" not in seen[1]  # a batch without counters sends none
+    assert not counters_path(first).exists()
+    assert acked(tmp_path) == [0, 1]

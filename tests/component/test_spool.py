@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.records.segments import encode_frame, scan_frames
+from proxy.records.segments import decode_chunk, encode_frame, scan_frames
 from proxy.records.spool import SpoolWriter, list_segments, segment_name
 
 
@@ -18,7 +18,8 @@ def payload(i: int) -> bytes:
 def read_all(directory: Path) -> list[bytes]:
     out: list[bytes] = []
     for number in list_segments(directory):
-        out += scan_frames((directory / segment_name(number)).read_bytes()).payloads
+        for frame in scan_frames((directory / segment_name(number)).read_bytes()).payloads:
+            out += decode_chunk(frame).records
     return out
 
 

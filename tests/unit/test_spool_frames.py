@@ -7,8 +7,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proxy.records.segments import (
+    CHUNK_MAX_RECORDS,
     FRAME_HEADER_BYTES,
     MAX_PAYLOAD_BYTES,
+    Chunk,
+    decode_chunk,
+    encode_chunks,
     encode_frame,
     encode_frames,
     find_next_frame,
@@ -78,3 +82,56 @@ def test_corrupt_length_is_detected() -> None:
 def test_encode_refuses_empty_or_oversize(size: int) -> None:
     with pytest.raises(ValueError):
         encode_frame(b"{" * size)
+
+
+# -- chunks: several records per frame, with the answers they stand for ----------------------
+
+records_strategy = st.lists(
+    st.binary(min_size=1, max_size=300).filter(lambda b: b"\n" not in b).map(lambda b: b"{" + b),
+    min_size=1,
+    max_size=40,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(records_strategy, st.integers(0, 50), st.integers(0, 50), st.integers(1, 10))
+def test_chunks_round_trip_with_their_counters(
+    items: list[bytes], sampled_out: int, dropped: int, per_frame: int
+) -> None:
+    served = len(items) + sampled_out + dropped
+    data = encode_chunks(items, served, dropped, max_records=per_frame)
+    scan = scan_frames(data)
+    assert scan.end == len(data)
+    chunks = [decode_chunk(payload) for payload in scan.payloads]
+    assert [r for chunk in chunks for r in chunk.records] == items
+    assert sum(chunk.served for chunk in chunks) == served
+    assert sum(chunk.dropped for chunk in chunks) == dropped
+    assert all(len(chunk.records) <= per_frame for chunk in chunks)
+
+
+def test_a_flush_of_plain_records_is_one_frame_without_a_counters_line() -> None:
+    data = encode_chunks([b'{"a":1}', b'{"b":2}'], 2, 0)
+    assert data == encode_frame(b'{"a":1}\n{"b":2}')
+    assert decode_chunk(scan_frames(data).payloads[0]) == Chunk([b'{"a":1}', b'{"b":2}'], 2, 0)
+
+
+def test_counters_ride_on_the_last_frame_only() -> None:
+    records = [b'{"n":%d}' % i for i in range(CHUNK_MAX_RECORDS + 3)]
+    frames = scan_frames(encode_chunks(records, len(records) + 7, 2)).payloads
+    assert len(frames) == 2
+    assert decode_chunk(frames[0]) == Chunk(records[:CHUNK_MAX_RECORDS], CHUNK_MAX_RECORDS, 0)
+    assert frames[1].endswith(b"\n#served=10,dropped=2")
+    assert decode_chunk(frames[1]) == Chunk(records[CHUNK_MAX_RECORDS:], 10, 2)
+
+
+def test_a_single_record_frame_of_the_old_layout_reads_as_one_answer() -> None:
+    assert decode_chunk(b'{"n":1}') == Chunk([b'{"n":1}'], 1, 0)
+
+
+@pytest.mark.parametrize(
+    "line", [b"#served=x,dropped=1", b"#served=1", b"#", b"#served=1,dropped=2 "]
+)
+def test_a_malformed_counters_line_stays_a_record_for_the_sealer_to_refuse(line: bytes) -> None:
+    chunk = decode_chunk(b'{"n":1}\n' + line)
+    assert chunk.records == [b'{"n":1}', line]
+    assert (chunk.served, chunk.dropped) == (2, 0)
