@@ -57,13 +57,17 @@ def load_or_create_edge_key(keys_dir: Path, edge_id: str) -> SigningKey:
 
 
 class Recorder:
-    def __init__(self, config: ProxyConfig) -> None:
+    def __init__(self, config: ProxyConfig, *, worker: int | None = None) -> None:
+        """``worker``: this serving process's number under ``--workers N``; it then spools to
+        ``spool/w<worker>/`` and leaves the records process to the supervisor, which seals every
+        worker's spool into the edge's one chain."""
         self.edge_id = config.edge_id or default_edge_id()
         root = Path(config.cache_dir) / "records"
         self.key = load_or_create_edge_key(root / "keys", self.edge_id)
         self.encoder = RecordEncoder(self.edge_id, config.sample_rate)
+        spool_dir = root / "spool" if worker is None else root / "spool" / f"w{worker}"
         self.spool = SpoolWriter(
-            root / "spool",
+            spool_dir,
             max_bytes=config.spool_max_bytes,
             full_policy=config.spool_full_policy,
         )
@@ -74,21 +78,14 @@ class Recorder:
         self.receipts = ReceiptIndex(root / "batches", root / "spool")
         self.coordinator = config.coordinator
         self.reject_when_full = config.spool_full_policy == "reject"
-        self.pipeline = PipelineSettings(
-            records_dir=root,
-            edge_id=self.edge_id,
-            batch_max_records=config.batch_max_records,
-            batch_max_interval_ms=config.batch_max_interval_ms,
-            coordinator=config.coordinator,
-            nats_url=config.nats_url,
-            nats_subject=config.nats_subject,
-        )
-        self.pipeline_restarts = 0
-        self._log_level = config.log_level
+        self.pipeline = pipeline_settings(config, self.edge_id)
+        self.records_process = RecordsProcess(self.pipeline, config.log_level)
+        self._starts_pipeline = worker is None
         self._batches_dir = root / "batches"
-        self._stopping = False
-        self._process: asyncio.subprocess.Process | None = None
-        self._supervisor: asyncio.Task[None] | None = None
+
+    @property
+    def pipeline_restarts(self) -> int:
+        return self.records_process.restarts
 
     def pipeline_status(self) -> PipelineStatus:
         return read_status(self.pipeline.records_dir)
@@ -135,18 +132,54 @@ class Recorder:
         log.error("enrolment with %s failed: %s", self.coordinator, reason)
 
     async def start(self) -> None:
-        """Start the records process; a supervisor restarts it if it ever exits on its own."""
+        if self._starts_pipeline:
+            await self.records_process.start()
+
+    async def stop(self) -> None:
+        """Flush and close the spool, then let the records process seal what is left and exit,
+        so a clean stop leaves no unsealed tail."""
+        self.spool.close()
+        if self._starts_pipeline:
+            await self.records_process.stop()
+
+
+def pipeline_settings(config: ProxyConfig, edge_id: str) -> PipelineSettings:
+    return PipelineSettings(
+        records_dir=Path(config.cache_dir) / "records",
+        edge_id=edge_id,
+        batch_max_records=config.batch_max_records,
+        batch_max_interval_ms=config.batch_max_interval_ms,
+        coordinator=config.coordinator,
+        nats_url=config.nats_url,
+        nats_subject=config.nats_subject,
+    )
+
+
+class RecordsProcess:
+    """Starts ``python -m proxy.records.daemon`` with a pipe on its stdin, restarts it with
+    back-off if it exits on its own, and on ``stop`` closes the pipe and waits for it to seal
+    the tail and exit (docs/design/spool.md, "Processes")."""
+
+    def __init__(self, settings: PipelineSettings, log_level: str = "info") -> None:
+        self.settings = settings
+        self.restarts = 0
+        self._log_level = log_level
+        self._stopping = False
+        self._process: asyncio.subprocess.Process | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
         self._process = await self._spawn()
         self._supervisor = asyncio.get_running_loop().create_task(self._supervise())
 
     async def _spawn(self) -> asyncio.subprocess.Process:
         env = dict(os.environ)
         env.pop(NATS_URL_ENV, None)
-        if self.pipeline.nats_url:
-            env[NATS_URL_ENV] = self.pipeline.nats_url
+        if self.settings.nats_url:
+            env[NATS_URL_ENV] = self.settings.nats_url
         env["CACHET_RECORDS_LOG_LEVEL"] = self._log_level
         return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "proxy.records.daemon", *self.pipeline.to_argv(),
+            sys.executable, "-m", "proxy.records.daemon", *self.settings.to_argv(),
             stdin=asyncio.subprocess.PIPE, env=env,
         )  # fmt: skip
 
@@ -164,14 +197,11 @@ class Recorder:
             # A process that ran for a while before failing gets a fresh back-off.
             ran_s = time.monotonic() - started
             delay_s = RESTART_BASE_DELAY_S if ran_s > 60 else min(delay_s * 2, RESTART_MAX_DELAY_S)
-            self.pipeline_restarts += 1
+            self.restarts += 1
             self._process = await self._spawn()
 
     async def stop(self) -> None:
-        """Flush and close the spool, then let the records process seal what is left and exit
-        (end of file on its stdin), so a clean stop leaves no unsealed tail."""
         self._stopping = True
-        self.spool.close()
         process = self._process
         if process is not None and process.returncode is None:
             if process.stdin is not None:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiohttp
 from prometheus_client import CollectorRegistry
 
 from proxy.admin_api import AdminServer
@@ -165,6 +166,7 @@ async def serve(config: ProxyConfig, ready: asyncio.Event | None = None) -> int:
     store = state.handler.store
     await _open_disk(store)
     await origin.start()
+    poller = await _start_registry(state)  # before listening: no unattributed first responses
     host, port = config.listen
     server = await loop.create_server(
         lambda: ClientConnection(state),
@@ -182,7 +184,6 @@ async def serve(config: ProxyConfig, ready: asyncio.Event | None = None) -> int:
     await admin.start()
     if state.recorder is not None:
         await state.recorder.start()
-    poller = await _start_registry(state)
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
@@ -234,8 +235,19 @@ async def _start_registry(state: ProxyState) -> RegistryPoller | None:
         handler.origin.session, config.coordinator, Path(config.cache_dir), purge_revoked
     )
     handler.manifest_indexes.insert(0, poller.index)
+    # One bounded poll before the proxy listens, so content published before this start is
+    # attributed from the first response (a cached copy stored unattributed stays so until it
+    # expires). A coordinator that is down or slow does not keep the proxy from serving.
+    try:
+        await asyncio.wait_for(poller.poll_once(), FIRST_POLL_TIMEOUT_S)
+    except (TimeoutError, OSError, aiohttp.ClientError, ValueError, KeyError, TypeError) as exc:
+        log.warning("first registry poll failed (%s); serving, and polling in the background",
+                    type(exc).__name__)  # fmt: skip
     poller.start()
     return poller
+
+
+FIRST_POLL_TIMEOUT_S = 10.0
 
 
 async def _drain(state: ProxyState, grace_s: float) -> None:
