@@ -6,6 +6,10 @@ Run several (on one machine or many) against one PostgreSQL database: they share
 pull consumer, and one of them at a time (an advisory lock) sequences the Merkle log. ``--data``
 holds the log key (the same key as the coordinator's). On SQLite, run one worker process only
 (SQLite has one writer); ``--consumers`` runs several consumer tasks inside it.
+
+A worker started while PostgreSQL or NATS is restarting waits for them (``--start-timeout``,
+with back-off) instead of exiting; once running, it rides out restarts of either: the NATS
+client reconnects, and batches that fail to apply are handed back for redelivery.
 """
 
 from __future__ import annotations
@@ -16,7 +20,13 @@ import contextlib
 import logging
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
+
+import asyncpg
+import nats.errors
+import nats.js.errors
 
 from billing.config import ConfigError, CoordinatorConfig
 from billing.ingest.nats import (
@@ -27,6 +37,22 @@ from billing.ingest.nats import (
     StreamNames,
     connect,
     ensure_stream,
+)
+
+log = logging.getLogger("cachet.ingest.worker")
+T = TypeVar("T")
+DEFAULT_START_TIMEOUT_S = 60.0
+# What a service that is down, restarting or starting up answers; anything else (a wrong
+# password, a database that does not exist) is a configuration error and fails at once.
+UNAVAILABLE = (
+    OSError,  # refused, reset; TimeoutError too
+    asyncpg.exceptions.OperatorInterventionError,  # starting up, shutting down
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.InterfaceError,  # the connection closed under a call
+    nats.errors.NoServersError,
+    nats.errors.TimeoutError,
+    nats.errors.ConnectionClosedError,
+    nats.js.errors.ServiceUnavailableError,  # JetStream recovering its streams
 )
 
 
@@ -50,7 +76,30 @@ def add_parser(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     worker.add_argument("--fetch", type=int, default=8, help="messages per pull")
     worker.add_argument("--ack-wait", type=float, default=30.0, metavar="SECONDS",
                         help="redeliver a message unacknowledged this long")  # fmt: skip
+    worker.add_argument("--start-timeout", type=float, default=DEFAULT_START_TIMEOUT_S,
+                        metavar="SECONDS", help="wait this long for the database and NATS"
+                        " at start (default 60)")  # fmt: skip
     worker.set_defaults(handler=run_ingest_worker)
+
+
+async def when_up(
+    what: str, attempt: Callable[[], Awaitable[T]], stop: asyncio.Event, patience_s: float
+) -> T:
+    """``attempt()``, retried with back-off while ``what`` is unavailable, for at most
+    ``patience_s`` (then, or once ``stop`` is set, its last error propagates)."""
+    loop = asyncio.get_running_loop()
+    deadline, delay_s = loop.time() + patience_s, 0.2
+    while True:
+        try:
+            return await attempt()
+        except UNAVAILABLE as exc:
+            if stop.is_set() or loop.time() + delay_s > deadline:
+                raise
+            log.warning("%s unavailable (%s); retrying in %.1f s", what, type(exc).__name__,
+                        delay_s)  # fmt: skip
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay_s)
+        delay_s = min(delay_s * 2, 5.0)
 
 
 async def serve(config: CoordinatorConfig, args: argparse.Namespace, stop: asyncio.Event) -> None:
@@ -58,14 +107,16 @@ async def serve(config: CoordinatorConfig, args: argparse.Namespace, stop: async
     from billing.service import Coordinator, open_store
 
     names = StreamNames(args.stream, args.subject_prefix, args.durable)
-    store = await open_store(config)
+    patience_s = args.start_timeout
+    store = await when_up("database", lambda: open_store(config), stop, patience_s)
     try:
         log_key = load_or_create_log_key(Path(config.data), config.log_origin)
         coordinator = Coordinator(config, store, log_key)
-        nc = await connect(args.nats, "cachet-ingest-worker")
+        nc = await when_up("NATS", lambda: connect(args.nats, "cachet-ingest-worker"), stop,
+                           patience_s)  # fmt: skip
         try:
-            await ensure_stream(nc, names)
-            await coordinator.sequencer.start()
+            await when_up("NATS", lambda: ensure_stream(nc, names), stop, patience_s)
+            await when_up("database", coordinator.sequencer.start, stop, patience_s)
             workers = [
                 IngestWorker(
                     nc,
@@ -105,6 +156,8 @@ def run_ingest_worker(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(main())
-    except (OSError, ConfigError) as exc:
-        return _fail(str(exc))
+    except (ConfigError, *UNAVAILABLE) as exc:  # at start: one line, not a traceback
+        return _fail(f"{type(exc).__name__}: {exc}")
+    except asyncpg.PostgresError as exc:
+        return _fail(f"database: {type(exc).__name__}: {exc}")
     return 0

@@ -11,9 +11,13 @@ What a worker does with a message (``disposition``, pure):
 - accepted or duplicate: ack;
 - refused (malformed, forged, unknown key, chain fork, …): term, never redelivered;
 - the edge's earlier batch not applied yet (seq beyond the head + 1, from the ``Cachet-Seq``
-  header; another worker may hold it): nak with a short delay, up to ``MAX_REORDER_DELIVERIES``
-  times, then let the store record the gap as an incident;
-- overloaded or storage/transport failure: nak with a delay (the database may be restarting).
+  header; another worker may hold it): nak with a delay proportional to the distance from the
+  head (``early_delay_s``), so that redeliveries come back in seq order; after waiting
+  ``reorder_patience_s`` (as this worker saw it), let the store record the gap as an incident;
+- overloaded: nak with a delay;
+- storage failure (the database restarting): nak the batch and the rest of the fetch untried,
+  and fetch nothing until the store answers again (with back-off): an outage then costs one
+  redelivery of the messages in hand, not a nak storm over the whole stream.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -43,7 +48,11 @@ DEFAULT_STREAM = "CACHET_BATCHES"
 DEFAULT_SUBJECT_PREFIX = "cachet.batches"
 DEFAULT_DURABLE = "cachet-ingest"
 DUPLICATE_WINDOW_S = 24 * 3600.0  # resends within a day are dropped by JetStream itself
-MAX_REORDER_DELIVERIES = 20
+REORDER_STEP_S = 0.02  # nak delay per batch that must land before an early one
+REORDER_PATIENCE_S = 60.0
+REORDER_PATIENCE_ACK_WAITS = 3
+MAX_TRACKED_EARLY = 100_000  # early batches whose first sighting a worker remembers
+MAX_OUTAGE_BACKOFF_S = 5.0
 EDGE_HEADER, SEQ_HEADER, LAG_HEADER = "Cachet-Edge", "Cachet-Seq", "Cachet-Spool-Lag"
 MSG_ID_HEADER = "Nats-Msg-Id"
 
@@ -62,6 +71,30 @@ class Disposition(Enum):
     ACK = "ack"
     TERM = "term"
     RETRY = "retry"  # nak with a delay
+    UNAVAILABLE = "unavailable"  # storage failed: nak, and pause fetching until it answers
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    disposition: Disposition
+    delay_s: float = 0.0  # of a nak; 0: the worker's retry delay
+
+
+def early_delay_s(head: ChainHead | None, seq: int, step_s: float, cap_s: float) -> float:
+    """The nak delay of a batch ahead of its edge's head: one step per batch that must land
+    first. Redeliveries then come back in seq order and a backlog drains at a batch per step;
+    with one fixed delay every round keeps the previous round's order, and each inversion in
+    it (two workers interleave their naks) costs a whole round."""
+    distance = seq - (0 if head is None else head.seq + 1)
+    return min(cap_s, step_s * max(1, distance))
+
+
+def reorder_patience_s(ack_wait_s: float) -> float:
+    """How long an early batch waits for its predecessor before the gap is recorded. The
+    predecessor may sit unacknowledged with a worker that died or lost its connection, and
+    JetStream redelivers it only after ``ack_wait``; a gap is an incident either way (edges
+    publish in order), so waiting long costs little."""
+    return max(REORDER_PATIENCE_S, REORDER_PATIENCE_ACK_WAITS * ack_wait_s)
 
 
 def is_ahead_of_head(head: ChainHead | None, seq: int) -> bool:
@@ -80,10 +113,22 @@ def spool_lag_of(headers: dict[str, str] | None) -> int | None:
 
 
 async def connect(url: str, name: str) -> NatsClient:
-    """A client that keeps reconnecting (NATS may restart under load)."""
+    """A client that keeps reconnecting (NATS may restart under load), saying so in one line
+    per event rather than a traceback per reconnect attempt."""
+
+    async def on_error(exc: Exception) -> None:
+        log.warning("nats %s: %s: %s", name, type(exc).__name__, exc)
+
+    async def on_disconnected() -> None:
+        log.warning("nats %s: disconnected; reconnecting", name)
+
+    async def on_reconnected() -> None:
+        log.warning("nats %s: reconnected", name)
+
     return await nats.connect(
-        url, name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5, connect_timeout=5
-    )
+        url, name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5, connect_timeout=5,
+        error_cb=on_error, disconnected_cb=on_disconnected, reconnected_cb=on_reconnected,
+    )  # fmt: skip
 
 
 async def ensure_stream(nc: NatsClient, names: StreamNames) -> None:
@@ -136,10 +181,13 @@ class IngestWorker:
         ack_wait_s: float = 30.0,
         retry_delay_s: float = 0.5,
         after_apply: Callable[[Msg], Awaitable[None]] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._nc, self._names, self._store, self._ingestor = nc, names, store, ingestor
         self._fetch_batch, self._ack_wait_s = fetch_batch, ack_wait_s
         self._retry_delay_s = retry_delay_s
+        self._patience_s, self._clock = reorder_patience_s(ack_wait_s), clock
+        self._early_since: dict[tuple[str, int], float] = {}  # (edge, seq): first seen early
         self._after_apply = after_apply  # a test hook: runs between the commit and the ack
         self.applied = 0
 
@@ -160,8 +208,8 @@ class IngestWorker:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set (each fetch waits at most a second)."""
-        sub = await self.subscribe()
-        while not stop.is_set():
+        sub = await self._subscribe_when_up(stop)
+        while sub is not None and not stop.is_set():
             try:
                 messages = await sub.fetch(self._fetch_batch, timeout=1.0)
             except nats.errors.TimeoutError:
@@ -170,45 +218,95 @@ class IngestWorker:
                 log.warning("fetch failed (%s); retrying", exc)
                 await asyncio.sleep(self._retry_delay_s)
                 continue
+            storage_down = False
             for message in messages:
-                await self.handle(message)
+                if storage_down:  # the rest would fail the same way: hand them back untried
+                    await self._settle(message, Verdict(Disposition.UNAVAILABLE))
+                    continue
+                storage_down = await self.handle(message) is Disposition.UNAVAILABLE
+            if storage_down:
+                await self._wait_for_store(stop)
+
+    async def _subscribe_when_up(
+        self, stop: asyncio.Event
+    ) -> nats.js.JetStreamContext.PullSubscription | None:
+        """Bind the durable consumer, waiting out a NATS restart; None if stopped first."""
+        delay_s = self._retry_delay_s
+        while not stop.is_set():
+            try:
+                return await self.subscribe()
+            except (nats.errors.Error, OSError) as exc:
+                log.warning("subscribe failed (%s); retrying", type(exc).__name__)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay_s)
+            delay_s = min(delay_s * 2, MAX_OUTAGE_BACKOFF_S)
+        return None
 
     async def handle(self, message: Msg) -> Disposition:
-        disposition = await self._apply(message)
+        verdict = await self._apply(message)
+        await self._settle(message, verdict)
+        return verdict.disposition
+
+    async def _settle(self, message: Msg, verdict: Verdict) -> None:
         with contextlib.suppress(nats.errors.Error, OSError):  # unacked: redelivered later
-            if disposition is Disposition.ACK:
+            if verdict.disposition is Disposition.ACK:
                 await message.ack()
-            elif disposition is Disposition.TERM:
+            elif verdict.disposition is Disposition.TERM:
                 await message.term()
             else:
-                await message.nak(delay=self._retry_delay_s)
-        return disposition
+                await message.nak(delay=verdict.delay_s or self._retry_delay_s)
 
-    async def _apply(self, message: Msg) -> Disposition:
+    async def _wait_for_store(self, stop: asyncio.Event) -> None:
+        """Fetch nothing until the store answers a query (with back-off): a message fetched now
+        could not be applied, and each fetch counts one more delivery against it."""
+        delay_s = self._retry_delay_s
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay_s)
+            try:
+                await self._store.chain_head("")
+            except Exception as exc:  # still down or restarting
+                log.info("store still unavailable (%s); waiting", type(exc).__name__)
+                delay_s = min(delay_s * 2, MAX_OUTAGE_BACKOFF_S)
+                continue
+            log.warning("store answers again; resuming")
+            return
+
+    async def _apply(self, message: Msg) -> Verdict:
         headers = message.headers
         try:
-            if await self._is_early(message, headers):
-                return Disposition.RETRY
+            delay_s = await self._early_delay_s(headers)
+            if delay_s is not None:
+                return Verdict(Disposition.RETRY, delay_s)
             await self._ingestor.ingest(message.data, None, spool_lag_of(headers))
         except PushbackError:
-            return Disposition.RETRY
+            return Verdict(Disposition.RETRY)
         except CachetError as exc:
             log.warning("batch refused: %s", exc)
-            return Disposition.TERM
+            return Verdict(Disposition.TERM)
         except Exception as exc:  # storage down or restarting: keep the message, retry later
             log.warning("batch not applied (%s: %s); will retry", type(exc).__name__, exc)
-            return Disposition.RETRY
+            return Verdict(Disposition.UNAVAILABLE)
         self.applied += 1
         if self._after_apply is not None:
             await self._after_apply(message)
-        return Disposition.ACK
+        return Verdict(Disposition.ACK)
 
-    async def _is_early(self, message: Msg, headers: dict[str, str] | None) -> bool:
+    async def _early_delay_s(self, headers: dict[str, str] | None) -> float | None:
+        """None when the batch may be applied now (or waited for long enough: the store then
+        records the gap as an incident); else how long to wait for its predecessor."""
         edge, seq = (headers or {}).get(EDGE_HEADER), seq_of(headers)
         if edge is None or seq is None:
-            return False
-        if message.metadata.num_delivered is not None and (
-            message.metadata.num_delivered > MAX_REORDER_DELIVERIES
-        ):
-            return False  # give up waiting: the store records the gap as an incident
-        return is_ahead_of_head(await self._store.chain_head(edge), seq)
+            return None
+        head = await self._store.chain_head(edge)
+        if not is_ahead_of_head(head, seq):
+            self._early_since.pop((edge, seq), None)
+            return None
+        now = self._clock()
+        first_seen = self._early_since.setdefault((edge, seq), now)
+        if now - first_seen > self._patience_s:
+            del self._early_since[(edge, seq)]
+            return None
+        if len(self._early_since) > MAX_TRACKED_EARLY:  # forget the oldest sighting
+            del self._early_since[next(iter(self._early_since))]
+        return early_delay_s(head, seq, REORDER_STEP_S, self._retry_delay_s)
