@@ -3,10 +3,13 @@ shared with collapsed waiters (proxy.collapse). The async half of the handler.""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
+import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -37,6 +40,8 @@ from proxy.responses import forwarded_head, render_trailer
 
 if TYPE_CHECKING:
     from proxy.handler import Connection, Exchange, ProxyHandler
+
+log = logging.getLogger("cachet.proxy")
 
 _CONDITIONAL_FIELDS = frozenset(
     {"if-none-match", "if-modified-since", "if-match", "if-unmodified-since", "if-range"}
@@ -229,11 +234,6 @@ class OriginPath:
             directives,
             self.settings.storage,
         )
-        if reason is None and (
-            response.content_length is not None
-            and response.content_length > self.settings.max_object_bytes
-        ):
-            reason = "too-large"
         if reason is not None:
             self.stats.not_stored[reason] += 1
             return False
@@ -249,7 +249,16 @@ class OriginPath:
     ) -> None:
         headers = strip_hop_by_hop(response.headers)
         self._invalidate_after_unsafe(ex, response.status, headers)
-        will_store = self._storable(ex, fetch, response, headers)
+        # Shareable: the cache could keep it, so collapsed clients may have it too. Stored:
+        # also small enough; a larger body is shared from a file (Fill.spill), never stored.
+        shareable = self._storable(ex, fetch, response, headers)
+        too_large = (
+            response.content_length is not None
+            and response.content_length > self.settings.max_object_bytes
+        )
+        if shareable and too_large:
+            self.stats.not_stored["too-large"] += 1
+        will_store = shareable and not too_large
         fill = fetch.fill
         whole_for_range = _fills_for_range(ex, fetch) and response.status != 206
         if whole_for_range and not (
@@ -267,7 +276,9 @@ class OriginPath:
             await self._forward(conn, ex, Fetch(fetch.outcome, None, store=False))
             return
         if fill is not None:
-            if will_store:
+            if shareable and too_large and not self._spill(ex.key, fill):
+                shareable = False  # no room for the spool: the others fetch for themselves
+            if shareable:
                 fill.publish(
                     FillHead(
                         response.status,
@@ -303,7 +314,23 @@ class OriginPath:
                 return
             await self._write_forwarded(conn, ex, fetch, response, headers, False, timing, [body])
             return
-        await self._write_forwarded(conn, ex, fetch, response, headers, will_store, timing, None)
+        await self._write_forwarded(
+            conn, ex, fetch, response, headers, will_store, timing, None, shareable
+        )
+
+    def _spill(self, key: str, fill: Fill) -> bool:
+        """Move a fill too large for the cache to a file, next to the disk tier (a real disk,
+        not a tmpfs in RAM) when there is one. False when no file can be made: the fill is
+        then released (its waiters fetch for themselves) and the key marked hit-for-miss."""
+        disk = self.h.store.disk
+        try:
+            fill.spill(str(disk.directory) if disk is not None else None)
+        except OSError as err:
+            log.warning("cannot spill the body of %s to a file: %s", key, err)
+            fill.release()
+            self.h.fills.mark_uncacheable(key, time.time())
+            return False
+        return True
 
     async def _read_whole(self, response: OriginResponse) -> bytes | None:
         parts: list[bytes] = []
@@ -404,6 +431,7 @@ class OriginPath:
         will_store: bool,
         timing: _Timing,
         prefetched: list[bytes] | None,
+        shareable: bool = False,
     ) -> None:
         age = None
         if will_store:
@@ -431,7 +459,7 @@ class OriginPath:
             return
         conn.write(head)
         body = _iterate(prefetched) if prefetched is not None else response.chunks()
-        fill = fetch.fill
+        fill = fetch.fill if (will_store or shareable) else None
         if will_store and fill is None:
             fill = Fill.private()  # nobody to share with: it is only the cache's buffer
         candidate = self.h.attribution_candidate(ex, headers, status)
@@ -444,24 +472,22 @@ class OriginPath:
 
         completion = _Completion(record, response.content_length, hashing=candidate is not None)
         sent = await self._stream_fill(
-            conn, fill if will_store else None, body, chunked, prefetched is None, completion
+            conn,
+            fill,
+            body,
+            chunked,
+            prefetched is None,
+            completion,
+            response.content_length,
+            ex.key,
         )
         if sent is None:
             completion.fail(self.h, ex, outcome, status)
             return
-        if response.content_length is not None and sent != response.content_length:
-            self.stats.origin_errors["short-body"] += 1
-            if fill is not None:
-                fill.fail(OriginError("garbage", "short body"))
-            completion.fail(self.h, ex, outcome, status)
-            conn.abort()
-            return
-        if fill is not None:
-            fill.finish()
         completion(sent)
         if chunked:
             conn.write(b"0\r\n\r\n")
-        if will_store and fill is not None and fill.shared:
+        if will_store and fill is not None and fill.shared and not fill.spilled:
             self._store(ex, response, headers, b"".join(fill.chunks), timing, fill.attribution)
         conn.keep_alive = conn.keep_alive and keep_alive
 
@@ -473,12 +499,21 @@ class OriginPath:
         chunked: bool,
         count_origin_bytes: bool,
         completion: _Completion,
+        content_length: int | None,
+        key: str,
     ) -> int | None:
         """Stream the origin body to the client, feeding the fill (which doubles as the cache's
-        buffer). Returns body bytes sent, or None when the exchange was cut short. A client
-        that goes away does not stop a fill that others wait on or the cache will keep. The
-        record is made before the chunk that completes a body of known length is written."""
+        buffer), and finish the fill. Returns body bytes sent, or None when the exchange was cut
+        short. A client that goes away does not stop a fill that others wait on or the cache
+        will keep. The record is made before the chunk that completes a body of known length is
+        written.
+
+        Once the fill is spilled (too large to store), this client reads it back from the spool
+        like any collapsed waiter, in a task of its own: the origin is then read as fast as the
+        file takes it, and a slow leader no longer holds back the other clients."""
         sent = 0
+        pumped = 0
+        sender: asyncio.Task[int | None] | None = None
         limit = self.settings.max_object_bytes
         try:
             async for chunk in chunks:
@@ -487,14 +522,19 @@ class OriginPath:
                 if count_origin_bytes:
                     self.stats.origin_bytes += len(chunk)
                     completion.origin_bytes += len(chunk)
+                pumped += len(chunk)
                 if fill is not None:
                     fill.push(chunk)
-                    if fill.size_bytes > limit and fill.waiters == 0:
-                        # Too big for the cache and nobody shares it: stop keeping it.
+                    if fill.size_bytes > limit and not fill.spilled:
                         self.stats.not_stored["too-large"] += 1
-                        fill.release()
-                        fill = None
-                if not chunk:
+                        if not (fill.joinable and self._spill(key, fill)):
+                            fill.release()  # only the cache's buffer, or no room for a spool
+                            fill = None
+                    if fill is not None and fill.spilled and sender is None:
+                        sender = asyncio.get_running_loop().create_task(
+                            self._send(conn, fill.stream(sent), chunked, completion, sent)
+                        )
+                if sender is not None or not chunk:
                     continue
                 sent += len(chunk)
                 completion.sent = sent
@@ -508,11 +548,77 @@ class OriginPath:
         except OriginError as error:
             # Never a short response that looks complete: the client sees the connection drop.
             self.stats.origin_errors[error.kind] += 1
-            if fill is not None:
-                fill.fail(error)
+            await self._cut_short(conn, fill, sender, error)
+            return None
+        except BaseException:
+            if sender is not None:
+                sender.cancel()
+            raise
+        if content_length is not None and pumped != content_length:
+            self.stats.origin_errors["short-body"] += 1
+            await self._cut_short(conn, fill, sender, OriginError("garbage", "short body"))
+            return None
+        if fill is not None:
+            fill.finish()
+        if sender is not None:
+            return await sender
+        return sent
+
+    @staticmethod
+    async def _cut_short(
+        conn: Connection,
+        fill: Fill | None,
+        sender: asyncio.Task[int | None] | None,
+        error: OriginError,
+    ) -> None:
+        if fill is not None:
+            fill.fail(error)
+        if sender is not None:
+            await sender  # it reads the failure from the fill and drops its connection
+        conn.abort()
+
+    async def _send(
+        self,
+        conn: Connection,
+        chunks: AsyncGenerator[bytes, None],
+        chunked: bool,
+        completion: _Completion,
+        sent: int = 0,
+        count_errors: bool = False,
+    ) -> int | None:
+        """Write a fill's body to one client at the pace it reads (``sent`` bytes of it were
+        already written). Returns the body bytes sent, or None when the client went away or
+        the fill failed (the connection is dropped: never a short body that looks complete).
+        The stream is closed on the way out, so a spilled fill's file is let go at once."""
+        try:
+            async with contextlib.aclosing(chunks):
+                return await self._send_each(conn, chunks, chunked, completion, sent)
+        except OriginError as error:
+            if count_errors:
+                self.stats.origin_errors[error.kind] += 1
             conn.abort()
             return None
-        return sent
+
+    @staticmethod
+    async def _send_each(
+        conn: Connection,
+        chunks: AsyncIterator[bytes],
+        chunked: bool,
+        completion: _Completion,
+        sent: int,
+    ) -> int | None:
+        async for chunk in chunks:
+            if not chunk:
+                continue
+            sent += len(chunk)
+            completion.sent = sent
+            if completion.expected_bytes is not None and sent >= completion.expected_bytes:
+                completion(sent)
+            if conn.closed:
+                return None
+            conn.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)
+            await conn.drain()
+        return None if conn.closed else sent
 
     # -- collapsed waiters -----------------------------------------------------------------------
 
@@ -553,7 +659,7 @@ class OriginPath:
                 ),
                 head.content_length,
             )
-            sent = await self._stream_fill(conn, None, fill.stream(), chunked, False, completion)
+            sent = await self._send(conn, fill.stream(), chunked, completion, count_errors=True)
             if sent is None:
                 completion.fail(self.h, ex, outcome, status)
                 return
@@ -563,6 +669,7 @@ class OriginPath:
             conn.keep_alive = conn.keep_alive and keep_alive
         finally:
             fill.waiters -= 1
+            fill.close_if_unused()
 
     async def _answer_range_from_fill(
         self, conn: Connection, ex: Exchange, fill: Fill, outcome: Outcome
@@ -575,8 +682,7 @@ class OriginPath:
         if head.content_length > self.settings.range_fill_max_bytes:
             return False
         try:
-            async for _chunk in fill.stream():
-                pass
+            await fill.wait_done()
         except OriginError:
             self.h.finish(ex, outcome, head.status, 0, "origin", failed=True)
             conn.abort()
