@@ -20,7 +20,6 @@ import asyncio
 import gzip
 import json
 import logging
-import os
 import random
 import time
 from collections import Counter
@@ -29,7 +28,7 @@ from pathlib import Path
 
 import aiohttp
 
-from proxy.records.sealer import counters_path, fsync_directory, list_batches, read_counters
+from proxy.records.batch_files import delete_batch, list_batches, move_batch, read_counters
 
 log = logging.getLogger(__name__)
 
@@ -145,12 +144,7 @@ class Forwarder:
         return None
 
     def _move(self, path: Path, folder: str) -> None:
-        target = self.batches_dir / folder
-        target.mkdir(exist_ok=True)
-        os.replace(path, target / path.name)
-        counters_path(path).unlink(missing_ok=True)  # sent with the batch; receipts don't need it
-        fsync_directory(target)
-        fsync_directory(self.batches_dir)
+        move_batch(path, self.batches_dir / folder)  # its meta file too: recovery may read it
 
     def _prune_acked(self) -> None:
         acked = list_batches(self.batches_dir / "acked")
@@ -159,6 +153,6 @@ class Forwarder:
             try:
                 too_many = len(acked) - index > self.max_acked
                 if too_many or path.stat().st_mtime < cutoff:
-                    path.unlink()
+                    delete_batch(path)
             except FileNotFoundError:
                 continue

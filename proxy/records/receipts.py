@@ -18,7 +18,7 @@ from typing import Any
 from provenance.batches import header_to_obj, parse_sealed_batch
 from provenance.merkle import MerkleTree
 from provenance.records import record_leaf_hash, record_to_obj
-from proxy.records.sealer import list_batches
+from proxy.records.sealer import list_batches, spool_folders
 from proxy.records.segments import decode_chunk, scan_frames
 from proxy.records.spool import list_segments, segment_name
 
@@ -99,9 +99,14 @@ class ReceiptIndex:
 
     def _from_spool(self, request_id: str) -> dict[str, Any] | None:
         needle = b'"request_id":' + json.dumps(request_id).encode()
-        for number in list_segments(self.spool_dir):
+        segments = [
+            folder / segment_name(number)
+            for folder in spool_folders(self.spool_dir).values()
+            for number in list_segments(folder)
+        ]
+        for path in segments:
             try:
-                data = (self.spool_dir / segment_name(number)).read_bytes()
+                data = path.read_bytes()
             except FileNotFoundError:
                 continue
             if needle not in data:

@@ -1,13 +1,17 @@
 """Sealer: turns spooled records into signed, hash-chained batch files, exactly once.
 
-Files (see docs/design/spool.md):
+Spools: the spool folder itself and every worker's ``w<N>/`` subfolder (``--workers N``: each
+serving process appends to its own), sealed together into the edge's one chain.
 
-- ``batches/<seq:016d>-<segment:016d>-<offset:016d>.batch``: a sealed batch in the
-  ``format_sealed_batch`` layout; the name says which spool position it covers up to. Written
-  temp + fsync + rename + fsync(dir), so it exists whole or not at all.
-- ``spool/sealed.json``: ``{"seq", "header_hash", "segment", "offset"}`` of the last sealed
-  batch, written atomically AFTER the batch file. Recovery trusts the newest batch file over this
-  marker, so a crash between the two never seals the same records twice or reuses a seq.
+Files (see docs/design/spool.md and ``batch_files``):
+
+- ``batches/<seq>-<segment>-<offset>[-<skip>].batch`` and its ``.meta``: a sealed batch in the
+  ``format_sealed_batch`` layout, written temp + fsync + rename + fsync(dir) after its meta file
+  (answers it stands for; where it ends in every spool), so each exists whole or not at all.
+- ``spool/sealed.json``: ``{"seq", "header_hash", "segment", "offset", "skip", "spools"}`` of the
+  last sealed batch (the folder's own position, and each worker spool's), written atomically
+  AFTER the batch file. Recovery trusts the newest batch file over this marker, so a crash
+  between the two never seals the same records twice or reuses a seq.
 
 Durability: before a batch covering spool bytes is written, those segment bytes are fsynced, so
 no batch survives a machine crash that the spool it covers did not.
@@ -23,7 +27,7 @@ import os
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from provenance.batches import ZERO_HASH_HEX, chain_head, header_canonical_bytes, seal_header
@@ -37,15 +41,54 @@ from provenance.records import (
     parse_record,
     record_to_canonical_bytes,
 )
+from proxy.records.batch_files import (
+    BATCH_SUFFIX,
+    BatchCounters,
+    BatchMeta,
+    Position,
+    batch_name,
+    fsync_directory,
+    list_batches,
+    meta_path,
+    parse_batch_name,
+    read_counters,
+    read_meta,
+    write_atomically,
+)
 from proxy.records.segments import decode_chunk, encode_frame, find_next_frame, scan_frames
 from proxy.records.spool import list_segments, quarantine_bytes, segment_name
 
+__all__ = [
+    "BATCH_SUFFIX",
+    "MARKER_NAME",
+    "BatchCounters",
+    "Sealer",
+    "batch_name",
+    "check_record",
+    "fsync_directory",
+    "list_batches",
+    "meta_path",
+    "parse_batch_name",
+    "read_counters",
+    "spool_folders",
+    "write_atomically",
+]  # fmt: skip
+
 log = logging.getLogger(__name__)
 
-BATCH_SUFFIX = ".batch"
 MARKER_NAME = "sealed.json"
-_BATCH_NAME = re.compile(r"([0-9]{16})-([0-9]{16})-([0-9]{16})(?:-([0-9]{1,6}))?\.batch")
-COUNTERS_SUFFIX = ".counters"
+ROOT_SPOOL = ""  # the spool folder itself (one serving process)
+_WORKER_SPOOL = re.compile(r"w[0-9]{1,4}")
+
+
+def spool_folders(spool_dir: Path) -> dict[str, Path]:
+    """Every spool to seal: the folder itself and its worker subfolders, by name."""
+    found = {ROOT_SPOOL: spool_dir}
+    if spool_dir.is_dir():
+        for child in spool_dir.iterdir():
+            if _WORKER_SPOOL.fullmatch(child.name) and child.is_dir():
+                found[child.name] = child
+    return dict(sorted(found.items()))
 
 
 def check_record(payload: bytes, edge: str, seconds_ok: dict[bytes, bool]) -> str | None:
@@ -72,111 +115,38 @@ def check_record(payload: bytes, edge: str, seconds_ok: dict[bytes, bool]) -> st
     return record.ts
 
 
-def batch_name(seq: int, segment: int, offset: int, skip: int = 0) -> str:
-    """The file name of batch ``seq``, which ends at spool position (segment, offset, skip):
-    the frame at ``offset`` of ``segment``, of which the first ``skip`` records are sealed."""
-    tail = f"-{skip}" if skip else ""
-    return f"{seq:016d}-{segment:016d}-{offset:016d}{tail}{BATCH_SUFFIX}"
+@dataclass(slots=True)
+class _Source:
+    """One spool being read: where reading resumes and where sealing has reached."""
 
-
-def parse_batch_name(name: str) -> tuple[int, int, int, int] | None:
-    """(seq, segment, offset, skip) from a batch file name, None for any other file."""
-    match = _BATCH_NAME.fullmatch(name)
-    if match is None:
-        return None
-    return (int(match[1]), int(match[2]), int(match[3]), int(match[4] or 0))
-
-
-def counters_path(batch_path: Path) -> Path:
-    """Where the answers a batch stands for are kept (see ``BatchCounters``)."""
-    return batch_path.with_name(batch_path.name + COUNTERS_SUFFIX)
-
-
-@dataclass(frozen=True, slots=True)
-class BatchCounters:
-    """The answers a sealed batch stands for, for the coordinator's reconciliation
-    (docs/billing.md): ``served`` requests answered, of which ``emitted`` have a record in the
-    batch and ``dropped`` were refused by a full spool (the rest the sample left out)."""
-
-    served: int
-    emitted: int
-    dropped: int
-
-    def to_json(self) -> bytes:
-        return json.dumps(
-            {"dropped": self.dropped, "emitted": self.emitted, "served": self.served}
-        ).encode()
-
-
-def read_counters(batch_path: Path) -> BatchCounters | None:
-    """A batch's counters, or None (batches sealed before counters existed, or unreadable)."""
-    try:
-        obj = json.loads(counters_path(batch_path).read_bytes())
-        return BatchCounters(int(obj["served"]), int(obj["emitted"]), int(obj["dropped"]))
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def list_batches(directory: Path) -> list[tuple[int, Path]]:
-    """(seq, path) of the batch files directly in ``directory``, by seq."""
-    found = []
-    if directory.is_dir():
-        for path in directory.iterdir():
-            parsed = parse_batch_name(path.name)
-            if parsed is not None:
-                found.append((parsed[0], path))
-    return sorted(found)
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """temp + fsync + rename + fsync(dir): after return, ``path`` holds ``data`` durably."""
-    temp = path.with_name(path.name + ".tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(temp, path)
-    fsync_directory(path.parent)
-
-
-def _write_replacing(path: Path, data: bytes) -> None:
-    """temp + rename, no fsync: for a batch's counters, written just before the batch, whose
-    fsync of the folder makes both names durable (a lost counters file only means the
-    coordinator assumes served = emitted for that batch's period)."""
-    temp = path.with_name(path.name + ".tmp")
-    temp.write_bytes(data)
-    os.replace(temp, path)
-
-
-def fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-Position = tuple[int, int, int]  # (segment, offset of a frame, records of it already sealed)
+    directory: Path
+    cursor: tuple[int, int] = (0, 0)  # next frame to read: (segment, offset)
+    skip: int = 0  # records of the frame at the cursor that are already sealed
+    sealed: Position = (0, 0, 0)  # just after the last sealed record
 
 
 @dataclass(slots=True)
 class _Pending:
-    """Records read from the spool and not yet sealed, in spool order."""
+    """Records read from the spools and not yet sealed, in reading order."""
 
-    payloads: list[bytes]
-    stamps: list[str]
-    ends: list[Position]  # spool position just after each record
-    seen_ms: list[int]
-    served: list[int]  # answers each record stands for (1, or more on a frame's last record)
-    dropped: list[int]
+    payloads: list[bytes] = field(default_factory=list)
+    stamps: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)  # the spool each record came from
+    ends: list[Position] = field(default_factory=list)  # position just after each record
+    seen_ms: list[int] = field(default_factory=list)
+    served: list[int] = field(default_factory=list)  # answers each record stands for
+    dropped: list[int] = field(default_factory=list)
+
+    def drop_first(self, count: int) -> None:
+        del self.payloads[:count], self.stamps[:count], self.sources[:count]
+        del self.ends[:count], self.seen_ms[:count], self.served[:count], self.dropped[:count]
+
+
+Marker = tuple[int, str, dict[str, Position]]  # (seq, header hash, position of every spool)
 
 
 class Sealer:
-    """Reads the spool from the last sealed position and seals batches of valid records."""
+    """Reads the spools from the last sealed positions and seals batches of valid records."""
 
     def __init__(
         self,
@@ -200,15 +170,14 @@ class Sealer:
         self.seal_latency_s_sum = 0.0
         self.last_seal_latency_s = 0.0
         self.on_seal: Callable[[float, int], None] | None = None  # (latency_s, records)
-        self._cursor = (0, 0)  # next frame to read: (segment, offset)
-        self._skip = 0  # records of the frame at the cursor that are already sealed
-        self._pending = _Pending([], [], [], [], [], [])
+        self._sources: dict[str, _Source] = {}
+        self._pending = _Pending()
         self._carried = (0, 0)  # (served, dropped) of invalid records, for the next valid one
         self._seconds_ok: dict[bytes, bool] = {}
         self._recovered = False
 
     def recover(self) -> None:
-        """Find the chain head and spool position, then seal any unsealed tail exactly once."""
+        """Find the chain head and spool positions, then seal any unsealed tail exactly once."""
         self.batches_dir.mkdir(parents=True, exist_ok=True)
         self.spool_dir.mkdir(parents=True, exist_ok=True)
         for temp in self.batches_dir.glob("*.tmp"):
@@ -216,19 +185,31 @@ class Sealer:
         marker = self._read_marker()
         newest = self._newest_batch()
         if newest is not None and (marker is None or newest[0] > marker[0]):
-            seq, path = newest
-            header = _parse_sealed_batch(path.read_bytes()).header
-            parsed = parse_batch_name(path.name)
-            assert parsed is not None
-            marker = (seq, chain_head(header).header_hash, parsed[1], parsed[2], parsed[3])
+            marker = self._marker_from_batch(*newest, marker)
             self._write_marker(marker)
-            log.info("sealer: batch %d was sealed but not marked consumed; trusting it", seq)
+            log.info("sealer: batch %d was sealed but not marked consumed; trusting it", marker[0])
+        self._sources = {}
         if marker is not None:
             self.chain_head = (marker[0], marker[1])
-            self._cursor, self._skip = (marker[2], marker[3]), marker[4]
-        self._pending = _Pending([], [], [], [], [], [])
+            for name, (segment, offset, skip) in marker[2].items():
+                self._sources[name] = _Source(
+                    self.spool_dir / name, (segment, offset), skip, (segment, offset, skip)
+                )
+        self._pending = _Pending()
         self._recovered = True
         self.seal_ready(0, force=True)
+
+    def _marker_from_batch(self, seq: int, path: Path, marker: Marker | None) -> Marker:
+        header = _parse_sealed_batch(path.read_bytes()).header
+        meta = read_meta(path)
+        if meta is not None:
+            positions = dict(meta.positions)
+        else:  # a batch from before meta files: its name holds the folder's own position
+            parsed = parse_batch_name(path.name)
+            assert parsed is not None
+            positions = dict(marker[2]) if marker is not None else {}
+            positions[ROOT_SPOOL] = (parsed[1], parsed[2], parsed[3])
+        return (seq, chain_head(header).header_hash, positions)
 
     def _newest_batch(self) -> tuple[int, Path] | None:
         found: list[tuple[int, Path]] = []
@@ -236,30 +217,31 @@ class Sealer:
             found += list_batches(self.batches_dir / folder)
         return max(found) if found else None
 
-    def _read_marker(self) -> tuple[int, str, int, int, int] | None:
+    def _read_marker(self) -> Marker | None:
         try:
             obj = json.loads((self.spool_dir / MARKER_NAME).read_bytes())
-            return (
-                int(obj["seq"]),
-                str(obj["header_hash"]),
-                int(obj["segment"]),
-                int(obj["offset"]),
-                int(obj.get("skip", 0)),
-            )
         except FileNotFoundError:
             return None
+        positions: dict[str, Position] = {
+            ROOT_SPOOL: (int(obj["segment"]), int(obj["offset"]), int(obj.get("skip", 0)))
+        }
+        for name, p in dict(obj.get("spools", {})).items():
+            positions[str(name)] = (int(p[0]), int(p[1]), int(p[2]))
+        return (int(obj["seq"]), str(obj["header_hash"]), positions)
 
-    def _write_marker(self, marker: tuple[int, str, int, int, int]) -> None:
-        seq, head, segment, offset, skip = marker
+    def _write_marker(self, marker: Marker) -> None:
+        seq, head, positions = marker
+        segment, offset, skip = positions.get(ROOT_SPOOL, (0, 0, 0))
+        workers = {k: list(v) for k, v in sorted(positions.items()) if k != ROOT_SPOOL}
         body = {"seq": seq, "header_hash": head, "segment": segment, "offset": offset,
-                "skip": skip}  # fmt: skip
+                "skip": skip, "spools": workers}  # fmt: skip
         write_atomically(self.spool_dir / MARKER_NAME, json.dumps(body).encode())
 
     def seal_ready(self, now_ms: int, force: bool = False) -> list[Path]:
         """Seal every full batch, and a partial one if it is old enough or ``force``."""
         if not self._recovered:
             raise RuntimeError("Sealer.seal_ready() before recover()")
-        self._read_spool(now_ms)
+        self._read_spools(now_ms)
         pending, written = self._pending, []
         while len(pending.payloads) >= self.max_records:
             written.append(self._seal(self.max_records))
@@ -269,16 +251,25 @@ class Sealer:
             self._delete_consumed_segments()
         return written
 
-    def _read_spool(self, now_ms: int) -> None:
-        numbers = [n for n in list_segments(self.spool_dir) if n >= self._cursor[0]]
-        for number in numbers:
-            if number > self._cursor[0]:
-                self._cursor, self._skip = (number, 0), 0
-            self._read_segment(number, now_ms, is_last=number == numbers[-1])
+    def _read_spools(self, now_ms: int) -> None:
+        for name, directory in spool_folders(self.spool_dir).items():
+            source = self._sources.get(name)
+            if source is None:
+                source = self._sources[name] = _Source(directory)
+            self._read_source(name, source, now_ms)
 
-    def _read_segment(self, number: int, now_ms: int, *, is_last: bool) -> None:
-        path = self.spool_dir / segment_name(number)
-        base = self._cursor[1]
+    def _read_source(self, name: str, source: _Source, now_ms: int) -> None:
+        numbers = [n for n in list_segments(source.directory) if n >= source.cursor[0]]
+        for number in numbers:
+            if number > source.cursor[0]:
+                source.cursor, source.skip = (number, 0), 0
+            self._read_segment(name, source, number, now_ms, is_last=number == numbers[-1])
+
+    def _read_segment(
+        self, name: str, source: _Source, number: int, now_ms: int, *, is_last: bool
+    ) -> None:
+        path = source.directory / segment_name(number)
+        base = source.cursor[1]
         with path.open("rb") as file:
             file.seek(base)
             data = file.read()
@@ -287,7 +278,8 @@ class Sealer:
         consumed = 0
         while consumed < len(data):
             scan = scan_frames(data, consumed)
-            self._take(number, base + consumed, base, scan.payloads, scan.ends, now_ms)
+            self._take(name, source, number, base + consumed, base, scan.payloads, scan.ends,
+                       now_ms)  # fmt: skip
             consumed = scan.end
             if consumed == len(data):
                 break
@@ -295,16 +287,18 @@ class Sealer:
             if resume < 0 and is_last:
                 break  # being written, or a torn tail the writer's open() sets aside
             resume = len(data) if resume < 0 else resume
-            name = f"{number:016d}-{base + consumed}.bad"
-            aside = quarantine_bytes(self.spool_dir, name, data[consumed:resume])
+            aside = quarantine_bytes(source.directory, f"{number:016d}-{base + consumed}.bad",
+                                     data[consumed:resume])  # fmt: skip
             log.warning("spool %s: corrupt bytes %d..%d moved to %s", path, base + consumed,
                         base + resume, aside)  # fmt: skip
             consumed = resume
-            self._skip = 0
-        self._cursor = (number, base + consumed)
+            source.skip = 0
+        source.cursor = (number, base + consumed)
 
     def _take(
         self,
+        name: str,
+        source: _Source,
         number: int,
         start: int,
         base: int,
@@ -321,46 +315,61 @@ class Sealer:
             pending.payloads.append, pending.stamps.append, pending.ends.append)  # fmt: skip
         add_seen, add_served, add_dropped = (
             pending.seen_ms.append, pending.served.append, pending.dropped.append)  # fmt: skip
+        add_source = pending.sources.append
         for payload, relative_end in zip(payloads, ends, strict=True):
             end = base + relative_end
             chunk = decode_chunk(payload)
             records, last = chunk.records, len(chunk.records) - 1
-            skip, self._skip = self._skip, 0  # only the first frame read can be part-sealed
+            skip, source.skip = source.skip, 0  # only the first frame read can be part-sealed
             for index in range(skip, last + 1):
                 record = records[index]
                 served, dropped = self._carried
                 served += 1
-                if index == last:
-                    served += max(0, chunk.served - chunk.dropped - len(records))
+                if index == last:  # the frame's answers beyond its records ride on its last
+                    served += max(0, chunk.served - len(records))
                     dropped += chunk.dropped
-                    served += chunk.dropped
                 ts = check_record(record, edge, cache)
                 if ts is None:
                     self._carried = (served, dropped)
-                    self._quarantine_record(number, end, index, record)
+                    self._quarantine_record(source.directory, number, end, index, record)
                     continue
                 self._carried = (0, 0)
                 add_payload(record)
                 add_stamp(ts)
+                add_source(name)
                 add_end((number, end, 0) if index == last else (number, start, index + 1))
                 add_seen(now_ms)
                 add_served(served)
                 add_dropped(dropped)
             start = end
 
-    def _quarantine_record(self, number: int, end: int, index: int, payload: bytes) -> None:
+    def _quarantine_record(
+        self, directory: Path, number: int, end: int, index: int, payload: bytes
+    ) -> None:
         self.quarantined_records += 1
         aside = quarantine_bytes(
-            self.spool_dir, f"{number:016d}-{end}-{index}.record", encode_frame(payload)
+            directory, f"{number:016d}-{end}-{index}.record", encode_frame(payload)
         )
-        log.warning("spool segment %d: invalid record %d of the frame ending at %d moved to %s",
-                    number, index, end, aside)  # fmt: skip
+        log.warning("spool %s segment %d: invalid record %d of the frame ending at %d moved to %s",
+                    directory, number, index, end, aside)  # fmt: skip
+
+    def _positions_after(self, count: int) -> dict[str, Position]:
+        """Where each spool stands once the first ``count`` pending records are sealed."""
+        pending = self._pending
+        positions = {name: source.sealed for name, source in self._sources.items()}
+        for name, end in zip(pending.sources[:count], pending.ends[:count], strict=True):
+            positions[name] = end
+        unsealed = set(pending.sources[count:])
+        for name, source in self._sources.items():
+            if name not in unsealed:  # everything read from it is sealed (or set aside)
+                positions[name] = (*source.cursor, source.skip)
+        return positions
 
     def _seal(self, count: int) -> Path:
         started = time.perf_counter()
         pending = self._pending
         payloads, stamps = pending.payloads[:count], pending.stamps[:count]
-        position = pending.ends[count - 1] if count < len(pending.ends) else (*self._cursor, 0)
+        positions = self._positions_after(count)
         seq, prev = (0, ZERO_HASH_HEX) if self.chain_head is None else (
             self.chain_head[0] + 1, self.chain_head[1])  # fmt: skip
         header, signature = seal_header(
@@ -375,15 +384,16 @@ class Sealer:
         body = b"".join((b'{"header":', header_canonical_bytes(header), b',"records":[',
                          b",".join(payloads), b'],"signature":"', base64.b64encode(signature),
                          b'"}'))  # fmt: skip
-        path = self.batches_dir / batch_name(seq, *position)
+        path = self.batches_dir / batch_name(seq, *positions.get(ROOT_SPOOL, (0, 0, 0)))
         counters = BatchCounters(sum(pending.served[:count]), count, sum(pending.dropped[:count]))
-        _write_replacing(counters_path(path), counters.to_json())
+        write_atomically(meta_path(path), BatchMeta(counters, positions).to_json())
         write_atomically(path, body)
         head = chain_head(header).header_hash
-        self._write_marker((seq, head, *position))
+        self._write_marker((seq, head, positions))
         self.chain_head = (seq, head)
-        del pending.payloads[:count], pending.stamps[:count], pending.ends[:count]
-        del pending.seen_ms[:count], pending.served[:count], pending.dropped[:count]
+        for name, position in positions.items():
+            self._sources[name].sealed = position
+        pending.drop_first(count)
         self._record_stats(time.perf_counter() - started, count)
         return path
 
@@ -396,12 +406,10 @@ class Sealer:
             self.on_seal(latency_s, count)
 
     def _delete_consumed_segments(self) -> None:
-        marker = self._read_marker()
-        if marker is None:
-            return
-        for number in list_segments(self.spool_dir):
-            if number < marker[2]:
-                (self.spool_dir / segment_name(number)).unlink(missing_ok=True)
+        for source in self._sources.values():
+            for number in list_segments(source.directory):
+                if number < source.sealed[0]:
+                    (source.directory / segment_name(number)).unlink(missing_ok=True)
 
     async def run(self, clock_ms: Callable[[], int], stop: asyncio.Event) -> None:
         """Seal in a worker thread until ``stop`` is set, then seal what is left."""

@@ -13,7 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from proxy.records.forwarder import Forwarder
-from proxy.records.sealer import BatchCounters, batch_name, counters_path, list_batches
+from proxy.records.batch_files import BatchCounters, BatchMeta, batch_name, list_batches, meta_path
 
 MakeServer = Callable[[web.Application], Awaitable[TestServer]]
 Reply = tuple[int, dict[str, str], bytes]
@@ -151,7 +151,7 @@ async def test_network_error_is_retried(tmp_path: Path) -> None:
 
 
 @pytest.mark.asyncio
-async def test_sends_the_batch_counters_and_removes_them_on_ack(
+async def test_sends_the_batch_counters_and_keeps_its_meta_beside_it_on_ack(
     tmp_path: Path, aiohttp_server: MakeServer
 ) -> None:
     """docs/billing.md "Reconciliation": the answers a batch stands for go with it."""
@@ -166,7 +166,8 @@ async def test_sends_the_batch_counters_and_removes_them_on_ack(
     server = await aiohttp_server(app)
     write_batches(tmp_path, 2)
     first = tmp_path / batch_name(0, 0, 0)
-    counters_path(first).write_bytes(BatchCounters(served=12, emitted=9, dropped=1).to_json())
+    meta = BatchMeta(BatchCounters(served=12, emitted=9, dropped=1), {"": (0, 0, 0)})
+    meta_path(first).write_bytes(meta.to_json())
     stop = asyncio.Event()
     async with aiohttp.ClientSession() as session:
         forwarder = Forwarder(tmp_path, str(server.make_url("/")), session)
@@ -181,5 +182,6 @@ async def test_sends_the_batch_counters_and_removes_them_on_ack(
     assert seen[0]["X-Cachet-Records-Emitted"] == "9"
     assert seen[0]["X-Cachet-Records-Dropped"] == "1"
     assert "X-Cachet-Requests-Served" not in seen[1]  # a batch without counters sends none
-    assert not counters_path(first).exists()
+    assert not meta_path(first).exists()  # moved with its batch: recovery may read it there
+    assert meta_path(tmp_path / "acked" / first.name).read_bytes() == meta.to_json()
     assert acked(tmp_path) == [0, 1]

@@ -157,4 +157,4 @@ def test_each_batch_has_its_counters_file_beside_it(tmp_path: Path) -> None:
     make_sealer(tmp_path).recover()
     names = sorted(os.listdir(tmp_path / "batches"))
     assert len(names) == 2
-    assert names[0].endswith(".batch") and names[1] == names[0] + ".counters"
+    assert names[0].endswith(".batch") and names[1] == names[0] + ".meta"
