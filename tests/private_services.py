@@ -156,6 +156,10 @@ class PrivatePostgres:
         """``pg_ctl restart -m fast``: sessions are terminated, transactions in flight roll back."""
         self._ctl("restart", "-m", "fast")
 
+    def stop(self) -> None:
+        """``pg_ctl stop -m fast``: a clean shutdown; clients get refused until ``start()``."""
+        self._pg("pg_ctl", "-D", str(self.data), "-w", "-m", "fast", "stop")
+
     def postmaster_pid(self) -> int:
         return int((self.data / "postmaster.pid").read_text().split("\n", 1)[0])
 
