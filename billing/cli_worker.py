@@ -48,6 +48,7 @@ UNAVAILABLE = (
     OSError,  # refused, reset; TimeoutError too
     asyncpg.exceptions.OperatorInterventionError,  # starting up, shutting down
     asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.TooManyConnectionsError,  # workers starting together
     asyncpg.exceptions.InterfaceError,  # the connection closed under a call
     nats.errors.NoServersError,
     nats.errors.TimeoutError,
