@@ -12,6 +12,11 @@ counted as ``copies`` only: reconciliation lists them as duplicates.
 The registry is read once per content id per step (``manifests_naming``), and the pure
 ``billing.attribution.attribute`` decides with ``billing.registry.timeline.choose_active`` --
 the same rule as ``Registry.manifest_active_at``.
+
+A step is planned from the store's per-group sums (``LedgerStore.read_step_summary``, set-based
+SQL), reading single records only where a group's records may differ; when the store cannot sum
+exactly it falls back to the record-by-record reference (``read_step`` + ``plan_step``). Both
+give the same rows (``billing.ledger.step_plan``).
 """
 
 from __future__ import annotations
@@ -19,106 +24,64 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
-from billing.aggregate import _sum_raw
-from billing.attribution import ATTRIBUTED, UPSTREAM_DUPLICATE, Attributed, attribute
 from billing.ledger.metrics import BillingMetrics
-from billing.ledger.periods import UsageRow
-from billing.ledger.store import LedgerStore, StepBatch, StepWrite
-from billing.registry.timeline import choose_active
-from billing.store.base import Store, StoredManifest
-from provenance.manifests import ManifestItem
+from billing.ledger.step_plan import (
+    COPIES,
+    PlannedStep,
+    RegistrySnapshot,
+    hour_of,
+    mixed_keys,
+    plan_step,
+    plan_summary_step,
+)
+from billing.ledger.store import LedgerStore
+from billing.store.base import Store
 from provenance.records import Record
 
-COPIES = "copies"
+__all__ = ["BATCHES_PER_STEP", "COPIES", "AttributionRunner", "RegistrySnapshot", "hour_of"]
 BATCHES_PER_STEP = 256
 _log = logging.getLogger("cachet.billing")
 
 
-def hour_of(ts: str) -> str:
-    """The hour bucket start of a record timestamp, in the same fixed-width form."""
-    return ts[:13] + ":00:00.000Z"
+LoadRegistry = Callable[[set[str]], Awaitable[RegistrySnapshot]]
 
 
-def _rows(sums: dict[tuple[str, ...], list[int]], suffix: str) -> list[UsageRow]:
-    return [
-        UsageRow(prefix + suffix, creator, cid, mid, edge, use, rate, tuple(s))  # type: ignore[arg-type]
-        for (prefix, creator, cid, mid, edge, use, rate), s in sums.items()
-    ]
-
-
-class RegistrySnapshot:
-    """The registry's manifests per content id, read once per step."""
-
-    def __init__(self, pairs: dict[str, list[tuple[StoredManifest, ManifestItem]]]) -> None:
-        self._pairs = pairs
-
-    @classmethod
-    async def load(cls, store: Store, content_ids: set[str]) -> RegistrySnapshot:
-        pairs = {cid: await store.manifests_naming(content_id=cid) for cid in content_ids}
-        return cls(pairs)
-
-    def active_at(self, content_id: str, ts: str) -> tuple[str, str, object] | None:
-        pairs = self._pairs.get(content_id, [])
-        chosen = choose_active((m for m, _ in pairs), ts)
-        return None if chosen is None else (chosen.manifest_id, chosen.creator, dict(pairs)[chosen])
-
-    def is_revoked_at(self, content_id: str, ts: str) -> bool:
-        return any(
-            m.effective_at is not None and m.effective_at <= ts
-            for m, _ in self._pairs.get(content_id, [])
-        )
-
-
-def plan_step(
-    first_index: int,
-    batches: list[StepBatch],
-    winners: list[tuple[str, Record]],
-    registry: RegistrySnapshot,
-    now: datetime,
-) -> tuple[StepWrite, list[Attributed], Counter[str]]:
-    """Pure: the rows one step writes, the attributed records and the outcome counts.
-
-    Per (hour, edge): ``copies`` received; each winner's outcome; a losing copy with
-    ``upstream_of`` set is counted ``upstream-duplicate`` for its edge (the serving edge's copy
-    won, as it should); a losing copy without it is a plain duplicate (copies only)."""
-    counts: Counter[tuple[str, str, str]] = Counter()
-    won = {(batch_id, r.request_id) for batch_id, r in winners}
-    by_outcome: Counter[str] = Counter()
-    for b in batches:
-        for ts, request_id, upstream in b.copies:
-            counts[(hour_of(ts), b.edge, COPIES)] += 1
-            if upstream and (b.batch_id, request_id) not in won:
-                counts[(hour_of(ts), b.edge, UPSTREAM_DUPLICATE)] += 1
-                by_outcome[UPSTREAM_DUPLICATE] += 1
-    attributed: list[Attributed] = []
-    for _batch_id, record in winners:
-        outcome = attribute(record, registry.active_at, now=now,
-                            is_revoked_at=registry.is_revoked_at)  # fmt: skip
-        name = ATTRIBUTED if isinstance(outcome, Attributed) else outcome.reason
-        if isinstance(outcome, Attributed):
-            attributed.append(outcome)
-        counts[(hour_of(record.ts), record.edge, name)] += 1
-        by_outcome[name] += 1
-    hourly = _sum_raw(attributed, 13)
-    daily: dict[tuple[str, ...], list[int]] = {}
-    for key, s in hourly.items():
-        day_key = (key[0][:10], *key[1:])
-        total = daily.setdefault(day_key, [0] * 8)
-        for i, value in enumerate(s):
-            total[i] += value
-    step = StepWrite(
-        first_index=first_index,
-        next_index=first_index + len(batches),
-        hourly=_rows(hourly, ":00:00.000Z"),  # type: ignore[arg-type]
-        daily=_rows(daily, "T00:00:00.000Z"),
-        counts=[(h, e, o, n) for (h, e, o), n in sorted(counts.items())],
-        batches=[(b.batch_id, b.edge, b.seq, hour_of(b.last_ts), len(b.copies)) for b in batches],
+async def plan_from_summary(
+    ledger: LedgerStore, first: int, limit: int, load_registry: LoadRegistry, now: datetime
+) -> PlannedStep | None:
+    """The step planned from the store's group sums; None if there is nothing to attribute or
+    the store could not sum exactly."""
+    summary = await ledger.read_step_summary(first, limit)
+    if summary is None or not summary.batches:
+        return None
+    registry = await load_registry(
+        {g.content_id for g in summary.groups if g.content_id is not None}
     )
-    return step, attributed, by_outcome
+    mixed = mixed_keys(summary, registry, now)
+    mixed_winners: list[Record] = []
+    for hour, content_id in sorted(mixed, key=lambda k: (k[0], k[1] or "")):
+        rows = await ledger.read_step_winners(first, limit, hour, content_id)
+        mixed_winners += [record for _, record in rows]
+    partial = [
+        await ledger.read_batch_copies(b.batch_id)
+        for b in summary.batches
+        if b.winners != b.records
+    ]
+    return plan_summary_step(first, summary, registry, now, mixed, mixed_winners, partial)
+
+
+async def plan_record_by_record(
+    ledger: LedgerStore, first: int, limit: int, load_registry: LoadRegistry, now: datetime
+) -> PlannedStep | None:
+    """The reference: every winning record read and attributed on its own."""
+    batches, winners = await ledger.read_step(first, limit)
+    if not batches:
+        return None
+    registry = await load_registry({r.content_id for _, r in winners if r.content_id is not None})
+    return plan_step(first, batches, winners, registry, now)
 
 
 class AttributionRunner:
@@ -141,15 +104,20 @@ class AttributionRunner:
         limit = min(BATCHES_PER_STEP, log_size - first)
         if limit <= 0:
             return 0
-        batches, winners = await self._ledger.read_step(first, limit)
-        if not batches:
+        now = self._clock()
+        planned = await plan_from_summary(self._ledger, first, limit, self._load_registry, now)
+        if planned is None:
+            planned = await plan_record_by_record(
+                self._ledger, first, limit, self._load_registry, now
+            )
+        if planned is None:
             return 0
-        content_ids = {r.content_id for _, r in winners if r.content_id is not None}
-        registry = await RegistrySnapshot.load(self._store, content_ids)
-        step, attributed, by_outcome = plan_step(first, batches, winners, registry, self._clock())
-        await self._ledger.write_step(step)
-        self._metrics.note_step(attributed, by_outcome)
-        return len(batches)
+        await self._ledger.write_step(planned.write)
+        self._metrics.note_step(planned.creator_totals, planned.by_outcome)
+        return planned.write.next_index - first
+
+    async def _load_registry(self, content_ids: set[str]) -> RegistrySnapshot:
+        return await RegistrySnapshot.load(self._store, content_ids)
 
     async def run_until_caught_up(self, log_size: int) -> int:
         """Attribute everything sequenced below ``log_size`` (tests and period closes)."""

@@ -15,6 +15,7 @@ import asyncpg
 
 from billing.errors import ConflictError
 from billing.ledger.periods import UsageRow
+from billing.ledger.step_reads import StepReads
 from billing.ledger.store import (
     PeriodRow,
     PeriodUsage,
@@ -67,7 +68,7 @@ def _record(r: Sequence[Any]) -> Record:
 LEDGER_LOCK = 0x636163686574_0004  # pg_advisory_xact_lock key of guarded ledger writes
 
 
-class PostgresLedgerStore:
+class PostgresLedgerStore(StepReads):
     def __init__(self, store: PostgresStore) -> None:
         self._store = store
 
@@ -76,6 +77,9 @@ class PostgresLedgerStore:
 
     async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         return await self._store._all(sql, params)
+
+    def _overflowed(self, exc: Exception) -> bool:
+        return isinstance(exc, asyncpg.NumericValueOutOfRangeError)
 
     # -- attribution -------------------------------------------------------------------------
     async def attribution_cursor(self) -> int:

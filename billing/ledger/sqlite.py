@@ -4,6 +4,7 @@ and its reader connection), so ledger writes serialise with ingest's under one l
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,6 +12,7 @@ import aiosqlite
 
 from billing.errors import ConflictError
 from billing.ledger.periods import UsageRow
+from billing.ledger.step_reads import StepReads
 from billing.ledger.store import (
     PeriodRow,
     PeriodUsage,
@@ -64,7 +66,7 @@ def _placeholders(n: int) -> str:
     return ",".join("?" * n)
 
 
-class SqliteLedgerStore:
+class SqliteLedgerStore(StepReads):
     def __init__(self, store: SqliteStore) -> None:
         self._store = store
 
@@ -109,6 +111,10 @@ class SqliteLedgerStore:
             sql = f"SELECT batch_id, {_RECORD_COLUMNS} FROM records WHERE {where}"  # noqa: S608
             winners += [(r[0], _record(r[1:])) for r in await self._all(sql, chunk)]
         return batches, winners
+
+    def _overflowed(self, exc: Exception) -> bool:
+        # SUM raises rather than round past 2^63 (a product turns into a float instead)
+        return isinstance(exc, sqlite3.OperationalError) and "integer overflow" in str(exc)
 
     async def write_step(self, step: StepWrite) -> None:
         async with self._store._transaction() as db:

@@ -30,6 +30,48 @@ class StepBatch:
 
 
 @dataclass(frozen=True, slots=True)
+class StepBatchInfo:
+    """A sequenced batch of a step as its header row says, with the number of deduplicated rows
+    that name it (``winners``): equal to ``records`` unless some copy lost request-id dedup."""
+
+    batch_id: str
+    edge: str
+    seq: int
+    last_ts: str
+    records: int
+    winners: int
+
+
+@dataclass(frozen=True, slots=True)
+class UsageGroup:
+    """Winning records of a step that attribution cannot tell apart without the registry: one
+    (hour, content id, edge, use, sample rate) and the same answers to every check that does not
+    need ``ts`` to the millisecond. ``sums`` are exact integers in ``aggregate._sum_raw``'s
+    order (records, hits, bytes, bytes^2, cache bytes, cache bytes^2, saved, saved^2)."""
+
+    hour: str  # ts[:13]
+    content_id: str | None
+    has_creator: bool
+    has_manifest: bool
+    upstream: bool
+    billable: bool
+    edge: str
+    use: str
+    sample_rate: str
+    min_ts: str
+    max_ts: str
+    sums: tuple[int, int, int, int, int, int, int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class StepSummary:
+    """A step as the store's GROUP BY sees it: its batches and its winning records' groups."""
+
+    batches: Sequence[StepBatchInfo]
+    groups: Sequence[UsageGroup]
+
+
+@dataclass(frozen=True, slots=True)
 class StepWrite:
     """What one attribution step writes, in one transaction with the cursor."""
 
@@ -98,6 +140,22 @@ class LedgerStore(Protocol):
     ) -> tuple[list[StepBatch], list[tuple[str, Record]]]:
         """Sequenced batches from ``first_index`` (at most ``limit``) and their winning
         records as (batch id, record): the deduplicated rows naming one of them."""
+        ...
+
+    async def read_step_summary(self, first_index: int, limit: int) -> StepSummary | None:
+        """The step's batches and its winning records summed per ``UsageGroup`` in the database;
+        None when the sums could not be exact there (then the caller reads ``read_step``)."""
+        ...
+
+    async def read_step_winners(
+        self, first_index: int, limit: int, hour: str, content_id: str | None
+    ) -> list[tuple[str, Record]]:
+        """The step's winning records of one hour (``ts[:13]``) and content id (None: none)."""
+        ...
+
+    async def read_batch_copies(self, batch_id: str) -> tuple[StepBatch, list[tuple[str, str]]]:
+        """Every record copy of a batch (its records JSON) and its winning rows (request id,
+        ts): for a batch some of whose copies lost dedup."""
         ...
 
     async def write_step(self, step: StepWrite) -> None:
