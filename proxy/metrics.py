@@ -11,10 +11,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
     from proxy.recorder import Recorder
+    from proxy.records.daemon import PipelineStatus
 
 ORIGIN_LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
@@ -207,15 +209,15 @@ def make_origin_latency(registry: CollectorRegistry) -> Histogram:
     )
 
 
-class RecordCollector(Collector):
-    """The record pipeline's health: what was emitted or lost, the spool, sealing, forwarding."""
+class SpoolCollector(Collector):
+    """One serving process's side of the record pipeline: what it emitted or lost, its spool."""
 
     def __init__(self, recorder: Recorder) -> None:
         self._recorder = recorder
 
     def collect(self) -> Iterator[Metric]:
         recorder = self._recorder
-        spool, pipeline = recorder.spool, recorder.pipeline_status()
+        spool = recorder.spool
         yield CounterMetricFamily(
             "cachet_records_emitted", "Records appended to the spool", value=recorder.emitted
         )
@@ -226,10 +228,22 @@ class RecordCollector(Collector):
         yield GaugeMetricFamily(
             "cachet_spool_segments", "Segment files in the spool", value=spool.segments
         )
+
+
+class PipelineCollector(Collector):
+    """The records process's side (sealing, forwarding), read from the status file it writes,
+    and how often it was restarted: one per edge, whatever the number of serving processes."""
+
+    def __init__(self, status: Callable[[], PipelineStatus], restarts: Callable[[], int]) -> None:
+        self._status = status
+        self._restarts = restarts
+
+    def collect(self) -> Iterator[Metric]:
+        pipeline = self._status()
         yield CounterMetricFamily(
             "cachet_records_process_restarts",
             "Times the records process (sealer and forwarder) exited and was restarted",
-            value=recorder.pipeline_restarts,
+            value=self._restarts(),
         )
         yield GaugeMetricFamily(
             "cachet_records_status_age_seconds",
@@ -274,3 +288,119 @@ class RecordCollector(Collector):
                 ["reason"],
                 pipeline.failures,
             )
+
+
+class RecordCollector(Collector):
+    """A single serving process's record pipeline: its spool and the records process it runs."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        self._spool = SpoolCollector(recorder)
+        self._pipeline = PipelineCollector(
+            recorder.pipeline_status, lambda: recorder.pipeline_restarts
+        )
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._spool.collect()
+        yield from self._pipeline.collect()
+
+
+# Families a worker counts for purges the supervisor fanned out to it: the supervisor counts
+# each purge once itself (who asked, refusals), so the workers' copies are left out.
+SUPERVISOR_COUNTED = frozenset({"cachet_purges", "cachet_purges_refused"})
+WORKER_LABEL = "worker"
+
+
+def merge_worker_metrics(expositions: Mapping[int, str]) -> list[Metric]:
+    """Each worker's /metrics (Prometheus text) merged into one set of families, every sample
+    labelled ``worker="<i>"``: one HELP/TYPE per family, as the text format requires. Raises
+    ValueError for a text that is not valid exposition format."""
+    merged: dict[str, Metric] = {}
+    for index, text in sorted(expositions.items()):
+        for family in text_string_to_metric_families(text):
+            if family.name in SUPERVISOR_COUNTED:
+                continue
+            target = merged.get(family.name)
+            if target is None:
+                target = Metric(family.name, family.documentation, family.type, family.unit)
+                merged[family.name] = target
+            for sample in family.samples:
+                labels = {**sample.labels, WORKER_LABEL: str(index)}
+                target.samples.append(sample._replace(labels=labels))
+    return list(merged.values())
+
+
+class WorkerGauges(Protocol):
+    """What the supervisor's collector reads about one worker (proxy.supervisor.WorkerHandle)."""
+
+    @property
+    def index(self) -> int: ...
+
+    @property
+    def serving(self) -> bool: ...
+
+    @property
+    def restarts(self) -> int: ...
+
+    @property
+    def scrape_failures(self) -> int: ...
+
+
+class SupervisorCollector(Collector):
+    """`cachet proxy --workers N`'s own metrics: its workers, and the purges it fanned out."""
+
+    def __init__(
+        self,
+        workers: Callable[[], list[WorkerGauges]],
+        purges: Mapping[tuple[str, str], int],
+        purges_refused: Mapping[str, int],
+    ) -> None:
+        self._workers = workers
+        self._purges = purges
+        self._purges_refused = purges_refused
+
+    def collect(self) -> Iterator[Metric]:
+        workers = self._workers()
+        yield GaugeMetricFamily(
+            "cachet_workers", "Worker processes configured (--workers)", value=len(workers)
+        )
+        yield GaugeMetricFamily(
+            "cachet_workers_serving",
+            "Worker processes running and listening",
+            value=sum(1 for worker in workers if worker.serving),
+        )
+        by_worker = {str(worker.index): worker for worker in workers}
+        yield labelled_counter(
+            "cachet_worker_restarts",
+            "Times a worker process died and was started again",
+            [WORKER_LABEL],
+            {name: worker.restarts for name, worker in by_worker.items()},
+        )
+        yield labelled_counter(
+            "cachet_worker_scrape_failures",
+            "Scrapes of a worker's metrics that failed (its samples are missing from that scrape)",
+            [WORKER_LABEL],
+            {name: worker.scrape_failures for name, worker in by_worker.items()},
+        )
+        yield labelled_counter(
+            "cachet_purges",
+            "Accepted purge operations, by kind and mode",
+            ["kind", "mode"],
+            self._purges,
+            list,
+        )
+        yield labelled_counter(
+            "cachet_purges_refused",
+            "Purge requests refused, by reason",
+            ["reason"],
+            self._purges_refused,
+        )
+
+
+class FamiliesCollector(Collector):
+    """Families built elsewhere (the workers' merged metrics), swapped in before each scrape."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self.families)

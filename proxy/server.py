@@ -1,4 +1,7 @@
-"""`cachet proxy`: wiring, the client listener, the admin listener and graceful shutdown."""
+"""`cachet proxy`: wiring, the client listener, the admin listener and graceful shutdown.
+
+With `--workers N` (N > 1) `run` hands over to proxy/supervisor.py, which starts N processes
+that each run `serve` with a `WorkerRole` (docs/design/workers.md)."""
 
 from __future__ import annotations
 
@@ -8,14 +11,15 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from prometheus_client import CollectorRegistry
 
-from proxy.admin_api import AdminServer
+from proxy.admin_api import AdminRoutes, AdminServer, registry_exposition
 from proxy.cache.admission import AdmissionPolicy
 from proxy.cache.freshness import HeuristicPolicy
 from proxy.cache.storability import StoragePolicy
@@ -26,12 +30,19 @@ from proxy.connection import ClientConnection
 from proxy.cork import Cork
 from proxy.handler import HandlerSettings, ProxyHandler
 from proxy.http.request_parser import RequestHead
-from proxy.metrics import ProxyCollector, ProxyStats, RecordCollector, make_origin_latency
+from proxy.metrics import (
+    ProxyCollector,
+    ProxyStats,
+    RecordCollector,
+    SpoolCollector,
+    make_origin_latency,
+)
 from proxy.origin import OriginClient
 from proxy.purge import PurgeService
 from proxy.recorder import Recorder
 from proxy.registry_client import ManifestIndex, RegistryPoller, index_folder
 from proxy.routing import Router
+from proxy.workers import WorkerRole, disk_placement, worker_folder
 
 log = logging.getLogger("cachet.proxy")
 
@@ -54,12 +65,14 @@ class ProxyState:
 
 
 def build_state(
-    config: ProxyConfig, registry: CollectorRegistry
+    config: ProxyConfig, registry: CollectorRegistry, worker: WorkerRole | None = None
 ) -> tuple[ProxyState, OriginClient]:
     stats = ProxyStats()
+    worker_folder(config, worker).mkdir(parents=True, exist_ok=True)
     disk = None
-    if config.disk_bytes > 0:
-        disk = DiskTier(disk_directory(config), config.disk_bytes, config.max_object_bytes)
+    disk_folder, disk_budget = disk_placement(config, worker)
+    if disk_budget > 0:
+        disk = DiskTier(disk_folder, disk_budget, config.max_object_bytes)
     store = ResponseStore(config.memory_bytes, config.max_object_bytes, disk=disk)
     origin = OriginClient(
         config.origin_connect_timeout_s, config.origin_timeout_s, config.origin_max_connections
@@ -89,11 +102,12 @@ def build_state(
         index_folder(folder_index, Path(config.manifests_dir))
         handler.manifest_indexes.append(folder_index)
     if config.records:
-        recorder = Recorder(config)
+        recorder = Recorder(config, worker=None if worker is None else worker.index)
         handler.recorder = recorder
         state.recorder = recorder
         state.cork = Cork(recorder.flush)
-        registry.register(RecordCollector(recorder))
+        # A worker's records process belongs to the supervisor, which reports it once.
+        registry.register(RecordCollector(recorder) if worker is None else SpoolCollector(recorder))
     registry.register(
         ProxyCollector(
             stats,
@@ -105,11 +119,6 @@ def build_state(
         )
     )
     return state, origin
-
-
-def disk_directory(config: ProxyConfig) -> Path:
-    """Where the disk tier keeps its files: ``objects/`` under the cache folder."""
-    return Path(config.cache_dir) / "objects"
 
 
 async def _open_disk(store: ResponseStore) -> None:
@@ -159,14 +168,25 @@ async def _sweep(state: ProxyState) -> None:
                 conn.close()
 
 
-async def serve(config: ProxyConfig, ready: asyncio.Event | None = None) -> int:
+async def serve(
+    config: ProxyConfig,
+    *,
+    worker: WorkerRole | None = None,
+    stop: asyncio.Event | None = None,
+    on_ready: Callable[[tuple[str, int]], None] | None = None,
+) -> int:
+    """Serve until SIGTERM/SIGINT (or ``stop`` is set), then drain. A worker shares the client
+    port with its siblings (SO_REUSEPORT: the kernel spreads connections) and answers its
+    supervisor on a private admin listener, 127.0.0.1 on a port the kernel picks; ``on_ready``
+    is told the admin address once the process listens."""
     loop = asyncio.get_running_loop()
     registry = CollectorRegistry()
-    state, origin = build_state(config, registry)
+    state, origin = build_state(config, registry, worker)
     store = state.handler.store
     await _open_disk(store)
     await origin.start()
-    poller = await _start_registry(state)  # before listening: no unattributed first responses
+    # Before listening: no unattributed first responses.
+    poller = await _start_registry(state, worker_folder(config, worker))
     host, port = config.listen
     server = await loop.create_server(
         lambda: ClientConnection(state),
@@ -174,29 +194,34 @@ async def serve(config: ProxyConfig, ready: asyncio.Event | None = None) -> int:
         port,
         backlog=4096,
         reuse_address=True,
-        reuse_port=config.workers > 1,
+        reuse_port=worker is not None,
     )
     for sock in server.sockets:
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     purge = PurgeService(store, state.stats, config.purge_token)
-    admin = AdminServer(config, registry, state.recorder, purge)
-    await admin.start()
+    receipts = state.recorder.receipts if state.recorder is not None else None
+    admin = AdminServer(
+        AdminRoutes(
+            metrics=registry_exposition(registry),
+            receipts=receipts if worker is None else None,  # the supervisor answers those
+            purge=purge,
+        ),
+        config.admin_listen if worker is None else ("127.0.0.1", 0),
+    )
+    admin_address = await admin.start()
     if state.recorder is not None:
         await state.recorder.start()
-    stop = asyncio.Event()
+    stop = stop or asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     sweeper = loop.create_task(_sweep(state))
     indexer = loop.create_task(_index_disk_surrogates(store)) if store.disk is not None else None
     log.info(
-        "cachet proxy listening on http://%s:%d (admin http://%s:%d)",
-        host,
-        port,
-        *config.admin_listen,
+        "cachet proxy listening on http://%s:%d (admin http://%s:%d)", host, port, *admin_address
     )
-    if ready is not None:
-        ready.set()
+    if on_ready is not None:
+        on_ready(admin_address)
     await stop.wait()
     log.info("shutting down: no new connections, %d open", len(state.connections))
     server.close()
@@ -216,9 +241,9 @@ async def serve(config: ProxyConfig, ready: asyncio.Event | None = None) -> int:
     return 0
 
 
-async def _start_registry(state: ProxyState) -> RegistryPoller | None:
-    """With a coordinator: enrol this edge once, then follow the registry's change feed, and
-    purge cached content whose manifest was revoked."""
+async def _start_registry(state: ProxyState, state_dir: Path) -> RegistryPoller | None:
+    """With a coordinator: enrol this edge once, then follow the registry's change feed (its
+    cursor kept in ``state_dir``), and purge cached content whose manifest was revoked."""
     config = state.config
     if not config.coordinator:
         return None
@@ -231,9 +256,7 @@ async def _start_registry(state: ProxyState) -> RegistryPoller | None:
         handler.stats.revocation_purges += dropped
         log.info("purged %d cached objects of revoked content %s", dropped, content_ids)
 
-    poller = RegistryPoller(
-        handler.origin.session, config.coordinator, Path(config.cache_dir), purge_revoked
-    )
+    poller = RegistryPoller(handler.origin.session, config.coordinator, state_dir, purge_revoked)
     handler.manifest_indexes.insert(0, poller.index)
     # One bounded poll before the proxy listens, so content published before this start is
     # attributed from the first response (a cached copy stored unattributed stays so until it
@@ -267,25 +290,44 @@ async def _drain(state: ProxyState, grace_s: float) -> None:
         conn.terminate()
 
 
-def run(config: ProxyConfig) -> int:
+def configure_logging(config: ProxyConfig, tag: str = "") -> None:
+    """Log lines to stderr; ``tag`` (e.g. ``[w1]``) tells worker processes' lines apart."""
+    prefix = f"{tag} " if tag else ""
     logging.basicConfig(
         level=getattr(logging, config.log_level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        format=f"%(asctime)s %(levelname)s %(name)s {prefix}%(message)s",
         stream=sys.stderr,
     )
     logging.getLogger("cachet.access").setLevel(
         logging.INFO if config.access_log else logging.WARNING
     )
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def run_loop(main: Coroutine[Any, Any, int], *, fast: bool = True) -> int:
+    """Run ``main`` on uvloop when ``fast`` (the standard loop where uvloop is missing); an
+    OSError such as an address in use is one line on stderr and exit 1."""
+    loop_factory = None
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on every supported platform
-        loop_factory = None
+        pass
     else:
-        loop_factory = uvloop.new_event_loop
+        loop_factory = uvloop.new_event_loop if fast else None
     try:
         with asyncio.Runner(loop_factory=loop_factory) as runner:
-            return runner.run(serve(config))
+            return runner.run(main)
     except OSError as error:
         print(f"cachet proxy: {error.strerror or error}", file=sys.stderr)
         return 1
+
+
+def run(config: ProxyConfig) -> int:
+    configure_logging(config)
+    if config.workers > 1:
+        from proxy.supervisor import supervise
+
+        # The standard loop: the supervisor serves no clients, and uvloop cannot start a child
+        # in a process group of its own.
+        return run_loop(supervise(config), fast=False)
+    return run_loop(serve(config))
