@@ -68,6 +68,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--server-cpu", type=int, default=0)
     parser.add_argument("--wrk-cpu", type=int, default=1)
+    parser.add_argument(
+        "--records-cpu",
+        type=int,
+        default=None,
+        help="move the subject's records process (sealer, forwarder) to this CPU; by default it"
+        " inherits the server CPU, so recording is measured on one core",
+    )
     parser.add_argument("--base-port", type=int, default=18000, help="ports base..base+91")
     parser.add_argument(
         "--cachet-cmd",
@@ -135,6 +142,27 @@ def start_servers(
     return anchor, subject
 
 
+def records_process_pid(run_dir: Path, timeout_s: float = 15.0) -> int | None:
+    """The subject's records process (from its status file), or None when it has none."""
+    status = run_dir / "cachet-cache" / "records" / "status.json"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            return int(json.loads(status.read_bytes())["pid"])
+        except (OSError, ValueError, KeyError):
+            time.sleep(0.1)
+    return None
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds a process has used (/proc/<pid>/stat)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def bench_size(
     args: argparse.Namespace, targets: tuple[Target, Target], size: str
 ) -> dict[str, Any]:
@@ -152,11 +180,20 @@ def bench_size(
         origin[target.name]["warm"] = read_origin_count(target.origin_port) - before
         origin[target.name]["warm_tries"] = tries
         origin[target.name]["before_rounds"] = read_origin_count(target.origin_port)
+    records_pid = getattr(args, "records_pid", None)
+    records_cpu_before = process_cpu_s(records_pid) if records_pid else 0.0
     rounds = [run_round(targets, path, settings, index) for index in range(args.rounds)]
+    records: dict[str, Any] = {}
+    if records_pid:
+        subject_requests = sum(r[SUBJECT]["requests_per_s"] for r in rounds) * args.duration_s
+        cpu_s = process_cpu_s(records_pid) - records_cpu_before
+        per_request_us = 1e6 * cpu_s / max(1.0, subject_requests)
+        records = {"records_process_cpu_s": cpu_s, "records_process_us_per_request": per_request_us}
     for target in targets:
         after = read_origin_count(target.origin_port)
         origin[target.name]["rounds"] = after - origin[target.name].pop("before_rounds")
-    return {"path": path, "rounds": rounds, "origin_requests": origin, **summarize(rounds)}
+    return {"path": path, "rounds": rounds, "origin_requests": origin, **records,
+            **summarize(rounds)}  # fmt: skip
 
 
 def run_round(
@@ -223,6 +260,12 @@ def format_table(size: str, result: dict[str, Any], args: argparse.Namespace) ->
         f" range {low:.2f}-{high:.2f}), {result['ratio_of_medians']:.2f} (ratio of medians);"
         f" p99 cachet/nginx: {result['p99_ratio']:.2f}"
     )
+    if "records_process_us_per_request" in result:
+        where = "its own CPU" if args.records_cpu is not None else "the server CPU"
+        lines.append(
+            f"cachet records process (on {where}): {result['records_process_cpu_s']:.1f} CPU s"
+            f" in the rounds, {result['records_process_us_per_request']:.2f} µs per request"
+        )
     return "\n".join(lines)
 
 
@@ -257,11 +300,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "host": platform.node(),
         "loadavg_start": os.getloadavg(),
         "cachet_cmd": args.cachet_cmd,
-        "settings": {k: v for k, v in vars(args).items() if k != "results_dir"},
+        "settings": {
+            k: v for k, v in vars(args).items() if k not in ("results_dir", "records_pid")
+        },
         "sizes": {},
     }
     try:
         targets = start_servers(args, procs, run_dir)
+        args.records_pid = None
+        if args.cachet_cmd.strip() != "nginx":
+            args.records_pid = records_process_pid(run_dir)
+            if args.records_pid and args.records_cpu is not None:
+                os.sched_setaffinity(args.records_pid, {args.records_cpu})
         print(f"servers up (logs in {run_dir})", flush=True)
         for size in sizes:
             print(f"-- {size}", flush=True)

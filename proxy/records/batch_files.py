@@ -5,8 +5,8 @@ layout), sent as is; the name's position is where the batch ends in the spool fo
 ``<batch>.meta`` holds what the batch file can't: the answers it stands for (for the
 coordinator's reconciliation) and where it ends in every spool folder (the folder itself and each
 worker's ``w<N>/``), so recovery after a crash between the batch and the marker resumes every
-spool exactly after the batch. It is written durably BEFORE the batch and travels with it
-(``acked/``, ``quarantine/``).
+spool exactly after the batch. It is written (renamed into place) BEFORE the batch and travels
+with it (``acked/``, ``quarantine/``).
 """
 
 from __future__ import annotations
@@ -140,6 +140,16 @@ def write_atomically(path: Path, data: bytes) -> None:
         os.close(fd)
     os.replace(temp, path)
     fsync_directory(path.parent)
+
+
+def write_replacing(path: Path, data: bytes) -> None:
+    """temp + rename, no fsync of its own: for a batch's meta, written just before the batch,
+    whose fsync of the folder then makes the name durable. A process crash keeps both (the page
+    cache survives it); after a machine crash a meta file may be empty, and recovery then falls
+    back to the batch's name and the marker (docs/design/spool.md)."""
+    temp = path.with_name(path.name + ".tmp")
+    temp.write_bytes(data)
+    os.replace(temp, path)
 
 
 def fsync_directory(directory: Path) -> None:
