@@ -80,6 +80,7 @@ log = logging.getLogger(__name__)
 
 MARKER_NAME = "sealed.json"
 MARKER_INTERVAL_S = 1.0
+READ_AHEAD_RECORDS = 50_000  # pending records before sealing what is read (bounded memory)
 ROOT_SPOOL = ""  # the spool folder itself (one serving process)
 _WORKER_SPOOL = re.compile(r"w[0-9]{1,4}")
 
@@ -256,10 +257,13 @@ class Sealer:
         """Seal every full batch, and a partial one if it is old enough or ``force``."""
         if not self._recovered:
             raise RuntimeError("Sealer.seal_ready() before recover()")
-        self._read_spools(now_ms)
         pending, written = self._pending, []
-        while len(pending.payloads) >= self.max_records:
-            written.append(self._seal(self.max_records))
+        while True:  # a backlog is read a segment at a time, never the whole spool at once
+            read_all = self._read_spools(now_ms)
+            while len(pending.payloads) >= self.max_records:
+                written.append(self._seal(self.max_records))
+            if read_all:
+                break
         if pending.payloads and (force or now_ms - pending.seen_ms[0] >= self.max_interval_ms):
             written.append(self._seal(len(pending.payloads)))
         if self._unmarked is not None and (
@@ -269,19 +273,25 @@ class Sealer:
             self._delete_consumed_segments()
         return written
 
-    def _read_spools(self, now_ms: int) -> None:
+    def _read_spools(self, now_ms: int) -> bool:
+        """Read new frames from every spool; False if it stopped early with enough pending."""
         for name, directory in spool_folders(self.spool_dir).items():
             source = self._sources.get(name)
             if source is None:
                 source = self._sources[name] = _Source(directory)
-            self._read_source(name, source, now_ms)
+            if not self._read_source(name, source, now_ms):
+                return False
+        return True
 
-    def _read_source(self, name: str, source: _Source, now_ms: int) -> None:
+    def _read_source(self, name: str, source: _Source, now_ms: int) -> bool:
         numbers = [n for n in list_segments(source.directory) if n >= source.cursor[0]]
         for number in numbers:
+            if len(self._pending.payloads) >= max(READ_AHEAD_RECORDS, 2 * self.max_records):
+                return False
             if number > source.cursor[0]:
                 source.cursor, source.skip = (number, 0), 0
             self._read_segment(name, source, number, now_ms, is_last=number == numbers[-1])
+        return True
 
     def _read_segment(
         self, name: str, source: _Source, number: int, now_ms: int, *, is_last: bool

@@ -158,3 +158,30 @@ def test_each_batch_has_its_counters_file_beside_it(tmp_path: Path) -> None:
     names = sorted(os.listdir(tmp_path / "batches"))
     assert len(names) == 2
     assert names[0].endswith(".batch") and names[1] == names[0] + ".meta"
+
+
+def test_a_backlog_is_read_a_few_segments_at_a_time_and_sealed_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bounded memory on a large backlog: the sealer reads until it has enough pending, seals
+    those batches, then reads on; the result is the same as reading everything at once."""
+    monkeypatch.setattr("proxy.records.sealer.READ_AHEAD_RECORDS", 7)
+    writer = SpoolWriter(tmp_path / "spool", segment_bytes=1500)
+    writer.open()
+    for start in range(0, 120, 6):
+        for i in range(start, start + 6):
+            assert writer.append(record(i))
+        writer.flush()
+    writer.close()
+    sealer = make_sealer(tmp_path, max_records=3)
+    read_sizes: list[int] = []
+    original = Sealer._read_segment
+
+    def spy(self: Sealer, *args: object, **kwargs: object) -> None:
+        read_sizes.append(len(self._pending.payloads))
+        original(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Sealer, "_read_segment", spy)
+    sealer.recover()
+    assert sealed_ids(tmp_path / "batches") == [f"req-{i}" for i in range(120)]
+    assert len(read_sizes) > 3 and max(read_sizes) < 7  # never the whole backlog at once
