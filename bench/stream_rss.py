@@ -2,7 +2,8 @@
 object to 20 concurrent clients grows the proxy's RSS by less than 100 MiB").
 
 Run: .venv/bin/python bench/stream_rss.py [--size 1GiB] [--clients 20] [--slow 5]
-     [--slow-rate 64MiB] [--framing length|chunked] [--proxy-flag=--memory=256MiB ...]
+     [--slow-rate 64MiB] [--framing length|chunked] [--waves 1] [--out FILE]
+     [--proxy-flag=--memory=256MiB ...]
 
 Starts a local origin (its own process) that serves a deterministic body of ``--size`` bytes
 generated block by block (never held whole), with ``Cache-Control: max-age=300``, either with a
@@ -10,9 +11,11 @@ Content-Length or chunked. Starts ``cachet proxy`` (its own process, a fresh cac
 settings plus ``--proxy-flag``s), warms it with a small request, and reads its VmRSS from
 ``/proc/<pid>/status`` as the baseline. Then ``--clients`` clients ask for the large object at
 the same moment, ``--slow`` of them reading at ``--slow-rate`` bytes/s and the rest as fast as
-they can; each checks the length and CRC-32 of what it got. RSS is sampled every 20 ms until the
-last client is done. Prints a JSON summary: peak RSS growth over the baseline, origin requests for
-the object, per-client results, durations; ``--out`` also writes it to a file.
+they can; each checks the length and CRC-32 of what it got. ``--waves 2`` runs a second round
+after the first, which shows hits on whatever the first left in the cache. RSS is sampled every
+20 ms until the last client is done. Prints a JSON summary: peak RSS growth over the baseline
+(per wave; the top-level figure is the cold first wave's, the issue's number), origin requests
+for the object, per-client results, durations; ``--out`` also writes it to a file.
 
 Exit status 0 when every client got the whole, correct body (whatever the numbers), 1 otherwise.
 """
@@ -35,6 +38,7 @@ import zlib
 from dataclasses import asdict, dataclass
 from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BLOCK_BYTES = 1024 * 1024
@@ -260,6 +264,45 @@ def client(
     )
 
 
+# -- one wave of clients ------------------------------------------------------------------------
+
+
+def run_wave(
+    args: argparse.Namespace, pid: int, port: int, crc: int, baseline: int
+) -> dict[str, Any]:
+    """``--clients`` clients at once; the proxy's peak RSS while they read."""
+    sampler = RssSampler(pid)
+    sampler.start()
+    start = threading.Event()
+    results: list[ClientResult] = []
+    threads = []
+    for index in range(args.clients):
+        rate = args.slow_rate if index < args.slow else None
+
+        def run(i: int = index, r: int | None = rate) -> None:
+            results.append(client(i, port, r, start, args.size, crc))
+
+        threads.append(threading.Thread(target=run))
+    for thread in threads:
+        thread.start()
+    began = time.monotonic()
+    start.set()
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - began
+    sampler.stop()
+    results.sort(key=lambda r: r.index)
+    return {
+        "peak_rss_mib": round(sampler.peak / 2**20, 1),
+        "peak_growth_mib": round((sampler.peak - baseline) / 2**20, 1),
+        "rss_samples": sampler.samples,
+        "cache_status": sorted({r.cache_status for r in results}),
+        "all_correct": all(r.crc_ok and r.status == 200 for r in results),
+        "seconds": round(elapsed, 2),
+        "clients_detail": [asdict(r) for r in results],
+    }
+
+
 # -- main ----------------------------------------------------------------------------------------
 
 
@@ -271,6 +314,13 @@ def main() -> int:
     parser.add_argument("--slow-rate", type=parse_size, default=parse_size("64MiB"))
     parser.add_argument("--framing", choices=("length", "chunked"), default="length")
     parser.add_argument("--proxy-flag", action="append", default=[], help="extra proxy flag")
+    parser.add_argument(
+        "--waves",
+        type=int,
+        default=1,
+        help="rounds of clients, one after the other (2: the "
+        "second sees whatever the first left in the cache)",
+    )
     parser.add_argument("--out", type=Path, help="also write the JSON summary here")
     args = parser.parse_args()
 
@@ -302,26 +352,11 @@ def main() -> int:
                 get(proxy_port, WARM_PATH)
             time.sleep(0.5)
             baseline = rss_bytes(proxy.pid)
-            sampler = RssSampler(proxy.pid)
-            sampler.start()
-            start = threading.Event()
-            results: list[ClientResult] = []
-            threads = []
-            for index in range(args.clients):
-                rate = args.slow_rate if index < args.slow else None
-
-                def run(i: int = index, r: int | None = rate) -> None:
-                    results.append(client(i, proxy_port, r, start, args.size, crc))
-
-                threads.append(threading.Thread(target=run))
-            for thread in threads:
-                thread.start()
-            began = time.monotonic()
-            start.set()
-            for thread in threads:
-                thread.join()
-            elapsed = time.monotonic() - began
-            sampler.stop()
+            waves = []
+            for _wave in range(args.waves):
+                before_requests = hits.value
+                waves.append(run_wave(args, proxy.pid, proxy_port, crc, baseline))
+                waves[-1]["origin_requests"] = hits.value - before_requests
             after = rss_bytes(proxy.pid)
         finally:
             proxy.terminate()
@@ -332,7 +367,7 @@ def main() -> int:
                 proxy.wait()
             origin.terminate()
             origin.join(10)
-        results.sort(key=lambda r: r.index)
+        first = waves[0]
         summary = {
             "size_bytes": args.size,
             "framing": args.framing,
@@ -341,14 +376,11 @@ def main() -> int:
             "slow_rate_bytes_per_s": args.slow_rate,
             "proxy_flags": args.proxy_flag,
             "baseline_rss_mib": round(baseline / 2**20, 1),
-            "peak_rss_mib": round(sampler.peak / 2**20, 1),
-            "peak_growth_mib": round((sampler.peak - baseline) / 2**20, 1),
-            "rss_after_mib": round(after / 2**20, 1),
-            "rss_samples": sampler.samples,
+            "peak_growth_mib": first["peak_growth_mib"],  # the cold wave: the issue's number
             "origin_requests": hits.value,
-            "all_correct": all(r.crc_ok and r.status == 200 for r in results),
-            "seconds": round(elapsed, 2),
-            "clients_detail": [asdict(r) for r in results],
+            "rss_after_mib": round(after / 2**20, 1),
+            "all_correct": all(wave["all_correct"] for wave in waves),
+            "waves": waves,
         }
     text = json.dumps(summary, indent=2)
     print(text)

@@ -78,6 +78,15 @@ class Fill:
         self.spool = spool
         self.spilled = True
 
+    async def read_back(self) -> bytes | None:
+        """The whole spilled body, read back in a thread (to store one that turned out small
+        enough); None if the spool is gone or short."""
+        spool, size = self.spool, self.size_bytes
+        if spool is None:
+            return None
+        data = await asyncio.to_thread(_read_exact, spool.fileno(), size)
+        return data if len(data) == size else None
+
     def retire(self) -> None:
         """The fill left the registry; its spool closes once no reader or waiter holds it."""
         self.retired = True
@@ -188,6 +197,18 @@ class Fill:
             await self._changed
         if self.error is not None:
             raise self.error
+
+
+def _read_exact(fd: int, size: int) -> bytes:
+    parts: list[bytes] = []
+    position = 0
+    while position < size:
+        data = os.pread(fd, size - position, position)
+        if not data:
+            break
+        parts.append(data)
+        position += len(data)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def _write_all(spool: IO[bytes], data: bytes) -> None:

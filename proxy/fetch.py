@@ -9,7 +9,7 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -42,6 +42,9 @@ if TYPE_CHECKING:
     from proxy.handler import Connection, Exchange, ProxyHandler
 
 log = logging.getLogger("cachet.proxy")
+# A shared body of unknown length goes to a file past this size, so collapsed readers of a large
+# chunked response never hold it in memory; one that ends within the object limit is still stored.
+SPILL_UNKNOWN_LENGTH_BYTES = 8 * 1024 * 1024
 
 _CONDITIONAL_FIELDS = frozenset(
     {"if-none-match", "if-modified-since", "if-match", "if-unmodified-since", "if-range"}
@@ -253,8 +256,7 @@ class OriginPath:
         # also small enough; a larger body is shared from a file (Fill.spill), never stored.
         shareable = self._storable(ex, fetch, response, headers)
         too_large = (
-            response.content_length is not None
-            and response.content_length > self.settings.max_object_bytes
+            response.content_length is not None and response.content_length > self._storable_bytes()
         )
         if shareable and too_large:
             self.stats.not_stored["too-large"] += 1
@@ -317,6 +319,11 @@ class OriginPath:
         await self._write_forwarded(
             conn, ex, fetch, response, headers, will_store, timing, None, shareable
         )
+
+    def _storable_bytes(self) -> int:
+        """The largest body worth buffering for the store: the object limit, or less when no
+        tier could take it (the memory tier's budget, the disk's write queue)."""
+        return min(self.settings.max_object_bytes, self.h.store.max_storable_bytes())
 
     def _spill(self, key: str, fill: Fill) -> bool:
         """Move a fill too large for the cache to a file, next to the disk tier (a real disk,
@@ -463,14 +470,35 @@ class OriginPath:
         if will_store and fill is None:
             fill = Fill.private()  # nobody to share with: it is only the cache's buffer
         candidate = self.h.attribution_candidate(ex, headers, status)
+        attributed: list[Attribution | None] = []  # checked once, when the body is complete
+
+        def attribute(digest: str | None) -> Attribution | None:
+            if not attributed:
+                attributed.append(self.h.verified_attribution(ex, candidate, digest))
+                if fill is not None:
+                    fill.attribution = attributed[0]  # collapsed waiters served the same bytes
+            return attributed[0]
 
         def record(sent: int, origin_bytes: int, digest: str | None) -> None:
-            attribution = self.h.verified_attribution(ex, candidate, digest)
-            if fill is not None:
-                fill.attribution = attribution  # collapsed waiters served the same bytes
+            attribution = attribute(digest)
             self.h.finish(ex, outcome, status, sent, "origin", origin_bytes, attribution)
 
         completion = _Completion(record, response.content_length, hashing=candidate is not None)
+
+        async def body_complete(whole: Fill | None) -> None:
+            """The origin's body is all in, the fill not yet finished: attribute it (before any
+            collapsed client can be recorded) and store a spilled body that fits."""
+            hasher = completion.hasher
+            attribute(hasher.hexdigest() if hasher is not None else None)
+            if not (will_store and whole is not None and whole.spilled and whole.shared):
+                return
+            # Only a body of unknown length is spilled and still storable (a known one is
+            # spilled only when too large), and then this runs after its last chunk went in.
+            if response.content_length is None and whole.size_bytes <= self._storable_bytes():
+                kept = await whole.read_back()  # small enough after all
+                if kept is not None:
+                    self._store(ex, response, headers, kept, timing, whole.attribution)
+
         sent = await self._stream_fill(
             conn,
             fill,
@@ -480,6 +508,7 @@ class OriginPath:
             completion,
             response.content_length,
             ex.key,
+            body_complete,
         )
         if sent is None:
             completion.fail(self.h, ex, outcome, status)
@@ -501,6 +530,7 @@ class OriginPath:
         completion: _Completion,
         content_length: int | None,
         key: str,
+        body_complete: Callable[[Fill | None], Awaitable[None]] | None = None,
     ) -> int | None:
         """Stream the origin body to the client, feeding the fill (which doubles as the cache's
         buffer), and finish the fill. Returns body bytes sent, or None when the exchange was cut
@@ -508,13 +538,18 @@ class OriginPath:
         will keep. The record is made before the chunk that completes a body of known length is
         written.
 
-        Once the fill is spilled (too large to store), this client reads it back from the spool
-        like any collapsed waiter, in a task of its own: the origin is then read as fast as the
-        file takes it, and a slow leader no longer holds back the other clients."""
+        A fill others may join is spilled to a file once its body passes the storable size or,
+        when the length is unknown, SPILL_UNKNOWN_LENGTH_BYTES (so memory stays flat whatever
+        the object limit; a body that ends small enough is read back to be stored). From then
+        on this client reads the file like any collapsed waiter, in a task of its own: the
+        origin is read as fast as the file takes it, and a slow leader no longer holds back the
+        other clients."""
         sent = 0
         pumped = 0
         sender: asyncio.Task[int | None] | None = None
-        limit = self.settings.max_object_bytes
+        limit = self._storable_bytes()
+        spill_at = limit if content_length is not None else min(limit, SPILL_UNKNOWN_LENGTH_BYTES)
+        over_limit = False
         try:
             async for chunk in chunks:
                 if completion.hasher is not None:
@@ -523,11 +558,22 @@ class OriginPath:
                     self.stats.origin_bytes += len(chunk)
                     completion.origin_bytes += len(chunk)
                 pumped += len(chunk)
+                if (
+                    body_complete is not None
+                    and content_length is not None
+                    and pumped >= content_length
+                ):
+                    # The last bytes: attribute before a collapsed reader can finish with them.
+                    await body_complete(fill)
+                    body_complete = None
                 if fill is not None:
                     fill.push(chunk)
-                    if fill.size_bytes > limit and not fill.spilled:
+                    if fill.size_bytes > limit and not over_limit:
+                        over_limit = True
                         self.stats.not_stored["too-large"] += 1
-                        if not (fill.joinable and self._spill(key, fill)):
+                    if fill.size_bytes > spill_at and not fill.spilled:
+                        spilled = fill.joinable and self._spill(key, fill)
+                        if not spilled and fill.size_bytes > limit:
                             fill.release()  # only the cache's buffer, or no room for a spool
                             fill = None
                     if fill is not None and fill.spilled and sender is None:
@@ -558,6 +604,8 @@ class OriginPath:
             self.stats.origin_errors["short-body"] += 1
             await self._cut_short(conn, fill, sender, OriginError("garbage", "short body"))
             return None
+        if body_complete is not None:
+            await body_complete(fill)
         if fill is not None:
             fill.finish()
         if sender is not None:

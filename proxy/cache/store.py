@@ -191,6 +191,16 @@ class ResponseStore:
                 return stored, True
         return None, True
 
+    def max_storable_bytes(self) -> int:
+        """The largest body some tier could take (memory's object limit and budget, or the
+        disk's and its write queue's): a fill buffers no more than this for the store."""
+        memory = min(self.tier.max_object_bytes, self.tier.capacity_bytes)
+        writer = self.writer
+        if writer is None:
+            return memory
+        disk = writer.disk
+        return max(memory, min(disk.max_object_bytes, disk.capacity_bytes, writer.max_bytes))
+
     def is_on_disk(self, key: str) -> bool:
         disk = self.disk
         return disk is not None and key in disk

@@ -6,6 +6,8 @@ are measured by bench/stream_rss.py, not asserted here."""
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 import socket
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -13,7 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import Origin, Proxy, read_until_close, start_proxy
+from tests.integration.conftest import (
+    Origin,
+    Proxy,
+    ProxyFactory,
+    read_until_close,
+    start_proxy,
+)
 
 FRESH = ["Cache-Control", "max-age=300"]
 MiB = 1024 * 1024
@@ -89,7 +97,7 @@ def test_an_object_over_the_limit_is_shared_but_not_stored(
     origin.script(path, {"headers": [FRESH], "body_size": 8 * MiB, "delay_s": 0.5})
     concurrent_gets(proxy, path, 3)
     assert origin.count(path) == 1
-    after = proxy.get(path)  # the fill is over: a new miss, not a hit
+    after = proxy.get(path, headers={"Host": "a.test"})  # the fill is over: a miss, not a hit
     assert after.header("X-Cache-Status") == "MISS"
     assert len(after.body) == 8 * MiB
     assert origin.count(path) == 2
@@ -141,3 +149,55 @@ def test_the_leader_leaving_a_large_fill_does_not_hurt_the_others(
         assert head.startswith(b"HTTP/1.1 200")
         assert body == b"x" * size
     assert origin.count(path) == 1
+
+
+def test_a_chunked_body_spilled_while_shared_is_still_stored_when_it_fits(
+    proxy: Proxy, origin: Origin, path: str
+) -> None:
+    # 12 MiB of unknown length: past the size at which a shared fill goes to a file, within
+    # the default object limit (64 MiB), so it is read back and stored once complete.
+    size = 12 * MiB
+    origin.script(
+        path, {"headers": [FRESH], "body_size": size, "framing": "chunked", "delay_s": 0.5}
+    )
+    for raw in concurrent_gets(proxy, path, 3):
+        head, body = body_of(raw)
+        assert head.startswith(b"HTTP/1.1 200")
+        assert body == b"x" * size
+    assert origin.count(path) == 1
+    hit = proxy.get(path, headers={"Host": "a.test"})  # the host the clients above named
+    assert hit.header("X-Cache-Status") == "HIT"
+    assert hit.body == b"x" * size
+    assert origin.count(path) == 1
+
+
+@pytest.mark.parametrize("framing", ["length", "chunked"])
+def test_every_client_of_a_spilled_fill_is_recorded_with_its_attribution(
+    origin: Origin, proxy_factory: ProxyFactory, path: str, framing: str
+) -> None:
+    size = 12 * MiB
+    content_id = "sha256:" + hashlib.sha256(b"x" * size).hexdigest()
+    claim = [
+        ["X-Content-Id", content_id],
+        ["X-Creator-Id", "alice"],
+        ["X-Manifest-Id", "sha256:" + "ab" * 32],
+    ]
+    origin.script(
+        path,
+        {"headers": [FRESH, *claim], "body_size": size, "framing": framing, "delay_s": 0.5},
+    )
+    proxy = proxy_factory(origin.url, "--max-object-size", "4MiB", "--origin-trusted")
+    raws = concurrent_gets(proxy, path, 3)
+    assert origin.count(path) == 1
+    for raw in raws:
+        head, body = body_of(raw)
+        assert len(body) == size
+        request_id = re.search(rb"\r\nX-Request-ID: (\S+)", head, re.IGNORECASE)
+        assert request_id is not None
+        receipt = proxy.admin(f"/_cachet/receipts/{request_id.group(1).decode()}")
+        record = json.loads(receipt.body)["record"]
+        assert (record["content_id"], record["creator"], record["bytes"]) == (
+            content_id,
+            "alice",
+            size,
+        )

@@ -163,3 +163,17 @@ def test_a_spill_that_cannot_make_its_file_leaves_the_fill_in_memory(tmp_path: P
         assert await read_all(fill) == b"kept too"
 
     asyncio.run(main())
+
+
+def test_read_back_returns_the_whole_spilled_body(tmp_path: Path) -> None:
+    async def main() -> None:
+        fill = Fill()
+        fill.push(b"before ")
+        fill.spill(str(tmp_path))
+        fill.push(b"after")
+        fill.finish()
+        assert await fill.read_back() == b"before after"
+        fill.release()
+        assert await fill.read_back() is None  # the file went with the release
+
+    asyncio.run(main())
