@@ -220,7 +220,9 @@ _PROXY_KEYS = (
     _key(
         "workers",
         "int",
-        "proxy worker processes (not yet: one process serves; issue 3)",
+        "serving processes; above 1, a supervisor runs N workers sharing the client port"
+        " (SO_REUSEPORT), each with its own memory tier, disk folder and spool and an equal share"
+        " of their budgets (docs/design/workers.md)",
         "N",
         minimum=1,
     ),

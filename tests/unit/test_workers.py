@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from proxy.config import OriginConfig, ProxyConfig
+from proxy.config import CONFIG_SCHEMA, OriginConfig, ProxyConfig
 from proxy.metrics import (
     FamiliesCollector,
     ProxyCollector,
@@ -197,3 +197,30 @@ def test_a_supervisor_that_closes_the_pipe_before_the_line_is_an_error() -> None
             read_config_line(read_end)
     finally:
         os.close(read_end)
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_workers_key_says_the_same_in_help_docs_and_example() -> None:
+    """The flag's help, docs/configuration.md and config.example.toml describe what --workers
+    does now (a supervisor and N workers), not the old "not yet"."""
+    key = CONFIG_SCHEMA["workers"]
+    assert "supervisor" in key.help and "SO_REUSEPORT" in key.help
+    doc = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    (row,) = [line for line in doc.splitlines() if line.startswith("| `workers` |")]
+    assert row.rstrip(" |").endswith(key.help)
+    example = (ROOT / "config.example.toml").read_text(encoding="utf-8").splitlines()
+    at = example.index("# workers = 1")
+    comment: list[str] = []
+    for line in reversed(example[:at]):
+        if not line.startswith("## ") or line.startswith("## --"):
+            break
+        comment.insert(0, line.removeprefix("## "))
+    described = " ".join(comment)
+    assert "supervisor" in described and "SO_REUSEPORT" in described
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    after_flag = readme[readme.index("`--workers N`") :][:300]
+    for text in (key.help, described, after_flag):
+        assert "not yet" not in text and "one process serves" not in text
+    assert "docs/design/workers.md" in described and (ROOT / "docs/design/workers.md").exists()
