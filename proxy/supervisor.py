@@ -113,11 +113,6 @@ class WorkerHandle:
         self.admin_port = int(line[len(READY_PREFIX) :])
         return True
 
-    def send(self, signum: int) -> None:
-        if self.process is not None and self.process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.send_signal(signum)
-
     def status(self) -> dict[str, Any]:
         state = "serving" if self.serving else "starting" if self.alive else "restarting"
         pid = self.process.pid if self.alive and self.process is not None else None
@@ -241,15 +236,19 @@ class Supervisor:
             await worker.wait_ready()  # if it dies first, wait() above returns at once
 
     async def _stop_workers(self, watchers: list[asyncio.Task[None]]) -> bool:
-        """SIGTERM every worker (each drains), wait, kill any that outlives the grace; True when
-        every worker exited 0."""
+        """SIGTERM every running worker (each drains), wait, kill any that outlives the grace;
+        True when each exited 0. The watchers go first, so none starts a worker meanwhile."""
         self.stopping.set()
-        for worker in self.workers:
-            worker.send(signal.SIGTERM)
-        processes = [w.process for w in self.workers if w.process is not None]
+        for task in watchers:
+            task.cancel()
+        await asyncio.gather(*watchers, return_exceptions=True)
+        running = [w.process for w in self.workers if w.alive and w.process is not None]
+        for process in running:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
         timeout_s = self.config.shutdown_grace_s + STOP_MARGIN_S
         clean = True
-        for process in processes:
+        for process in running:
             try:
                 code = await asyncio.wait_for(process.wait(), timeout_s)
             except TimeoutError:
@@ -258,9 +257,6 @@ class Supervisor:
                 process.kill()
                 code = await process.wait()
             clean = clean and code == 0
-        for task in watchers:
-            task.cancel()
-        await asyncio.gather(*watchers, return_exceptions=True)
         return clean
 
     # --- the admin listener ----------------------------------------------------------------

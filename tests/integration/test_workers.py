@@ -221,6 +221,22 @@ def test_a_worker_killed_with_sigkill_is_restarted_and_the_proxy_keeps_answering
     get_many(workers, "/wk-kill")
 
 
+def test_health_and_metrics_say_when_a_worker_does_not_answer(workers: Proxy) -> None:
+    """One admin listener that reports all workers: a worker that hangs (SIGSTOP) makes the
+    proxy unhealthy, and its samples are missing from the scrape, counted as a failure."""
+    stuck, _ = worker_pids(workers)
+    os.kill(stuck, signal.SIGSTOP)
+    try:
+        response = workers.admin("/healthz")
+        assert response.status == 503
+        assert json.loads(response.body)["status"] == "unavailable"
+        assert set(per_worker(workers, "cachet_requests")) <= {"1"}
+    finally:
+        os.kill(stuck, signal.SIGCONT)
+    wait_for(lambda: workers.admin("/healthz").status == 200, "the worker did not recover")
+    assert per_worker(workers, "cachet_worker_scrape_failures")["0"] >= 1
+
+
 def test_sigterm_stops_every_process_with_exit_0_and_seals_every_record(
     origin: Origin, tmp_path: Path
 ) -> None:
