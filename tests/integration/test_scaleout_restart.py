@@ -1,7 +1,9 @@
 """Restarting NATS or PostgreSQL under load (issue 9, "Faults"; docs/design/scale-out.md):
 edges keep sealing batches into their spools while the NATS server is SIGKILLed and restarted,
-or PostgreSQL is restarted (``pg_ctl restart -m fast``, or its postmaster SIGKILLed); the
-forwarders keep retrying, the ``cachet coordinator ingest-worker`` processes reconnect, and at
+or PostgreSQL is restarted (``pg_ctl restart -m fast``; stopped, or its postmaster SIGKILLed,
+while a backlog piles up), or an ingest worker holding batches is SIGKILLed with a long ack
+wait; the forwarders keep retrying, the ``cachet coordinator ingest-worker`` processes
+reconnect (or wait for their predecessor batches), and at
 the end every record is stored exactly once, every batch has exactly one log index, each edge's
 chain head is its last batch, and the log's nodes are the RFC 9162 tree of the batches in log
 order. The services restarted are the test's own (tests/private_services.py): the machine's
