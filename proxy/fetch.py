@@ -187,7 +187,11 @@ class OriginPath:
                 )
                 refreshed = with_attribution(refreshed, stored.attribution)
                 refreshed.head_bytes = strip_surrogate_fields(refreshed.head_bytes)
-                self.h.store.replace(ex.key, stored, refreshed)
+                purged = self.h.store.recent_purges.verdict(ex.key, refreshed)
+                if purged == "soft":  # soft-purged while revalidating: still to revalidate
+                    refreshed.stale_marked = True
+                if purged != "hard":  # (a hard purge removed the entry: nothing to refresh)
+                    self.h.store.replace(ex.key, stored, refreshed)
                 outcome = outcomes.REVALIDATED
                 if fetch.outcome is outcomes.REQUEST_MISS:
                     outcome = Outcome("revalidated", "REVALIDATED", False, fwd="request")
@@ -374,6 +378,12 @@ class OriginPath:
         )
         stored = with_attribution(stored, attribution)
         stored.head_bytes = strip_surrogate_fields(stored.head_bytes)
+        purged = self.h.store.recent_purges.verdict(ex.key, stored)
+        if purged == "hard":  # purged while it was on its way: as if stored, then purged
+            self.stats.not_stored["purged"] += 1
+            return None
+        if purged == "soft":
+            stored.stale_marked = True
         if not self.h.store.put(ex.key, stored):
             self.stats.not_stored["too-large"] += 1
             return None

@@ -18,11 +18,13 @@ import hmac
 import json
 import logging
 import re
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from proxy.cache.keys import primary_key
+from proxy.cache.purge_marks import PurgeMark
 from proxy.cache.store import ResponseStore
 from proxy.metrics import ProxyStats
 
@@ -166,6 +168,18 @@ class PurgeService:
         return keys
 
     async def purge(self, request: PurgeRequest, peer: str) -> dict[str, Any]:
+        # First, so that a fill which completes while this purge runs is covered too: it is
+        # not stored (hard) or stored stale (soft), as if it had been cached a moment earlier.
+        self.store.recent_purges.note(
+            PurgeMark(
+                time.time(),
+                request.mode,
+                frozenset(request.urls),
+                request.prefixes,
+                frozenset(request.surrogate_keys),
+                frozenset(request.content_ids),
+            )
+        )
         keys = await self.matching_keys(request)
         purged = 0
         for key in sorted(keys):

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 
 from proxy.cache.entry import StoredResponse
 from proxy.cache.keys import is_vary_match
+from proxy.cache.purge_marks import PurgeMark, RecentPurges
 from proxy.cache.surrogate import ReverseIndex, surrogate_keys
 from proxy.cache.tiers.disk import DiskTier
 from proxy.cache.tiers.disk_labels import read_labels
@@ -155,6 +157,7 @@ class ResponseStore:
             disk.on_drop = self._forget_unless_held
         self.surrogates = ReverseIndex()  # surrogate key -> URLs
         self.contents = ReverseIndex()  # content id -> URLs
+        self.recent_purges = RecentPurges()  # for fills still on their way when a purge ran
         self._disk_labels: asyncio.Future[int] | None = None
         self._labelled_meanwhile: set[str] | None = None  # indexed while the disk scan ran
 
@@ -345,7 +348,9 @@ class ResponseStore:
         return found
 
     def purge_content(self, content_ids: set[str]) -> int:
-        """Drop every URL that has a variant attributed to one of these content ids."""
+        """Drop every URL that has a variant attributed to one of these content ids (and keep
+        a fill of one still on its way from being stored)."""
+        self.recent_purges.note(PurgeMark(time.time(), "hard", content_ids=frozenset(content_ids)))
         doomed = self.keys_for_contents(content_ids)
         for key in doomed:
             self.invalidate(key)
