@@ -33,7 +33,7 @@ from billing.ledger.step_plan import (
     PlannedStep,
     RegistrySnapshot,
     hour_of,
-    mixed_keys,
+    judge_groups,
     plan_step,
     plan_summary_step,
 )
@@ -60,7 +60,7 @@ async def plan_from_summary(
     registry = await load_registry(
         {g.content_id for g in summary.groups if g.content_id is not None}
     )
-    mixed = mixed_keys(summary, registry, now)
+    outcomes, mixed = judge_groups(summary, registry, now)
     mixed_winners: list[Record] = []
     for hour, content_id in sorted(mixed, key=lambda k: (k[0], k[1] or "")):
         rows = await ledger.read_step_winners(first, limit, hour, content_id)
@@ -70,7 +70,7 @@ async def plan_from_summary(
         for b in summary.batches
         if b.winners != b.records
     ]
-    return plan_summary_step(first, summary, registry, now, mixed, mixed_winners, partial)
+    return plan_summary_step(first, summary, registry, now, outcomes, mixed, mixed_winners, partial)
 
 
 async def plan_record_by_record(
@@ -117,7 +117,7 @@ class AttributionRunner:
         return planned.write.next_index - first
 
     async def _load_registry(self, content_ids: set[str]) -> RegistrySnapshot:
-        return await RegistrySnapshot.load(self._store, content_ids)
+        return RegistrySnapshot(await self._ledger.read_claims(content_ids))
 
     async def run_until_caught_up(self, log_size: int) -> int:
         """Attribute everything sequenced below ``log_size`` (tests and period closes)."""

@@ -38,10 +38,9 @@ from billing.attribution import (
     attribute,
 )
 from billing.ledger.periods import UsageRow
-from billing.ledger.store import StepBatch, StepSummary, StepWrite, UsageGroup
+from billing.ledger.store import Claim, StepBatch, StepSummary, StepWrite, UsageGroup
 from billing.registry.timeline import choose_active
-from billing.store.base import Store, StoredManifest
-from provenance.manifests import ManifestItem
+from billing.store.base import Store
 from provenance.records import Record, format_timestamp, sample_rate_ppm
 
 COPIES = "copies"
@@ -57,26 +56,33 @@ def hour_of(ts: str) -> str:
 
 
 class RegistrySnapshot:
-    """The registry's manifests per content id, read once per step."""
+    """The registry's manifest versions per content id, read once per step."""
 
-    def __init__(self, pairs: dict[str, list[tuple[StoredManifest, ManifestItem]]]) -> None:
-        self._pairs = pairs
+    def __init__(self, claims: Mapping[str, Sequence[Claim]]) -> None:
+        self._claims = claims
         self._breakpoints: dict[str, list[str]] = {}
 
     @classmethod
     async def load(cls, store: Store, content_ids: set[str]) -> RegistrySnapshot:
-        pairs = {cid: await store.manifests_naming(content_id=cid) for cid in content_ids}
-        return cls(pairs)
+        """From the registry's store (one read per content id; the runner uses the ledger's
+        ``read_claims`` instead)."""
+        claims = {
+            cid: [
+                Claim(m.manifest_id, m.creator, m.published_at, m.superseded_at, m.effective_at)
+                for m, _ in await store.manifests_naming(content_id=cid)
+            ]
+            for cid in content_ids
+        }
+        return cls(claims)
 
     def active_at(self, content_id: str, ts: str) -> tuple[str, str, object] | None:
-        pairs = self._pairs.get(content_id, [])
-        chosen = choose_active((m for m, _ in pairs), ts)
-        return None if chosen is None else (chosen.manifest_id, chosen.creator, dict(pairs)[chosen])
+        chosen = choose_active(self._claims.get(content_id, ()), ts)
+        return None if chosen is None else (chosen.manifest_id, chosen.creator, None)
 
     def is_revoked_at(self, content_id: str, ts: str) -> bool:
         return any(
             m.effective_at is not None and m.effective_at <= ts
-            for m, _ in self._pairs.get(content_id, [])
+            for m in self._claims.get(content_id, ())
         )
 
     def changes_within(self, content_id: str, first_ts: str, last_ts: str) -> bool:
@@ -85,8 +91,8 @@ class RegistrySnapshot:
         ``ts >= instant``), so they are constant from one instant up to the next."""
         points = self._breakpoints.get(content_id)
         if points is None:
-            instants = {m.published_at for m, _ in self._pairs.get(content_id, [])}
-            for m, _ in self._pairs.get(content_id, []):
+            instants = {m.published_at for m in self._claims.get(content_id, ())}
+            for m in self._claims.get(content_id, ()):
                 instants |= {t for t in (m.superseded_at, m.effective_at) if t is not None}
             points = self._breakpoints[content_id] = sorted(instants)
         i = bisect_right(points, first_ts)
@@ -213,39 +219,72 @@ def future_limit(now: datetime, skew_s: int = DEFAULT_MAX_FUTURE_SKEW_S) -> str:
     return format_timestamp(now + timedelta(seconds=skew_s))
 
 
-def group_outcome(g: UsageGroup, registry: RegistrySnapshot, limit: str) -> _Outcome | None:
-    """The one outcome of every record of ``g`` (``attribute``'s checks in its order), or None
-    if its records may differ (they straddle the future limit or a registry breakpoint)."""
-    if sample_rate_ppm(g.sample_rate) == 0 or g.min_ts > limit:
-        return INVALID, "", ""
-    if g.max_ts > limit:
-        return None
-    if g.upstream:
-        return UPSTREAM_DUPLICATE, "", ""
-    if not g.billable:
-        return NON_BILLABLE, "", ""
-    if g.content_id is None:
+# marks a (content, hour) whose registry answer changes within the hour
+_REGISTRY_VARIES: _Outcome = ("registry varies", "", "")
+
+
+class GroupJudge:
+    """``attribute``'s checks, in its order, for a whole ``UsageGroup`` at once. The registry's
+    answer is looked up once per (content id, hour) when no breakpoint falls inside the hour
+    (the usual case), else per group from its first and last ``ts``."""
+
+    def __init__(self, registry: RegistrySnapshot, now: datetime) -> None:
+        self._registry, self._limit = registry, future_limit(now)
+        self._by_hour: dict[tuple[str, str], _Outcome] = {}
+        self._zero_rate: dict[str, bool] = {}
+
+    def outcome(self, g: UsageGroup) -> _Outcome | None:
+        """The one outcome of every record of ``g``, or None if its records may differ (they
+        straddle the future limit or a registry breakpoint)."""
+        zero = self._zero_rate.get(g.sample_rate)
+        if zero is None:
+            zero = self._zero_rate[g.sample_rate] = sample_rate_ppm(g.sample_rate) == 0
+        if zero or g.min_ts > self._limit:
+            return INVALID, "", ""
+        if g.max_ts > self._limit:
+            return None
+        if g.upstream:
+            return UPSTREAM_DUPLICATE, "", ""
+        if not g.billable:
+            return NON_BILLABLE, "", ""
+        if g.content_id is None:
+            return UNKNOWN_CONTENT, "", ""
+        if g.has_creator and not g.has_manifest:
+            return HASH_MISMATCH, "", ""
+        key = (g.content_id, g.hour)
+        found = self._by_hour.get(key)
+        if found is None:
+            first, last = hour_of(g.hour), g.hour + ":59:59.999Z"
+            if self._registry.changes_within(g.content_id, first, last):
+                found = _REGISTRY_VARIES
+            else:
+                found = self._registry_outcome(g.content_id, first)
+            self._by_hour[key] = found
+        if found is not _REGISTRY_VARIES:
+            return found
+        if self._registry.changes_within(g.content_id, g.min_ts, g.max_ts):
+            return None
+        return self._registry_outcome(g.content_id, g.min_ts)
+
+    def _registry_outcome(self, content_id: str, ts: str) -> _Outcome:
+        found = self._registry.active_at(content_id, ts)
+        if found is not None:
+            return ATTRIBUTED, found[0], found[1]
+        if self._registry.is_revoked_at(content_id, ts):
+            return REVOKED, "", ""
         return UNKNOWN_CONTENT, "", ""
-    if g.has_creator and not g.has_manifest:
-        return HASH_MISMATCH, "", ""
-    if registry.changes_within(g.content_id, g.min_ts, g.max_ts):
-        return None
-    found = registry.active_at(g.content_id, g.min_ts)
-    if found is not None:
-        return ATTRIBUTED, found[0], found[1]
-    if registry.is_revoked_at(g.content_id, g.min_ts):
-        return REVOKED, "", ""
-    return UNKNOWN_CONTENT, "", ""
 
 
-def mixed_keys(
+def judge_groups(
     summary: StepSummary, registry: RegistrySnapshot, now: datetime
-) -> set[tuple[str, str | None]]:
-    """(hour, content id) pairs whose records must be attributed one by one."""
-    limit = future_limit(now)
-    return {
-        (g.hour, g.content_id) for g in summary.groups if group_outcome(g, registry, limit) is None
-    }
+) -> tuple[list[_Outcome | None], set[tuple[str, str | None]]]:
+    """Each group's outcome (None: mixed), and the (hour, content id) pairs whose records must
+    be attributed one by one."""
+    judge = GroupJudge(registry, now)
+    outcomes = [judge.outcome(g) for g in summary.groups]
+    mixed = {(g.hour, g.content_id) for g, o in zip(summary.groups, outcomes, strict=True)
+             if o is None}  # fmt: skip
+    return outcomes, mixed
 
 
 def plan_summary_step(
@@ -253,28 +292,27 @@ def plan_summary_step(
     summary: StepSummary,
     registry: RegistrySnapshot,
     now: datetime,
+    outcomes: Sequence[_Outcome | None],
     mixed: set[tuple[str, str | None]],
     mixed_winners: Iterable[Record],
     partial: Iterable[tuple[StepBatch, Sequence[tuple[str, str]]]],
 ) -> PlannedStep:
-    """``plan_step``'s result from the store's groups: ``mixed_winners`` are the winning
-    records of the ``mixed`` pairs; ``partial`` the batches with losing copies, each with its
-    winning rows (request id, ts)."""
-    limit = future_limit(now)
+    """``plan_step``'s result from the store's groups and their ``judge_groups`` outcomes:
+    ``mixed_winners`` are the winning records of the ``mixed`` pairs; ``partial`` the batches
+    with losing copies, each with its winning rows (request id, ts)."""
     counts: Counter[tuple[str, str, str]] = Counter()
     by_outcome: Counter[str] = Counter()
     hourly: dict[_HourKey, _Sums] = {}
     totals: CreatorTotals = {}
-    for g in summary.groups:
-        n = g.sums[0]
-        counts[(hour_of(g.hour), g.edge, COPIES)] += n  # every winner is a copy of its batch
+    for g, outcome in zip(summary.groups, outcomes, strict=True):
+        n, hour = g.sums[0], hour_of(g.hour)
+        counts[(hour, g.edge, COPIES)] += n  # every winner is a copy of its batch
         if (g.hour, g.content_id) in mixed:
             continue
-        outcome = group_outcome(g, registry, limit)
         if outcome is None:
             raise ValueError("a group straddling a change must be in the mixed pairs")
         name, manifest_id, creator = outcome
-        counts[(hour_of(g.hour), g.edge, name)] += n
+        counts[(hour, g.edge, name)] += n
         by_outcome[name] += n
         if name == ATTRIBUTED:
             key = (g.hour, creator, g.content_id or "", manifest_id, g.edge, g.use, g.sample_rate)

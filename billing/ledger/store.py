@@ -30,6 +30,19 @@ class StepBatch:
 
 
 @dataclass(frozen=True, slots=True)
+class Claim:
+    """A manifest version naming a content id, as attribution needs it: who, and when it is
+    active (``billing.registry.timeline``: from publication until supersession or revocation
+    + grace)."""
+
+    manifest_id: str
+    creator: str
+    published_at: str
+    superseded_at: str | None
+    effective_at: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class StepBatchInfo:
     """A sequenced batch of a step as its header row says, with the number of deduplicated rows
     that name it (``winners``): equal to ``records`` unless some copy lost request-id dedup."""
@@ -140,6 +153,10 @@ class LedgerStore(Protocol):
     ) -> tuple[list[StepBatch], list[tuple[str, Record]]]:
         """Sequenced batches from ``first_index`` (at most ``limit``) and their winning
         records as (batch id, record): the deduplicated rows naming one of them."""
+        ...
+
+    async def read_claims(self, content_ids: set[str]) -> dict[str, list[Claim]]:
+        """Every manifest version naming each content id (absent: none), in one read."""
         ...
 
     async def read_step_summary(self, first_index: int, limit: int) -> StepSummary | None:

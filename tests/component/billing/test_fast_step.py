@@ -27,13 +27,21 @@ from billing.ledger.backend import ledger_store_for
 from billing.ledger.jobs import plan_from_summary, plan_record_by_record
 from billing.ledger.step_plan import PlannedStep, RegistrySnapshot
 from billing.ledger.step_reads import StepReads
+from billing.ledger.store import Claim
+from billing.registry.service import Actor, Registry
 from billing.store.base import EdgeKey, IncomingBatch, Store, StoredManifest
 from billing.store.postgres import PostgresStore
 from billing.store.sqlite import SqliteStore
 from provenance.batches import ZERO_HASH_HEX, batch_log_leaf_hash, header_hash, seal_batch
 from provenance.canonical_json import MAX_SAFE_INTEGER
-from provenance.keys import SigningKey
-from provenance.manifests import ManifestItem
+from provenance.keys import SigningKey, format_verifier_key
+from provenance.manifests import (
+    Manifest,
+    ManifestItem,
+    PayoutTerms,
+    format_signed_manifest,
+    sign_manifest,
+)
 from provenance.records import Record, format_timestamp
 
 T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
@@ -47,7 +55,7 @@ def _hex(n: int) -> str:
     return "sha256:" + f"{n:064x}"
 
 
-CONTENT = [_hex(0xC0 + i) for i in range(6)]
+CONTENT = [_hex(0xC0 + i) for i in range(7)]
 
 
 def _manifest(n: int, creator: str, published: str, **ends: str) -> StoredManifest:
@@ -57,7 +65,7 @@ def _manifest(n: int, creator: str, published: str, **ends: str) -> StoredManife
 
 # Every way the registry answers: one version forever (C0); a supersession mid-hour (C1); a
 # version published mid-hour (C2); a revocation taking effect mid-hour (C3); nothing (C4); two
-# creators' claims, the first ending by revocation (C5).
+# creators' claims, the first ending by revocation (C5); breakpoints on the hour (C6).
 M0 = _manifest(0, "alice", _at(-1440))
 M1A = _manifest(1, "alice", _at(-1440), superseded_at=_at(90))
 M1B = _manifest(2, "alice", _at(90))
@@ -65,22 +73,24 @@ M2 = _manifest(3, "bob", _at(45))
 M3 = _manifest(4, "carol", _at(-1440), revoked_at=_at(10), effective_at=_at(70))
 M5A = _manifest(5, "bob", _at(-1440), revoked_at=_at(100), effective_at=_at(125))
 M5B = _manifest(6, "carol", _at(30))
-_BREAKS_MIN = {CONTENT[1]: [90], CONTENT[2]: [45], CONTENT[3]: [70], CONTENT[5]: [30, 125]}
+M6 = _manifest(7, "dave", _at(60), revoked_at=_at(120), effective_at=_at(180))
+_BREAKS_MIN = {
+    CONTENT[1]: [90], CONTENT[2]: [45], CONTENT[3]: [70], CONTENT[5]: [30, 125],
+    CONTENT[6]: [60, 180],
+}  # fmt: skip
 CLAIMS = {
     CONTENT[0]: [M0], CONTENT[1]: [M1A, M1B], CONTENT[2]: [M2], CONTENT[3]: [M3],
-    CONTENT[4]: [], CONTENT[5]: [M5A, M5B],
+    CONTENT[4]: [], CONTENT[5]: [M5A, M5B], CONTENT[6]: [M6],
 }  # fmt: skip
 # the future limit (now + 5 min) mid-hour: T0 + 62 min and T0 + 118 min
 NOWS = [T0 + timedelta(hours=6), T0 + timedelta(minutes=57), T0 + timedelta(minutes=113)]
 
 
 def _snapshot() -> RegistrySnapshot:
-    return RegistrySnapshot(
-        {
-            cid: [(m, ManifestItem(cid, "/x", 1, "video/mp4")) for m in ms]
-            for cid, ms in CLAIMS.items()
-        }
-    )
+    def claim(m: StoredManifest) -> Claim:
+        return Claim(m.manifest_id, m.creator, m.published_at, m.superseded_at, m.effective_at)
+
+    return RegistrySnapshot({cid: [claim(m) for m in ms] for cid, ms in CLAIMS.items()})
 
 
 def _ms_after_t0(ms: int) -> str:
@@ -299,3 +309,52 @@ def test_fast_step_equals_the_reference(
 ) -> None:  # fmt: skip
     where = target / f"{secrets.token_hex(6)}.db" if isinstance(target, Path) else target
     asyncio.run(_compare(where, batches, now, window))
+
+
+async def _publish(
+    registry: Registry, key: SigningKey, contents: list[str], **fields: Any
+) -> StoredManifest:
+    items = tuple(ManifestItem(cid, f"/{cid[-4:]}", 100, "video/mp4") for cid in contents)
+    manifest = Manifest(key.name, key.key_id.hex(), items, "CC-BY-4.0", "allowed",
+                        PayoutTerms(10, 20_000), _at(-3000), **fields)  # fmt: skip
+    body = format_signed_manifest(sign_manifest(manifest, key))
+    stored, _ = await registry.publish(body, Actor(None))
+    return stored
+
+
+async def _claims_case(where: str | Path) -> None:
+    store = await _open(where)
+    try:
+        now = [T0 - timedelta(days=1)]
+        registry = Registry(store, lambda: now[0])
+        alice, bob = SigningKey("alice", b"\x02" * 32), SigningKey("bob", b"\x03" * 32)
+        for key in (alice, bob):
+            await registry.add_creator(key.name, [format_verifier_key(key.verifier)])
+        v1 = await _publish(registry, alice, CONTENT[:3])
+        now[0] = T0 + timedelta(minutes=20)
+        v2 = await _publish(registry, alice, CONTENT[1:3], version=2, supersedes=v1.manifest_id)
+        now[0] = T0 + timedelta(minutes=40)
+        await registry.revoke(v2.manifest_id, "withdrawn", 600, Actor(None))
+        now[0] = T0 + timedelta(minutes=55)
+        await _publish(registry, bob, [CONTENT[2], CONTENT[3]])
+        ledger = ledger_store_for(store)
+        ids = set(CONTENT)
+        fast = RegistrySnapshot(await ledger.read_claims(ids))
+        reference = await RegistrySnapshot.load(store, ids)
+        for ms in range(-3_600_000, 3 * 3_600_000, 30_000):
+            for ts in (_ms_after_t0(ms), _ms_after_t0(ms + 1)):
+                for cid in CONTENT:
+                    assert fast.active_at(cid, ts) == reference.active_at(cid, ts)
+                    assert fast.is_revoked_at(cid, ts) == reference.is_revoked_at(cid, ts)
+        assert fast.active_at(CONTENT[2], _at(45)) == (v2.manifest_id, "alice", None)
+        assert fast.is_revoked_at(CONTENT[1], _at(50))
+    finally:
+        await store.close()
+
+
+def test_ledger_reads_the_registry_claims_the_registry_would(target: str | Path) -> None:
+    """One read for every content id (not one per id, nor each manifest's signed JSON) answers
+    as ``Registry``'s own reads: versions, supersession, revocation with grace, a second
+    creator's claim."""
+    where = target / "claims.db" if isinstance(target, Path) else target
+    asyncio.run(_claims_case(where))
