@@ -56,8 +56,11 @@ def _stop_at_end_of_stdin(stop: asyncio.Event) -> None:
 
 
 def _announce(address: tuple[str, int]) -> None:
-    sys.stdout.write(f"{READY_PREFIX}{address[1]}\n")
-    sys.stdout.flush()
+    try:
+        sys.stdout.write(f"{READY_PREFIX}{address[1]}\n")
+        sys.stdout.flush()
+    except OSError:  # the supervisor is gone: end of file on stdin stops this worker
+        pass
 
 
 async def _serve(config: ProxyConfig, role: WorkerRole) -> int:
