@@ -133,6 +133,8 @@ async def serve(config: CoordinatorConfig, args: argparse.Namespace, stop: async
             await asyncio.gather(*(w.run(stop) for w in workers))
         finally:
             await coordinator.sequencer.stop()
+            if coordinator.publisher is not None:  # deliver or drop the last checkpoint cleanly
+                await coordinator.publisher.close()
             with contextlib.suppress(Exception):
                 await nc.close()
     finally:
