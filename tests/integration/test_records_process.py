@@ -10,9 +10,11 @@ crashed records process comes back without the proxy stopping to serve.
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import os
 import signal
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -217,3 +219,43 @@ async def _read_stream(prefix: str) -> list[SealedBatch]:
         return batches
     finally:
         await nc.close()
+
+
+def test_sigkill_under_concurrent_load_loses_no_record_of_a_completed_response(
+    origin: Origin, tmp_path: Path
+) -> None:
+    """Issue 4: "SIGKILL at any instant loses no record of a completed response", with many
+    clients mid-request when the proxy dies; after a restart every response a client received
+    whole is sealed exactly once."""
+    origin.script("/rp-load", {"headers": [FRESH], "body": "l" * 500})
+    proxy = start_proxy(origin.url, tmp_path, "--batch-max-interval-ms", "200")
+    completed: list[str] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def client() -> None:
+        while not stop.is_set():
+            try:
+                response = proxy.get("/rp-load")
+            except (OSError, http.client.HTTPException):
+                return  # the proxy died under this request: no complete response
+            if response.status == 200 and len(response.body) == 500:
+                with lock:
+                    completed.append(response.header("X-Request-ID") or "")
+
+    threads = [threading.Thread(target=client) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    time.sleep(1.5)
+    os.kill(proxy.proc.pid, signal.SIGKILL)
+    proxy.proc.wait()
+    stop.set()
+    for thread in threads:
+        thread.join(10)
+    assert len(completed) > 100
+    restarted = start_proxy(origin.url, tmp_path, "--batch-max-interval-ms", "50")
+    try:
+        seen = wait_until_sealed(tmp_path / "records", completed)
+        assert [i for i in completed if seen[i] != 1] == []
+    finally:
+        assert restarted.stop() == 0
