@@ -305,8 +305,8 @@ _PROXY_KEYS = (
     _key(
         "trust_forwarded_from",
         "networks",
-        "client addresses/networks whose X-Forwarded-* "
-        "we extend instead of replace (comma-separated)",
+        "client addresses/networks whose X-Forwarded-* we extend instead of replace, and whose"
+        " X-Cachet-Edge (a downstream cachet proxy) we believe (comma-separated)",
         "NETS",
     ),
 )

@@ -192,6 +192,10 @@ class ProxyHandler:
         except RejectRequest as rejected:
             self.write_local_error(conn, head, rejected.status, rejected.message)
             return None
+        if ex.upstream_of is not None and not self.trusts_forwarding_from(conn.peer_ip):
+            # Only a downstream proxy the operator trusts may say the client was served (and is
+            # billed) elsewhere; from anyone else the claim would just drop their requests.
+            ex.upstream_of = None
         if not ex.lookup:
             outcome = outcomes.METHOD if ex.method not in ("GET", "HEAD") else outcomes.BYPASS
             return self.origin_path.forward(conn, ex, Fetch(outcome, store=ex.method == "GET"))

@@ -178,9 +178,11 @@ class RecordsProcess:
         if self.settings.nats_url:
             env[NATS_URL_ENV] = self.settings.nats_url
         env["CACHET_RECORDS_LOG_LEVEL"] = self._log_level
+        # A session of its own: a terminal's Ctrl-C reaches the proxy, which then closes the pipe;
+        # the records process must not stop (and be restarted) before the proxy has flushed.
         return await asyncio.create_subprocess_exec(
             sys.executable, "-m", "proxy.records.daemon", *self.settings.to_argv(),
-            stdin=asyncio.subprocess.PIPE, env=env,
+            stdin=asyncio.subprocess.PIPE, env=env, start_new_session=True,
         )  # fmt: skip
 
     async def _supervise(self) -> None:

@@ -114,7 +114,12 @@ class Forwarder:
     async def _forward(self, path: Path) -> float | None:
         """Send one batch; None when done with it, else the Retry-After delay (0 if none)."""
         body = gzip.compress(await asyncio.to_thread(path.read_bytes), compresslevel=5)
-        headers = {"Content-Encoding": "gzip", "Content-Type": "application/json"}
+        headers = {
+            "Content-Encoding": "gzip",
+            "Content-Type": "application/json",
+            # Sealed batches waiting behind this one: the coordinator's view of the edge's lag.
+            "X-Cachet-Spool-Lag": str(max(0, self.lag_count - 1)),
+        }
         counters = await asyncio.to_thread(read_counters, path)
         if counters is not None:  # for reconciliation (docs/billing.md)
             headers["X-Cachet-Requests-Served"] = str(counters.served)
