@@ -2,7 +2,8 @@
 aiohttp app by ``mount(app)`` (one call in ``billing.api.app.build_app``).
 
 ``mount`` adds the pages, the static folder, jinja2 templates, a security-headers middleware and a
-``cleanup_ctx`` entry that opens the ``AdminStore`` after the Coordinator (same database). Set
+``cleanup_ctx`` entry that opens the ``AdminStore`` after the Coordinator (on the coordinator's
+database, SQLite or PostgreSQL, with the admin's own migrations; ``admin.db``). Set
 ``BILLING_VIEW`` (billing's implementation) or ``ADMIN_SETTINGS`` on the app before startup to
 replace the defaults.
 """
@@ -24,6 +25,7 @@ from admin.login import login_handlers, logout_handler
 from admin.pages import Handler, format_bytes, format_micros, security_headers
 from admin.queries import CoordinatorQueries
 from admin.store import AdminStore
+from provenance.records import format_timestamp
 
 STATIC_DIR = Path(__file__).parent / "static"
 _ID = "{manifest_id:sha256:[0-9a-f]{64}}"
@@ -88,7 +90,6 @@ def mount(app: web.Application) -> None:
     """Add the admin UI and the creator portal to the coordinator's app (after its
     Coordinator ``cleanup_ctx`` entry, which it needs)."""
     from billing.api.app import COORDINATOR
-    from billing.service import prepare_ui_database
 
     env = aiohttp_jinja2.setup(
         app,
@@ -101,7 +102,8 @@ def mount(app: web.Application) -> None:
 
     async def admin_ctx(app: web.Application) -> AsyncIterator[None]:
         coordinator = app[COORDINATOR]
-        store = await AdminStore.open(await prepare_ui_database(coordinator.config))
+        now = format_timestamp(coordinator.clock())
+        store = await AdminStore.open(coordinator.config, now)
         settings = app.get(ADMIN_SETTINGS) or AdminSettings()
         billing = app.get(BILLING_VIEW) or NoBillingYet()
         app[ADMIN_CONTEXT] = AdminContext(

@@ -1,7 +1,7 @@
 """`cachet admin create-user`: create an administrator of the web UI (there is no default user
 and no default password).
 
-    cachet admin create-user --data DIR --username NAME [--password-file FILE] [--json]
+    cachet admin create-user --data DIR [--db DSN] --username NAME [--password-file FILE] [--json]
 
 The password is read from ``--password-file`` (first line) or asked twice at a prompt without
 echo; it must be 10..1024 characters. The hash is scrypt (``admin.passwords``). Creator portal
@@ -43,7 +43,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=None,
         help="the coordinator's data folder (default ./cachet-coordinator)",
     )
-    create.add_argument("--db", metavar="DSN", default=None, help="database DSN (SQLite)")
+    create.add_argument(
+        "--db",
+        metavar="DSN",
+        default=None,
+        help="the coordinator's database (default SQLite in the data folder; postgresql://…)",
+    )
     create.add_argument("--username", required=True, help="the new administrator's name")
     create.add_argument(
         "--password-file",
@@ -75,14 +80,14 @@ def _read_password(path: Path | None) -> str:
 
 async def _create(args: argparse.Namespace, password_hash: str) -> None:
     from billing.cli import _config
-    from billing.service import open_store, prepare_ui_database, utc_now
+    from billing.service import open_store, utc_now
 
     config = _config(argparse.Namespace(data=args.data, db=args.db, config=None))
-    store = await open_store(config)  # applies pending migrations (the UI's tables are v3)
+    store = await open_store(config)  # the coordinator's migrations first (then the admin's)
     await store.close()
-    admin_store = await AdminStore.open(await prepare_ui_database(config))
+    now = format_timestamp(utc_now())
+    admin_store = await AdminStore.open(config, now)
     try:
-        now = format_timestamp(utc_now())
         await admin_store.add_user(UiUser(args.username, ADMIN, None, password_hash, now))
     finally:
         await admin_store.close()

@@ -1,8 +1,9 @@
 """Read-only views of the coordinator's tables that ``billing.store.base.Store`` does not offer
 yet: time series for the dashboard, the checkpoint history, a creator's manifests and a lineage's
 versions. Each function names the Store method it should become; until then this module is the
-one place the admin reads billing's tables (never writes them). Portable SQL (``substr`` on the
-RFC 3339 text buckets by hour).
+one place the admin reads billing's tables (never writes them), on whichever database the
+coordinator runs (``admin.db``: SQLite or PostgreSQL). Portable SQL: ``substr`` on the RFC 3339
+text buckets by hour; sums are converted with ``int`` (PostgreSQL's SUM of BIGINT is NUMERIC).
 """
 
 from __future__ import annotations
@@ -11,8 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import aiosqlite
-
+from admin.db import AdminDb
 from billing.store.base import StoredCheckpoint, StoredManifest
 
 _MANIFEST_COLUMNS = (
@@ -45,12 +45,11 @@ class TopCreator:
 
 
 class CoordinatorQueries:
-    def __init__(self, db: aiosqlite.Connection) -> None:
+    def __init__(self, db: AdminDb) -> None:
         self.db = db
 
     async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        async with self.db.execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
+        return await self.db.fetch(sql, params)
 
     async def batches_by_hour(self, since: str) -> list[HourBatches]:
         """Store.batches_by_hour: accepted batches and their records per hour received."""

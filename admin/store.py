@@ -1,20 +1,23 @@
-"""AdminStore: the admin UI's own tables (migration 3: ``ui_users``, ``ui_sessions``,
-``admin_audit``) on the coordinator's SQLite database, through its own aiosqlite connection.
+"""AdminStore: the admin UI's own tables (``ui_users``, ``ui_sessions``, ``admin_audit``; their
+schema is ``admin.migrations``) on the coordinator's database, SQLite or PostgreSQL, through the
+admin's own connection (``admin.db``).
 
-Durability: each write is one autocommitted statement (or one ``BEGIN IMMEDIATE`` transaction)
-and is durable when the method returns. The SQL is the portable subset of
-``billing.store.migrations`` (TEXT timestamps, no AUTOINCREMENT: ids come from the caller).
+Durability: each write is one autocommitted statement or one transaction and is durable when
+the method returns. The SQL is portable (TEXT timestamps, no AUTOINCREMENT: ids come from the
+caller).
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
+from admin.db import AdminDb, DuplicateKeyError, connect
+from admin.legacy import import_legacy_file
+from admin.migrations import migrate
+from billing.config import CoordinatorConfig
 
 ADMIN = "admin"
 CREATOR = "creator"
@@ -59,30 +62,30 @@ _USER_COLUMNS = "u.username, u.role, u.account, u.password_hash, u.created_at"
 
 
 class AdminStore:
-    def __init__(self, db: aiosqlite.Connection) -> None:
+    def __init__(self, db: AdminDb) -> None:
         self.db = db
-        self._lock = asyncio.Lock()
 
     @classmethod
-    async def open(cls, path: Path) -> AdminStore:
-        """Open the database (already migrated by the coordinator's store)."""
-        db = await aiosqlite.connect(path, isolation_level=None)
-        await db.execute("PRAGMA busy_timeout=5000")
+    async def open(cls, config: CoordinatorConfig, now: str) -> AdminStore:
+        """Connect to the coordinator's database (already migrated by its store), apply the
+        admin's pending migrations and, on PostgreSQL, import a side ``admin-ui.db`` once."""
+        db = await connect(config)
+        try:
+            await migrate(db, now)
+            await import_legacy_file(db, Path(config.data), now)
+        except BaseException:
+            await db.close()
+            raise
         return cls(db)
 
     async def close(self) -> None:
         await self.db.close()
 
     async def _write(self, sql: str, params: Sequence[Any]) -> int:
-        async with self._lock:
-            cursor = await self.db.execute(sql, params)
-            count = cursor.rowcount
-            await cursor.close()
-            return count
+        return await self.db.execute(sql, params)
 
     async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        async with self.db.execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
+        return await self.db.fetch(sql, params)
 
     # -- users ---------------------------------------------------------------------------------
     async def add_user(self, user: UiUser) -> None:
@@ -102,24 +105,17 @@ class AdminStore:
                     user.created_at,
                 ),
             )
-        except aiosqlite.IntegrityError:
+        except DuplicateKeyError:
             raise UserExistsError(user.username) from None
 
     async def set_password(self, username: str, password_hash: str, now: str) -> bool:
         """Replace a user's hash and end its sessions; False if there is no such user."""
-        async with self._lock:
-            await self.db.execute("BEGIN IMMEDIATE")
-            try:
-                cursor = await self.db.execute(
-                    "UPDATE ui_users SET password_hash = ?, updated_at = ? WHERE username = ?",
-                    (password_hash, now, username),
-                )
-                changed = cursor.rowcount
-                await self.db.execute("DELETE FROM ui_sessions WHERE username = ?", (username,))
-            except BaseException:
-                await self.db.execute("ROLLBACK")
-                raise
-            await self.db.execute("COMMIT")
+        async with self.db.transaction() as tx:
+            changed = await tx.execute(
+                "UPDATE ui_users SET password_hash = ?, updated_at = ? WHERE username = ?",
+                (password_hash, now, username),
+            )
+            await tx.execute("DELETE FROM ui_sessions WHERE username = ?", (username,))
         return changed == 1
 
     async def find_user(self, username: str) -> UiUser | None:

@@ -54,17 +54,6 @@ def is_postgres(config: CoordinatorConfig) -> bool:
     return config.db is not None and config.db.startswith(POSTGRES_SCHEMES)
 
 
-async def prepare_ui_database(config: CoordinatorConfig) -> Path:
-    """The migrated SQLite file of the admin UI's own tables: the coordinator's database on
-    SQLite; on PostgreSQL a file beside the log key (the UI stays on SQLite for now, see
-    docs/design/scale-out.md), migrated here."""
-    if not is_postgres(config):
-        return config.sqlite_path
-    path = prepare_data_dir(config) / "admin-ui.db"
-    await (await SqliteStore.open(path, config.sqlite_synchronous)).close()
-    return path
-
-
 async def open_store(config: CoordinatorConfig) -> SqliteStore | PostgresStore:
     """Open the backend the ``db`` DSN names (``postgresql://…`` or SQLite) and apply pending
     migrations."""

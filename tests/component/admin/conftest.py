@@ -1,4 +1,8 @@
-"""Fixtures: the coordinator app with the admin UI mounted, seeded, and a client per role."""
+"""Fixtures: the coordinator app with the admin UI mounted, seeded, and a client per role.
+
+``store_dsn`` (billing's fixture) runs every test that builds the app twice: the coordinator and
+the admin's own tables on SQLite, then on PostgreSQL (a schema of its own per test; issue 9).
+"""
 
 from __future__ import annotations
 
@@ -14,9 +18,11 @@ from admin.context import ADMIN_CONTEXT, ADMIN_SETTINGS, AdminContext, AdminSett
 from billing.api.app import build_app
 from billing.service import rotate_admin_token
 from tests.component.admin.seed import ADMIN_USER, PASSWORD, Seeded, seed
+from tests.component.billing.conftest import postgres_database, store_dsn
 from tests.component.billing.fleet import FakeClock, open_coordinator
 from tests.component.billing.fleet import coordinator_config as make_config
 
+__all__ = ["postgres_database", "store_dsn"]  # fixtures shared with billing's tests
 Client = TestClient[web.Request, web.Application]
 MakeClient = Callable[..., Awaitable[Client]]
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -62,9 +68,11 @@ class UI:
 
 
 @pytest_asyncio.fixture
-async def ui(aiohttp_client: MakeClient, tmp_path: Path) -> UI:
+async def ui(store_dsn: str | None, aiohttp_client: MakeClient, tmp_path: Path) -> UI:
+    """``store_dsn`` first: its schema must outlive the app (torn down last)."""
     clock = FakeClock()
-    app = build_app(lambda: open_coordinator(make_config(tmp_path), clock))
+    config = make_config(tmp_path, db=store_dsn)
+    app = build_app(lambda: open_coordinator(config, clock))
     app[ADMIN_SETTINGS] = AdminSettings(log2_n=10, page_size=5)
     client = await aiohttp_client(app)
     token = await rotate_admin_token(client.app[ADMIN_CONTEXT].coordinator.store, clock())
