@@ -1,7 +1,7 @@
 """HTTP dates (RFC 9110 §5.6.7): parse all three formats, generate IMF-fixdate.
 
-Accepted inputs (after trimming SP/HTAB at both ends and reading any run of SP/HTAB
-between components as one space, which §5.6.7's "be lenient" invites):
+Accepted inputs (after trimming SP/HTAB at both ends, as field values are trimmed,
+RFC 9110 §5.5), with exactly the single spaces the grammar has between components:
 
 - IMF-fixdate ``Sun, 06 Nov 1994 08:49:37 GMT`` (the only format we generate);
 - obsolete RFC 850 ``Sunday, 06-Nov-94 08:49:37 GMT``;
@@ -18,6 +18,12 @@ Decisions, each for a reason:
   relative to the POSIX epoch: 70-99 mean 1970-1999 and 00-69 mean 2000-2069. This agrees
   with the clock-based rule for any "now" in 2020-2069 for every year a real sender emits.
 - Second 60 (a leap second, allowed by §5.6.7) is accepted and counts as the next second.
+- Runs of spaces or tabs inside the date are not read as one space. §5.6.7 encourages
+  robust parsing, but RFC 9111 §5.3 makes an invalid Expires mean "already expired": a
+  lenient reading turns a malformed Expires into a far-future one, and the cache then
+  serves the response for years. The HTTP cache tests (freshness-expires-invalid-multiple-
+  spaces) require this, and nginx agrees. asctime's space-padded day (``Nov  6``) is
+  grammar, not a run of spaces, and stays valid.
 - Anything else (bad month, day 31 of a 30-day month, hour 24, non-ASCII digits) gives None.
   :func:`parse_http_date` never raises.
 """
@@ -45,17 +51,17 @@ _IMF_FIXDATE = re.compile(
 _RFC850 = re.compile(
     rf"(?:{_LONG}), (?P<day>\d\d)-(?P<month>{_MON})-(?P<year>\d\d) {_TIME} GMT", re.ASCII
 )
-_ASCTIME = re.compile(
-    rf"(?:{_SHORT}) (?P<month>{_MON}) (?P<day>\d\d?) {_TIME} (?P<year>\d{{4}})", re.ASCII
+_ASCTIME = re.compile(  # date1 = month SP ( 2DIGIT / ( SP DIGIT ) )
+    rf"(?:{_SHORT}) (?P<month>{_MON}) (?: (?P<day>\d)|(?P<day2>\d\d)) {_TIME} (?P<year>\d{{4}})",
+    re.ASCII,
 )
-_WHITESPACE = re.compile(r"[ \t]+")
 
 
 def parse_http_date(value: str) -> float | None:
     """POSIX seconds (UTC) for an HTTP-date in any of the three formats, or None if invalid."""
     if len(value) > _MAX_TEXT:
         return None
-    text = _WHITESPACE.sub(" ", value.strip(" \t"))
+    text = value.strip(" \t")
     for pattern in (_IMF_FIXDATE, _RFC850, _ASCTIME):
         match = pattern.fullmatch(text)
         if match is not None:
@@ -88,7 +94,7 @@ def _seconds_from_fields(match: re.Match[str], *, two_digit_year: bool) -> float
     if two_digit_year:
         year += 1900 if year >= 70 else 2000
     month = _MONTH_NUMBER[match["month"]]
-    day = int(match["day"])
+    day = int(match["day"] or match["day2"])
     hour, minute, second = int(match["hour"]), int(match["minute"]), int(match["second"])
     if not 1 <= day <= _days_in_month(year, month):
         return None

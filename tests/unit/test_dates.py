@@ -36,13 +36,32 @@ def test_returns_float_posix_seconds_rfc9110_s5_6_7() -> None:
     "text",
     [
         "  Sun, 06 Nov 1994 08:49:37 GMT\t",
-        "Sun,  06   Nov 1994\t08:49:37 GMT",
-        "Sun Nov 06 08:49:37 1994",
-        " Sunday,  06-Nov-94  08:49:37 GMT ",
+        " Sunday, 06-Nov-94 08:49:37 GMT ",
+        "\tSun Nov  6 08:49:37 1994 ",
+        "Sun Nov 06 08:49:37 1994",  # asctime's day is ( 2DIGIT / ( SP DIGIT ) )
     ],
 )
-def test_lenient_about_extra_whitespace_rfc9110_s5_6_7(text: str) -> None:
+def test_whitespace_around_the_date_is_trimmed_rfc9110_s5_5(text: str) -> None:
     assert parse_http_date(text) == EXAMPLE_S
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Sun,  06   Nov 1994\t08:49:37 GMT",
+        "Thu, 18  Aug  2050 02:01:18 GMT",  # the HTTP cache tests' invalid-multiple-spaces Expires
+        "Sun, 06 Nov 1994  08:49:37 GMT",
+        "Sun,\t06 Nov 1994 08:49:37 GMT",
+        "Sunday,  06-Nov-94  08:49:37 GMT",
+        "Sun  Nov  6 08:49:37 1994",
+        "Sun Nov   6 08:49:37 1994",
+        "Sun Nov 6 08:49:37 1994",
+    ],
+)
+def test_extra_or_missing_spaces_inside_make_the_date_invalid_rfc9111_s5_3(text: str) -> None:
+    """RFC 9110 §5.6.7's grammar has single SPs; an Expires that breaks it is invalid and so
+    "already expired" (RFC 9111 §5.3), never read as a far-future date."""
+    assert parse_http_date(text) is None
 
 
 def test_wrong_day_name_is_accepted_rfc9110_s5_6_7() -> None:
