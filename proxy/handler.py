@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import time
+from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
@@ -168,6 +169,7 @@ class ProxyHandler:
         self.disk_path = DiskPath(self)
         self._fresh_ids: list[str] = []
         self._analysed: dict[int, tuple[RequestHead, _Analysis]] = {}
+        self._client_ids = RecentIds(_RECENT_CLIENT_IDS)
         self._trusted_networks = [
             ipaddress.ip_network(entry, strict=False) for entry in settings.trust_forwarded_from
         ]
@@ -284,6 +286,10 @@ class ProxyHandler:
                 self._analysed.clear()
             self._analysed[id(head)] = known
         before, client_id, after = known[1]
+        # A client's id is kept once: records are deduplicated by request id at the coordinator,
+        # so an id sent again (by mistake or to have requests left unbilled) gets a fresh one.
+        if client_id and not self._client_ids.first_time(client_id):
+            client_id = ""
         # The two tuples are Exchange's fields in order around request_id (see _analyse).
         return Exchange(*before, client_id or self._new_request_id(), *after)  # type: ignore[call-arg]
 
@@ -806,3 +812,25 @@ def _write_head_and_body(conn: Connection, recorded: bool, head: bytes, body: by
     # The record (if any) is already queued with the head: the body must not complete the
     # response before the spool flush either, so it goes through the same path.
     write(body)
+
+
+_RECENT_CLIENT_IDS = 1 << 16
+
+
+class RecentIds:
+    """The last ``capacity`` distinct ids seen (first in, first out): O(1) per id."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._order: deque[str] = deque()
+        self._seen: set[str] = set()
+
+    def first_time(self, value: str) -> bool:
+        """True (and remember it) if ``value`` is not among the recent ids."""
+        if value in self._seen:
+            return False
+        self._seen.add(value)
+        self._order.append(value)
+        if len(self._order) > self.capacity:
+            self._seen.discard(self._order.popleft())
+        return True

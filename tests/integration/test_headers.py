@@ -102,6 +102,18 @@ def test_sane_client_request_id_is_propagated(proxy: Proxy, origin: Origin, path
     assert value_of(seen["headers"], "x-request-id") == "client-abc.123"
 
 
+def test_a_client_request_id_sent_again_gets_a_fresh_one(
+    proxy: Proxy, origin: Origin, path: str
+) -> None:
+    """Records are deduplicated by request id (issue 5), so a repeated client id would leave
+    the second request unbilled: the edge keeps a client's id once and replaces repeats."""
+    first = proxy.get(path, headers={"X-Request-ID": "client-repeat-1"})
+    second = proxy.get(path, headers={"X-Request-ID": "client-repeat-1"})
+    assert first.header("X-Request-ID") == "client-repeat-1"
+    replaced = second.header("X-Request-ID")
+    assert replaced and replaced != "client-repeat-1"
+
+
 def test_insane_client_request_id_is_replaced(proxy: Proxy, origin: Origin, path: str) -> None:
     response = proxy.get(path, headers={"X-Request-ID": "bad id with spaces " + "x" * 200})
     generated = response.header("X-Request-ID")
