@@ -142,7 +142,7 @@ async def _index_disk_surrogates(store: ResponseStore) -> None:
     started = time.monotonic()
     indexed = await store.index_disk_surrogates()
     log.info(
-        "disk tier: surrogate keys of %d entries indexed in %.2f s",
+        "disk tier: surrogate keys and content ids of %d entries indexed in %.2f s",
         indexed,
         time.monotonic() - started,
     )
@@ -252,6 +252,7 @@ async def _start_registry(state: ProxyState, state_dir: Path) -> RegistryPoller 
     handler = state.handler
 
     async def purge_revoked(content_ids: list[str]) -> None:
+        await handler.store.disk_labels_indexed()  # entries only on disk must be found too
         dropped = handler.store.purge_content(set(content_ids))
         handler.stats.revocation_purges += dropped
         log.info("purged %d cached objects of revoked content %s", dropped, content_ids)
