@@ -7,7 +7,8 @@ transaction, and ``admin_imports`` records the file so it is never imported agai
 is later removed, or several coordinators start at once: the transaction holds the migrations'
 advisory lock). A name that already exists in PostgreSQL keeps its PostgreSQL row. Sessions are
 not copied: users log in once more. The file is left as it was; the log line says it may be
-deleted.
+deleted. A file that can't be read is logged and skipped (the coordinator still starts) and tried
+again at the next start.
 """
 
 from __future__ import annotations
@@ -61,7 +62,13 @@ async def import_legacy_file(db: AdminDb, data_dir: Path, now: str) -> LegacyImp
     source = str(absolute)
     if await db.fetch("SELECT 1 FROM admin_imports WHERE source = ?", (source,)):
         return None
-    users, audit = await _read_legacy(absolute.as_uri())
+    try:
+        users, audit = await _read_legacy(absolute.as_uri())
+    except aiosqlite.Error as exc:  # not recorded: a repaired file is imported at the next start
+        _log.error(
+            "admin UI: cannot import %s (%s); its users can't log in until it is", source, exc
+        )
+        return None
     async with db.transaction(ADMIN_MIGRATION_LOCK) as tx:
         if await tx.fetch("SELECT 1 FROM admin_imports WHERE source = ?", (source,)):
             return None  # another coordinator imported it while we read the file
