@@ -15,7 +15,14 @@ Mapping to directives: Boolean true gives no argument; Boolean false (``no-store
 the directive is absent; Integers, Decimals and Tokens become their text; Strings their
 content; an Inner List the ", "-joined text of its items (so ``no-cache=("a" "b")`` still
 names fields); Byte Sequences their base64 text. Parameters are ignored. A repeated key
-takes its last value, as RFC 8941 §4.2.2 requires. Pure: no I/O.
+takes its last value, as RFC 8941 §4.2.2 requires.
+
+RFC 9213 §2.1 infers each directive's type from Cache-Control (``max-age`` an Integer,
+``no-store`` a Boolean, ``no-cache`` a Boolean or a String) and says implementations SHOULD
+NOT consume values that break it; RFC 8941 §2's default for a broken constraint is to ignore
+the field. So a known directive of the wrong type (``max-age="60"``, ``max-age=1.5``,
+``max-age=-1``, ``public=3``) makes the whole field ignored, and the cache falls back to
+Cache-Control, as for a syntax error. Unknown directives may have any type. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -139,6 +146,17 @@ _SF_TOKEN = re.compile(r"[A-Za-z*][!#$%&'*+\-.^_`|~0-9A-Za-z:/]*")
 _SF_NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]*)?")
 _SF_BYTES = re.compile(r":[A-Za-z0-9+/=]*:")
 
+# RFC 9213 §2.1: the types inferred from the Cache-Control directives (RFC 9111 §5.2.2).
+_INTEGER_DIRECTIVES = frozenset({"max-age", "s-maxage", "stale-while-revalidate", "stale-if-error"})
+_BOOLEAN_DIRECTIVES = frozenset(
+    {"must-revalidate", "must-understand", "no-store", "no-transform", "proxy-revalidate"}
+    | {"public", "immutable"}
+)
+_FIELD_NAMES_DIRECTIVES = frozenset({"no-cache", "private"})  # Boolean, or names as a String
+
+# A parsed member: (argument, present, RFC 8941 type of the value).
+_Member = tuple[str | None, bool, str]
+
 
 def parse_targeted_cache_control(values: Iterable[str]) -> Directives | None:
     """Directives from a targeted field such as CDN-Cache-Control (RFC 9213 §2.1).
@@ -152,7 +170,22 @@ def parse_targeted_cache_control(values: Iterable[str]) -> Directives | None:
         members = _SfParser(text).parse_dictionary()
     except _SfError:
         return None
-    return Directives({key: arg for key, (arg, present) in members.items() if present})
+    if not all(
+        _has_inferred_type(key, argument, kind) for key, (argument, _, kind) in members.items()
+    ):
+        return None
+    return Directives({key: arg for key, (arg, present, _) in members.items() if present})
+
+
+def _has_inferred_type(key: str, argument: str | None, kind: str) -> bool:
+    """Whether a directive's value has the type RFC 9213 §2.1 infers for it."""
+    if key in _INTEGER_DIRECTIVES:
+        return kind == "integer" and argument is not None and not argument.startswith("-")
+    if key in _BOOLEAN_DIRECTIVES:
+        return kind == "boolean"
+    if key in _FIELD_NAMES_DIRECTIVES:
+        return kind in ("boolean", "string", "inner-list")
+    return True
 
 
 class _SfParser:
@@ -164,15 +197,16 @@ class _SfParser:
         self.text = text
         self.pos = 0
 
-    def parse_dictionary(self) -> dict[str, tuple[str | None, bool]]:
-        members: dict[str, tuple[str | None, bool]] = {}
+    def parse_dictionary(self) -> dict[str, _Member]:
+        members: dict[str, _Member] = {}
         while self.pos < len(self.text):
             key = self._match(_SF_KEY)
+            value: _Member
             if self._peek() == "=":
                 self.pos += 1
                 value = self._item_or_inner_list()
             else:
-                value = (None, True)
+                value = (None, True, "boolean")
                 self._parameters()
             members.pop(key, None)
             members[key] = value
@@ -187,7 +221,7 @@ class _SfParser:
                 raise _SfError("trailing comma")
         return members
 
-    def _item_or_inner_list(self) -> tuple[str | None, bool]:
+    def _item_or_inner_list(self) -> _Member:
         if self._peek() != "(":
             value = self._bare_item()
             self._parameters()
@@ -199,40 +233,41 @@ class _SfParser:
             if self._peek() == ")":
                 self.pos += 1
                 self._parameters()
-                return ", ".join(items), True
-            argument, present = self._bare_item()
+                return ", ".join(items), True, "inner-list"
+            argument, present, _ = self._bare_item()
             self._parameters()
             items.append(argument if argument is not None else "?1" if present else "?0")
             if self._peek() not in (" ", ")"):
                 raise _SfError("bad inner list")
 
-    def _bare_item(self) -> tuple[str | None, bool]:
-        """(argument, present): Boolean true -> (None, True), false -> (None, False)."""
+    def _bare_item(self) -> _Member:
+        """(argument, present, type): Boolean true -> (None, True, "boolean"), false ->
+        (None, False, "boolean")."""
         char = self._peek()
         if char == "-" or char.isdigit():
-            return self._number(), True
+            return self._number()
         if char == '"':
-            return self._string(), True
+            return self._string(), True, "string"
         if char == "?":
             flag = self.text[self.pos + 1 : self.pos + 2]
             if flag not in ("0", "1"):
                 raise _SfError("bad boolean")
             self.pos += 2
-            return None, flag == "1"
+            return None, flag == "1", "boolean"
         if char == ":":
-            return self._match(_SF_BYTES)[1:-1], True
-        return self._match(_SF_TOKEN), True
+            return self._match(_SF_BYTES)[1:-1], True, "bytes"
+        return self._match(_SF_TOKEN), True, "token"
 
-    def _number(self) -> str:
+    def _number(self) -> _Member:
         number = self._match(_SF_NUMBER)
         whole, dot, fraction = number.lstrip("-").partition(".")
         if not dot:
             if len(whole) > 15:
                 raise _SfError("integer too long")
-            return str(int(number))
+            return str(int(number)), True, "integer"
         if len(whole) > 12 or not 1 <= len(fraction) <= 3:
             raise _SfError("bad decimal")
-        return number
+        return number, True, "decimal"
 
     def _string(self) -> str:
         self.pos += 1

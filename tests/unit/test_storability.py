@@ -183,6 +183,13 @@ def test_invalid_cdn_cache_control_is_ignored_rfc9213_s2_1() -> None:
     assert reason(headers) is None
 
 
+def test_cdn_cache_control_of_the_wrong_type_falls_back_to_cache_control_rfc9213_s2_1() -> None:
+    """A String max-age breaks the type RFC 9213 §2.1 infers, so the targeted field is ignored
+    and Cache-Control's no-store applies (cache tests: cdn-cc-invalid-sh-type-wrong)."""
+    headers = [("CDN-Cache-Control", 'max-age="10000"'), ("Cache-Control", "no-store")]
+    assert reason(headers) == "no-store"
+
+
 def test_targeted_field_priority_order_rfc9213_s2_1() -> None:
     headers = [
         ("Cache-Control", "max-age=1"),
