@@ -40,6 +40,7 @@ def _page_routes() -> list[tuple[str, str, Handler]]:
         ("POST", "/admin/login", admin_submit),
         ("POST", "/admin/logout", logout_handler(ADMIN_AREA)),
         ("GET", "/admin/", views.overview),
+        ("GET", "/admin/dashboard.json", views.dashboard_json),
         ("GET", "/admin/fleet", views.fleet),
         ("POST", "/admin/fleet/enrolment-tokens", views.fleet_enrolment_token),
         ("POST", "/admin/fleet/{edge}/keys", views.fleet_add_key),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -10,8 +11,9 @@ from aiohttp import web
 
 from admin.auth import ADMIN_AREA, checked_form, record_audit, require_session
 from admin.charts import Series, bar_chart, empty_chart, line_chart
-from admin.context import admin_context
+from admin.context import AdminContext, admin_context
 from admin.pages import page_of, render
+from admin.queries import HourBatches, HourTraffic, TopCreator
 from admin.receipts import check_receipt
 from billing.errors import reason_of
 from provenance.errors import CachetError
@@ -20,9 +22,19 @@ from provenance.records import format_timestamp
 DASHBOARD_HOURS = 48
 
 
-async def overview(request: web.Request) -> web.Response:
-    session = await require_session(request, ADMIN_AREA)
-    ctx = admin_context(request)
+@dataclass(frozen=True, slots=True)
+class Dashboard:
+    """The last ``DASHBOARD_HOURS`` of the coordinator's traffic, as the overview shows it."""
+
+    since: str
+    traffic: list[HourTraffic]
+    batches: list[HourBatches]
+    rejected: Counter[str]
+    top: list[TopCreator]
+    totals: dict[str, int]
+
+
+async def dashboard(ctx: AdminContext) -> Dashboard:
     since = format_timestamp(ctx.clock() - timedelta(hours=DASHBOARD_HOURS))
     traffic = await ctx.queries.traffic_by_hour(since)
     batches = await ctx.queries.batches_by_hour(since)
@@ -30,6 +42,41 @@ async def overview(request: web.Request) -> web.Response:
     rejected: Counter[str] = Counter()
     for edge in edges:
         rejected.update(edge.rejected)
+    totals = {
+        "requests": sum(t.requests for t in traffic),
+        "hits": sum(t.hits for t in traffic),
+        "batches": sum(b.batches for b in batches),
+        "records": sum(b.records for b in batches),
+        "edges": len(edges),
+        "rejected": sum(rejected.values()),
+        "log_size": ctx.coordinator.sequencer.state.size,
+    }
+    top = await ctx.queries.top_creators(since, 10)
+    return Dashboard(since, traffic, batches, rejected, top, totals)
+
+
+async def dashboard_json(request: web.Request) -> web.Response:
+    """``/admin/dashboard.json``: the overview's numbers for scripts with an admin session."""
+    await require_session(request, ADMIN_AREA)
+    board = await dashboard(admin_context(request))
+    return web.json_response(
+        {
+            "hours": DASHBOARD_HOURS,
+            "since": board.since,
+            "totals": board.totals,
+            "traffic": [asdict(t) for t in board.traffic],
+            "batches": [asdict(b) for b in board.batches],
+            "rejected": dict(sorted(board.rejected.items())),
+            "top_creators": [asdict(c) for c in board.top],
+        }
+    )
+
+
+async def overview(request: web.Request) -> web.Response:
+    session = await require_session(request, ADMIN_AREA)
+    ctx = admin_context(request)
+    board = await dashboard(ctx)
+    traffic, batches, rejected = board.traffic, board.batches, board.rejected
     hours = [t.hour[5:].replace("T", " ") + "h" for t in traffic]
     periods = await ctx.billing.list_periods()
     charts = {
@@ -70,21 +117,13 @@ async def overview(request: web.Request) -> web.Response:
         if periods
         else empty_chart("Payouts by period", "no closed billing periods yet"),
     }
-    totals = {
-        "requests": sum(t.requests for t in traffic),
-        "hits": sum(t.hits for t in traffic),
-        "edges": len(edges),
-        "rejected": sum(rejected.values()),
-        "log_size": ctx.coordinator.sequencer.state.size,
-    }
-    top = await ctx.queries.top_creators(since, 10)
     return render(
         request,
         "overview.html",
         session,
         charts=charts,
-        totals=totals,
-        top=top,
+        totals=board.totals,
+        top=board.top,
         traffic=traffic,
         rejected=sorted(rejected.items()),
         hours=DASHBOARD_HOURS,

@@ -16,6 +16,7 @@ def admin_pages(ui: UI) -> list[str]:
     s = ui.seeded
     return [
         "/admin/",
+        "/admin/dashboard.json",
         "/admin/fleet",
         "/admin/creators",
         "/admin/creators?q=ali",
@@ -113,6 +114,32 @@ async def test_a_creator_cannot_see_another_creators_data(ui: UI) -> None:
     assert s.alice_manifests[1][:23] in home and s.bob_manifest[:23] not in home
     own = await (await ui.client.get(f"/portal/receipts?request_id={s.alice_request}")).text()
     assert "badge ok" in own and "verified" in own
+
+
+async def test_the_dashboard_shows_the_coordinators_traffic(ui: UI) -> None:
+    """Two seeded batches of edge-1 (3 + 4 records, all hits, 1,001..1,007 bytes) on the page
+    and in ``/admin/dashboard.json``, on SQLite and on PostgreSQL (issue 9)."""
+    await ui.as_admin()
+    board = await (await ui.client.get("/admin/dashboard.json")).json()
+    assert board["totals"] == {
+        "requests": 7,
+        "hits": 7,
+        "batches": 2,
+        "records": 7,
+        "edges": 1,
+        "rejected": 0,
+        "log_size": 2,
+    }
+    assert [(t["requests"], t["bytes_served"], t["origin_bytes"]) for t in board["traffic"]] == [
+        (7, sum(range(1001, 1008)), 0)
+    ]
+    assert [(b["batches"], b["records"]) for b in board["batches"]] == [(2, 7)]
+    assert [(c["creator"], c["requests"]) for c in board["top_creators"]] == [
+        ("alice", 1),
+        ("bob", 1),
+    ]
+    page = await (await ui.client.get("/admin/")).text()
+    assert "<span>7</span> requests" in page and "<span>1</span> edges" in page
 
 
 async def test_unknown_ids_are_404_not_500(ui: UI) -> None:
