@@ -1,7 +1,10 @@
 """Browser tests: the coordinator app with the admin UI on a real 127.0.0.1 port, driven by
 Playwright with Debian's Chromium (``/usr/bin/chromium``; never a downloaded browser). Skipped
 with a reason when Chromium or Playwright is missing; ``scripts/check`` installs Chromium when it
-runs as root. Screenshots go to ``tests/browser/artifacts/`` (gitignored)."""
+runs as root. Screenshots go to ``tests/browser/artifacts/`` (gitignored).
+
+The app runs on SQLite and on PostgreSQL (billing's ``store_dsn`` fixture; issue 9): the UI's
+tables and its dashboard's queries are on the coordinator's database either way."""
 
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from admin.context import ADMIN_CONTEXT, ADMIN_SETTINGS, BILLING_VIEW, AdminSett
 from billing.api.app import build_app
 from tests.component.admin.fake_billing import FakeBilling
 from tests.component.admin.seed import CID_ALICE, CID_BOB, Seeded, seed
+from tests.component.billing.conftest import postgres_database, store_dsn
 from tests.component.billing.fleet import FakeClock, open_coordinator
 from tests.component.billing.fleet import coordinator_config as make_config
 
@@ -54,12 +58,18 @@ class Site:
         await self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
+__all__ = ["postgres_database", "store_dsn"]  # billing's backend fixtures: SQLite, PostgreSQL
+
+
 @pytest_asyncio.fixture
 async def site(
-    aiohttp_server: Callable[..., Awaitable[TestServer]], tmp_path: Path
+    store_dsn: str | None,  # first: its schema must outlive the app (torn down last)
+    aiohttp_server: Callable[..., Awaitable[TestServer]],
+    tmp_path: Path,
 ) -> AsyncIterator[Site]:
     clock = FakeClock()
-    app = build_app(lambda: open_coordinator(make_config(tmp_path / "data"), clock))
+    config = make_config(tmp_path / "data", db=store_dsn)
+    app = build_app(lambda: open_coordinator(config, clock))
     app[ADMIN_SETTINGS] = AdminSettings(log2_n=10)
     app[BILLING_VIEW] = FakeBilling({"alice": CID_ALICE, "bob": CID_BOB})
     server = await aiohttp_server(app, host="127.0.0.1")
