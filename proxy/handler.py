@@ -13,9 +13,7 @@ import asyncio
 import ipaddress
 import logging
 import os
-import re
 import time
-from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
@@ -29,14 +27,14 @@ from proxy.cache.storability import StoragePolicy
 from proxy.cache.store import ResponseStore
 from proxy.collapse import FillRegistry
 from proxy.disk_path import DiskPath
+from proxy.exchange import Exchange, ExchangeReader, RejectRequest
 from proxy.fetch import Fetch, OriginPath
 from proxy.http import cache_status as outcomes
-from proxy.http.cache_control import Directives, parse_cache_control, parse_pragma_no_cache
 from proxy.http.cache_status import Outcome, cache_status
 from proxy.http.dates import format_http_date
 from proxy.http.etags import if_modified_since_passes, if_none_match_passes
 from proxy.http.fields import Headers, get_first, get_values, without_fields
-from proxy.http.request_parser import NO_BODY, RequestHead
+from proxy.http.request_parser import RequestHead
 from proxy.http.wire import status_allows_body
 from proxy.metrics import ProxyStats
 from proxy.origin import OriginClient
@@ -48,44 +46,26 @@ from proxy.responses import (
     render_trailer,
     stored_head,
 )
-from proxy.routing import OriginRoute, Router
+from proxy.routing import Router
 
 if TYPE_CHECKING:
     from proxy.recorder import Recorder
     from proxy.registry_client import ManifestIndex
 
+__all__ = [
+    "SEPARATE_BODY_BYTES",
+    "Connection",
+    "Exchange",
+    "HandlerSettings",
+    "ProxyHandler",
+    "RejectRequest",
+]  # fmt: skip
+
 log = logging.getLogger("cachet.proxy")
 access_log = logging.getLogger("cachet.access")
 
-_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:+=/-]{1,128}")
-# Request fields that a cache lookup never answers: preconditions for the origin (RFC 9111
-# §4.3.2 says a cache must not evaluate If-Match / If-Unmodified-Since). Ranges are answered
-# from a stored full response (proxy.partial).
-_LOOKUP_BYPASS_FIELDS = frozenset({"if-match", "if-unmodified-since", "authorization"})
-(_HOST, _CACHE_CONTROL, _PRAGMA, _REQUEST_ID, _CONDITIONAL, _BYPASS, _EDGE, _TRACE, _USE,
- _RANGE) = range(10)  # fmt: skip
-EDGE_HEADER = "X-Cachet-Edge"  # a cachet proxy names itself to its upstream (issue 4)
-_EDGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-_TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
 _BOUNDARY_ATTEMPTS = 4
 _RANGE_FIELDS = ("range", "if-range")
-_MAX_METHOD_CHARS = 32  # a record's method is at most 32 characters
-_ID_BLOCK = 256  # request ids drawn from os.urandom this many at a time
-_ANALYSED_HEADS = 4096
-_Analysis = tuple[tuple[Any, ...], str, tuple[Any, ...]]
-_INTERESTING_FIELDS = {
-    "host": _HOST,
-    "cache-control": _CACHE_CONTROL,
-    "pragma": _PRAGMA,
-    "x-request-id": _REQUEST_ID,
-    "if-none-match": _CONDITIONAL,
-    "if-modified-since": _CONDITIONAL,
-    **{name: _BYPASS for name in _LOOKUP_BYPASS_FIELDS},
-    "x-cachet-edge": _EDGE,
-    "range": _RANGE,
-    "traceparent": _TRACE,
-}
-NO_DIRECTIVES = Directives({})
 _KEEP_ALIVE_11 = b"\r\n"
 _KEEP_ALIVE_10 = b"Connection: keep-alive\r\n\r\n"
 _CLOSE = b"Connection: close\r\n\r\n"
@@ -103,34 +83,6 @@ class Connection(Protocol):
     async def drain(self) -> None: ...
     def abort(self) -> None: ...
     def request_body(self) -> Any: ...
-
-
-@dataclass(slots=True)
-class Exchange:
-    head: RequestHead
-    method: str
-    host: str
-    target: str
-    route: OriginRoute
-    key: str
-    request_id: str
-    directives: Directives
-    pragma_no_cache: bool
-    keep_alive: bool
-    http10: bool
-    lookup: bool  # may the cache answer this request?
-    conditional: bool  # does it carry If-None-Match or If-Modified-Since?
-    use: str = "view"  # record vocabulary: view | training
-    upstream_of: str | None = None  # the edge id of the cachet proxy that is our client
-    trace_id: str | None = None  # W3C trace id from the client's traceparent
-    ranged: bool = False  # does it carry Range? (RFC 9110 §14.2; only GET honours it)
-
-
-class RejectRequest(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,19 +119,16 @@ class ProxyHandler:
         self.fills = FillRegistry()
         self.origin_path = OriginPath(self)
         self.disk_path = DiskPath(self)
-        self._fresh_ids: list[str] = []
-        self._analysed: dict[int, tuple[RequestHead, _Analysis]] = {}
-        self._client_ids = RecentIds(_RECENT_CLIENT_IDS)
+        self.exchanges = ExchangeReader(router, settings.training_use_header)
+        # Bound once: they run for every request.
+        self._exchange = self.exchanges.read
+        self._new_request_id = self.exchanges.new_request_id
         self._trusted_networks = [
             ipaddress.ip_network(entry, strict=False) for entry in settings.trust_forwarded_from
         ]
         self._trusted_peers: dict[str, bool] = {}
         self._revalidating: set[str] = set()
         self._hit_status_prefix = f"Cache-Status: {settings.cache_name}; hit; ttl=".encode()
-        self._interesting_fields = {
-            **_INTERESTING_FIELDS,
-            settings.training_use_header.lower(): _USE,
-        }
         self.recorder: Recorder | None = None
         self.manifest_indexes: list[ManifestIndex] = []
         self._log_access = access_log.isEnabledFor(logging.INFO)
@@ -274,120 +223,6 @@ class ProxyHandler:
         return self.origin_path.forward(conn, ex, replace(fetch, fill=fill))
 
     # -- request analysis --------------------------------------------------------------------
-
-    def _exchange(self, head: RequestHead) -> Exchange:
-        """What the cache needs to know about a request. Repeated heads are shared objects
-        (proxy.connection memoises the parse), so the analysis of one is kept too, keyed by the
-        head's identity (the memo holds the head, so the identity can't be reused meanwhile)."""
-        known = self._analysed.get(id(head))
-        if known is None or known[0] is not head:
-            known = (head, self._analyse(head))
-            if len(self._analysed) >= _ANALYSED_HEADS:
-                self._analysed.clear()
-            self._analysed[id(head)] = known
-        before, client_id, after = known[1]
-        # A client's id is kept once: records are deduplicated by request id at the coordinator,
-        # so an id sent again (by mistake or to have requests left unbilled) gets a fresh one.
-        if client_id and not self._client_ids.first_time(client_id):
-            client_id = ""
-        # The two tuples are Exchange's fields in order around request_id (see _analyse).
-        return Exchange(*before, client_id or self._new_request_id(), *after)  # type: ignore[call-arg]
-
-    def _analyse(self, head: RequestHead) -> _Analysis:
-        """The request's fields for an Exchange, split around its request id: those before it,
-        the client's own sane X-Request-ID (or "" for a fresh one per request), those after."""
-        method = head.method
-        if method == "CONNECT":
-            raise RejectRequest(405, "CONNECT is not supported by a reverse proxy")
-        if len(method) > _MAX_METHOD_CHARS:
-            raise RejectRequest(501, "method name too long")
-        host = ""
-        lookup_bypass = False
-        conditional = False
-        request_id = ""
-        cache_control: list[str] | None = None
-        pragma: list[str] | None = None
-        upstream_of: str | None = None
-        trace_id: str | None = None
-        use = "view"
-        ranged = False
-        # One pass over the fields, comparing lowercase names against a small table: this runs
-        # for every hit.
-        interesting = self._interesting_fields
-        for name, value in head.headers:
-            kind = interesting.get(name.lower())
-            if kind is None:
-                continue
-            if kind == _HOST:
-                host = value
-            elif kind == _CACHE_CONTROL:
-                cache_control = [*cache_control, value] if cache_control else [value]
-            elif kind == _PRAGMA:
-                pragma = [*pragma, value] if pragma else [value]
-            elif kind == _REQUEST_ID:
-                request_id = value
-            elif kind == _CONDITIONAL:
-                conditional = True
-            elif kind == _BYPASS:
-                lookup_bypass = True
-            elif kind == _EDGE:
-                upstream_of = value if _EDGE_NAME.fullmatch(value) else None
-            elif kind == _RANGE:
-                ranged = True
-            elif kind == _TRACE:
-                traced = _TRACEPARENT.fullmatch(value)
-                if traced is not None and traced.group(1) != "0" * 32:
-                    trace_id = traced.group(1)
-            elif value.strip().lower() == "training":
-                use = "training"
-        target = head.target
-        if target[0] != "/":
-            host, target = self._absolute_form(target, host, method)
-        routed = self.router.route(host)
-        if routed is None:
-            raise RejectRequest(421, "no origin is configured for this host")
-        route, key_prefix = routed
-        if request_id and not _SANE_REQUEST_ID.fullmatch(request_id):
-            request_id = ""
-        return (
-            (head, method, host, target, route, key_prefix + target),
-            request_id,
-            (
-                parse_cache_control(cache_control) if cache_control else NO_DIRECTIVES,
-                pragma is not None and parse_pragma_no_cache(pragma),
-                head.keep_alive,
-                head.version == (1, 0),
-                (method == "GET" or method == "HEAD")
-                and not lookup_bypass
-                and head.body is NO_BODY,
-                conditional,
-                use,
-                upstream_of,
-                trace_id,
-                ranged,
-            ),
-        )
-
-    @staticmethod
-    def _absolute_form(target: str, host: str, method: str) -> tuple[str, str]:
-        """RFC 9112 §3.2.2: the authority of an absolute-form target replaces Host. A reverse
-        proxy is not an open forward proxy: a target naming another authority than Host is
-        refused rather than fetched."""
-        if method == "OPTIONS" and target == "*":
-            raise RejectRequest(501, "OPTIONS * is not forwarded")
-        scheme_end = target.find("://")
-        rest = target[scheme_end + 3 :]
-        slash = len(rest)
-        for sep in "/?":
-            found = rest.find(sep)
-            if found != -1:
-                slash = min(slash, found)
-        authority, path = rest[:slash], rest[slash:] or "/"
-        if path.startswith("?"):
-            path = "/" + path
-        if host and authority.lower() != host.lower():
-            raise RejectRequest(400, "absolute-form target does not match Host")
-        return authority, path
 
     # -- answering from the cache --------------------------------------------------------------
 
@@ -592,15 +427,6 @@ class ProxyHandler:
                 status,
                 detail or message,
             )
-
-    def _new_request_id(self) -> str:
-        """128 random bits, drawn from the OS in blocks: an id nobody can guess, so nobody can
-        pre-empt it (records are deduplicated by request id at the coordinator)."""
-        ids = self._fresh_ids
-        if not ids:
-            block = os.urandom(16 * _ID_BLOCK)
-            ids.extend(block[i : i + 16].hex() for i in range(0, len(block), 16))
-        return ids.pop()
 
     def _record(
         self,
@@ -812,25 +638,3 @@ def _write_head_and_body(conn: Connection, recorded: bool, head: bytes, body: by
     # The record (if any) is already queued with the head: the body must not complete the
     # response before the spool flush either, so it goes through the same path.
     write(body)
-
-
-_RECENT_CLIENT_IDS = 1 << 16
-
-
-class RecentIds:
-    """The last ``capacity`` distinct ids seen (first in, first out): O(1) per id."""
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self._order: deque[str] = deque()
-        self._seen: set[str] = set()
-
-    def first_time(self, value: str) -> bool:
-        """True (and remember it) if ``value`` is not among the recent ids."""
-        if value in self._seen:
-            return False
-        self._seen.add(value)
-        self._order.append(value)
-        if len(self._order) > self.capacity:
-            self._seen.discard(self._order.popleft())
-        return True

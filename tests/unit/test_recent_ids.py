@@ -1,11 +1,11 @@
-"""proxy.handler.RecentIds: the window of client request ids already used."""
+"""proxy.exchange.RecentIds: the window of client request ids already used."""
 
 from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proxy.handler import RecentIds
+from proxy.exchange import RecentIds
 
 
 def test_an_id_is_new_once_then_known() -> None:
