@@ -4,6 +4,7 @@
     cachet coordinator migrate --data DIR [--json]
     cachet coordinator admin-token --data DIR [--json]
     cachet coordinator ingest-worker --nats URL --db postgresql://… --data DIR
+    cachet coordinator export-tiles --data DIR --out DIR [--json]
 
 Precedence: defaults < --config file ([coordinator] table) < CACHET_COORDINATOR_<KEY> < flags.
 """
@@ -67,6 +68,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     from billing import cli_worker
 
     cli_worker.add_parser(actions)  # `cachet coordinator ingest-worker` (issue 9)
+    from billing import cli_tiles
+
+    cli_tiles.add_parser(actions)  # `cachet coordinator export-tiles` (issue 5)
     from billing import cli_billing
 
     cli_billing.register(subparsers)  # `cachet billing estimate` (issue 6)

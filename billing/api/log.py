@@ -1,4 +1,5 @@
-"""The log's public, read-only endpoints: checkpoint, key, proofs, receipts."""
+"""The log's public, read-only endpoints: checkpoint, key, proofs, receipts, and the log as
+C2SP tlog-tiles (``/checkpoint``, ``/tile/...``: the same files ``export-tiles`` writes)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,17 @@ from aiohttp import web
 
 from billing.api.common import coordinator_of, query_int
 from billing.errors import NotFoundError
+from billing.log.tile_source import open_tile_source
 from provenance.errors import FormatError
 from provenance.keys import format_verifier_key
 from provenance.receipts import format_receipt
+from provenance.tiles import parse_tile_path
+
+# tlog-tiles: a tile's bytes never change; a partial one is superseded by its full tile (and
+# may then be deleted), so it is cached for a day, not forever; the checkpoint is mutable.
+FULL_TILE_CACHE = "public, max-age=31536000, immutable"
+PARTIAL_TILE_CACHE = "public, max-age=86400"
+CHECKPOINT_CACHE = "no-cache"
 
 _HEX64 = frozenset("0123456789abcdef")
 
@@ -62,3 +71,36 @@ async def get_receipt(request: web.Request) -> web.Response:
     """The receipt of a request (``provenance.receipts`` JSON), verifiable offline."""
     receipt = await coordinator_of(request).receipt(request.match_info["request_id"])
     return web.Response(body=format_receipt(receipt), content_type="application/json")
+
+
+async def get_tlog_checkpoint(request: web.Request) -> web.Response:
+    """tlog-tiles ``<prefix>/checkpoint``: ``/v1/checkpoint``'s note, never cached for long."""
+    response = await get_checkpoint(request)
+    response.headers["Cache-Control"] = CHECKPOINT_CACHE
+    return response
+
+
+async def get_tile(request: web.Request) -> web.Response:
+    """tlog-tiles ``tile/<L>/<N>[.p/<W>]`` and ``tile/entries/<N>[.p/<W>]``, for tree sizes up
+    to the latest checkpoint's (404 beyond it, and for any non-canonical path)."""
+    try:
+        tile = parse_tile_path("tile/" + request.match_info["tile"])
+    except FormatError:
+        raise NotFoundError("not a tlog-tiles path") from None
+    coordinator = coordinator_of(request)
+    checkpoint = coordinator.sequencer.checkpoint
+    if checkpoint is None or tile.size_needed > checkpoint.size:
+        raise NotFoundError("no such tile in the latest checkpoint's tree")
+    async with open_tile_source(coordinator.config) as source:
+        body = await source.content(tile)
+    response = web.Response(body=body, content_type="application/octet-stream")
+    response.headers["Cache-Control"] = PARTIAL_TILE_CACHE if tile.is_partial else FULL_TILE_CACHE
+    if tile.level is None:
+        response.enable_compression()  # "Entry bundles SHOULD be compressed at the HTTP layer"
+    return response
+
+
+TILE_ROUTES = (
+    ("GET", "/checkpoint", get_tlog_checkpoint),
+    ("GET", "/tile/{tile:.+}", get_tile),
+)

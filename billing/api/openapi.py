@@ -92,6 +92,37 @@ def _registry_paths() -> dict[str, dict[str, Any]]:
     }
 
 
+def tile_openapi_paths() -> dict[str, dict[str, Any]]:
+    """The log as C2SP tlog-tiles (docs/design/coordinator.md, "Tiles"). The route matches the
+    whole rest of the path (``/tile/{tile:.+}`` in aiohttp): ``{tile}`` spans several segments."""
+    tile = {
+        "name": "tile",
+        "in": "path",
+        "required": True,
+        "description": "<L>/<N>[.p/<W>] or entries/<N>[.p/<W>]; <N> in 3-digit elements, "
+        "x-prefixed but the last (1234067: x001/x234/067)",
+        "schema": {"type": "string"},
+    }
+    octets = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+    return {
+        "/checkpoint": {
+            "get": _op(
+                "tlog-tiles checkpoint: /v1/checkpoint's signed note, Cache-Control no-cache",
+                responses={"200": {"description": "the note (text/plain)"}, "404": _ERR},
+            )
+        },
+        "/tile/{tile}": {
+            "get": _op(
+                "a tlog-tiles Merkle tile (256 hashes of 32 bytes; partial .p/<W>: W hashes) "
+                "or entry bundle (uint16-length-prefixed canonical signed batch headers, "
+                "gzip on request); full ones immutable; 404 beyond the latest checkpoint",
+                parameters=[tile],
+                responses={"200": {"description": "the bytes", "content": octets}, "404": _ERR},
+            )
+        },
+    }
+
+
 def openapi_document() -> dict[str, Any]:
     batch_errors = {code: _ERR for code in ("400", "403", "409", "413", "422", "503")}
     paths: dict[str, dict[str, Any]] = {
