@@ -55,6 +55,10 @@ class AdminDb(Executor, Protocol):
         ``BEGIN IMMEDIATE`` already serialises writers."""
         ...
 
+    async def has_table(self, name: str) -> bool:
+        """Whether the table exists (in the schema search path, on PostgreSQL)."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -77,6 +81,10 @@ class SqliteAdminDb:
 
     async def close(self) -> None:
         await self._db.close()
+
+    async def has_table(self, name: str) -> bool:
+        sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+        return bool(await self.fetch(sql, (name,)))
 
     async def _execute(self, sql: str, params: Sequence[Any]) -> int:
         try:
@@ -150,6 +158,10 @@ class PostgresAdminDb(_PostgresExecutor):
 
     async def close(self) -> None:
         await self._pool.close()
+
+    async def has_table(self, name: str) -> bool:
+        rows = await self.fetch("SELECT to_regclass(?) IS NOT NULL", (name,))
+        return bool(rows[0][0])
 
     @contextlib.asynccontextmanager
     async def transaction(self, lock_key: int | None = None) -> AsyncIterator[Executor]:

@@ -55,8 +55,18 @@ ADMIN_MIGRATIONS: tuple[Migration, ...] = (
 )
 
 
+async def _pending(db: AdminDb) -> bool:
+    if not await db.has_table("admin_schema_migrations"):
+        return True
+    rows = await db.fetch("SELECT version FROM admin_schema_migrations")
+    return {int(r[0]) for r in rows} != {m.version for m in ADMIN_MIGRATIONS}
+
+
 async def migrate(db: AdminDb, now: str) -> list[int]:
-    """Apply the pending admin migrations, each in one transaction; the versions applied."""
+    """Apply the pending admin migrations, each in one transaction; the versions applied.
+    With none pending it only reads (no write lock at start beside a busy coordinator)."""
+    if not await _pending(db):
+        return []
     async with db.transaction(ADMIN_MIGRATION_LOCK) as tx:
         await tx.execute(CREATE_ADMIN_MIGRATIONS_TABLE)
     applied = []
