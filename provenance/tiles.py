@@ -228,6 +228,13 @@ def log_entry(header: BatchHeader, signature: bytes) -> bytes:
     return canonicalize(signed_header_to_obj(header, signature))
 
 
+def log_entry_from_canonical(header_canonical: bytes, signature_b64: str) -> bytes:
+    """``log_entry`` from a header already in canonical bytes and its base64 signature, without
+    re-encoding: RFC 8785 puts ``header`` before ``signature`` and a base64 string needs no
+    escaping. A caller reading stored headers still checks the result's leaf hash."""
+    return b'{"header":' + header_canonical + b',"signature":"' + signature_b64.encode() + b'"}'
+
+
 def parse_log_entry(entry: bytes) -> tuple[BatchHeader, bytes]:
     """The header and signature of a log entry; FormatError unless it is exactly canonical (a
     second spelling would hash to another leaf)."""

@@ -10,22 +10,20 @@ connection of its own that only reads (``open_tile_source``).
 A tile is produced only for a tree size the latest checkpoint covers: nodes and batches up to it
 are committed and never change, so every tile read here is final. An entry bundle is checked
 against the level-0 hashes before it is returned: a stored header that does not hash to its leaf
-is a broken database, never published.
+is a broken database, never published. (Entries are assembled from the stored canonical header
+and base64 signature without re-encoding: RFC 8785 through ``canonicalize`` costs ~100 µs each.)
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from billing.config import CoordinatorConfig
-from provenance.batches import header_from_obj
-from provenance.canonical_json import parse
 from provenance.merkle import leaf_hash
-from provenance.tiles import Tile, encode_bundle, log_entry, pack_tile
+from provenance.tiles import Tile, encode_bundle, log_entry_from_canonical, pack_tile
 
 Fetch = Callable[[str, Sequence[Any]], Awaitable[Sequence[Sequence[Any]]]]
 
@@ -71,10 +69,7 @@ class TileSource:
         )
         if [int(row[0]) for row in rows] != list(range(first, first + bundle.width)):
             raise RuntimeError(f"batches lacks log indexes of {bundle.path}")
-        entries = [
-            log_entry(header_from_obj(parse(str(row[1]).encode())), base64.b64decode(row[2]))
-            for row in rows
-        ]
+        entries = [log_entry_from_canonical(str(row[1]).encode(), str(row[2])) for row in rows]
         leaves = await self.hashes(Tile(0, bundle.index, bundle.width))
         for offset, (entry, leaf) in enumerate(zip(entries, leaves, strict=True)):
             if leaf_hash(entry) != leaf:

@@ -3,6 +3,7 @@ and a tree read back from its tiles, cross-checked against ``provenance.merkle``
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from collections.abc import Callable
 
@@ -10,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from provenance.batches import batch_log_leaf_hash, seal_batch
+from provenance.batches import batch_log_leaf_hash, header_canonical_bytes, seal_batch
 from provenance.errors import FormatError
 from provenance.keys import SigningKey
 from provenance.merkle import MerkleTree, leaf_hash
@@ -23,6 +24,7 @@ from provenance.tiles import (
     encode_bundle,
     encode_index,
     log_entry,
+    log_entry_from_canonical,
     new_tiles,
     pack_tile,
     parse_log_entry,
@@ -222,6 +224,8 @@ def test_a_log_entry_hashes_to_its_batch_log_leaf() -> None:
     entry = log_entry(batch.header, batch.signature)
     assert leaf_hash(entry) == batch_log_leaf_hash(batch.header, batch.signature)
     assert parse_log_entry(entry) == (batch.header, batch.signature)
+    stored = (header_canonical_bytes(batch.header), base64.b64encode(batch.signature).decode())
+    assert log_entry_from_canonical(*stored) == entry
     spaced = entry.replace(b'":', b'": ', 1)
     with pytest.raises(FormatError, match="canonical"):
         parse_log_entry(spaced)
