@@ -95,8 +95,17 @@ def _migrate(args: argparse.Namespace) -> int:
     from billing.service import open_store
 
     async def migrate() -> None:
-        store = await open_store(_config(args))  # opening applies pending migrations
+        from datetime import UTC, datetime
+
+        from admin.store import AdminStore
+        from provenance.records import format_timestamp
+
+        config = _config(args)
+        store = await open_store(config)  # opening applies pending migrations
         await store.close()
+        # The admin UI's tables have migrations of their own (admin/migrations.py).
+        admin = await AdminStore.open(config, format_timestamp(datetime.now(UTC)))
+        await admin.close()
 
     try:
         asyncio.run(migrate())
