@@ -12,8 +12,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from proxy.records.forwarder import Forwarder
 from proxy.records.batch_files import BatchCounters, BatchMeta, batch_name, list_batches, meta_path
+from proxy.records.forwarder import Forwarder
 
 MakeServer = Callable[[web.Application], Awaitable[TestServer]]
 Reply = tuple[int, dict[str, str], bytes]
