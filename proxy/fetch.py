@@ -468,6 +468,8 @@ class OriginPath:
         )
         outcome, status = fetch.outcome, response.status
         if ex.method == "HEAD" or not status_allows_body(status):
+            if will_store and ex.method == "GET":  # a 204 is storable like any final response
+                self._store(ex, response, headers, b"", timing, None)
             self.h.finish(ex, outcome, status, 0, "origin")
             conn.write(head)
             conn.keep_alive = conn.keep_alive and keep_alive

@@ -222,3 +222,17 @@ def test_stale_if_error_when_origin_is_down_rfc5861_s4(proxy_factory: ProxyFacto
     assert response.body == b"stale body"
     assert response.header("X-Cache-Status") == "STALE"
     assert "stale" in (response.header("Cache-Status") or "")
+
+
+def test_a_fresh_204_is_stored_and_served_from_cache(
+    proxy: Proxy, origin: Origin, path: str
+) -> None:
+    """RFC 9111 §3: any final response may be stored; 204 is heuristically cacheable (RFC 9110
+    §15.3.5) and here explicitly fresh. (cache-tests: status-204-fresh)"""
+    origin.script(path, {"status": 204, "reason": "No Content",
+                         "headers": [["Cache-Control", "max-age=3600"]]})  # fmt: skip
+    first = proxy.get(path)
+    second = proxy.get(path)
+    assert first.status == second.status == 204
+    assert second.header("X-Cache-Status") == "HIT"
+    assert origin.count(path) == 1

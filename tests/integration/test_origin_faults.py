@@ -105,3 +105,16 @@ def test_origin_reset_mid_close_delimited_body_is_not_cached(
     assert len(second.body) == 200_000, (
         f"replayed a truncated body: {second.header('X-Cache-Status')}"
     )
+
+
+@pytest.mark.parametrize("status", ["999", "099", "600"])
+def test_an_origin_status_outside_1xx_to_5xx_is_a_502(
+    proxy: Proxy, origin: Origin, path: str, status: str
+) -> None:
+    """RFC 9110 §15: status codes are 100-599; anything else is not HTTP. Passing it on would
+    also leave a record no coordinator accepts (a completed response billed nowhere)."""
+    raw = f"HTTP/1.1 {status} Odd\r\nContent-Length: 2\r\nCache-Control: max-age=60\r\n\r\nok"
+    origin.script(path, {"fault": "raw", "raw": raw})
+    response = proxy.get(path)
+    assert response.status == 502
+    assert_cache_status(response.header("Cache-Status"))
