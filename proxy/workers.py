@@ -35,22 +35,19 @@ class WorkerRole:
 
 
 def worker_folder(config: ProxyConfig, worker: WorkerRole | None) -> Path:
-    """A serving process's own state (registry feed state; the disk tier today): the cache
-    folder for a single process, ``workers/w<i>/`` under it for a worker."""
+    """A serving process's own state (registry feed state): the cache folder for a single
+    process, ``workers/w<i>/`` under it for a worker."""
     root = Path(config.cache_dir)
     return root if worker is None else root / WORKERS_FOLDER / worker.name
 
 
 def disk_placement(config: ProxyConfig, worker: WorkerRole | None) -> tuple[Path, int]:
-    """Where a serving process's disk tier lives and its byte budget.
-
-    The disk tier has one owner process per folder (docs/design/disk-tier.md), so today each
-    worker gets a folder of its own and an equal share of ``disk_bytes``: an object cached by
-    one worker is fetched again by another. This is the one place to change when the tier can
-    be shared between processes."""
-    if worker is None:
-        return Path(config.cache_dir) / "objects", config.disk_bytes
-    return worker_folder(config, worker) / "objects", config.disk_bytes // worker.count
+    """Where a serving process's disk tier lives and its byte budget: one folder,
+    ``<cache-dir>/objects``, and the whole budget, for one process and for every worker alike.
+    The workers share it (docs/design/disk-tier.md, "Sharing one folder"): the first to open
+    it owns it and keeps the whole folder within the budget, so an object one worker cached
+    is a hit for all, and changing N keeps the cache."""
+    return Path(config.cache_dir) / "objects", config.disk_bytes
 
 
 def worker_config(config: ProxyConfig, index: int) -> ProxyConfig:

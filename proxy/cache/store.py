@@ -19,7 +19,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from proxy.cache.entry import StoredResponse
 from proxy.cache.keys import is_vary_match
@@ -35,6 +35,8 @@ log = logging.getLogger("cachet.proxy")
 MAX_VARIANTS = 16
 DISK_QUEUE_MAX_ENTRIES = 1024
 DISK_QUEUE_MAX_BYTES = 256 * 1024 * 1024
+MAINTAIN_INTERVAL_S = 1.0  # how often the disk folder's owner reads the other workers' journals
+LABEL_PRUNE_BATCH = 256  # a sharer's purge-index entries checked against the folder per tick
 Variants = tuple[StoredResponse, ...]
 
 
@@ -60,8 +62,11 @@ class DiskWriter:
         disk: DiskTier,
         max_entries: int = DISK_QUEUE_MAX_ENTRIES,
         max_bytes: int = DISK_QUEUE_MAX_BYTES,
+        on_tick: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.disk = disk
+        self.on_tick = on_tick  # the shared folder's upkeep, every MAINTAIN_INTERVAL_S
+        self._ticker: asyncio.Task[None] | None = None
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self.dropped = 0
@@ -98,16 +103,30 @@ class DiskWriter:
         self._idle = asyncio.Event()
         if self._queue:
             self._wake.set()
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self._run())
+        if self.on_tick is not None:
+            self._ticker = loop.create_task(self._tick(self.on_tick))
 
     async def close(self) -> None:
-        """Write what is queued, stop the task, then close the tier (index snapshot)."""
+        """Write what is queued, stop the tasks, then close the tier (index snapshot)."""
         self._closing = True
         if self._wake is not None:
             self._wake.set()
         if self._task is not None:
             await self._task
+        if self._ticker is not None:
+            self._ticker.cancel()
+            await asyncio.gather(self._ticker, return_exceptions=True)
         await asyncio.to_thread(self.disk.close)
+
+    async def _tick(self, upkeep: Callable[[], Awaitable[None]]) -> None:
+        while True:
+            await asyncio.sleep(MAINTAIN_INTERVAL_S)
+            try:
+                await upkeep()
+            except Exception:  # the next tick tries again; serving goes on meanwhile
+                log.exception("disk tier: upkeep of the shared folder failed")
 
     async def wait_idle(self) -> None:
         """Until every queued put has been written (the writer must be started)."""
@@ -152,7 +171,7 @@ class ResponseStore:
         self.tier: MemoryTier[str, Variants] = MemoryTier(
             capacity_bytes, max_object_bytes, on_evict=self._forget_evicted(on_evict)
         )
-        self.writer = DiskWriter(disk) if disk is not None else None
+        self.writer = DiskWriter(disk, on_tick=self.maintain) if disk is not None else None
         if disk is not None:
             disk.on_drop = self._forget_unless_held
         self.surrogates = ReverseIndex()  # surrogate key -> URLs
@@ -160,6 +179,7 @@ class ResponseStore:
         self.recent_purges = RecentPurges()  # for fills still on their way when a purge ran
         self._disk_labels: asyncio.Future[int] | None = None
         self._labelled_meanwhile: set[str] | None = None  # indexed while the disk scan ran
+        self._prune_queue: list[str] = []  # a sharer's labelled keys still to check
 
     def _forget_evicted(
         self, then: Callable[[str, Variants, int], None] | None
@@ -205,8 +225,47 @@ class ResponseStore:
         return max(memory, min(disk.max_object_bytes, disk.capacity_bytes, writer.max_bytes))
 
     def is_on_disk(self, key: str) -> bool:
+        """May the disk hold ``key``? With other workers on the folder, asks the folder."""
         disk = self.disk
-        return disk is not None and key in disk
+        return disk is not None and disk.may_hold(key)
+
+    async def maintain(self) -> None:
+        """The shared disk folder's upkeep (every MAINTAIN_INTERVAL_S): the owner takes in
+        what the other workers wrote (and indexes its surrogate keys and content ids, so a
+        purge here finds it) and evicts down to the budget; a sharer forgets the purge labels
+        of keys the owner evicted."""
+        disk = self.disk
+        if disk is None:
+            return
+        adopted = await disk.maintain()
+        if adopted:
+            await self._index_adopted(disk, adopted)
+        if not disk.owner:
+            await self._prune_labels(disk)
+
+    async def _index_adopted(self, disk: DiskTier, keys: list[str]) -> None:
+        if self._labelled_meanwhile is not None:
+            self._labelled_meanwhile.update(keys)  # newer than what the start-up scan reads
+        found = await asyncio.to_thread(read_labels, disk.directory, keys)
+        for labels in found:
+            key = labels.key
+            if key in disk and key not in self.tier:  # memory's copy indexed itself
+                self.surrogates.set(key, labels.surrogate_keys)
+                self.contents.set(key, labels.content_ids)
+
+    async def _prune_labels(self, disk: DiskTier) -> None:
+        """A sharer keeps the purge labels of what it wrote while the file exists (the owner
+        may not have indexed it yet); a batch per tick is checked against the folder, and the
+        labels of files gone (evicted by the owner, removed by another worker) are forgotten,
+        so the indexes do not grow with every URL this worker ever stored."""
+        if not self._prune_queue:
+            self._prune_queue = list(self.surrogates.keys() | self.contents.keys())
+        batch = self._prune_queue[-LABEL_PRUNE_BATCH:]
+        del self._prune_queue[-LABEL_PRUNE_BATCH:]
+        batch = [key for key in batch if key not in self.tier]
+        gone = await asyncio.to_thread(_files_gone, disk, batch)
+        for key in gone:
+            self._forget_unless_held(key)
 
     def put(self, key: str, stored: StoredResponse) -> bool:
         """Store a variant, replacing any older variant with the same secondary key; True if
@@ -386,6 +445,10 @@ class ResponseStore:
 
     def __len__(self) -> int:
         return len(self.tier)
+
+
+def _files_gone(disk: DiskTier, keys: list[str]) -> list[str]:
+    return [key for key in keys if not disk.may_hold(key)]
 
 
 def _body_bytes(variants: Variants) -> int:

@@ -79,6 +79,10 @@ class ReverseIndex:
     def __contains__(self, key: object) -> bool:
         return key in self._names_by_key
 
+    def keys(self) -> frozenset[str]:
+        """Every indexed cache key (a snapshot)."""
+        return frozenset(self._names_by_key)
+
     def keys_for(self, name: str) -> frozenset[str]:
         return frozenset(self._keys_by_name.get(name, ()))
 

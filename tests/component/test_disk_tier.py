@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from collections import OrderedDict
 from pathlib import Path
@@ -164,7 +166,9 @@ def test_restart_orders_lru_by_write_time(tmp_path: Path) -> None:
 def test_open_removes_temp_files_left_by_a_crash(tmp_path: Path) -> None:
     tier = opened(tmp_path)
     asyncio.run(tier.put("k", (response(),)))
-    leftover = file_of(tier, "k").with_name(f"{name_for('k')}{TEMP_MARK}123-1")
+    crashed = subprocess.Popen([sys.executable, "-c", "pass"])
+    crashed.wait()  # a writer that is gone: its temp file is nobody's now
+    leftover = file_of(tier, "k").with_name(f"{name_for('k')}{TEMP_MARK}{crashed.pid}-1")
     leftover.write_bytes(b"half a file")
     again = opened(tmp_path)
     assert not leftover.exists()
@@ -227,7 +231,8 @@ def test_open_shrinks_to_a_smaller_budget(tmp_path: Path) -> None:
         asyncio.run(tier.put(f"k{i}", (response(b"q" * 2000),)))
     smaller = opened(tmp_path, capacity_bytes=tier.bytes_used // 2)
     assert smaller.bytes_used <= smaller.capacity_bytes
-    assert smaller.entries == len(list(p for p in tmp_path.rglob("*") if p.is_file()))
+    entry_files = [p for p in tmp_path.rglob("*") if len(p.name) == 64 and p.is_file()]
+    assert smaller.entries == len(entry_files)
 
 
 def test_durable_mode_stores_and_reads_back(tmp_path: Path) -> None:

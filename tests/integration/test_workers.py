@@ -26,6 +26,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from provenance.batches import parse_sealed_batch
+from proxy.cache.tiers.disk import name_for
 from proxy.records.sealer import list_batches
 from tests.integration.conftest import (
     REPO_ROOT,
@@ -135,18 +136,32 @@ def wait_for(condition: Any, what: str) -> None:
         time.sleep(0.05)
 
 
+def entry_file(proxy: Proxy, cache_dir: Path, path: str) -> Path:
+    """Where the workers' one disk folder keeps ``path``'s entry (docs/design/disk-tier.md)."""
+    name = name_for(f"http://127.0.0.1:{proxy.port}{path}")
+    return cache_dir / "objects" / name[0] / name[1:3] / name
+
+
+def wait_stored(proxy: Proxy, cache_dir: Path, path: str) -> None:
+    """Until the write-through put of ``path`` is in the shared disk folder."""
+    entry = entry_file(proxy, cache_dir, path)
+    wait_for(entry.exists, f"{path} never reached the disk")
+
+
 def test_both_workers_serve_and_the_merged_metrics_say_which(
-    workers: Proxy, origin: Origin
+    workers: Proxy, origin: Origin, tmp_path: Path
 ) -> None:
     origin.script("/wk-spread", {"headers": [FRESH], "body": "spread"})
+    get_many(workers, "/wk-spread", 1)
+    wait_stored(workers, tmp_path, "/wk-spread")
     get_many(workers, "/wk-spread")
     answered = per_worker(workers, "cachet_requests")
     assert set(answered) == {"0", "1"}
     assert all(count > 0 for count in answered.values())
-    assert sum(answered.values()) == REQUESTS
-    # Each worker has its own memory tier: each fetched the object once.
-    assert origin.count("/wk-spread") == 2
-    assert per_worker(workers, "cachet_origin_requests") == {"0": 1, "1": 1}
+    assert sum(answered.values()) == REQUESTS + 1
+    # One disk folder for all workers: what one fetched is a disk hit for the other.
+    assert origin.count("/wk-spread") == 1
+    assert sum(per_worker(workers, "cachet_origin_requests").values()) == 1
     assert value(workers, "cachet_workers") == 2
     assert value(workers, "cachet_workers_serving") == 2
 
@@ -170,22 +185,30 @@ def test_every_worker_sample_is_labelled_and_the_exposition_parses(workers: Prox
 
 
 def test_a_purge_through_the_one_admin_listener_reaches_every_worker(
-    workers: Proxy, origin: Origin
+    workers: Proxy, origin: Origin, tmp_path: Path
 ) -> None:
-    old = {"headers": [FRESH], "body": "old"}
-    origin.script("/wk-purge", old, old, {"headers": [FRESH], "body": "new"})
+    origin.script(
+        "/wk-purge", {"headers": [FRESH], "body": "old"}, {"headers": [FRESH], "body": "new"}
+    )
+    get_many(workers, "/wk-purge", 1)
+    wait_stored(workers, tmp_path, "/wk-purge")
     assert {r.body for r in get_many(workers, "/wk-purge")} == {b"old"}
-    assert origin.count("/wk-purge") == 2  # cached by both workers
+    assert origin.count("/wk-purge") == 1  # one fetch; the other worker read it from disk
 
     refused = purge(workers, {"urls": [f"http://127.0.0.1:{workers.port}/wk-purge"]}, "wrong")
     assert refused.status == 401  # docs/purge.md: authenticated exactly as with one process
     answer = purge(workers, {"urls": [f"http://127.0.0.1:{workers.port}/wk-purge"]})
     assert answer.status == 200
-    assert json.loads(answer.body) == {"mode": "hard", "purged": 2}  # one copy in each worker
+    # Both workers held it in memory (one fetched it, the other promoted it from disk).
+    assert json.loads(answer.body) == {"mode": "hard", "purged": 2}
+    assert not entry_file(workers, tmp_path, "/wk-purge").exists()
 
+    first = get_many(workers, "/wk-purge", 1)[0]
+    assert (first.body, first.header("X-Cache-Status")) == (b"new", "MISS")
+    wait_stored(workers, tmp_path, "/wk-purge")
     after = get_many(workers, "/wk-purge")
     assert {r.body for r in after} == {b"new"}  # no worker serves the purged copy
-    assert origin.count("/wk-purge") == 4
+    assert origin.count("/wk-purge") == 2
     # Counted once (not once per worker), with the refusal.
     assert value(workers, "cachet_purges", kind="urls", mode="hard") == 1
     assert value(workers, "cachet_purges_refused", reason="unauthorized") == 1

@@ -150,12 +150,24 @@ def test_an_entry_needs_a_variant() -> None:
 
 
 def test_snapshot_round_trip_keeps_order() -> None:
-    entries = [("k2", "b" * 64, 10), ("k1", "a" * 64, 2000), ("ключ", "c" * 64, 7)]
+    entries = [("k2", "b" * 64, 10, 5), ("k1", "a" * 64, 2000, 9), ("ключ", "c" * 64, 7, 0)]
     assert decode_snapshot(encode_snapshot(entries)) == entries
 
 
+def test_a_snapshot_written_before_inodes_reads_with_inode_0_unknown() -> None:
+    """Three fields per entry (the earlier format): still a valid snapshot, inode unknown."""
+    old = encode_snapshot([("k", "a" * 64, 10)])  # type: ignore[list-item]
+    assert decode_snapshot(old) == [("k", "a" * 64, 10, 0)]
+
+
+def test_a_snapshot_entry_of_another_shape_is_a_format_error() -> None:
+    for entry in (["k", "a" * 64], ["k", "a" * 64, 1, 2, 3], "k"):
+        with pytest.raises(EntryFormatError):
+            decode_snapshot(encode_snapshot([entry]))  # type: ignore[list-item]
+
+
 def test_every_snapshot_truncation_and_bit_flip_is_detected() -> None:
-    data = encode_snapshot([("k", "a" * 64, 100), ("j", "b" * 64, 5)])
+    data = encode_snapshot([("k", "a" * 64, 100, 3), ("j", "b" * 64, 5, 4)])
     for length in range(len(data)):
         with pytest.raises(EntryFormatError):
             decode_snapshot(data[:length])

@@ -1,4 +1,5 @@
-"""The proxy's disk tier: one checksummed file per cache key, persistent across restarts.
+"""The proxy's disk tier: one checksummed file per cache key, persistent across restarts, one
+folder shared by every process of the proxy (`--workers N`).
 
 Files live under ``directory/<h[0]>/<h[1:3]>/<h>`` where ``h`` is the SHA-256 hex of the key (two
 fan-out levels, like nginx ``levels=1:2``), in the format of :mod:`proxy.cache.tiers.disk_format`.
@@ -7,98 +8,130 @@ Durability contract (see docs/design/disk-tier.md):
 
 - A put writes a temp file ``<h>.tmp-<pid>-<n>`` in the entry's own directory, then renames it over
   ``<h>``. The rename is atomic, so the name ``<h>`` always holds a whole file: the old entry or the
-  new one. After ``put`` returns True, a SIGKILL of this process loses nothing (the kernel holds
-  the data). A power loss may lose recent entries or leave torn ones unless ``durable=True``
-  (fsync of file and directory); either way a torn file fails its checksum and is dropped, never
-  served.
-- ``open`` deletes temp files (the leftovers of a crash) and files whose header, size or name
-  disagree; ``get`` verifies the whole file's checksum before returning it and deletes a corrupt
-  file (counted in ``corrupt_dropped``).
+  new one, whichever process wrote it. After ``put`` returns True, a SIGKILL of this process loses
+  nothing (the kernel holds the data). A power loss may lose recent entries or leave torn ones
+  unless ``durable=True`` (fsync of file and directory); either way a torn file fails its
+  checksum and is dropped, never served.
+- ``open`` deletes the temp files nobody can still be writing (a dead process's; see
+  proxy.cache.tiers.disk_sharing) and, in the owner, files whose header, size or name disagree;
+  ``get`` verifies the whole file's checksum before returning it and deletes a corrupt file
+  (counted in ``corrupt_dropped``).
 
-Concurrency: bytes are written and read in worker threads (``asyncio.to_thread``); every change
-to the directory's names (rename, unlink) and to the index happens on the event loop thread, so a
-``remove`` can never be undone by a put that was in flight: that put finds its ticket cancelled
-and deletes its temp file instead of renaming it. One process owns a directory (``--workers``
-sharing is not handled yet).
+Sharing (docs/design/disk-tier.md, "Sharing one folder"): the first process to open the folder
+takes its owner lock (``owner.lock``, flock; released by the kernel when the process dies). The
+owner keeps the index of the whole folder: from its scan at ``open`` (or its snapshot) and from
+the journals in which the other processes ("sharers") note each file they write, read or remove;
+it alone enforces the byte budget (LRU by last use across the folder) and writes the index
+snapshot. A sharer keeps no index: it looks entries up by their key's path, writes them like the
+owner, and never evicts. Every process tolerates a file vanishing under it (a miss). One process
+alone on its folder is the owner and does exactly what a single proxy always did.
 
-Eviction is LRU over an in-memory index (key -> file name, size), touched by ``get``; after a
-restart the order starts from the files' modification times (the time each was written).
+Concurrency within a process: bytes are written and read in worker threads
+(``asyncio.to_thread``); every change to the directory's names (rename, unlink) and to the index
+happens on the event loop thread, so a ``remove`` can never be undone by a put of this process
+that was in flight: that put finds its ticket cancelled and deletes its temp file instead of
+renaming it. (Across processes, a purge reaches every worker, and each cancels its own puts.)
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import fcntl
 import logging
 import os
 import re
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 from proxy.cache.entry import StoredResponse
-from proxy.cache.tiers.disk_format import (
-    DIGEST_BYTES,
-    HEADER_BYTES,
-    EntryFormatError,
-    SnapshotEntry,
-    build_variants,
-    decode_snapshot,
-    encode_entry,
-    encode_snapshot,
-    parse_body_lengths,
-    parse_header,
-    parse_key,
-    verify_entry_digest,
+from proxy.cache.tiers.disk_format import EntryFormatError, decode_snapshot, encode_snapshot
+from proxy.cache.tiers.disk_io import (
+    CorruptEntry,
+    Found,
+    file_age_s,
+    fsync_directory,
+    index_info,
+    name_for,
+    read_entry,
+    subdirs,
+    unlink,
+    unlink_if_inode,
+    write_temp,
 )
+from proxy.cache.tiers.disk_journal import JournalReader, JournalWriter, pid_alive
+from proxy.cache.tiers.disk_sharing import (
+    OWNER_LOCK_NAME,
+    TEMP_MARK,
+    JournalOp,
+    eviction_victims,
+    temp_is_abandoned,
+    temp_name,
+)
+
+__all__ = ["SNAPSHOT_NAME", "TEMP_MARK", "DiskTier", "name_for"]
 
 log = logging.getLogger(__name__)
 
 Variants = tuple[StoredResponse, ...]
-TEMP_MARK = ".tmp-"
 SNAPSHOT_NAME = "index.snapshot"
-SCAN_READ_BYTES = 4096  # one read per file at open: the header and, nearly always, the key
 SCAN_THREADS = 8  # overlap device reads on a cold start; the GIL bounds a warm scan anyway
 _ENTRY_NAME = re.compile(r"[0-9a-f]{64}")
-_SUBDIR_NAME = re.compile(r"[0-9a-f]{1,2}")
+# folder -> (lock fd, the tier holding it): a process owns a folder once, whatever number of
+# DiskTier objects it opens on it (the newest one holds it).
+_OWNED_FOLDERS: dict[str, tuple[int, DiskTier]] = {}
 
 
 @dataclass(slots=True)
 class _Slot:
     name: str  # sha256 hex of the key
     file_bytes: int
+    inode: int = 0  # 0: unknown
 
 
-@dataclass(frozen=True, slots=True)
-class _Found:
-    key: str
-    name: str
-    file_bytes: int
-    mtime_ns: int
+@dataclass(slots=True)
+class _Watch:
+    """Reads of one key in flight, and whether the key was removed or replaced meanwhile."""
 
-
-def name_for(key: str) -> str:
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+    readers: int = 0
+    changed: bool = False
 
 
 class DiskTier:
-    """A byte-budgeted, crash-safe, LRU-evicted store of variants by cache key."""
+    """A byte-budgeted, crash-safe, LRU-evicted store of variants by cache key, shareable."""
 
     def __init__(
-        self, directory: Path, capacity_bytes: int, max_object_bytes: int, *, durable: bool = False
+        self,
+        directory: Path,
+        capacity_bytes: int,
+        max_object_bytes: int,
+        *,
+        durable: bool = False,
+        sharer: bool | None = None,
+        pid: int | None = None,
     ) -> None:
+        """``sharer``: None takes the owner role if the folder has no owner yet (what a proxy
+        does); True or False force the role (tests simulate two processes in one). ``pid``:
+        the process the tier writes as (temp names, journal), this one's by default."""
         if capacity_bytes <= 0 or max_object_bytes <= 0:
             raise ValueError("capacity_bytes and max_object_bytes must be positive")
         self.directory = Path(directory)
         self.capacity_bytes = capacity_bytes
         self.max_object_bytes = max_object_bytes
         self.durable = durable
+        self.pid = os.getpid() if pid is None else pid
+        self._role = sharer
+        self.owner = True
         self._index: OrderedDict[str, _Slot] = OrderedDict()  # least recently used first
+        self._names: dict[str, str] = {}  # file name -> key, for the journals' records
         self._pending: dict[str, int] = {}  # key -> ticket of the put allowed to rename
+        self._watched: dict[str, _Watch] = {}
         self._tickets = 0
+        self._journal: JournalWriter | None = None  # a sharer's
+        self._reader: JournalReader | None = None  # the owner's
         self.bytes_used = 0
         self.evictions = 0
         self.corrupt_dropped = 0
@@ -114,134 +147,267 @@ class DiskTier:
         return len(self._index)
 
     def keys(self) -> Iterable[str]:
-        """A snapshot of the stored keys (callers may remove while iterating)."""
+        """A snapshot of the indexed keys (the whole folder in the owner; nothing in a sharer)."""
         return list(self._index)
 
     def __contains__(self, key: object) -> bool:
+        """Is ``key`` indexed? (`may_hold` also asks the folder.)"""
         return key in self._index
+
+    def may_hold(self, key: str) -> bool:
+        """Might the folder hold ``key``: indexed, or a file at its path (another process may
+        have written it a moment ago; the owner hears of it only at its next upkeep). One
+        stat per memory miss that the index does not know, as nginx opens the file."""
+        if key in self._index:
+            return True
+        return os.path.exists(self._path(name_for(key)))
 
     def is_writing(self, key: str) -> bool:
         """Is a put of ``key`` in flight (and still allowed to land)?"""
         return key in self._pending
 
-    # -- open ------------------------------------------------------------------------------------
+    # -- open and close ----------------------------------------------------------------------------
 
     def open(self) -> None:
-        """Rebuild the index from the directory: one small read per entry file, no bodies.
-
-        After a clean ``close`` the index snapshot replaces those reads for the files it names
-        (it is deleted as it is loaded, so it can only describe the directory ``close`` left);
-        the directory is still listed, so temp files go and files the snapshot lacks are read.
-        """
+        """Take the owner role if it is free, then: the owner rebuilds the index of the whole
+        folder (one small read per entry file, no bodies; the snapshot of a clean ``close``
+        replaces those reads for the files it names), a sharer only clears its dead
+        predecessors' temp files and opens its journal."""
         self.directory.mkdir(parents=True, exist_ok=True)
+        if self._journal is not None:
+            self._journal.close()
+        self._journal = None
+        self._reader = None
         self._index.clear()
+        self._names.clear()
+        self.bytes_used = 0
         self._closed = False
+        self.owner = self._take_ownership() if self._role is None else not self._role
+        if not self.owner:
+            self._entry_files()
+            self._journal = JournalWriter(self.directory, self.pid)
+            self._journal.open()
+            return
+        # Followed from their current end before the scan: whatever is renamed from now on is
+        # seen by the scan, the journal, or both (applying a record twice is harmless).
+        self._reader = JournalReader(self.directory, self.pid)
+        self._reader.start()
         snapshot = self._take_snapshot()
         paths = self._entry_files()
         self.loaded_from_snapshot = snapshot is not None
-        known: list[_Found] = []
+        known: list[Found] = []
         if snapshot is not None:
-            present = {path[-64:] for path in paths}
-            known = [_Found(k, n, size, 0) for k, n, size in snapshot if n in present]
+            present = dict(paths)
+            known = [
+                Found(k, n, size, 0, inode)
+                for k, n, size, inode in snapshot
+                if n in present and (inode == 0 or present[n] == inode)
+            ]
             listed = {found.name for found in known}
-            paths = [path for path in paths if path[-64:] not in listed]
-        found = self._scan_files(paths)
+            paths = [(name, ino) for name, ino in paths if name not in listed]
+        found = self._scan_files([self._path(name) for name, _ in paths])
         found.sort(key=_written_at)
-        index = self._index
         for item in (*known, *found):
-            index[item.key] = _Slot(item.name, item.file_bytes)
-        self.bytes_used = sum(slot.file_bytes for slot in index.values())
+            self._set_slot(item.key, _Slot(item.name, item.file_bytes, item.inode))
         self._evict_over(self.capacity_bytes)
 
     def close(self) -> None:
-        """Cancel puts still in flight and write the index snapshot (temp, fsync, rename).
-
-        Call once the event loop no longer needs the tier; puts after ``close`` return False.
-        """
+        """Cancel puts still in flight; the owner writes the index snapshot (temp, fsync,
+        rename) and gives up the role. Puts after ``close`` return False."""
         self._closed = True
         self._pending.clear()
-        entries = [(key, slot.name, slot.file_bytes) for key, slot in self._index.items()]
-        temp = self.directory / f"{SNAPSHOT_NAME}{TEMP_MARK}{os.getpid()}"
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
+        if not self.owner:
+            return
+        entries = [(k, s.name, s.file_bytes, s.inode) for k, s in self._index.items()]
+        temp = self.directory / f"{SNAPSHOT_NAME}{TEMP_MARK}{self.pid}"
         with open(temp, "wb") as f:
             f.write(encode_snapshot(entries))
             f.flush()
             os.fsync(f.fileno())
         os.replace(temp, self.directory / SNAPSHOT_NAME)
-        _fsync_directory(self.directory)
+        fsync_directory(self.directory)
+        self._give_up_ownership()
 
-    def _take_snapshot(self) -> list[SnapshotEntry] | None:
+    def _take_ownership(self) -> bool:
+        folder = str(self.directory.resolve())
+        held = _OWNED_FOLDERS.get(folder)
+        if held is not None:
+            _OWNED_FOLDERS[folder] = (held[0], self)
+            return True
+        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
+        fd = os.open(self.directory / OWNER_LOCK_NAME, flags, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        _OWNED_FOLDERS[folder] = (fd, self)
+        return True
+
+    def _give_up_ownership(self) -> None:
+        folder = str(self.directory.resolve())
+        held = _OWNED_FOLDERS.get(folder)
+        if held is not None and held[1] is self:
+            del _OWNED_FOLDERS[folder]
+            os.close(held[0])  # releases the flock: the next process to open may own the folder
+
+    def _take_snapshot(self) -> list[tuple[str, str, int, int]] | None:
         path = self.directory / SNAPSHOT_NAME
         for leftover in self.directory.glob(f"{SNAPSHOT_NAME}{TEMP_MARK}*"):
-            _unlink(leftover)
+            unlink(leftover)  # only an owner writes snapshots, and we are the owner now
         try:
             data = path.read_bytes()
         except FileNotFoundError:
             return None
-        _unlink(path)
-        _fsync_directory(self.directory)  # a later crash must not find this snapshot again
+        unlink(path)
+        fsync_directory(self.directory)  # a later crash must not find this snapshot again
         try:
             return decode_snapshot(data)
         except EntryFormatError as err:
             log.warning("disk tier: ignoring a bad index snapshot: %s", err)
             return None
 
-    def _entry_files(self) -> list[str]:
-        paths: list[str] = []
-        for top in _subdirs(str(self.directory), 1):
-            for sub in _subdirs(top, 2):
+    def _entry_files(self) -> list[tuple[str, int]]:
+        """(name, inode) of every entry file; deletes the temp files nobody can be writing."""
+        found: list[tuple[str, int]] = []
+        now = time.time()
+        for top in subdirs(str(self.directory), 1):
+            for sub in subdirs(top, 2):
                 with os.scandir(sub) as it:
                     for entry in it:
-                        if TEMP_MARK in entry.name:
-                            _unlink(Path(entry.path))
-                            self.temp_files_removed += 1
-                        elif _ENTRY_NAME.fullmatch(entry.name):
-                            paths.append(entry.path)
-        return paths
+                        name = entry.name
+                        if TEMP_MARK in name:
+                            self._clear_temp(entry.path, name, now)
+                        elif _ENTRY_NAME.fullmatch(name):
+                            found.append((name, entry.inode()))
+        return found
 
-    def _scan_files(self, paths: list[str]) -> list[_Found]:
+    def _clear_temp(self, path: str, name: str, now: float) -> None:
+        abandoned = temp_is_abandoned(name, file_age_s(path, now), self.pid, pid_alive)
+        if abandoned and unlink(Path(path)):
+            self.temp_files_removed += 1
+
+    def _scan_files(self, paths: list[Path]) -> list[Found]:
         """Index info of each file, read by a few threads (a cold start waits on the device)."""
-        found: list[_Found] = []
+        found: list[Found] = []
         with ThreadPoolExecutor(SCAN_THREADS, thread_name_prefix="disk-scan") as pool:
-            infos = pool.map(_index_info, paths, chunksize=256)
+            infos = pool.map(index_info, map(str, paths), chunksize=256)
             for path, info in zip(paths, infos, strict=True):
                 if isinstance(info, EntryFormatError):
-                    self._drop_corrupt(Path(path), info)
+                    self._drop_corrupt(path, info)
                 elif info is not None:
                     found.append(info)
         return found
 
-    # -- read ------------------------------------------------------------------------------------
+    # -- the owner's view of the other processes ---------------------------------------------------
+
+    async def maintain(self) -> list[str]:
+        """The owner: take in what the other processes noted in their journals since the last
+        call, then evict down to the budget. Returns the keys newly indexed (written by another
+        process), so their purge labels can be read. A sharer: nothing to do."""
+        reader = self._reader
+        if not self.owner or reader is None or self._closed:
+            return []
+        records, inspected = await asyncio.to_thread(self._read_journals, reader)
+        adopted = self._apply_journals(records, inspected)
+        self._evict_over(self.capacity_bytes)
+        return adopted
+
+    def _apply_journals(
+        self,
+        records: list[tuple[JournalOp, str]],
+        inspected: dict[str, Found | EntryFormatError | None],
+    ) -> list[str]:
+        """On the loop thread: the records in order, each written or removed file as it was
+        inspected (a corrupt one is left to `get`, which verifies and drops it)."""
+        adopted: list[str] = []
+        for op, name in records:
+            key = self._names.get(name)
+            if op == "U":
+                if key is not None:
+                    self._index.move_to_end(key)
+                continue
+            info = inspected.get(name)
+            if isinstance(info, Found):
+                if self._adopt(info):
+                    adopted.append(info.key)
+            elif key is not None and not os.path.exists(self._path(name)):
+                self._forget(key)
+                self._dropped(key)
+        return adopted
+
+    def _read_journals(
+        self, reader: JournalReader
+    ) -> tuple[list[tuple[JournalOp, str]], dict[str, Found | EntryFormatError | None]]:
+        records = reader.poll()
+        names = {name for op, name in records if op != "U"}
+        inspected = {name: index_info(str(self._path(name))) for name in names}
+        return records, inspected
+
+    def _adopt(self, info: Found) -> bool:
+        """Index a file another process wrote, if it is still the file that was inspected; True
+        if the key was not indexed as that file before."""
+        try:
+            if os.stat(self._path(info.name)).st_ino != info.inode:
+                return False  # replaced since: its own journal record (or our put) covers it
+        except FileNotFoundError:
+            return False
+        slot = self._index.get(info.key)
+        if slot is not None and slot.inode == info.inode:
+            self._index.move_to_end(info.key)
+            return False
+        self._forget(info.key)
+        self._set_slot(info.key, _Slot(info.name, info.file_bytes, info.inode))
+        return True
+
+    # -- read --------------------------------------------------------------------------------------
 
     async def get(self, key: str) -> Variants | None:
         """The verified variants stored under ``key``; None on a miss or a corrupt file."""
         slot = self._index.get(key)
-        if slot is None:
-            return None
-        self._index.move_to_end(key)
-        path = self._path(slot.name)
+        if slot is not None:
+            self._index.move_to_end(key)
+        name = name_for(key) if slot is None else slot.name
+        path = self._path(name)
+        watch = self._watched.setdefault(key, _Watch())
+        watch.readers += 1
         try:
-            found_key, variants = await asyncio.to_thread(_read_entry, path)
-            if found_key != key:
-                raise EntryFormatError("key does not match the file")
-        except EntryFormatError as err:
-            if self._index.get(key) is slot:
-                self._forget(key)
-                self._drop_corrupt(path, err)
-                self._dropped(key)
+            found_key, variants, file_bytes, inode = await asyncio.to_thread(read_entry, path)
+        except CorruptEntry as corrupt:
+            if not watch.changed:
+                self._drop_corrupt(path, corrupt.error, corrupt.inode)
+                self._journal_note("R", name)
+                if self._forget(key) is not None:
+                    self._dropped(key)
             return None
-        except FileNotFoundError:
-            if self._index.get(key) is slot:
-                self._forget(key)
-                self._dropped(key)
+        except (FileNotFoundError, NotADirectoryError):
+            if not watch.changed and self._forget(key) is not None:
+                self._dropped(key)  # evicted or purged by another process: a miss
             return None
         except OSError as err:
-            log.warning("disk tier: cannot read %s: %s", slot.name, err)  # EIO, EACCES: a miss
+            log.warning("disk tier: cannot read %s: %s", name, err)  # EIO, EACCES: a miss
             return None
-        if self._index.get(key) is not slot:
+        finally:
+            watch.readers -= 1
+            if not watch.readers:
+                del self._watched[key]
+        if watch.changed:
             return None  # removed or replaced while we read: don't hand out what was purged
+        if found_key != key:  # a file moved by hand: never serve it
+            self._drop_corrupt(path, EntryFormatError("key does not match the file"), inode)
+            if self._forget(key) is not None:
+                self._dropped(key)
+            return None
+        if slot is None and self.owner:
+            self._set_slot(key, _Slot(name, file_bytes, inode))  # written by another process
+            self._evict_over(self.capacity_bytes)
+        self._journal_note("U", name)
         return variants
 
-    # -- write -----------------------------------------------------------------------------------
+    # -- write -------------------------------------------------------------------------------------
 
     async def put(self, key: str, variants: Variants) -> bool:
         """Store ``variants`` under ``key`` (replacing what was there); evict LRU entries over the
@@ -256,162 +422,103 @@ class DiskTier:
         ticket = self._tickets
         self._pending[key] = ticket
         name = name_for(key)
-        temp = self._path(name).with_name(f"{name}{TEMP_MARK}{os.getpid()}-{ticket}")
+        temp = self._path(name).with_name(temp_name(name, self.pid, ticket))
         try:
-            file_bytes = await asyncio.to_thread(_write_temp, temp, key, variants, self.durable)
+            written = await asyncio.to_thread(write_temp, temp, key, variants, self.durable)
         except BaseException as err:
             if self._pending.get(key) == ticket:
                 del self._pending[key]
-            _unlink(temp)
+            unlink(temp)
             if not isinstance(err, OSError):
                 raise
             log.warning("disk tier: cannot write %s: %s", temp.name, err)  # ENOSPC, EIO: a miss
             return False
+        file_bytes, inode = written
         if self._pending.get(key) != ticket:
-            _unlink(temp)  # a remove or a newer put came after us: they win
+            unlink(temp)  # a remove or a newer put came after us: they win
             return False
         del self._pending[key]
         if file_bytes > min(self.max_object_bytes, self.capacity_bytes):
-            _unlink(temp)
+            unlink(temp)
             self.remove(key)
             return False
-        self._install(key, name, temp, file_bytes)
+        self._install(key, name, temp, file_bytes, inode)
         if self.durable:
-            await asyncio.to_thread(_fsync_directory, temp.parent)
+            await asyncio.to_thread(fsync_directory, temp.parent)
         return True
 
     def remove(self, key: str) -> bool:
-        """Delete ``key``'s file now and cancel any put of it still in flight."""
+        """Delete ``key``'s file now (whoever wrote it) and cancel any put of it still in
+        flight in this process."""
         self._pending.pop(key, None)
+        self._touch(key)
         slot = self._forget(key)
-        if slot is None:
-            return False
-        _unlink(self._path(slot.name))
-        return True
+        # By path even if not indexed: another process may have written it (one unlink).
+        name = name_for(key) if slot is None else slot.name
+        removed = unlink(self._path(name))
+        if removed:
+            self._journal_note("R", name)
+        return removed or slot is not None
 
-    # -- internals -------------------------------------------------------------------------------
+    # -- internals ---------------------------------------------------------------------------------
 
-    def _install(self, key: str, name: str, temp: Path, file_bytes: int) -> None:
+    def _install(self, key: str, name: str, temp: Path, file_bytes: int, inode: int) -> None:
         os.replace(temp, self._path(name))
+        self._touch(key)
+        if not self.owner:
+            self._journal_note("P", name)
+            return
         self._forget(key)
-        self._index[key] = _Slot(name, file_bytes)
-        self.bytes_used += file_bytes
+        self._set_slot(key, _Slot(name, file_bytes, inode))
         self._evict_over(self.capacity_bytes)
 
+    def _set_slot(self, key: str, slot: _Slot) -> None:
+        self._index[key] = slot
+        self._names[slot.name] = key
+        self.bytes_used += slot.file_bytes
+
     def _evict_over(self, budget_bytes: int) -> None:
-        while self.bytes_used > budget_bytes and self._index:
-            key, slot = self._index.popitem(last=False)
-            self.bytes_used -= slot.file_bytes
+        lru = ((key, slot.file_bytes) for key, slot in self._index.items())
+        for key in eviction_victims(lru, self.bytes_used, budget_bytes):
+            slot = self._forget(key)
+            if slot is None:
+                continue
             self.evictions += 1
-            _unlink(self._path(slot.name))
+            self._touch(key)
+            unlink(self._path(slot.name))
             self._dropped(key)
 
     def _dropped(self, key: str) -> None:
         if self.on_drop is not None:
             self.on_drop(key)
 
+    def _touch(self, key: str) -> None:
+        watch = self._watched.get(key)
+        if watch is not None:
+            watch.changed = True
+
     def _forget(self, key: str) -> _Slot | None:
         slot = self._index.pop(key, None)
         if slot is not None:
             self.bytes_used -= slot.file_bytes
+            self._names.pop(slot.name, None)
         return slot
 
-    def _drop_corrupt(self, path: Path, err: EntryFormatError) -> None:
+    def _journal_note(self, op: JournalOp, name: str) -> None:
+        if self._journal is not None:
+            self._journal.append(op, name)
+
+    def _drop_corrupt(self, path: Path, err: EntryFormatError, inode: int | None = None) -> None:
         log.warning("disk tier: dropping corrupt entry %s: %s", path.name, err)
         self.corrupt_dropped += 1
-        _unlink(path)
+        if inode is None:
+            unlink(path)
+        else:
+            unlink_if_inode(path, inode)
 
     def _path(self, name: str) -> Path:
         return self.directory / name[0] / name[1:3] / name
 
 
-# -- thread-side I/O ------------------------------------------------------------------------------
-
-
-def _index_info(path: str) -> _Found | EntryFormatError | None:
-    """Index one entry file from its first bytes: header, exact size, key (None: file gone)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return None
-    try:
-        stat = os.fstat(fd)
-        prefix = os.read(fd, SCAN_READ_BYTES)
-        header = parse_header(prefix)
-        if header.file_bytes != stat.st_size:
-            return EntryFormatError("size differs from the header")
-        if len(prefix) < HEADER_BYTES + header.key_len:
-            prefix += os.pread(fd, HEADER_BYTES + header.key_len - len(prefix), len(prefix))
-        key = parse_key(header, prefix)
-    except EntryFormatError as err:
-        return err
-    finally:
-        os.close(fd)
-    name = path[-64:]
-    if name_for(key) != name:
-        return EntryFormatError("key does not match the file name")
-    return _Found(key, name, header.file_bytes, stat.st_mtime_ns)
-
-
-def _write_temp(temp: Path, key: str, variants: Variants, durable: bool) -> int:
-    encoded = encode_entry(key, variants)
-    temp.parent.mkdir(parents=True, exist_ok=True)
-    with open(temp, "xb") as f:
-        for chunk in encoded.chunks:
-            f.write(chunk)
-        if durable:
-            f.flush()
-            os.fsync(f.fileno())
-    return encoded.file_bytes
-
-
-def _read_entry(path: Path) -> tuple[str, Variants]:
-    """Read and verify one entry file; each body is read once, straight into its own bytes."""
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        head = f.read(HEADER_BYTES)
-        header = parse_header(head)
-        if header.file_bytes != size:
-            raise EntryFormatError("size differs from the header")
-        prefix = head + _read_exact(f, header.prefix_bytes - HEADER_BYTES)
-        bodies = [_read_exact(f, n) for n in parse_body_lengths(header, prefix)]
-        digest = _read_exact(f, DIGEST_BYTES)
-    verify_entry_digest((prefix, *bodies), digest)
-    return parse_key(header, prefix), build_variants(header, prefix, bodies)
-
-
-def _read_exact(f: BinaryIO, n: int) -> bytes:
-    data = f.read(n)
-    if len(data) != n:
-        raise EntryFormatError("file is shorter than its header says")
-    return data
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _subdirs(parent: str, name_len: int) -> list[str]:
-    with os.scandir(parent) as it:
-        return [
-            e.path
-            for e in it
-            if len(e.name) == name_len
-            and _SUBDIR_NAME.fullmatch(e.name)
-            and e.is_dir(follow_symlinks=False)
-        ]
-
-
-def _written_at(found: _Found) -> int:
+def _written_at(found: Found) -> int:
     return found.mtime_ns
-
-
-def _unlink(path: Path) -> None:
-    try:
-        os.unlink(path)
-    except (FileNotFoundError, NotADirectoryError):
-        pass

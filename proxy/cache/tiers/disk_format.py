@@ -283,12 +283,17 @@ def _float(value: object) -> float:
 
 # -- index snapshot -------------------------------------------------------------------------------
 #
-#   magic "CACHETIX" | version u16 | json_len u64 | JSON {"entries": [[key, name, file_bytes]...]}
-#   (least recently used first) | SHA-256 over everything before it
+#   magic "CACHETIX" | version u16 | json_len u64 |
+#   JSON {"entries": [[key, name, file_bytes, inode]...]} (least recently used first) |
+#   SHA-256 over everything before it
+#
+# The inode lets the next owner notice a file another process replaced after the snapshot (a
+# shared folder): such a file is read again rather than trusted. Snapshots written before it
+# existed have three fields per entry; their inode reads as 0, "unknown".
 
 SNAPSHOT_MAGIC = b"CACHETIX"
 SNAPSHOT_HEADER = struct.Struct(">8sHQ")
-SnapshotEntry = tuple[str, str, int]  # key, file name, file bytes
+SnapshotEntry = tuple[str, str, int, int]  # key, file name, file bytes, inode (0: unknown)
 
 
 def encode_snapshot(entries: Iterable[SnapshotEntry]) -> bytes:
@@ -310,6 +315,13 @@ def decode_snapshot(data: bytes) -> list[SnapshotEntry]:
     verify_entry_digest((data[:-DIGEST_BYTES],), data[-DIGEST_BYTES:])
     try:
         document = json.loads(data[SNAPSHOT_HEADER.size : -DIGEST_BYTES].decode("utf-8"))
-        return [(_str(k), _str(n), _int(s)) for k, n, s in document["entries"]]
+        return [_snapshot_entry(entry) for entry in document["entries"]]
     except (UnicodeDecodeError, ValueError, TypeError, KeyError, RecursionError) as err:
         raise EntryFormatError(f"bad snapshot: {err}") from err
+
+
+def _snapshot_entry(entry: Any) -> SnapshotEntry:
+    if not isinstance(entry, list) or len(entry) not in (3, 4):
+        raise TypeError("a snapshot entry has 3 or 4 fields")
+    inode = _int(entry[3]) if len(entry) == 4 else 0
+    return _str(entry[0]), _str(entry[1]), _int(entry[2]), inode
