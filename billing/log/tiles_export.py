@@ -13,8 +13,9 @@ the log's public key alone (``provenance.tiles.TileTree``, ``provenance.signed_n
   whole file or none; a crash leaves the old checkpoint, and the next run writes the same bytes.
 - Immutable: a tile's bytes never change. A partial tile (``<N>.p/<W>``) is kept for clients of
   the checkpoint that needed it until its full tile exists; then the ``<N>.p`` folder goes.
-- Refused: a checkpoint that the log key does not sign, a folder holding another log (origin) or
-  a larger tree than the database (a mirror of something else, or a restored database).
+- Refused: a checkpoint that the log key does not sign, a folder holding another log (origin), a
+  larger tree than the database, or a tree the log's is not an extension of (a mirror of
+  something else, or a restored or rewritten database).
 """
 
 from __future__ import annotations
@@ -101,7 +102,10 @@ def exported_checkpoint(out: Path) -> Checkpoint | None:
 
 def read_tile_file(out: Path, tile: Tile) -> list[bytes]:
     """The hashes of a tile file in the folder."""
-    return unpack_tile((out / tile.path).read_bytes(), tile.width)
+    try:
+        return unpack_tile((out / tile.path).read_bytes(), tile.width)
+    except FormatError as exc:
+        raise ExportError(f"{out / tile.path}: {exc}") from None
 
 
 async def export_tiles(source: TileSource, out: Path, log_key: VerifierKey) -> ExportResult:
@@ -128,7 +132,7 @@ async def export_tiles(source: TileSource, out: Path, log_key: VerifierKey) -> E
                 write_atomically(out / item.path, await source.content(item))
                 if not item.is_partial:
                     shutil.rmtree(out / item.partials_dir, ignore_errors=True)
-        _check_tree(out, checkpoint, written)
+        _check_tree(out, checkpoint, previous, written)
         path = out / CHECKPOINT_FILE
         if not path.exists() or path.read_text(encoding="utf-8") != latest.note:
             write_atomically(path, latest.note.encode("utf-8"))
@@ -137,12 +141,21 @@ async def export_tiles(source: TileSource, out: Path, log_key: VerifierKey) -> E
     return ExportResult(old_size, checkpoint.size, len(written), bundles)
 
 
-def _check_tree(out: Path, checkpoint: Checkpoint, written: list[Tile]) -> None:
+def _check_tree(
+    out: Path, checkpoint: Checkpoint, previous: Checkpoint | None, written: list[Tile]
+) -> None:
     """The files on disk describe the checkpoint's tree: the root from the tiles is the
-    checkpoint's, and each full tile written hashes to its hash in the level above."""
+    checkpoint's, the tree the folder held before is its prefix (a mirror never sees a fork),
+    and each full tile written hashes to its hash in the level above."""
     tree = TileTree(lambda tile: read_tile_file(out, tile), checkpoint.size)
     if tree.root() != checkpoint.root_hash:
         raise ExportError(f"the tiles in {out} do not hash to the checkpoint's root")
+    if (
+        previous is not None
+        and previous.size
+        and previous.root_hash != tree.subtree_root(0, previous.size)
+    ):
+        raise ExportError(f"the log is not an extension of the tree {out} holds (a fork?)")
     for tile in written:
         if not tile.is_partial:
             start = tile.index << (tile.tree_level + TILE_HEIGHT)

@@ -25,10 +25,10 @@ from billing.log.tiles_export import (
 )
 from billing.service import rotate_admin_token
 from provenance.batches import batch_log_leaf_hash
-from provenance.checkpoint import Checkpoint, parse_checkpoint
+from provenance.checkpoint import Checkpoint, format_checkpoint, parse_checkpoint
 from provenance.keys import SigningKey
 from provenance.merkle import MerkleTree, leaf_hash, verify_inclusion
-from provenance.signed_note import open_note
+from provenance.signed_note import open_note, sign_note
 from provenance.tiles import (
     TileTree,
     decode_bundle,
@@ -165,6 +165,16 @@ async def test_an_export_refuses_a_folder_of_another_log_or_a_longer_tree(
         await _export(harness, out)
     (out / CHECKPOINT_FILE).write_text("not a note")
     with pytest.raises(ExportError, match="not a checkpoint note"):
+        await _export(harness, out)
+    # same origin, a smaller tree, but not a prefix of this log's: a fork
+    forked = Checkpoint(harness.coordinator.config.log_origin, 2, bytes(32))
+    other_key = SigningKey(forked.origin, bytes(range(32)))
+    (out / CHECKPOINT_FILE).write_text(sign_note(format_checkpoint(forked), [other_key]))
+    with pytest.raises(ExportError, match="not an extension"):
+        await _export(harness, out)
+    (out / CHECKPOINT_FILE).write_text(note)
+    (out / "tile/0/000.p/3").write_bytes(b"short")  # a damaged folder is reported, not used
+    with pytest.raises(ExportError, match=r"000\.p/3: tile of width 3 is 5 bytes"):
         await _export(harness, out)
 
 
