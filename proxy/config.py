@@ -17,6 +17,7 @@ from dataclasses import dataclass, fields
 from types import MappingProxyType
 from typing import Any, Literal
 
+from proxy.cache.tiers.shared_format import check_shared_cache_url
 from proxy.config_values import ConfigError, Kind, OriginConfig, parse_host, parse_value
 from proxy.sizes import format_size
 
@@ -81,6 +82,10 @@ class ProxyConfig:
     manifests_dir: str | None = None
     training_use_header: str = "X-Cachet-Use"
     enrolment_token: str | None = None
+    shared_cache_url: str | None = None  # the shared tier (docs/design/tiered-cache.md); None: off
+    shared_max_object_bytes: int = 4 * MiB
+    shared_key_prefix: str = "cachet:"
+    shared_timeout_ms: int = 50
 
     def origin_for_host(self, host: str | None) -> OriginConfig | None:
         """Return the origin serving `host` (exact name, then `*.suffix`, then the default)."""
@@ -309,6 +314,34 @@ _PROXY_KEYS = (
         " X-Cachet-Edge (a downstream cachet proxy) we believe (comma-separated)",
         "NETS",
     ),
+    _key(
+        "shared_cache_url",
+        "optional_str",
+        "a shared tier below memory and disk for a few proxies of one site:"
+        " redis://[:PASSWORD@]HOST[:PORT][/DB] (empty: off; the password is never logged)",
+        "URL",
+    ),
+    _key(
+        "shared_max_object_size",
+        "size",
+        "larger responses are not written to the shared tier",
+        "SIZE",
+        field="shared_max_object_bytes",
+        minimum=1,
+    ),
+    _key(
+        "shared_key_prefix",
+        "str",
+        "names in the shared store start with this; proxies share entries only under one prefix",
+        "PREFIX",
+    ),
+    _key(
+        "shared_timeout_ms",
+        "int",
+        "a shared tier read gives up after this (a miss); writes get four times as long",
+        "MS",
+        minimum=1,
+    ),
 )
 _RECORD_KEYS = (
     _key(
@@ -446,6 +479,8 @@ def _values_from_overrides(overrides: Mapping[str, object]) -> dict[str, Any]:
 def _build(merged: Mapping[str, Any]) -> ProxyConfig:
     origins = _assemble_origins(merged["origins"], merged["origin"], merged["origin_trusted"])
     kwargs: dict[str, Any] = {key.field: merged[key.name] for key in _KEYS if key.field}
+    if kwargs["shared_cache_url"] is not None:
+        check_shared_cache_url(kwargs["shared_cache_url"])
     return ProxyConfig(origins=origins, **kwargs)
 
 
