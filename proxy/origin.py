@@ -13,7 +13,6 @@ from yarl import URL
 
 from proxy.http.fields import Headers
 
-
 ORIGIN_IDLE_TIMEOUT_S = 4.0
 
 
