@@ -28,6 +28,7 @@ from proxy.cache.surrogate import ReverseIndex, surrogate_keys
 from proxy.cache.tiers.disk import DiskTier
 from proxy.cache.tiers.disk_labels import read_labels
 from proxy.cache.tiers.memory import MemoryTier
+from proxy.cache.tiers.shared import SharedTier
 from proxy.http.fields import Headers
 
 log = logging.getLogger("cachet.proxy")
@@ -166,8 +167,10 @@ class ResponseStore:
         max_object_bytes: int,
         on_evict: Callable[[str, Variants, int], None] | None = None,
         disk: DiskTier | None = None,
+        shared: SharedTier | None = None,
     ) -> None:
         self.disk = disk
+        self.shared = shared  # below the disk: a few proxies' Redis (docs/design/tiered-cache.md)
         self.tier: MemoryTier[str, Variants] = MemoryTier(
             capacity_bytes, max_object_bytes, on_evict=self._forget_evicted(on_evict)
         )
@@ -194,7 +197,7 @@ class ResponseStore:
     def _forget_unless_held(self, key: str) -> None:
         """A tier dropped ``key`` on its own: unindex it unless the other tier (or the disk
         queue) still holds it, so the purge indexes don't grow with every URL ever stored."""
-        if key in self.tier or self.is_on_disk(key):
+        if key in self.tier or (self.disk is not None and self.disk.may_hold(key)):
             return
         if self.writer is not None and self.writer.queued(key) is not None:
             return
@@ -225,9 +228,12 @@ class ResponseStore:
         return max(memory, min(disk.max_object_bytes, disk.capacity_bytes, writer.max_bytes))
 
     def is_on_disk(self, key: str) -> bool:
-        """May the disk hold ``key``? With other workers on the folder, asks the folder."""
+        """May a tier below memory answer ``key``: the disk (with other workers on the folder,
+        asks the folder) or, unless its breaker is open, the shared tier (`load` asks both)."""
         disk = self.disk
-        return disk is not None and disk.may_hold(key)
+        if disk is not None and disk.may_hold(key):
+            return True
+        return self.shared is not None and self.shared.may_hold(key)
 
     async def maintain(self) -> None:
         """The shared disk folder's upkeep (every MAINTAIN_INTERVAL_S): the owner takes in
@@ -293,19 +299,31 @@ class ResponseStore:
         elif writer is not None:
             writer.cancel(key)
             writer.disk.remove(key)
+        if self.shared is not None:
+            self.shared.offer(key, variants)  # queued; too large: its older shared copy goes
         return in_memory or on_disk
 
     async def load(self, key: str) -> Variants | None:
-        """The variants the disk holds for ``key`` (verified), or None."""
-        if self.disk is None:
-            return None
-        return await self.disk.get(key)
+        """The variants the disk, else the shared tier, holds for ``key`` (verified), or None."""
+        variants = await self.disk.get(key) if self.disk is not None else None
+        if variants is None and self.shared is not None:
+            variants = await self.shared.get(key, self.recent_purges)
+        return variants
 
     def promote(self, key: str, variants: Variants) -> None:
-        """Keep a disk hit in memory too (no disk write: it came from there)."""
+        """Keep a lower tier's hit in memory too; a shared hit goes to this proxy's disk as well
+        (a disk hit is not written back: it came from there)."""
         if self.tier.peek(key) is None:
             self.tier.put(key, variants, sum(v.size_bytes for v in variants))
         self._index(key, variants)
+        writer = self.writer
+        if (
+            self.shared is not None
+            and writer is not None
+            and _body_bytes(variants) <= writer.disk.max_object_bytes
+            and not writer.disk.may_hold(key)
+        ):
+            writer.queue(key, variants)
 
     def invalidate(self, key: str) -> bool:
         """Drop ``key`` from both tiers (and any queued disk write of it)."""
@@ -314,6 +332,8 @@ class ResponseStore:
             self.writer.cancel(key)
         if self.disk is not None:
             removed = self.disk.remove(key) or removed
+        if self.shared is not None:
+            self.shared.remove(key)
         if self._labelled_meanwhile is not None:
             self._labelled_meanwhile.add(key)
         self.surrogates.remove(key)
@@ -335,6 +355,8 @@ class ResponseStore:
                 return await self.soft_purge(key)
         for stored in held:
             stored.stale_marked = True
+        if self.shared is not None:
+            self.shared.offer(key, held)
         writer = self.writer
         if writer is not None and _body_bytes(held) <= writer.disk.max_object_bytes:
             disk = writer.disk
@@ -358,6 +380,8 @@ class ResponseStore:
             self.tier.put(key, held, sum(v.size_bytes for v in held))
         if self.writer is not None:
             self.writer.queue(key, held)
+        if self.shared is not None:
+            self.shared.offer(key, held)
         return True
 
     def index_disk_labels(self) -> asyncio.Future[int]:
