@@ -25,6 +25,7 @@ from proxy.cache.freshness import HeuristicPolicy
 from proxy.cache.storability import StoragePolicy
 from proxy.cache.store import ResponseStore
 from proxy.cache.tiers.disk import DiskTier
+from proxy.cache.tiers.shared import SharedTier, SharedTierCollector
 from proxy.config import ProxyConfig
 from proxy.connection import ClientConnection
 from proxy.cork import Cork
@@ -73,7 +74,8 @@ def build_state(
     disk_folder, disk_budget = disk_placement(config, worker)
     if disk_budget > 0:
         disk = DiskTier(disk_folder, disk_budget, config.max_object_bytes)
-    store = ResponseStore(config.memory_bytes, config.max_object_bytes, disk=disk)
+    shared = _shared_tier(config)
+    store = ResponseStore(config.memory_bytes, config.max_object_bytes, disk=disk, shared=shared)
     origin = OriginClient(
         config.origin_connect_timeout_s, config.origin_timeout_s, config.origin_max_connections
     )
@@ -118,7 +120,26 @@ def build_state(
             disk=disk,
         )
     )
+    if shared is not None:
+        registry.register(SharedTierCollector(shared))
     return state, origin
+
+
+def _shared_tier(config: ProxyConfig) -> SharedTier | None:
+    """The shared tier if configured (docs/design/tiered-cache.md); redis-py is imported only
+    then. Connections are opened by the first lookup, so a Redis that is down at start costs
+    nothing but counted misses."""
+    if config.shared_cache_url is None:
+        return None
+    from proxy.cache.tiers.shared_backend import AiocacheRedis
+
+    timeout_s = config.shared_timeout_ms / 1000
+    return SharedTier(
+        AiocacheRedis(config.shared_cache_url, connect_timeout_s=timeout_s),
+        prefix=config.shared_key_prefix,
+        max_object_bytes=config.shared_max_object_bytes,
+        timeout_s=timeout_s,
+    )
 
 
 async def _open_disk(store: ResponseStore) -> None:
@@ -184,6 +205,8 @@ async def serve(
     state, origin = build_state(config, registry, worker)
     store = state.handler.store
     await _open_disk(store)
+    if store.shared is not None:
+        store.shared.start()
     await origin.start()
     # Before listening: no unattributed first responses.
     poller = await _start_registry(state, worker_folder(config, worker))
@@ -232,6 +255,8 @@ async def serve(
     await state.handler.drain_background()
     if store.writer is not None:
         await store.writer.close()  # pending write-through puts, then the index snapshot
+    if store.shared is not None:
+        await store.shared.close()  # queued writes and deletes, for a bounded time
     if poller is not None:
         await poller.stop()
     if state.recorder is not None:
