@@ -6,7 +6,8 @@ Builds (not timed) a coordinator database whose log holds N signed batch headers
 ``SqliteStore.open``, then ``batches`` and ``log_nodes`` rows and one signed checkpoint written
 with plain sqlite3 (ingest would take minutes and is not what is measured). Then times a first
 export into an empty folder, a second with nothing new, and one after ``--grow`` more leaves, and
-prints wall and CPU seconds, files written and leaves per second.
+prints wall and CPU seconds, files written and leaves per second; then what serving one tile or
+bundle costs the coordinator per request (connection, range read, checks).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from provenance.batches import (
 from provenance.checkpoint import Checkpoint, format_checkpoint
 from provenance.keys import SigningKey
 from provenance.signed_note import sign_note
+from provenance.tiles import Tile
 
 ORIGIN = "cachet.local/log"
 
@@ -89,6 +91,19 @@ async def _timed(config: CoordinatorConfig, out: Path, key: SigningKey) -> None:
           f"{result.bundles:5} bundles, wall {wall:6.2f} s, cpu {cpu:6.2f} s, {rate}")  # fmt: skip
 
 
+async def _serve_costs(config: CoordinatorConfig, size: int, rounds: int = 200) -> None:
+    """What a GET /tile/... costs the coordinator besides HTTP: open a read connection, read
+    a tile (or a bundle, checked against its leaves), close (per request, as the handler does)."""
+    last_full = size // 256 - 1
+    for tile in (Tile(0, last_full), Tile(None, last_full), Tile(1, 0)):
+        wall = time.perf_counter()
+        for _ in range(rounds):
+            async with open_tile_source(config) as source:
+                await source.content(tile)
+        wall = (time.perf_counter() - wall) / rounds
+        print(f"  GET /{tile.path}: {wall * 1000:.2f} ms (connection, read, close)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--leaves", type=int, default=100_000)
@@ -108,9 +123,11 @@ def main() -> None:
         print("export-tiles:")
         asyncio.run(_timed(config, out, key))
         asyncio.run(_timed(config, out, key))
-        _append(db, state, args.grow, key)
+        state = _append(db, state, args.grow, key)
         asyncio.run(_timed(config, out, key))
         db.close()
+        print("serving:")
+        asyncio.run(_serve_costs(config, state.size))
 
 
 async def _migrate(config: CoordinatorConfig) -> None:
