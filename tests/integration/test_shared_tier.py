@@ -165,11 +165,16 @@ def test_responses_the_cache_must_not_share_never_reach_redis(
     _wait_stored(prefix, control)  # written after the others: the queue is in order
     with client() as r:
         assert not r.exists(_name(prefix, authorized))
-        assert b"session=alice" not in (r.get(_name(prefix, cookie)) or b"")
+        shared_cookie = r.get(_name(prefix, cookie))
+        assert shared_cookie is not None  # stored (cache_set_cookie), without the cookie
+        assert b"session=alice" not in shared_cookie
     b = proxy_factory(origin.url, *_flags(REDIS_URL, prefix))
     assert b.get(authorized, headers=HOST).body == b"for alice"
     assert origin.count(authorized) == 2  # B had nothing to serve it from
-    assert b.get(cookie, headers=HOST).header("Set-Cookie") is None
+    from_shared = b.get(cookie, headers=HOST)
+    assert (from_shared.header("X-Cache-Status"), from_shared.body) == ("HIT", b"c")
+    assert from_shared.header("Set-Cookie") is None
+    assert origin.count(cookie) == 1
 
 
 def test_a_stopped_redis_never_fails_a_request_and_sharing_resumes_when_it_is_back(
