@@ -142,6 +142,20 @@ def test_a_delete_queued_after_a_put_wins(prefix: str) -> None:
     run(prefix, body)
 
 
+def test_a_read_racing_a_purge_does_not_bring_the_value_back(prefix: str) -> None:
+    async def body(tier: SharedTier) -> None:
+        tier.offer(KEY, (response(b"purged"),))
+        await tier.wait_idle()
+        assert await tier.get(KEY + "/warm-up") is None  # a connection is open from now on
+        reading = asyncio.ensure_future(tier.get(KEY))
+        await asyncio.sleep(0)  # the GET is on its way
+        tier.remove(KEY)  # a purge here meanwhile
+        assert await reading is None
+        assert tier.stats.hits == 0
+
+    run(prefix, body)
+
+
 def test_too_large_to_share_removes_the_older_copy(prefix: str) -> None:
     async def body(tier: SharedTier) -> None:
         tier.offer(KEY, (response(b"small"),))

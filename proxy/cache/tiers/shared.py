@@ -82,7 +82,10 @@ class SharedTier:
         self.stats = SharedStats()
         self._ops: OrderedDict[str, Variants | None] = OrderedDict()  # None: delete
         self._queued_bytes = 0
-        self._unsent_deletes: set[str] = set()
+        # Keys whose delete has not been confirmed (queued, in flight or unsent): never read
+        # from the store meanwhile, so a purge here is not undone by a read racing its delete.
+        self._deleting: set[str] = set()
+        self._unsent: set[str] = set()  # deletes that failed or were skipped: sent again later
         self._in_flight: tuple[str, Variants | None] | None = None
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -94,7 +97,7 @@ class SharedTier:
 
     def may_hold(self, key: str) -> bool:
         """Is a read of ``key`` worth starting: the breaker lets it, no delete of it pending."""
-        if key in self._unsent_deletes or (key in self._ops and self._ops[key] is None):
+        if key in self._deleting:
             return False
         return self.breaker.would_allow(self.clock())
 
@@ -109,6 +112,8 @@ class SharedTier:
         value = await self._call(self.backend.get(storage_key(self.prefix, key), self.timeout_s))
         if value is None or isinstance(value, Exception):
             self.stats.misses += value is None
+            return None
+        if key in self._deleting:  # purged or invalidated while the read was on its way
             return None
         try:
             if len(value) <= INLINE_CODEC_BYTES:
@@ -150,7 +155,8 @@ class SharedTier:
             if previous is None:
                 self._ops[key] = None  # keep the delete that was waiting
             return False
-        self._unsent_deletes.discard(key)  # the put overwrites whatever the store holds
+        self._unsent.discard(key)  # the put overwrites what the store holds; until it lands,
+        # the key stays in _deleting, so the older value is not read back
         self._ops[key] = variants
         self._queued_bytes += size
         self._wake.set()
@@ -161,9 +167,10 @@ class SharedTier:
         previous = self._ops.pop(key, None)
         if previous is not None:
             self._queued_bytes -= _body_bytes(previous)
-        if len(self._ops) + len(self._unsent_deletes) >= DELETES_MAX:
+        if len(self._deleting) >= DELETES_MAX and key not in self._deleting:
             self.stats.errors["delete_lost"] += 1
             return
+        self._deleting.add(key)
         self._ops[key] = None
         self._wake.set()
 
@@ -218,36 +225,32 @@ class SharedTier:
     async def _send(self, key: str, variants: Variants | None) -> None:
         if not self.breaker.allow(self.clock()):
             self.stats.skipped += 1
-            if variants is None:
-                self._keep_unsent(key)
+            if key in self._deleting:
+                self._unsent.add(key)  # a delete, or a put that was to overwrite a deleted key
             return
         name = storage_key(self.prefix, key)
         timeout = self.timeout_s * WRITE_TIMEOUT_FACTOR
         if variants is None:
             outcome = await self._call(self.backend.delete(name, timeout))
-            if isinstance(outcome, Exception):
-                self._keep_unsent(key)
-                return
-            self._unsent_deletes.discard(key)
-            self.stats.deletes += 1
+            self.stats.deletes += not isinstance(outcome, Exception)
+        else:
+            value = await _encode(key, variants)
+            expiry = expiry_s(variants, time.time())
+            outcome = await self._call(self.backend.set(name, value, expiry, timeout))
+            self.stats.writes += not isinstance(outcome, Exception)
+        if key not in self._deleting:
             return
-        value = await _encode(key, variants)
-        expiry = expiry_s(variants, time.time())
-        outcome = await self._call(self.backend.set(name, value, expiry, timeout))
-        if not isinstance(outcome, Exception):
-            self.stats.writes += 1
-
-    def _keep_unsent(self, key: str) -> None:
-        if len(self._unsent_deletes) >= DELETES_MAX:
-            self.stats.errors["delete_lost"] += 1
-            return
-        self._unsent_deletes.add(key)
+        if isinstance(outcome, Exception):
+            self._unsent.add(key)
+        elif key not in self._ops:  # confirmed, and nothing newer queued for the key
+            self._deleting.discard(key)
 
     def _resend_deletes(self) -> None:
-        """The store answers again: queue the deletes it missed (unless a newer put is queued,
-        which overwrites the value anyway)."""
-        for key in self._unsent_deletes:
+        """The store answers again: queue the deletes it missed (a put queued meanwhile stays:
+        it overwrites the value anyway)."""
+        for key in self._unsent:
             self._ops.setdefault(key, None)
+        self._unsent.clear()
         self._wake.set()
 
     async def _call(self, operation: Awaitable[T]) -> T | Exception:
@@ -266,7 +269,7 @@ class SharedTier:
                 log.warning("shared tier: unexpected %s from the store", type(err).__name__)
             return err
         self.breaker.success()
-        if self._unsent_deletes:
+        if self._unsent:
             self._resend_deletes()
         return result
 
