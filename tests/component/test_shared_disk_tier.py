@@ -47,6 +47,10 @@ def entry_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if len(p.name) == 64)
 
 
+def owns(tier: DiskTier) -> bool:
+    return tier.owner
+
+
 def temp_files(folder: Path) -> list[Path]:
     return list(folder.rglob("*.tmp-*"))
 
@@ -299,3 +303,48 @@ def test_a_sharer_forgets_purge_labels_of_files_the_owner_evicted(tmp_path: Path
         await sharer.writer.close()
 
     asyncio.run(scenario())
+
+
+def test_a_sharer_takes_over_a_folder_whose_owner_exited(tmp_path: Path) -> None:
+    """The owner process exits (say a proxy's old workers drained while the new ones started)
+    and no process took the role at its start: a sharer's next upkeep takes it, indexes the
+    whole folder and holds the budget from then on."""
+    holder = (
+        "import asyncio, sys; from pathlib import Path\n"
+        "from proxy.cache.tiers.disk import DiskTier\n"
+        "from tests.unit.cache_builders import stored_response\n"
+        "tier = DiskTier(Path(sys.argv[1]), 1 << 20, 1 << 20); tier.open()\n"
+        "stored = stored_response([('Cache-Control', 'max-age=60')], body=b'owner')\n"
+        "asyncio.run(tier.put('by-old-owner', (stored,)))\n"
+        "print(tier.owner, flush=True); sys.stdin.read()\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", holder, str(tmp_path)],
+        cwd=REPO_ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None and child.stdin is not None
+    assert child.stdout.readline().strip() == "True"
+
+    async def scenario() -> None:
+        sharer = DiskTier(tmp_path, MiB, MiB)
+        sharer.open()
+        assert not sharer.owner
+        assert await sharer.put("by-sharer", (response(b"s"),))
+        assert await sharer.maintain() == [] and not sharer.owner  # the owner is alive
+        child.stdin.close()  # type: ignore[union-attr]
+        child.wait(timeout=30)
+        await sharer.maintain()
+        assert owns(sharer)
+        assert sorted(sharer.keys()) == ["by-old-owner", "by-sharer"]
+        assert sharer.bytes_used == entry_bytes(tmp_path)
+        sharer.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        child.kill()
+        child.wait()
+        child.stdout.close()

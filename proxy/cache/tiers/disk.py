@@ -132,6 +132,7 @@ class DiskTier:
         self._tickets = 0
         self._journal: JournalWriter | None = None  # a sharer's
         self._reader: JournalReader | None = None  # the owner's
+        self._changed_meanwhile: list[str] | None = None  # our own writes during a take-over
         self.bytes_used = 0
         self.evictions = 0
         self.corrupt_dropped = 0
@@ -188,8 +189,15 @@ class DiskTier:
             self._journal = JournalWriter(self.directory, self.pid)
             self._journal.open()
             return
-        # Followed from their current end before the scan: whatever is renamed from now on is
-        # seen by the scan, the journal, or both (applying a record twice is harmless).
+        for item in self._scan_folder():
+            self._set_slot(item.key, _Slot(item.name, item.file_bytes, item.inode))
+        self._evict_over(self.capacity_bytes)
+
+    def _scan_folder(self) -> list[Found]:
+        """The owner's index of the folder, least recently used first (in a thread: no
+        index changes here). The journals are followed from their current end before the
+        scan: whatever is renamed from now on is seen by the scan, a journal, or both
+        (applying a record twice is harmless)."""
         self._reader = JournalReader(self.directory, self.pid)
         self._reader.start()
         snapshot = self._take_snapshot()
@@ -207,9 +215,31 @@ class DiskTier:
             paths = [(name, ino) for name, ino in paths if name not in listed]
         found = self._scan_files([self._path(name) for name, _ in paths])
         found.sort(key=_written_at)
-        for item in (*known, *found):
+        return [*known, *found]
+
+    async def _take_over(self) -> None:
+        """A sharer whose folder lost its owner (the owner process exited and no restarted
+        worker took the role at its start) becomes the owner: the scan runs in a thread while
+        this process serves on; what it writes or removes meanwhile is inspected afterwards."""
+        log.info("disk tier: taking over the folder %s (no owner)", self.directory)
+        if self._journal is not None:
+            self._journal.close()  # our records are not needed: we track our own changes
+            self._journal = None
+        changed: list[str] = []
+        self._changed_meanwhile = changed
+        try:
+            found = await asyncio.to_thread(self._scan_folder)
+        finally:
+            self._changed_meanwhile = None
+        self.owner = True
+        for item in found:
             self._set_slot(item.key, _Slot(item.name, item.file_bytes, item.inode))
-        self._evict_over(self.capacity_bytes)
+        for name in changed:  # a few names: inspected on the loop, ordered with our puts
+            info = index_info(str(self._path(name)))
+            if isinstance(info, Found):
+                self._adopt(info)
+            elif info is None and name in self._names:
+                self._forget(self._names[name])  # removed after the scan listed it
 
     def close(self) -> None:
         """Cancel puts still in flight; the owner writes the index snapshot (temp, fsync,
@@ -308,8 +338,12 @@ class DiskTier:
         """The owner: take in what the other processes noted in their journals since the last
         call, then evict down to the budget. Returns the keys newly indexed (written by another
         process), so their purge labels can be read. A sharer: nothing to do."""
+        if self._closed:
+            return []
+        if not self.owner and self._role is None and self._take_ownership():
+            await self._take_over()
         reader = self._reader
-        if not self.owner or reader is None or self._closed:
+        if not self.owner or reader is None:
             return []
         records, inspected = await asyncio.to_thread(self._read_journals, reader)
         adopted = self._apply_journals(records, inspected)
@@ -507,6 +541,8 @@ class DiskTier:
     def _journal_note(self, op: JournalOp, name: str) -> None:
         if self._journal is not None:
             self._journal.append(op, name)
+        elif self._changed_meanwhile is not None and op != "U":
+            self._changed_meanwhile.append(name)
 
     def _drop_corrupt(self, path: Path, err: EntryFormatError, inode: int | None = None) -> None:
         log.warning("disk tier: dropping corrupt entry %s: %s", path.name, err)
