@@ -17,6 +17,7 @@ from proxy.cache.tiers.shared_format import (
     expiry_s,
     storage_key,
 )
+from proxy.config import load_proxy_config
 from proxy.config_values import ConfigError
 from tests.unit.cache_builders import T0, stored_response
 
@@ -122,3 +123,31 @@ def test_bad_shared_cache_urls_are_refused_without_echoing_them(url: str) -> Non
     with pytest.raises(ConfigError) as error:
         check_shared_cache_url(url)
     assert "secret" not in str(error.value)  # the URL may carry a password: never echoed
+
+
+def test_the_shared_tier_is_off_by_default_and_configured_by_flag_or_environment() -> None:
+    assert load_proxy_config({}, {}, None).shared_cache_url is None
+    env = {"CACHET_PROXY_SHARED_CACHE_URL": "redis://:pw@cache.internal:6380/1"}
+    config = load_proxy_config({"shared_timeout_ms": "20"}, env, None)
+    assert config.shared_cache_url == "redis://:pw@cache.internal:6380/1"
+    assert config.shared_timeout_ms == 20
+    assert load_proxy_config({"shared_cache_url": ""}, env, None).shared_cache_url is None
+
+
+@pytest.mark.parametrize(
+    ("overrides", "env"),
+    [
+        ({"shared_cache_url": "redis://:hunter2@cache:99999"}, {}),
+        ({}, {"CACHET_PROXY_SHARED_CACHE_URL": "memcached://cache"}),
+        ({"shared_timeout_ms": "0"}, {}),
+        ({"shared_timeout_ms": "fast"}, {}),
+        ({"shared_max_object_size": "0"}, {}),
+        ({"shared_max_object_size": "-1MiB"}, {}),
+    ],
+)
+def test_bad_shared_tier_settings_are_refused(
+    overrides: dict[str, object], env: dict[str, str]
+) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_proxy_config(overrides, env, None)
+    assert "hunter2" not in str(error.value)
