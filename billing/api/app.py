@@ -75,6 +75,7 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("GET", "/v1/log/proof/inclusion", log.get_inclusion_proof),
     ("GET", "/v1/log/proof/consistency", log.get_consistency_proof),
     ("GET", "/v1/receipts/{request_id}", log.get_receipt),
+    *log.TILE_ROUTES,  # the log as C2SP tlog-tiles: /checkpoint, /tile/{tile:.+}
     ("POST", "/v1/admin/creators", registry.add_creator),
     ("GET", "/v1/admin/creators", registry.list_creators),
     ("POST", "/v1/admin/creators/{account}/keys", registry.add_creator_key),

@@ -172,6 +172,7 @@ def openapi_document() -> dict[str, Any]:
             "get": _op("offline-verifiable receipt of a request", parameters=_path("request_id"))
         },
     }
+    paths.update(tile_openapi_paths())
     paths.update(_registry_paths())
     paths.update(admin_openapi_paths())
     paths.update(billing_openapi_paths())
