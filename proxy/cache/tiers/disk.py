@@ -184,6 +184,8 @@ class DiskTier:
         self.bytes_used = 0
         self._closed = False
         self.owner = self._take_ownership() if self._role is None else not self._role
+        role = "owns" if self.owner else "shares (another process owns it)"
+        log.info("disk tier: this process %s %s", role, self.directory)
         if not self.owner:
             self._entry_files()
             self._journal = JournalWriter(self.directory, self.pid)
