@@ -19,6 +19,7 @@ from proxy.cache.store import ResponseStore
 from proxy.cache.tiers.disk import SNAPSHOT_NAME, DiskTier, name_for
 from proxy.cache.tiers.disk_format import encode_entry
 from proxy.cache.tiers.disk_sharing import JOURNAL_FOLDER, temp_name
+from tests.component.test_disk_purge_index import attributed
 from tests.unit.cache_builders import stored_response
 
 MiB = 1024 * 1024
@@ -263,7 +264,7 @@ def test_one_owner_per_folder_across_processes(tmp_path: Path) -> None:
     assert other_process_owns() == "True"
 
 
-def test_the_store_of_the_owner_indexes_purge_labels_of_entries_other_workers_wrote(
+def test_the_owner_store_indexes_surrogate_keys_and_content_ids_other_workers_wrote(
     tmp_path: Path,
 ) -> None:
     """A purge by surrogate key reaches every worker; the owner must know the labels of what
@@ -276,11 +277,15 @@ def test_the_store_of_the_owner_indexes_purge_labels_of_entries_other_workers_wr
         assert sharer.writer is not None
         sharer.writer.start()
         assert sharer.put("u", response(b"x", ("Surrogate-Key", "grp")))
+        stored, content_id = attributed(b"a creator's work")
+        assert sharer.put("v", stored)
         await sharer.writer.wait_idle()
         await owner.maintain()
         assert owner.surrogates.keys_for("grp") == {"u"}
+        assert owner.contents.keys_for(content_id) == {"v"}
         assert owner.invalidate("u") is True
-        assert not file_of(tmp_path, "u").exists()
+        assert owner.purge_content({content_id}) == 1  # a revocation purge, say
+        assert not file_of(tmp_path, "u").exists() and not file_of(tmp_path, "v").exists()
         await sharer.writer.close()
 
     asyncio.run(scenario())
