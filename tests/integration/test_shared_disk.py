@@ -225,5 +225,9 @@ def test_two_workers_filling_the_folder_keep_it_within_its_budget(
         assert value(proxy, "cachet_disk_evictions") > 0
         assert sum(f.stat().st_size for f in entry_files(tmp_path)) <= budget
         assert value(proxy, "cachet_disk_bytes") <= budget
+        # Files evicted under the workers are misses, never errors: every object is served.
+        for path in paths:
+            response = proxy.get(path)
+            assert (response.status, len(response.body)) == (200, 16 * KiB)
     finally:
         proxy.stop()
