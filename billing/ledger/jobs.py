@@ -70,6 +70,11 @@ async def plan_from_summary(
         for b in summary.batches
         if b.winners != b.records
     ]
+    # The reads above are separate queries: ingest may meanwhile move a row from a step batch's
+    # upstream_of copy to a newer batch's serving copy (rows only ever leave sequenced batches).
+    # Unchanged counts mean every read saw the same rows; otherwise the reference re-reads.
+    if await ledger.read_step_batches(first, limit) != list(summary.batches):
+        return None
     return plan_summary_step(first, summary, registry, now, outcomes, mixed, mixed_winners, partial)
 
 

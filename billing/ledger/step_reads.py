@@ -172,10 +172,14 @@ class StepReads:
         """True if ``exc`` is the database refusing an integer overflow."""
         raise NotImplementedError
 
-    async def read_step_summary(self, first_index: int, limit: int) -> StepSummary | None:
+    async def read_step_batches(self, first_index: int, limit: int) -> list[StepBatchInfo]:
         rows = await self._all(BATCHES_SQL, (first_index, first_index + limit))
-        batches = [StepBatchInfo(r[0], r[1], int(r[2]), r[3], int(r[4]), int(r[5])) for r in rows]
-        pending = [(int(r[6]), int(r[5])) for r in rows]
+        return [StepBatchInfo(r[0], r[1], int(r[2]), r[3], int(r[4]), int(r[5]), int(r[6]))
+                for r in rows]  # fmt: skip
+
+    async def read_step_summary(self, first_index: int, limit: int) -> StepSummary | None:
+        batches = await self.read_step_batches(first_index, limit)
+        pending = [(b.log_index, b.winners) for b in batches]
         groups: list[UsageGroup] = []
         position, size = 0, self.window_records
         while position < len(pending):

@@ -53,6 +53,7 @@ class StepBatchInfo:
     last_ts: str
     records: int
     winners: int
+    log_index: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +158,10 @@ class LedgerStore(Protocol):
 
     async def read_claims(self, content_ids: set[str]) -> dict[str, list[Claim]]:
         """Every manifest version naming each content id (absent: none), in one read."""
+        ...
+
+    async def read_step_batches(self, first_index: int, limit: int) -> list[StepBatchInfo]:
+        """The step's batches in log order, with their winning rows counted now."""
         ...
 
     async def read_step_summary(self, first_index: int, limit: int) -> StepSummary | None:

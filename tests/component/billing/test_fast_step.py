@@ -179,11 +179,14 @@ async def _open(target: str | Path) -> Store:
     return await PostgresStore.open(target)
 
 
-async def _fill(store: Store, batches: list[tuple[int, list[dict[str, Any]]]]) -> int:
-    """Apply and sequence the batches (two fresh edges, request ids unique to this call);
-    the log index of the first."""
-    tag = secrets.token_hex(4)
-    names = [f"edge-{tag}-{i}" for i in (0, 1)]
+async def _fill(
+    store: Store, batches: list[tuple[int, list[dict[str, Any]]]], tag: str | None = None
+) -> int:
+    """Apply and sequence the batches (two fresh edges; request ids ``<tag>-<n>``, unique to
+    this call unless ``tag`` is given); the log index of the first."""
+    tag = tag or secrets.token_hex(4)
+    edges = secrets.token_hex(4)
+    names = [f"edge-{edges}-{i}" for i in (0, 1)]
     keys = [SigningKey(name, secrets.token_bytes(32)) for name in names]
     for name in names:
         token = secrets.token_hex(8)
@@ -358,3 +361,48 @@ def test_ledger_reads_the_registry_claims_the_registry_would(target: str | Path)
     creator's claim."""
     where = target / "claims.db" if isinstance(target, Path) else target
     asyncio.run(_claims_case(where))
+
+
+class _IngestDuringStep:
+    """A ledger whose step summary is followed by an ingest (before the step's other reads)."""
+
+    def __init__(self, ledger: Any, ingest: Any) -> None:
+        self._ledger, self._ingest = ledger, ingest
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ledger, name)
+
+    async def read_step_summary(self, first_index: int, limit: int) -> Any:
+        summary = await self._ledger.read_step_summary(first_index, limit)
+        await self._ingest()
+        return summary
+
+
+async def _race_case(where: str | Path) -> None:
+    store = await _open(where)
+    try:
+        tag = secrets.token_hex(4)
+        first = await _fill(store, [(0, [_hit(1, 5, upstream_of="parent-1"), _hit(2, 6)])], tag)
+
+        async def serving_copy_arrives() -> None:  # its row moves to the serving edge's batch
+            await _fill(store, [(0, [_hit(1, 5)])], tag)
+
+        ledger = _IngestDuringStep(ledger_store_for(store), serving_copy_arrives)
+
+        async def load(content_ids: set[str]) -> RegistrySnapshot:
+            return _snapshot()
+
+        assert await plan_from_summary(ledger, first, 1, load, NOWS[0]) is None
+        reference = await plan_record_by_record(ledger, first, 1, load, NOWS[0])
+        assert reference is not None
+        assert dict(reference.by_outcome) == {"attributed": 1, "upstream-duplicate": 1}
+    finally:
+        await store.close()
+
+
+def test_a_row_moving_during_the_step_sends_it_to_the_reference(target: str | Path) -> None:
+    """The step's reads are separate queries: when ingest moves a row out of a step batch
+    meanwhile (a parent's upstream_of copy replaced by the serving edge's), the fast plan is
+    dropped rather than counting that copy as neither a winner nor a loser."""
+    where = target / "race.db" if isinstance(target, Path) else target
+    asyncio.run(_race_case(where))
