@@ -243,11 +243,30 @@ class ResponseStore:
         disk = self.disk
         if disk is None:
             return
+        if disk.claim_if_orphaned():
+            await self._take_over(disk)
         adopted = await disk.maintain()
         if adopted:
             await self._index_adopted(disk, adopted)
         if not disk.owner:
             await self._prune_labels(disk)
+
+    async def _take_over(self, disk: DiskTier) -> None:
+        """This worker now owns the disk folder (its owner died): index the whole folder, then
+        the purge labels of every entry, as at a start. Purges by surrogate key or content id
+        wait meanwhile: this worker is now the one that must find entries only on disk."""
+        waiting: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._disk_labels = waiting
+        indexed = 0
+        try:
+            await disk.take_over()
+            self._disk_labels = None
+            indexed = await asyncio.shield(self.index_disk_labels())
+        finally:
+            if self._disk_labels is waiting:
+                self._disk_labels = None  # failed before the new scan: the next purge starts it
+            waiting.set_result(indexed)
+        log.info("disk tier: took over the folder; labels of %d entries indexed", indexed)
 
     async def _index_adopted(self, disk: DiskTier, keys: list[str]) -> None:
         if self._labelled_meanwhile is not None:

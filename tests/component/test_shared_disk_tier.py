@@ -319,7 +319,8 @@ def test_a_sharer_takes_over_a_folder_whose_owner_exited(tmp_path: Path) -> None
         "from proxy.cache.tiers.disk import DiskTier\n"
         "from tests.unit.cache_builders import stored_response\n"
         "tier = DiskTier(Path(sys.argv[1]), 1 << 20, 1 << 20); tier.open()\n"
-        "stored = stored_response([('Cache-Control', 'max-age=60')], body=b'owner')\n"
+        "headers = [('Cache-Control', 'max-age=60'), ('Surrogate-Key', 'old')]\n"
+        "stored = stored_response(headers, body=b'owner')\n"
         "asyncio.run(tier.put('by-old-owner', (stored,)))\n"
         "print(tier.owner, flush=True); sys.stdin.read()\n"
     )
@@ -336,15 +337,20 @@ def test_a_sharer_takes_over_a_folder_whose_owner_exited(tmp_path: Path) -> None
     async def scenario() -> None:
         sharer = DiskTier(tmp_path, MiB, MiB)
         sharer.open()
+        store = ResponseStore(MiB, MiB, disk=sharer)
         assert not sharer.owner
         assert await sharer.put("by-sharer", (response(b"s"),))
-        assert await sharer.maintain() == [] and not sharer.owner  # the owner is alive
+        await store.maintain()
+        assert not sharer.owner  # the owner is alive
         child.stdin.close()  # type: ignore[union-attr]
         child.wait(timeout=30)
-        await sharer.maintain()
+        await store.maintain()
         assert owns(sharer)
         assert sorted(sharer.keys()) == ["by-old-owner", "by-sharer"]
         assert sharer.bytes_used == entry_bytes(tmp_path)
+        # It is now the worker that must find disk-only entries for purges by label.
+        await store.disk_labels_indexed()
+        assert store.surrogates.keys_for("old") == {"by-old-owner"}
         sharer.close()
 
     try:

@@ -18,13 +18,13 @@ Durability contract (see docs/design/disk-tier.md):
   (counted in ``corrupt_dropped``).
 
 Sharing (docs/design/disk-tier.md, "Sharing one folder"): the first process to open the folder
-takes its owner lock (``owner.lock``, flock; released by the kernel when the process dies). The
-owner keeps the index of the whole folder: from its scan at ``open`` (or its snapshot) and from
-the journals in which the other processes ("sharers") note each file they write, read or remove;
-it alone enforces the byte budget (LRU by last use across the folder) and writes the index
-snapshot. A sharer keeps no index: it looks entries up by their key's path, writes them like the
-owner, and never evicts. Every process tolerates a file vanishing under it (a miss). One process
-alone on its folder is the owner and does exactly what a single proxy always did.
+takes its owner lock (``journal/owner.lock``, flock; released by the kernel when the process dies).
+The owner keeps the index of the whole folder: from its scan at ``open`` (or its snapshot) and from
+the journals in which the other processes ("sharers") note each file they write, read or remove; it
+alone enforces the byte budget (LRU by last use across the folder) and writes the index snapshot. A
+sharer keeps no index: it looks entries up by their key's path, writes them like the owner, and
+never evicts. Every process tolerates a file vanishing under it (a miss). One process alone on its
+folder is the owner and does exactly what a single proxy always did.
 
 Concurrency within a process: bytes are written and read in worker threads
 (``asyncio.to_thread``); every change to the directory's names (rename, unlink) and to the index
@@ -64,6 +64,7 @@ from proxy.cache.tiers.disk_io import (
 )
 from proxy.cache.tiers.disk_journal import JournalReader, JournalWriter, pid_alive
 from proxy.cache.tiers.disk_sharing import (
+    JOURNAL_FOLDER,
     OWNER_LOCK_NAME,
     TEMP_MARK,
     JournalOp,
@@ -219,10 +220,17 @@ class DiskTier:
         found.sort(key=_written_at)
         return [*known, *found]
 
-    async def _take_over(self) -> None:
+    def claim_if_orphaned(self) -> bool:
         """A sharer whose folder lost its owner (the owner process exited and no restarted
-        worker took the role at its start) becomes the owner: the scan runs in a thread while
-        this process serves on; what it writes or removes meanwhile is inspected afterwards."""
+        worker took the role at its start) takes the owner lock: True if it just did, and must
+        now `take_over`."""
+        if self.owner or self._role is not None or self._closed:
+            return False
+        return self._take_ownership()
+
+    async def take_over(self) -> None:
+        """After `claim_if_orphaned`: become the owner. The scan runs in a thread while this
+        process serves on; what it writes or removes meanwhile is inspected afterwards."""
         log.info("disk tier: taking over the folder %s (no owner)", self.directory)
         if self._journal is not None:
             self._journal.close()  # our records are not needed: we track our own changes
@@ -270,7 +278,9 @@ class DiskTier:
             _OWNED_FOLDERS[folder] = (held[0], self)
             return True
         flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
-        fd = os.open(self.directory / OWNER_LOCK_NAME, flags, 0o600)
+        journals = self.directory / JOURNAL_FOLDER
+        journals.mkdir(exist_ok=True)
+        fd = os.open(journals / OWNER_LOCK_NAME, flags, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -342,8 +352,8 @@ class DiskTier:
         process), so their purge labels can be read. A sharer: nothing to do."""
         if self._closed:
             return []
-        if not self.owner and self._role is None and self._take_ownership():
-            await self._take_over()
+        if self.claim_if_orphaned():
+            await self.take_over()
         reader = self._reader
         if not self.owner or reader is None:
             return []

@@ -25,7 +25,7 @@ TEMP_MARK = ".tmp-"
 TEMP_MAX_AGE_S = 3600.0  # no put takes this long; a temp file this old is nobody's
 JOURNAL_FOLDER = "journal"
 JOURNAL_ROTATE_BYTES = 1024 * 1024  # a live worker starts a new journal file past this size
-OWNER_LOCK_NAME = "owner.lock"
+OWNER_LOCK_NAME = "owner.lock"  # in JOURNAL_FOLDER: the folder itself holds only entries
 
 JournalOp = Literal["P", "U", "R"]
 _OPS: frozenset[str] = frozenset({"P", "U", "R"})
