@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.cache.tiers.disk import DiskTier
+from proxy.cache.tiers.disk import DiskTier, name_for
 from tests.integration.conftest import Origin, Proxy, Response, start_proxy
 from tests.integration.test_records_process import wait_gone
 from tests.integration.test_workers import (
@@ -96,33 +96,40 @@ def test_purges_by_url_and_surrogate_key_reach_the_shared_folder_and_stay_after_
 ) -> None:
     """docs/purge.md: a hard purge through the one admin listener removes the object from every
     worker and from the one folder, whoever wrote it; it does not come back after a restart."""
+    host = {"Host": "purge.test"}  # one cache key across both proxies' ports
+    paths = {"/sd-url": "a", "/sd-tag": "grp"}
     proxy = start_proxy(origin.url, tmp_path, "--workers", "2", "--purge-token", TOKEN)
     try:
-        for path, tag in (("/sd-url", "a"), ("/sd-tag", "grp")):
+        for path, tag in paths.items():
             origin.script(
                 path,
                 {"headers": [FRESH, ["Surrogate-Key", tag]], "body": "old"},
                 {"headers": [FRESH], "body": "new"},
             )
-            get_many(proxy, path, 1)
-            wait_stored(proxy, tmp_path, path)
-            assert {r.body for r in get_many(proxy, path)} == {b"old"}
-        url = f"http://127.0.0.1:{proxy.port}/sd-url"
-        assert purge(proxy, {"urls": [url]}).status == 200
+            assert proxy.get(path, headers=host).status == 200
+            wait_for(purge_test_entry(tmp_path, path).exists, f"{path} never stored")
+            served = [proxy.get(path, headers=host) for _ in range(REQUESTS)]
+            assert {(r.body, r.header("X-Cache-Status")) for r in served} == {(b"old", "HIT")}
+        assert set(per_worker(proxy, "cachet_requests")) == {"0", "1"}
+        assert purge(proxy, {"urls": ["http://purge.test/sd-url"]}).status == 200
         assert purge(proxy, {"surrogate_keys": ["grp"]}).status == 200
-        for path in ("/sd-url", "/sd-tag"):
-            assert not entry_file(proxy, tmp_path, path).exists()
-            first = get_many(proxy, path, 1)[0]
-            assert (first.body, first.header("X-Cache-Status")) == (b"new", "MISS")
-            assert origin.count(path) == 2
+        for path in paths:
+            assert not purge_test_entry(tmp_path, path).exists()
     finally:
         assert proxy.stop() == 0
     again = start_proxy(origin.url, tmp_path, "--workers", "2", "--purge-token", TOKEN)
     try:
-        for path in ("/sd-url", "/sd-tag"):
-            assert {r.body for r in get_many(again, path)} == {b"new"}
+        for path in paths:
+            first = again.get(path, headers=host)
+            assert (first.body, first.header("X-Cache-Status")) == (b"new", "MISS")
+            assert origin.count(path) == 2
     finally:
         again.stop()
+
+
+def purge_test_entry(cache_dir: Path, path: str) -> Path:
+    name = name_for(f"http://purge.test{path}")
+    return cache_dir / "objects" / name[0] / name[1:3] / name
 
 
 def test_a_surrogate_purge_finds_an_entry_whose_writer_was_killed(
@@ -231,3 +238,41 @@ def test_two_workers_filling_the_folder_keep_it_within_its_budget(
             assert (response.status, len(response.body)) == (200, 16 * KiB)
     finally:
         proxy.stop()
+
+
+def test_a_soft_purge_of_an_entry_only_on_disk_survives_a_restart_rfc9111_s4_3(
+    origin: Origin, tmp_path: Path
+) -> None:
+    """docs/purge.md: a soft purge marks the entry stale on disk before it answers, so after a
+    restart it is revalidated (RFC 9111 §4.3) before it is served fresh again, whichever
+    worker answers."""
+    etag = ["ETag", '"e1"']
+    origin.script(
+        "/sd-soft",
+        {"headers": [FRESH, etag], "body": "soft"},
+        {"status": 304, "reason": "Not Modified", "headers": [FRESH, etag]},
+    )
+    host = {"Host": "soft.test"}  # one cache key across the three proxies' ports
+    name = name_for("http://soft.test/sd-soft")
+    entry = tmp_path / "objects" / name[0] / name[1:3] / name
+    first = start_proxy(origin.url, tmp_path, "--workers", "2", "--purge-token", TOKEN)
+    try:
+        assert first.get("/sd-soft", headers=host).status == 200
+        wait_for(entry.exists, "never stored")
+    finally:
+        assert first.stop() == 0
+    second = start_proxy(origin.url, tmp_path, "--workers", "2", "--purge-token", TOKEN)
+    try:
+        answer = purge(second, {"urls": ["http://soft.test/sd-soft"], "mode": "soft"})
+        assert answer.status == 200 and json.loads(answer.body)["purged"] >= 1
+    finally:
+        assert second.stop() == 0
+    third = start_proxy(origin.url, tmp_path, "--workers", "2", "--purge-token", TOKEN)
+    try:
+        again = third.get("/sd-soft", headers=host)
+        assert (again.body, again.header("X-Cache-Status")) == (b"soft", "REVALIDATED")
+        sent = origin.requests("/sd-soft")
+        assert len(sent) == 2
+        assert any(name.lower() == "if-none-match" for name, _ in sent[1]["headers"])
+    finally:
+        third.stop()
