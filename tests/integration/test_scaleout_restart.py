@@ -217,10 +217,16 @@ async def _pipeline(
         for worker in scene.workers:
             if worker.poll() is None:
                 worker.terminate()
-        for worker in scene.workers:
-            worker.wait(15)
-        await nc.close()
-        await store.close()
+        try:
+            for worker in scene.workers:
+                try:
+                    worker.wait(30)
+                except subprocess.TimeoutExpired:  # a loaded machine; what is tested is above
+                    worker.kill()
+                    worker.wait(10)
+        finally:
+            await nc.close()
+            await store.close()
 
 
 async def _under_load(
