@@ -36,54 +36,40 @@ renaming it. (Across processes, a purge reaches every worker, and each cancels i
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import logging
 import os
-import re
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from proxy.cache.entry import StoredResponse
-from proxy.cache.tiers.disk_format import EntryFormatError, decode_snapshot, encode_snapshot
+from proxy.cache.tiers.disk_format import EntryFormatError
 from proxy.cache.tiers.disk_io import (
     CorruptEntry,
     Found,
-    file_age_s,
     fsync_directory,
     index_info,
     name_for,
     read_entry,
-    subdirs,
     unlink,
     unlink_if_inode,
     write_temp,
 )
-from proxy.cache.tiers.disk_journal import JournalReader, JournalWriter, pid_alive
-from proxy.cache.tiers.disk_sharing import (
-    JOURNAL_FOLDER,
-    OWNER_LOCK_NAME,
-    TEMP_MARK,
-    JournalOp,
-    eviction_victims,
-    temp_is_abandoned,
-    temp_name,
+from proxy.cache.tiers.disk_journal import (
+    JournalReader,
+    JournalWriter,
+    release_owner_lock,
+    take_owner_lock,
 )
+from proxy.cache.tiers.disk_scan import SNAPSHOT_NAME, FolderScan, write_snapshot
+from proxy.cache.tiers.disk_sharing import TEMP_MARK, JournalOp, eviction_victims, temp_name
 
 __all__ = ["SNAPSHOT_NAME", "TEMP_MARK", "DiskTier", "name_for"]
 
 log = logging.getLogger(__name__)
 
 Variants = tuple[StoredResponse, ...]
-SNAPSHOT_NAME = "index.snapshot"
-SCAN_THREADS = 8  # overlap device reads on a cold start; the GIL bounds a warm scan anyway
-_ENTRY_NAME = re.compile(r"[0-9a-f]{64}")
-# folder -> (lock fd, the tier holding it): a process owns a folder once, whatever number of
-# DiskTier objects it opens on it (the newest one holds it).
-_OWNED_FOLDERS: dict[str, tuple[int, DiskTier]] = {}
 
 
 @dataclass(slots=True)
@@ -188,7 +174,9 @@ class DiskTier:
         role = "owns" if self.owner else "shares (another process owns it)"
         log.info("disk tier: this process %s %s", role, self.directory)
         if not self.owner:
-            self._entry_files()
+            scan = FolderScan(self.directory, self.pid)
+            scan.entry_files()  # clears our dead predecessors' temp files
+            self._counted(scan)
             self._journal = JournalWriter(self.directory, self.pid)
             self._journal.open()
             return
@@ -203,22 +191,15 @@ class DiskTier:
         (applying a record twice is harmless)."""
         self._reader = JournalReader(self.directory, self.pid)
         self._reader.start()
-        snapshot = self._take_snapshot()
-        paths = self._entry_files()
-        self.loaded_from_snapshot = snapshot is not None
-        known: list[Found] = []
-        if snapshot is not None:
-            present = dict(paths)
-            known = [
-                Found(k, n, size, 0, inode)
-                for k, n, size, inode in snapshot
-                if n in present and (inode == 0 or present[n] == inode)
-            ]
-            listed = {found.name for found in known}
-            paths = [(name, ino) for name, ino in paths if name not in listed]
-        found = self._scan_files([self._path(name) for name, _ in paths])
-        found.sort(key=_written_at)
-        return [*known, *found]
+        scan = FolderScan(self.directory, self.pid)
+        found = scan.index()
+        self._counted(scan)
+        self.loaded_from_snapshot = scan.loaded_from_snapshot
+        return found
+
+    def _counted(self, scan: FolderScan) -> None:
+        self.temp_files_removed += scan.temp_files_removed
+        self.corrupt_dropped += scan.corrupt_dropped
 
     def claim_if_orphaned(self) -> bool:
         """A sharer whose folder lost its owner (the owner process exited and no restarted
@@ -262,87 +243,14 @@ class DiskTier:
         if not self.owner:
             return
         entries = [(k, s.name, s.file_bytes, s.inode) for k, s in self._index.items()]
-        temp = self.directory / f"{SNAPSHOT_NAME}{TEMP_MARK}{self.pid}"
-        with open(temp, "wb") as f:
-            f.write(encode_snapshot(entries))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, self.directory / SNAPSHOT_NAME)
-        fsync_directory(self.directory)
+        write_snapshot(self.directory, self.pid, entries)
         self._give_up_ownership()
 
     def _take_ownership(self) -> bool:
-        folder = str(self.directory.resolve())
-        held = _OWNED_FOLDERS.get(folder)
-        if held is not None:
-            _OWNED_FOLDERS[folder] = (held[0], self)
-            return True
-        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
-        journals = self.directory / JOURNAL_FOLDER
-        journals.mkdir(exist_ok=True)
-        fd = os.open(journals / OWNER_LOCK_NAME, flags, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        _OWNED_FOLDERS[folder] = (fd, self)
-        return True
+        return take_owner_lock(self.directory, self)
 
     def _give_up_ownership(self) -> None:
-        folder = str(self.directory.resolve())
-        held = _OWNED_FOLDERS.get(folder)
-        if held is not None and held[1] is self:
-            del _OWNED_FOLDERS[folder]
-            os.close(held[0])  # releases the flock: the next process to open may own the folder
-
-    def _take_snapshot(self) -> list[tuple[str, str, int, int]] | None:
-        path = self.directory / SNAPSHOT_NAME
-        for leftover in self.directory.glob(f"{SNAPSHOT_NAME}{TEMP_MARK}*"):
-            unlink(leftover)  # only an owner writes snapshots, and we are the owner now
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            return None
-        unlink(path)
-        fsync_directory(self.directory)  # a later crash must not find this snapshot again
-        try:
-            return decode_snapshot(data)
-        except EntryFormatError as err:
-            log.warning("disk tier: ignoring a bad index snapshot: %s", err)
-            return None
-
-    def _entry_files(self) -> list[tuple[str, int]]:
-        """(name, inode) of every entry file; deletes the temp files nobody can be writing."""
-        found: list[tuple[str, int]] = []
-        now = time.time()
-        for top in subdirs(str(self.directory), 1):
-            for sub in subdirs(top, 2):
-                with os.scandir(sub) as it:
-                    for entry in it:
-                        name = entry.name
-                        if TEMP_MARK in name:
-                            self._clear_temp(entry.path, name, now)
-                        elif _ENTRY_NAME.fullmatch(name):
-                            found.append((name, entry.inode()))
-        return found
-
-    def _clear_temp(self, path: str, name: str, now: float) -> None:
-        abandoned = temp_is_abandoned(name, file_age_s(path, now), self.pid, pid_alive)
-        if abandoned and unlink(Path(path)):
-            self.temp_files_removed += 1
-
-    def _scan_files(self, paths: list[Path]) -> list[Found]:
-        """Index info of each file, read by a few threads (a cold start waits on the device)."""
-        found: list[Found] = []
-        with ThreadPoolExecutor(SCAN_THREADS, thread_name_prefix="disk-scan") as pool:
-            infos = pool.map(index_info, map(str, paths), chunksize=256)
-            for path, info in zip(paths, infos, strict=True):
-                if isinstance(info, EntryFormatError):
-                    self._drop_corrupt(path, info)
-                elif info is not None:
-                    found.append(info)
-        return found
+        release_owner_lock(self.directory, self)
 
     # -- the owner's view of the other processes ---------------------------------------------------
 
@@ -566,7 +474,3 @@ class DiskTier:
 
     def _path(self, name: str) -> Path:
         return self.directory / name[0] / name[1:3] / name
-
-
-def _written_at(found: Found) -> int:
-    return found.mtime_ns

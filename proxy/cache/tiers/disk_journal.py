@@ -9,6 +9,7 @@ single small O_APPEND write on the event loop (as an unlink is).
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 from proxy.cache.tiers.disk_sharing import (
     JOURNAL_FOLDER,
     JOURNAL_ROTATE_BYTES,
+    OWNER_LOCK_NAME,
     JournalFile,
     JournalOp,
     finished_journals,
@@ -25,6 +27,41 @@ from proxy.cache.tiers.disk_sharing import (
 )
 
 log = logging.getLogger(__name__)
+
+# folder -> (lock fd, holder): a process owns a folder once, whatever number of DiskTier objects
+# it opens on it (the newest one holds the role).
+_OWNED_FOLDERS: dict[str, tuple[int, object]] = {}
+
+
+def take_owner_lock(folder: Path, holder: object) -> bool:
+    """Take the owner role of a disk folder for ``holder``: an exclusive, non-blocking flock on
+    ``journal/owner.lock``, which the kernel releases when the process dies (SIGKILL too).
+    False if another process holds it."""
+    resolved = str(Path(folder).resolve())
+    held = _OWNED_FOLDERS.get(resolved)
+    if held is not None:
+        _OWNED_FOLDERS[resolved] = (held[0], holder)
+        return True
+    journals = Path(folder) / JOURNAL_FOLDER
+    journals.mkdir(exist_ok=True)
+    flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
+    fd = os.open(journals / OWNER_LOCK_NAME, flags, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return False
+    _OWNED_FOLDERS[resolved] = (fd, holder)
+    return True
+
+
+def release_owner_lock(folder: Path, holder: object) -> None:
+    """Give the role up (if ``holder`` still holds it): the next process to try may own it."""
+    resolved = str(Path(folder).resolve())
+    held = _OWNED_FOLDERS.get(resolved)
+    if held is not None and held[1] is holder:
+        del _OWNED_FOLDERS[resolved]
+        os.close(held[0])
 
 
 def pid_alive(pid: int) -> bool:
