@@ -68,6 +68,7 @@ class DiskWriter:
         self.disk = disk
         self.on_tick = on_tick  # the shared folder's upkeep, every MAINTAIN_INTERVAL_S
         self._ticker: asyncio.Task[None] | None = None
+        self._stop_ticking: asyncio.Event | None = None
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self.dropped = 0
@@ -102,6 +103,7 @@ class DiskWriter:
     def start(self) -> None:
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
+        self._stop_ticking = asyncio.Event()
         if self._queue:
             self._wake.set()
         loop = asyncio.get_running_loop()
@@ -116,14 +118,22 @@ class DiskWriter:
             self._wake.set()
         if self._task is not None:
             await self._task
-        if self._ticker is not None:
-            self._ticker.cancel()
-            await asyncio.gather(self._ticker, return_exceptions=True)
+        if self._ticker is not None and self._stop_ticking is not None:
+            # Not cancelled: an upkeep under way (a take-over scan, say) finishes, so the tier
+            # closes as what it became (an owner writes its snapshot).
+            self._stop_ticking.set()
+            await self._ticker
         await asyncio.to_thread(self.disk.close)
 
     async def _tick(self, upkeep: Callable[[], Awaitable[None]]) -> None:
+        stop = self._stop_ticking
+        assert stop is not None
         while True:
-            await asyncio.sleep(MAINTAIN_INTERVAL_S)
+            try:
+                await asyncio.wait_for(stop.wait(), MAINTAIN_INTERVAL_S)
+                return
+            except TimeoutError:
+                pass
             try:
                 await upkeep()
             except Exception:  # the next tick tries again; serving goes on meanwhile

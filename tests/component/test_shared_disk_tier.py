@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from proxy.cache.entry import StoredResponse
-from proxy.cache.store import ResponseStore
+from proxy.cache.store import DiskWriter, ResponseStore
 from proxy.cache.tiers.disk import SNAPSHOT_NAME, DiskTier, name_for
 from proxy.cache.tiers.disk_format import encode_entry
 from proxy.cache.tiers.disk_sharing import JOURNAL_FOLDER, temp_name
@@ -359,3 +359,32 @@ def test_a_sharer_takes_over_a_folder_whose_owner_exited(tmp_path: Path) -> None
         child.kill()
         child.wait()
         child.stdout.close()
+
+
+def test_closing_lets_an_upkeep_under_way_finish_rather_than_cancel_it(tmp_path: Path) -> None:
+    """A take-over that started while the worker drains (the old owner closed first) must end
+    as an owner that writes the snapshot, not be cut off half-way (the snapshot it consumed
+    would be lost and the next start would scan every file)."""
+    owner, _ = pair(tmp_path)
+
+    async def scenario() -> None:
+        started, release = asyncio.Event(), asyncio.Event()
+        finished: list[bool] = []
+
+        async def slow_upkeep() -> None:
+            started.set()
+            await release.wait()
+            finished.append(True)
+
+        writer = DiskWriter(owner, on_tick=slow_upkeep)
+        writer.start()
+        await started.wait()
+        closing = asyncio.ensure_future(writer.close())
+        await asyncio.sleep(0.05)
+        assert not closing.done()  # waits for the upkeep, does not cancel it
+        release.set()
+        await closing
+        assert finished == [True]
+        assert (tmp_path / SNAPSHOT_NAME).exists()
+
+    asyncio.run(scenario())
