@@ -8,15 +8,7 @@ page cache) but may lose the last commits on power loss; choose it only knowing 
 One writer connection runs each transaction under an asyncio lock (``BEGIN IMMEDIATE`` ...
 ``COMMIT``); a second connection serves reads, which in WAL mode see only committed data.
 
-Group commit: ``apply_batch`` queues its batch; one writer task takes every batch queued by the
-time it gets the lock (batches arriving while a commit is running wait for the next one, so
-nothing is ever delayed to wait for company) and applies them in arrival order in ONE
-transaction, each under its own savepoint, then commits once and only then answers each caller.
-Every batch's outcome is the one it would have had alone: a later batch sees the earlier ones
-(a resend of a batch earlier in the group is a DUPLICATE, the next seq of an edge links to its
-head), a chain refusal keeps its incident, and a batch that fails for any other reason is rolled
-back to its savepoint alone. If the COMMIT fails, every batch of the group fails: none was
-acknowledged, none is half-applied.
+Writing batches (group commit) is ``sqlite_ingest.SqliteIngestMixin``.
 """
 
 from __future__ import annotations
@@ -24,39 +16,31 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import hashlib
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
 from billing.errors import (
-    ChainForkError,
-    ChainGapError,
     ConflictError,
     EnrolmentError,
     NotFoundError,
 )
-from billing.ingest.decide import check_chain
 from billing.log.integrate import NodeId
 from billing.store.base import (
-    ApplyResult,
     EdgeKey,
     EdgeStatus,
     Incident,
-    IncomingBatch,
-    Outcome,
     RecordLocation,
     StoredBatch,
     StoredCheckpoint,
 )
 from billing.store.migrations import CREATE_MIGRATIONS_TABLE, MIGRATIONS
+from billing.store.sqlite_ingest import QueuedBatch, SqliteIngestMixin
 from billing.store.sqlite_registry import SqliteRegistryMixin
-from provenance.batches import ChainHead, header_canonical_bytes, header_from_obj
+from provenance.batches import ChainHead, header_from_obj
 from provenance.canonical_json import parse
-from provenance.records import Record, RecordFields, record_fields
 
 SYNCHRONOUS_MODES = ("FULL", "NORMAL")
 # The writer's page cache: the dedup index on request ids takes random inserts (edges draw 128
@@ -69,54 +53,9 @@ WRITER_CACHE_KIB = 64 * 1024
 # back to WAL_LIMIT_BYTES after a checkpoint if a big group made it grow past that.
 WAL_AUTOCHECKPOINT_PAGES = 8192
 WAL_LIMIT_BYTES = 64 * 1024 * 1024
-# One group commit holds at most this many records (a bound on the transaction, not a wait).
-GROUP_MAX_RECORDS = 64_000
-# Columns in RecordFields order, then batch_id and record_index: a row is ``fields + (id, i)``.
-_UPSERT_RECORD = (
-    "INSERT INTO records (request_id, edge, ts, upstream_of, method, status, cache, tier,"
-    " bytes, origin_bytes, content_id, creator, manifest, sample_rate, use_kind, batch_id,"
-    " record_index) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
-    " ON CONFLICT (request_id) DO UPDATE SET batch_id = excluded.batch_id,"
-    " record_index = excluded.record_index, edge = excluded.edge, ts = excluded.ts,"
-    " upstream_of = excluded.upstream_of, method = excluded.method, status = excluded.status,"
-    " cache = excluded.cache, tier = excluded.tier, bytes = excluded.bytes,"
-    " origin_bytes = excluded.origin_bytes, content_id = excluded.content_id,"
-    " creator = excluded.creator, manifest = excluded.manifest,"
-    " sample_rate = excluded.sample_rate, use_kind = excluded.use_kind"
-    " WHERE excluded.upstream_of IS NULL AND records.upstream_of IS NOT NULL"
-)
 _SELECT_BATCH = (
     "SELECT b.batch_id, b.header_json, b.signature, b.log_index, b.records_json FROM batches b"
 )
-
-
-def _record_rows(batch_id: str, records: Sequence[Record | RecordFields]) -> list[tuple[Any, ...]]:
-    """The upsert rows of a batch's records (RecordFields are already in column order)."""
-    return [
-        (r if isinstance(r, tuple) else record_fields(r)) + (batch_id, index)
-        for index, r in enumerate(records)
-    ]
-
-
-@dataclass(slots=True)
-class _QueuedBatch:
-    batch: IncomingBatch
-    now: str
-    incident_id: str
-    answer: asyncio.Future[ApplyResult]
-
-
-def _take_group(queue: list[_QueuedBatch]) -> list[_QueuedBatch]:
-    """The oldest queued batches up to GROUP_MAX_RECORDS (always at least one)."""
-    size, records = 0, 0
-    for queued in queue:
-        records += len(queued.batch.records)
-        if size and records > GROUP_MAX_RECORDS:
-            break
-        size += 1
-    group = queue[:size]
-    del queue[:size]
-    return group
 
 
 def _batch_from_row(row: Sequence[Any]) -> StoredBatch:
@@ -124,12 +63,12 @@ def _batch_from_row(row: Sequence[Any]) -> StoredBatch:
     return StoredBatch(str(row[0]), header, base64.b64decode(row[2]), row[3], str(row[4]))
 
 
-class SqliteStore(SqliteRegistryMixin):
+class SqliteStore(SqliteIngestMixin, SqliteRegistryMixin):
     def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
         self._db = writer
         self._reader = reader
         self._lock = asyncio.Lock()
-        self._queue: list[_QueuedBatch] = []
+        self._queue: list[QueuedBatch] = []
         self._group_writer: asyncio.Task[None] | None = None
 
     @classmethod
@@ -329,103 +268,6 @@ class SqliteStore(SqliteRegistryMixin):
         sql = "SELECT head_seq, head_hash FROM edges WHERE edge = ?"
         row = await self._one(sql, (edge,))
         return None if row is None or row[0] is None else ChainHead(edge, int(row[0]), row[1])
-
-    async def apply_batch(self, batch: IncomingBatch, now: str, incident_id: str) -> ApplyResult:
-        """Queue the batch for the next group commit and wait for its outcome (see the module
-        docstring); returns only after the COMMIT that made it durable."""
-        answer: asyncio.Future[ApplyResult] = asyncio.get_running_loop().create_future()
-        self._queue.append(_QueuedBatch(batch, now, incident_id, answer))
-        if self._group_writer is None or self._group_writer.done():
-            self._group_writer = asyncio.create_task(self._write_groups())
-        return await answer
-
-    async def _write_groups(self) -> None:
-        while self._queue:
-            async with self._lock:
-                group = _take_group(self._queue)
-                outcomes = await self._commit_group(group)
-            for queued, outcome in zip(group, outcomes, strict=True):
-                if queued.answer.done():  # its caller gave up waiting; the outcome stands
-                    continue
-                if isinstance(outcome, BaseException):
-                    queued.answer.set_exception(outcome)
-                else:
-                    queued.answer.set_result(outcome)
-
-    async def _commit_group(
-        self, group: Sequence[_QueuedBatch]
-    ) -> list[ApplyResult | BaseException]:
-        """Apply the group in one transaction; each entry is the batch's result or error."""
-        db = self._db
-        outcomes: list[ApplyResult | BaseException] = []
-        try:
-            await db.execute("BEGIN IMMEDIATE")
-            for queued in group:
-                await db.execute("SAVEPOINT batch")
-                try:
-                    outcomes.append(await self._apply_one(db, queued))
-                except (ChainGapError, ChainForkError) as exc:
-                    outcomes.append(exc)  # refused, but its incident is kept
-                except Exception as exc:  # this batch fails alone; the others go on
-                    await db.execute("ROLLBACK TO batch")
-                    outcomes.append(exc)
-                await db.execute("RELEASE batch")
-            await db.execute("COMMIT")
-        except BaseException as exc:
-            with contextlib.suppress(Exception):  # SQLite may have rolled back already
-                await db.execute("ROLLBACK")
-            if not isinstance(exc, Exception):
-                raise  # cancelled at shutdown: nothing of the group was committed
-            return [exc] * len(group)
-        return outcomes
-
-    async def _apply_one(self, db: aiosqlite.Connection, queued: _QueuedBatch) -> ApplyResult:
-        """One batch inside the group's transaction: DUPLICATE, a chain refusal stored as an
-        incident (raised), or the batch stored."""
-        batch, header = queued.batch, queued.batch.header
-        async with db.execute(
-            "SELECT 1 FROM batches WHERE batch_id = ?", (batch.batch_id,)
-        ) as cursor:
-            if await cursor.fetchone() is not None:
-                return ApplyResult(Outcome.DUPLICATE, 0, 0)
-        async with db.execute(
-            "SELECT head_seq, head_hash FROM edges WHERE edge = ?", (header.edge,)
-        ) as cursor:
-            row = await cursor.fetchone()
-        head = None if row is None or row[0] is None else ChainHead(header.edge, *row)
-        try:
-            check_chain(head, header)
-        except (ChainGapError, ChainForkError) as exc:
-            await db.execute(
-                "INSERT INTO incidents VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (queued.incident_id, header.edge, exc.reason, header.seq, str(exc),
-                 header_canonical_bytes(header).decode(), queued.now),
-            )  # fmt: skip
-            raise
-        return await self._insert_batch(db, batch, queued.now)
-
-    async def _insert_batch(
-        self, db: aiosqlite.Connection, batch: IncomingBatch, now: str
-    ) -> ApplyResult:
-        h = batch.header
-        header_json = header_canonical_bytes(h).decode()
-        signature = base64.b64encode(batch.signature).decode()
-        await db.execute(
-            "INSERT INTO batches (batch_id, edge, seq, header_json, signature, record_count,"
-            " first_ts, last_ts, received_at, records_json) VALUES (?,?,?,?,?,?,?,?,?,?)",
-            (batch.batch_id, h.edge, h.seq, header_json, signature, h.count, h.first_ts,
-             h.last_ts, now, batch.records_json),
-        )  # fmt: skip
-        rows = _record_rows(batch.batch_id, batch.records)
-        cursor = await db.executemany(_UPSERT_RECORD, rows)
-        stored = max(cursor.rowcount, 0)
-        head_hash = hashlib.sha256(header_json.encode()).hexdigest()
-        await db.execute(
-            "UPDATE edges SET head_seq = ?, head_hash = ?, last_seen_at = ?,"
-            " batches_accepted = batches_accepted + 1 WHERE edge = ?",
-            (h.seq, head_hash, now, h.edge),
-        )
-        return ApplyResult(Outcome.ACCEPTED, stored, len(rows) - stored)
 
     # -- the log ---------------------------------------------------------------------------
     async def unsequenced_batch_ids(self, limit: int) -> list[str]:
