@@ -92,8 +92,12 @@ class Sequencer:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await self._task
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise  # stop() itself was cancelled: that is not ours to swallow
             self._task = None
 
     def notify(self) -> None:
@@ -111,8 +115,11 @@ class Sequencer:
     async def _run(self) -> None:
         wait_s = self._interval_s if self._lead is None else min(self._interval_s, LEAD_POLL_S)
         while True:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that arrives
+            # as the wake event fires (CPython gh-86296), and stop() then waited forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=wait_s)
+                async with asyncio.timeout(wait_s):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 await self._step()

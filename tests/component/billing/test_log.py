@@ -167,3 +167,25 @@ async def test_checkpoint_is_signed_after_the_interval_not_before(harness: Harne
             break
         await asyncio.sleep(0.01)
     assert (await _checkpoint(harness)).size == 1
+
+
+async def test_close_right_after_an_acceptance_returns(
+    store_dsn: str | None, tmp_path: Path
+) -> None:
+    """Closing a coordinator just as the sequencer is woken must not hang: on Python 3.11,
+    asyncio.wait_for could swallow the cancel that stops the sequencer (CPython gh-86296)."""
+    from tests.component.billing.fleet import Edge, signing_key
+
+    clock = FakeClock()
+    config = coordinator_config(tmp_path, db=store_dsn)
+    edge = Edge("edge-close", signing_key("edge-close"))
+    for round_ in range(5):
+        coordinator = await Coordinator.open(config, clock)
+        if round_ == 0:
+            token = (await coordinator.issue_enrolment_token()).token
+            await coordinator.enrol(token, edge.name, edge.verifier)
+        await coordinator.ingestor.ingest(body_of(edge.seal()), None)  # wakes the sequencer
+        closing = asyncio.create_task(coordinator.close())
+        done, _ = await asyncio.wait({closing}, timeout=20)  # a hang detector, not a timing
+        assert closing in done, "close() hung"
+        closing.result()
