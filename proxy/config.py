@@ -226,8 +226,8 @@ _PROXY_KEYS = (
         "workers",
         "int",
         "serving processes; above 1, a supervisor runs N workers sharing the client port"
-        " (SO_REUSEPORT), each with its own memory tier, disk folder and spool and an equal share"
-        " of their budgets (docs/design/workers.md)",
+        " (SO_REUSEPORT), each with its own memory tier and record spool (an equal share of"
+        " memory and spool_max_size) and one disk folder shared by all (docs/design/workers.md)",
         "N",
         minimum=1,
     ),
