@@ -53,6 +53,7 @@ from provenance.records import Record, RecordFields
 
 # pg_advisory_lock keys (one 64-bit namespace per database): ASCII "cachet" + a small tag.
 MIGRATION_LOCK = 0x636163686574_0001
+ACQUIRE_TIMEOUT_S = 30.0  # a stuck pool must not hang the sequencer for good
 LOG_LOCK = 0x636163686574_0002  # session lock: the elected sequencer
 LOG_APPEND_LOCK = 0x636163686574_0005  # transaction lock: one append_leaves at a time
 REGISTRY_LOCK = 0x636163686574_0003  # taken by postgres_registry
@@ -124,7 +125,9 @@ class PostgresStore(PostgresRegistryMixin):
     @classmethod
     async def open(cls, dsn: str, max_connections: int = 4) -> PostgresStore:
         """Connect (a small pool) and apply pending migrations."""
-        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=max_connections)
+        # min_size=0: during a PostgreSQL outage a floor of 1 made asyncpg log a traceback on
+        # every retry; connections are opened as needed anyway.
+        pool = await asyncpg.create_pool(dsn, min_size=0, max_size=max_connections)
         store = cls(pool)
         try:
             await store.migrate()
@@ -419,11 +422,12 @@ class PostgresStore(PostgresRegistryMixin):
                 if not self._leader.is_closed():
                     await self._leader.fetchval("SELECT 1")  # connected: still the leader
                     return True
-                await self._pool.release(self._leader)
-                self._leader = None
-            conn = await self._pool.acquire()
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-            self._leader = None
+                await self._drop_leader()
+            conn = await self._pool.acquire(timeout=ACQUIRE_TIMEOUT_S)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            # A half-open leader connection must go back to the pool (it holds one of few
+            # slots); the lock went with the session anyway.
+            await self._drop_leader()
             return False
         try:
             if await conn.fetchval("SELECT pg_try_advisory_lock($1)", LOG_LOCK):
@@ -433,6 +437,15 @@ class PostgresStore(PostgresRegistryMixin):
             pass
         await self._pool.release(conn)
         return False
+
+    async def _drop_leader(self) -> None:
+        leader, self._leader = self._leader, None
+        if leader is None:
+            return
+        with contextlib.suppress(Exception):
+            leader.terminate()
+        with contextlib.suppress(Exception):
+            await self._pool.release(leader)
 
     async def read_nodes(self, ids: Sequence[NodeId]) -> dict[NodeId, bytes]:
         wanted = sorted(set(ids))
