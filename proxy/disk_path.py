@@ -64,11 +64,27 @@ class DiskPath:
             variants = await self.h.store.load(ex.key)
             if variants is not None:
                 variants = await self._attribute(ex, variants)
-                self.h.store.promote(ex.key, variants)
+                variants = self._after_purges(ex.key, variants)
+                if variants is not None:
+                    self.h.store.promote(ex.key, variants)
         finally:
             del reads[ex.key]
             future.set_result(variants)  # None if this read failed: the others go forward
         return variants
+
+    def _after_purges(self, key: str, variants: Variants) -> Variants | None:
+        """A purge that ran while the read was awaited removed the file but found nothing in
+        memory yet; promoting what was read would undo it. Apply it here as a fill does."""
+        marks = self.h.store.recent_purges
+        kept: list[StoredResponse] = []
+        for stored in variants:
+            purged = marks.verdict(key, stored)
+            if purged == "hard":
+                continue
+            if purged == "soft":
+                stored.stale_marked = True
+            kept.append(stored)
+        return tuple(kept) if kept else None
 
     async def _attribute(self, ex: Exchange, variants: Variants) -> Variants:
         """The disk does not keep attribution: check the bytes against today's manifests again,
