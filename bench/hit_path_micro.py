@@ -31,6 +31,9 @@ class FakeTransport:
     def write(self, data: bytes) -> None:
         self.written += len(data)
 
+    def writelines(self, parts: tuple[bytes, ...]) -> None:
+        self.written += sum(len(part) for part in parts)
+
     def get_extra_info(self, name: str) -> object:
         return ("127.0.0.1", 40000) if name == "peername" else None
 

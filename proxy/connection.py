@@ -208,10 +208,25 @@ class ClientConnection(asyncio.Protocol):
         else:
             cork.queue(self, data)
 
-    def uncork(self, data: bytes) -> None:
+    def write_parts(self, parts: tuple[bytes, ...], recorded: bool) -> None:
+        """A response in several buffers (a head and a large stored body) written with one
+        vectored write, so the body is never copied into a new buffer."""
+        if self.closed or self.transport is None:
+            return
+        self.responded = True
+        cork = self.state.cork
+        if cork is not None and (recorded or self.corked):
+            cork.queue(self, parts)
+        else:
+            self.transport.writelines(parts)
+
+    def uncork(self, data: bytes | tuple[bytes, ...]) -> None:
         if self._lost or self.transport is None:
             return
-        self.transport.write(data)
+        if type(data) is tuple:
+            self.transport.writelines(data)
+        else:
+            self.transport.write(data)  # type: ignore[arg-type]
         if not self.corked and self._close_when_uncorked:
             self.transport.close()
 

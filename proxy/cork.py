@@ -21,10 +21,10 @@ if TYPE_CHECKING:
 class Cork:
     def __init__(self, flush_records: Callable[[], None]) -> None:
         self._flush_records = flush_records
-        self._queued: list[tuple[ClientConnection, bytes]] = []
+        self._queued: list[tuple[ClientConnection, bytes | tuple[bytes, ...]]] = []
         self._scheduled = False
 
-    def queue(self, conn: ClientConnection, data: bytes) -> None:
+    def queue(self, conn: ClientConnection, data: bytes | tuple[bytes, ...]) -> None:
         conn.corked += 1
         self._queued.append((conn, data))
         if not self._scheduled:
