@@ -9,7 +9,8 @@ Checks run in this order; the first that applies gives the reason (so every reco
                        ``now`` + ``max_future_skew_s``
 ``upstream-duplicate`` ``upstream_of`` is set: our client was another cachet proxy, whose own
                        record of the client's request is the one that bills
-``non-billable``       method other than GET/HEAD, cache outcome ``bypass`` or ``error``, or a
+``non-billable``       method other than GET (HEAD included: it serves no content bytes, and a
+                       HEAD miss has no content id), cache outcome ``bypass`` or ``error``, or a
                        status other than 2xx and 304
 ``hash-mismatch``      the edge flagged that the bytes did not hash to the claimed content: a
                        record with ``content_id`` and ``creator`` set but ``manifest`` null
@@ -54,7 +55,9 @@ EXCLUSION_REASONS: tuple[str, ...] = (
 )  # fmt: skip
 ATTRIBUTED = "attributed"
 
-BILLABLE_METHODS = frozenset({"GET", "HEAD"})
+# Creators are paid for their content served (bytes, hits): a HEAD answer carries none, so it is
+# not billable (else a HEAD miss, which has no content id, would read as unknown content).
+BILLABLE_METHODS = frozenset({"GET"})
 BILLABLE_CACHE_OUTCOMES = frozenset({"hit", "miss", "stale", "revalidated"})
 DEFAULT_MAX_FUTURE_SKEW_S = 300
 
@@ -83,7 +86,7 @@ def _never_revoked(content_id: str, ts: str) -> bool:
 
 
 def is_billable_outcome(record: Record) -> bool:
-    """GET/HEAD answered with 2xx or 304 from cache or origin (not bypass, not error)."""
+    """GET answered with 2xx or 304 from cache or origin (not bypass, not error)."""
     return (
         record.method in BILLABLE_METHODS
         and record.cache in BILLABLE_CACHE_OUTCOMES
@@ -120,7 +123,10 @@ def attribute(
     if record.upstream_of is not None:
         return Excluded(record, UPSTREAM_DUPLICATE, f"served to edge {record.upstream_of}")
     if not is_billable_outcome(record):
-        detail = f"{record.method} {record.status} cache={record.cache}"
+        if record.method == "HEAD":
+            detail = "HEAD serves no content"
+        else:
+            detail = f"{record.method} {record.status} cache={record.cache}"
         return Excluded(record, NON_BILLABLE, detail)
     if record.content_id is None:
         return Excluded(record, UNKNOWN_CONTENT, "no content id")

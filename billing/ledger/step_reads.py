@@ -27,6 +27,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from billing.attribution import BILLABLE_CACHE_OUTCOMES, BILLABLE_METHODS
 from billing.ledger.store import Claim, StepBatch, StepBatchInfo, StepSummary, UsageGroup
 from provenance.records import Record
 
@@ -42,13 +43,21 @@ RECORD_COLUMNS = (
     " creator, manifest, sample_rate, use_kind, upstream_of"
 )
 _STEP_BATCH_IDS = "SELECT batch_id FROM batches WHERE log_index >= ? AND log_index < ?"
-# The same checks as billing.attribution (BILLABLE_METHODS, BILLABLE_CACHE_OUTCOMES, 2xx or
+
+
+def _sql_list(words: frozenset[str]) -> str:
+    """Constant words as SQL string literals (plain tokens: no quote to escape)."""
+    return ", ".join(f"'{w}'" for w in sorted(words))
+
+
+# The same checks as billing.attribution (its BILLABLE_METHODS, BILLABLE_CACHE_OUTCOMES, 2xx or
 # 304) and billing.aggregate (FROM_CACHE_TIERS; saved when bytes > origin_bytes);
 # tests/component/billing/test_fast_step.py holds the two paths equal.
 _FLAGS = f"""(CASE WHEN r.creator IS NULL THEN 0 ELSE {HAS_CREATOR} END
     + CASE WHEN r.manifest IS NULL THEN 0 ELSE {HAS_MANIFEST} END
     + CASE WHEN r.upstream_of IS NULL THEN 0 ELSE {UPSTREAM} END
-    + CASE WHEN r.method IN ('GET', 'HEAD') AND r.cache IN ('hit', 'miss', 'stale', 'revalidated')
+    + CASE WHEN r.method IN ({_sql_list(BILLABLE_METHODS)})
+        AND r.cache IN ({_sql_list(BILLABLE_CACHE_OUTCOMES)})
         AND ((r.status >= 200 AND r.status <= 299) OR r.status = 304) THEN {BILLABLE} ELSE 0 END
     + CASE WHEN r.tier IN ('memory', 'disk') THEN {FROM_CACHE} ELSE 0 END
     + CASE WHEN r.bytes > r.origin_bytes THEN {SAVED} ELSE 0 END)"""

@@ -4,6 +4,7 @@ engine (``billing.pricing`` / ``billing.statements``): an independent second rea
 documented rules, so the two can disagree.
 
 The rules used, as docs/billing.md states them:
+- only GET answers bill: a HEAD answer serves no content (§1, billable outcomes);
 - a line per content id x manifest x use; `hits` are requests answered from the cache (hit,
   stale, revalidated); `bytes_served` what the client got, `bytes_from_cache` those of hits;
 - exact = (hits x per_hit + GB x per_gb + GB from cache x max(0, origin - edge cost per GB) x
@@ -31,13 +32,19 @@ BASIS_POINTS = 10_000
 
 @dataclass(frozen=True)
 class Served:
-    """One billable answer the client saw: which content, for which use, from the cache or
-    not, and how many body bytes."""
+    """One answer the client saw for the creator's content (2xx, from the cache or the origin):
+    which content, for which use, from the cache or not, how many body bytes, and the method."""
 
     content_id: str
     use: str
     from_cache: bool
     body_bytes: int
+    method: str = "GET"
+
+    @property
+    def bills(self) -> bool:
+        """docs/billing.md §1: HEAD serves no content, so it is not billable."""
+        return self.method == "GET"
 
 
 def ratio(text: str) -> tuple[int, int]:
@@ -116,7 +123,7 @@ def expected_statement(
     """The statement of one hour for ``creator`` (all ``served`` billing to ``manifest_id``,
     unsampled, none late), in the API's JSON form without its ``sha256``."""
     totals: dict[tuple[str, str], list[int]] = {}
-    for s in served:
+    for s in (s for s in served if s.bills):
         t = totals.setdefault((s.content_id, s.use), [0, 0, 0, 0])
         t[0] += 1
         t[1] += s.from_cache

@@ -162,7 +162,7 @@ class Billing:
         assert (response.status, response.header("X-Cache-Status")) == (200, expect), name
         content_id, size = self.content[name]
         assert len(response.body) == (size if method == "GET" else 0)
-        served.append(Served(content_id, use, expect in FROM_CACHE, len(response.body)))
+        served.append(Served(content_id, use, expect in FROM_CACHE, len(response.body), method))
 
     def not_billable(self, path: str, status: int) -> None:
         assert http_request(self.stack.proxy, "GET", path).status == status
@@ -315,10 +315,13 @@ def test_a_closed_hour_bills_what_the_proxy_served_at_the_configured_prices(
     assert {k: v for k, v in statement.items() if k != "sha256"} == expected
     assert statement["gross_micros"] > 0  # the manifest's per-hit terms earn something
     assert billing.close(first) == (200, closed)  # closing again changes nothing
-    # docs/billing.md §5: every record of the hour is billed or excluded with its reason.
+    # docs/billing.md §5: every record of the hour is billed or excluded with its reason: the
+    # 404 and the HEAD hit are non-billable (§1), the origin's own page unknown content.
+    billed_first = sum(s.bills for s in served_first)
+    assert billed_first == len(served_first) - 1  # the one HEAD
     assert billing.reconciliation(first) == {
-        "expected": len(served_first) + 2, "billed": len(served_first),
-        "differences": {"non-billable": 1, "unknown-content": 1},
+        "expected": len(served_first) + 2, "billed": billed_first,
+        "differences": {"non-billable": 2, "unknown-content": 1},
     }  # fmt: skip
 
     # The operator changes the prices (an audited new version); hour H+1 is billed with them.

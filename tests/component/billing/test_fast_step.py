@@ -122,8 +122,11 @@ def _kind(draw: st.DrawFn) -> dict[str, Any]:
     content_id = draw(st.sampled_from([*CONTENT, None]))
     claim = draw(st.sampled_from(["vouched", "flagged", "none"])) if content_id else "none"
     billable = draw(st.integers(0, 3)) > 0
+    # HEAD with a billable status and cache outcome, with or without content (a HEAD hit names
+    # its content, a HEAD miss does not): docs/billing.md §1, not billable either way
+    method = ["GET", "GET", "HEAD"] if billable else ["POST", "GET", "HEAD"]
     return {
-        "method": draw(st.sampled_from(["GET", "HEAD"] if billable else ["POST", "GET"])),
+        "method": draw(st.sampled_from(method)),
         "status": draw(st.sampled_from([200, 206, 304] if billable else [404, 503, 200])),
         "cache": draw(
             st.sampled_from(["hit", "miss", "stale", "revalidated"] if billable else ["bypass"])
@@ -283,7 +286,8 @@ def _hit(request: int, minutes: float, **fields: Any) -> dict[str, Any]:
 # Sharp cases, always run: one group straddling C1's supersession (to the ms); one straddling
 # the future limit of now = T0 + 57 min, and one starting on it; a parent's upstream_of copy
 # that loses to the serving edge's copy, a request id twice in one batch, sampled records;
-# squares past 2^63 (limbs); past what limbs hold (the reference path).
+# squares past 2^63 (limbs); past what limbs hold (the reference path); a HEAD hit and a HEAD
+# miss (non-billable, docs/billing.md §1) beside a GET hit of the same content.
 @example(batches=[(0, [_hit(1, 89.99), _hit(2, 90), _hit(3, 90.01)])], now=NOWS[0], window=8_000)
 @example(batches=[(0, [_hit(1, 61), _hit(2, 62), _hit(3, 62.001)])], now=NOWS[1], window=8_000)
 @example(batches=[(0, [_hit(1, 62), _hit(2, 62.001)])], now=NOWS[1], window=8_000)
@@ -302,6 +306,13 @@ def _hit(request: int, minutes: float, **fields: Any) -> dict[str, Any]:
     window=8_000,
 )
 @example(batches=[(0, [_hit(1, 5, bytes=2**52), _hit(2, 6)])], now=NOWS[0], window=8_000)
+@example(
+    batches=[(0, [_hit(1, 5, method="HEAD", bytes=0), _hit(2, 6),
+                  _hit(3, 7, method="HEAD", bytes=0, cache="miss", tier="origin",
+                       content_id=None, creator=None, manifest=None)])],
+    now=NOWS[0],
+    window=8_000,
+)  # fmt: skip
 @settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

@@ -83,9 +83,27 @@ def test_future_skew_is_tolerated_up_to_the_limit() -> None:
     assert isinstance(_attr(make_record(ts="2026-11-27T12:05:00.000Z")), Attributed)
 
 
-def test_head_304_and_206_bill() -> None:
-    for record in (make_record(method="HEAD"), make_record(status=304), make_record(status=206)):
+def test_304_and_206_bill() -> None:
+    for record in (make_record(status=304), make_record(status=206)):
         assert isinstance(_attr(record), Attributed)
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        make_record(method="HEAD", bytes=0),  # a HEAD hit names its content (and is vouched)
+        make_record(method="HEAD", bytes=0, status=304, cache="revalidated"),
+        make_record(method="HEAD", bytes=0, cache="miss", tier="origin", content_id=None,
+                    manifest=None, creator=None),  # a HEAD miss hashes no body: no content id
+    ],
+)  # fmt: skip
+def test_head_serves_no_content_so_it_does_not_bill(record: Record) -> None:
+    """docs/billing.md §1: creators are paid for their content served (hits, bytes); a HEAD
+    answer carries none. It is ``non-billable`` whether or not the edge knew the content (a HEAD
+    miss is not ``unknown-content``, which would hint at a registry problem)."""
+    out = _attr(record)
+    assert isinstance(out, Excluded)
+    assert (out.reason, out.detail) == ("non-billable", "HEAD serves no content")
 
 
 def test_revoked_content_bills_within_the_grace_window() -> None:
