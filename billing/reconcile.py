@@ -1,9 +1,10 @@
 """Reconciliation (issue 6 "Reconciliation"): per period and edge, what the edge says it served
 against what was billed, with every difference explained by a reason. Pure; counts in records.
 
-The edge reports, with its batches or heartbeats, ``requests_served`` and ``records_emitted``
-(the requests it kept a record of: sampling leaves the others out). The coordinator counts what
-it saw of that edge's records for the period. Two stages, each with its own remainder, so an
+The edge reports, with its batches or heartbeats, ``requests_served``, ``records_emitted``
+(the requests it kept a record of) and ``records_dropped`` (records its full spool refused: the
+answers were served, unrecorded); sampling left the rest out. The coordinator counts what it
+saw of that edge's records for the period. Two stages, each with its own remainder, so an
 error in one cannot hide behind an opposite error in the other::
 
     transport:  records_emitted = (copies_received - duplicates)
@@ -11,9 +12,11 @@ error in one cannot hide behind an opposite error in the other::
     billing:    (copies_received - duplicates) = sum(excluded by reason) + billed_own
                                   + unexplained_billing,      billed_own = billed - late_in
 
-and ``requests_served - billed`` = sampling + invalid signatures + chain gaps + late - late_in +
-exclusions + both remainders, which is what ``differences`` lists (late_in with a minus sign:
-adjustments from earlier periods billed in this one). Duplicates never change what is billed;
+and ``requests_served - billed`` = sampling + spool_full + invalid signatures + chain gaps + late
+- late_in + exclusions + both remainders, which is what ``differences`` lists, with
+``spool_full = records_dropped`` and ``sampling = requests_served - records_emitted -
+records_dropped`` (late_in with a minus sign: adjustments from earlier periods billed in this
+one). Duplicates never change what is billed;
 they are listed so the coordinator's received count reconciles too. A non-zero remainder is a
 bug (or a loss nobody reported, such as a batch that never arrived): it is never folded into a
 reason.
@@ -28,20 +31,31 @@ from datetime import datetime
 from billing.attribution import EXCLUSION_REASONS
 
 SAMPLING = "sampling"
+SPOOL_FULL = "spool-full"
 DUPLICATES = "duplicates"
 INVALID_SIGNATURE = "invalid-signature"
 CHAIN_GAP = "chain-gap"
 LATE = "late"
 LATE_IN = "late-adjustments-in"
-DIFFERENCE_REASONS = (SAMPLING, INVALID_SIGNATURE, CHAIN_GAP, LATE, LATE_IN, *EXCLUSION_REASONS)
+DIFFERENCE_REASONS = (
+    SAMPLING,
+    SPOOL_FULL,
+    INVALID_SIGNATURE,
+    CHAIN_GAP,
+    LATE,
+    LATE_IN,
+    *EXCLUSION_REASONS,
+)
 
 
 @dataclass(frozen=True, slots=True)
 class EdgeCounters:
-    """What an edge reported for one period."""
+    """What an edge reported for one period (``records_dropped``: 0 from edges that do not
+    report it)."""
 
     requests_served: int
     records_emitted: int
+    records_dropped: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +105,8 @@ def reconcile(
     transport = counters.records_emitted - unique - lost
     billing = unique - excluded - (counts.billed - counts.late_in)
     differences = (
-        (SAMPLING, counters.requests_served - counters.records_emitted),
+        (SAMPLING, counters.requests_served - counters.records_emitted - counters.records_dropped),
+        (SPOOL_FULL, counters.records_dropped),
         (INVALID_SIGNATURE, counts.invalid_signature),
         (CHAIN_GAP, counts.chain_gap),
         (LATE, counts.late),

@@ -13,7 +13,7 @@ a creator route answers 403 ``forbidden``.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,12 +28,14 @@ from billing.ledger.service import Billing
 from billing.ledger.store import PeriodRow, PricingVersion
 from billing.registry.errors import ForbiddenError
 from billing.registry.service import Registry
+from billing.store.base import BatchCounters
 from billing.tokens import bearer_token
 from provenance.errors import FormatError
 from provenance.receipts import receipt_to_obj
 
 SERVED_HEADER = "X-Cachet-Requests-Served"
 EMITTED_HEADER = "X-Cachet-Records-Emitted"
+DROPPED_HEADER = "X-Cachet-Records-Dropped"
 
 
 @dataclass
@@ -185,34 +187,36 @@ async def creator_receipt(request: web.Request) -> web.Response:
 
 
 # -- ingest with the edge's counters -----------------------------------------------------------
-def _count_header(request: web.Request, name: str) -> int | None:
-    text = request.headers.get(name)
-    if text is None:
+def counters_of(headers: Mapping[str, str]) -> BatchCounters | None:
+    """The edge's counters for a batch (docs/billing.md §6), or None if it sent none. Served
+    and emitted come both or neither; dropped (records a full spool refused) only with them,
+    and at most served - emitted (the answers neither sampled out nor recorded); an edge that
+    does not send it dropped none. Anything else is refused (400 ``malformed``)."""
+    served = ingest.count_header(headers, SERVED_HEADER)
+    emitted = ingest.count_header(headers, EMITTED_HEADER)
+    dropped = ingest.count_header(headers, DROPPED_HEADER)
+    if (served is None) != (emitted is None):
+        raise FormatError(f"send both {SERVED_HEADER} and {EMITTED_HEADER}, or neither")
+    if served is None or emitted is None:
+        if dropped is not None:
+            raise FormatError(f"{DROPPED_HEADER} needs {SERVED_HEADER} and {EMITTED_HEADER}")
         return None
-    if not text.strip().isdigit() or len(text.strip()) > 15:
-        raise FormatError(f"{name} must be a non-negative integer")
-    return int(text)
+    if dropped is None:
+        return BatchCounters(served, emitted)
+    if dropped > served - emitted:
+        raise FormatError(
+            f"{DROPPED_HEADER} ({dropped}) is more than {SERVED_HEADER} - {EMITTED_HEADER}"
+            f" ({served} - {emitted})"
+        )
+    return BatchCounters(served, emitted, dropped)
 
 
 async def post_batch(request: web.Request) -> web.Response:
     """``POST /v1/batches`` (``billing.api.ingest.post_batch``) that also keeps the optional
-    ``X-Cachet-Requests-Served`` / ``X-Cachet-Records-Emitted`` counters of an accepted batch
-    for reconciliation. Both or neither: one alone is refused (400)."""
-    served = _count_header(request, SERVED_HEADER)
-    emitted = _count_header(request, EMITTED_HEADER)
-    if (served is None) != (emitted is None):
-        raise FormatError(f"send both {SERVED_HEADER} and {EMITTED_HEADER}, or neither")
-    response = await ingest.post_batch(request)
-    if served is not None and emitted is not None and isinstance(response.body, bytes):
-        answer = json.loads(response.body)
-        if answer.get("status") == "accepted":
-            stored = await coordinator_of(request).store.find_batch(answer["batch_id"])
-            if stored is not None:
-                hour = stored.header.last_ts[:13] + ":00:00.000Z"
-                await billing_of(request).ledger.note_edge_counters(
-                    answer["edge"], int(answer["seq"]), hour, served, emitted
-                )
-    return response
+    ``X-Cachet-Requests-Served`` / ``-Records-Emitted`` / ``-Records-Dropped`` counters of an
+    accepted batch for reconciliation, in the batch's own transaction (a duplicate stores
+    nothing: the first acceptance stored them). Malformed counters refuse the batch (400)."""
+    return await ingest.post_batch(request, counters_of(request.headers))
 
 
 ROUTES: tuple[tuple[str, str, Any], ...] = (

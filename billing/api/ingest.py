@@ -8,15 +8,19 @@ The edge authenticates by its signature, checked against its enrolled keys. ``X-
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
+
 from aiohttp import web
 
 from billing.api.common import coordinator_of
 from billing.errors import PayloadTooLargeError
-from billing.store.base import Outcome
+from billing.store.base import BatchCounters, Outcome
 from provenance.errors import FormatError
 
 SPOOL_LAG_HEADER = "X-Cachet-Spool-Lag"
 _CHUNK_BYTES = 256 * 1024
+_COUNT = re.compile("[0-9]{1,15}")
 
 
 async def read_limited(request: web.Request, limit_bytes: int) -> bytes:
@@ -33,22 +37,25 @@ async def read_limited(request: web.Request, limit_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
-def _spool_lag(request: web.Request) -> int | None:
-    text = request.headers.get(SPOOL_LAG_HEADER)
+def count_header(headers: Mapping[str, str], name: str) -> int | None:
+    """A header holding a count (at most 15 ASCII digits), None if absent; else 400."""
+    text = headers.get(name)
     if text is None:
         return None
-    if not text.strip().isdigit() or len(text.strip()) > 15:
-        raise FormatError(f"{SPOOL_LAG_HEADER} must be a non-negative integer")
+    if _COUNT.fullmatch(text.strip()) is None:  # ASCII: str.isdigit() takes "²"
+        raise FormatError(f"{name} must be a non-negative integer")
     return int(text)
 
 
-async def post_batch(request: web.Request) -> web.Response:
+async def post_batch(request: web.Request, counters: BatchCounters | None = None) -> web.Response:
+    """Ingest the body; ``counters`` (the edge's, already parsed: ``billing.api.billing``) are
+    stored with the batch in its transaction, so only when it is accepted."""
     coordinator = coordinator_of(request)
-    spool_lag = _spool_lag(request)
+    spool_lag = count_header(request.headers, SPOOL_LAG_HEADER)
     body = await read_limited(request, coordinator.config.max_batch_bytes)
     # aiohttp's server already decodes gzip/deflate bodies (RFC 9110 §8.4) while we read them,
     # so the limit above applies to the decoded bytes and the ingestor gets identity bytes.
-    result = await coordinator.ingestor.ingest(body, None, spool_lag)
+    result = await coordinator.ingestor.ingest(body, None, spool_lag, counters)
     answer: dict[str, object] = {
         "status": result.outcome.value,
         "batch_id": result.batch_id,

@@ -20,7 +20,7 @@ from billing.config import CoordinatorConfig
 from billing.errors import PayloadTooLargeError, reason_of
 from billing.ingest.decide import check_not_future, keyring_for
 from billing.metrics import CoordinatorMetrics
-from billing.store.base import IncomingBatch, Outcome, Store
+from billing.store.base import BatchCounters, IncomingBatch, Outcome, Store
 from provenance.batches import (
     SealedBatch,
     batch_log_leaf_hash,
@@ -87,16 +87,21 @@ class Ingestor:
         return self._pending
 
     async def ingest(
-        self, body: bytes, content_encoding: str | None, spool_lag: int | None = None
+        self,
+        body: bytes,
+        content_encoding: str | None,
+        spool_lag: int | None = None,
+        counters: BatchCounters | None = None,
     ) -> IngestResult:
-        """Verify and store one batch; raise a CachetError with the reason if refused."""
+        """Verify and store one batch (with the edge's ``counters``, in the same transaction);
+        raise a CachetError with the reason if refused."""
         if self._pending >= self._config.max_pending_batches:
             self._metrics.batches_rejected.labels("overloaded").inc()
             raise PushbackError("ingest queue full", self._config.retry_after_s)
         self._pending += 1
         edge: list[str] = []
         try:
-            result = await self._ingest(body, content_encoding, spool_lag, edge)
+            result = await self._ingest(body, content_encoding, spool_lag, counters, edge)
         except CachetError as exc:
             reason = reason_of(exc)
             self._metrics.batches_rejected.labels(reason).inc()
@@ -109,7 +114,12 @@ class Ingestor:
         return result
 
     async def _ingest(
-        self, body: bytes, encoding: str | None, spool_lag: int | None, edge: list[str]
+        self,
+        body: bytes,
+        encoding: str | None,
+        spool_lag: int | None,
+        counters: BatchCounters | None,
+        edge: list[str],
     ) -> IngestResult:
         limit = self._config.max_batch_bytes
         sealed = parse_canonical_batch(decode_body(body, encoding, limit))
@@ -129,7 +139,7 @@ class Ingestor:
         verify_canonical_batch(sealed, ring)
         check_not_future(header, now, self._config.max_future_skew_s)
         incoming = IncomingBatch(
-            batch_id, header, sealed.signature, sealed.records, sealed.records_json
+            batch_id, header, sealed.signature, sealed.records, sealed.records_json, counters
         )
         applied = await self._store.apply_batch(incoming, stamp, secrets.token_hex(16))
         if spool_lag is not None:

@@ -20,6 +20,7 @@ from billing.ledger.store import (
     PeriodRow,
     PeriodUsage,
     PricingVersion,
+    ReportedCounters,
     StatementsCheckpoint,
     StepBatch,
     StepWrite,
@@ -242,16 +243,6 @@ class PostgresLedgerStore(StepReads):
         return [PricingVersion(int(r[0]), *r[1:]) for r in rows]
 
     # -- reconciliation ------------------------------------------------------------------------
-    async def note_edge_counters(
-        self, edge: str, seq: int, hour: str, served: int, emitted: int
-    ) -> None:
-        async with self._store._transaction() as db:
-            await db.execute(
-                "INSERT INTO edge_counters VALUES ($1,$2,$3,$4,$5)"
-                " ON CONFLICT (edge, seq) DO NOTHING",
-                edge, seq, hour, served, emitted,
-            )  # fmt: skip
-
     async def outcome_counts(self, start: str, end: str) -> dict[tuple[str, str], int]:
         rows = await self._all(
             "SELECT edge, outcome, SUM(records) FROM outcome_counts WHERE hour >= ? AND hour < ?"
@@ -273,16 +264,16 @@ class PostgresLedgerStore(StepReads):
         )
         return [PeriodUsage(r[0], int(r[1]), int(r[2]), int(r[3])) for r in rows]
 
-    async def edge_counters(self, start: str, end: str) -> dict[str, tuple[int, int, int]]:
+    async def edge_counters(self, start: str, end: str) -> dict[str, ReportedCounters]:
         rows = await self._all(
             "SELECT b.edge, SUM(COALESCE(c.requests_served, b.records)),"
-            " SUM(COALESCE(c.records_emitted, b.records)),"
+            " SUM(COALESCE(c.records_emitted, b.records)), SUM(COALESCE(c.records_dropped, 0)),"
             " SUM(CASE WHEN c.edge IS NULL THEN 1 ELSE 0 END)"
             " FROM ledger_batches b LEFT JOIN edge_counters c ON c.edge = b.edge AND c.seq = b.seq"
             " WHERE b.hour >= ? AND b.hour < ? GROUP BY b.edge",
             (start, end),
         )
-        return {r[0]: (int(r[1]), int(r[2]), int(r[3])) for r in rows}
+        return {r[0]: ReportedCounters(int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in rows}
 
     async def refused_records(self, start: str, end: str) -> dict[str, int]:
         rows = await self._all(

@@ -14,10 +14,11 @@ What the coordinator counted for (period, edge), by record timestamp:
   Batches refused for a bad signature or root are not stored (only counted per edge), so
   ``invalid_signature`` is 0 here: such a loss shows as an unexplained transport remainder.
 
-What the edge reported: ``X-Cachet-Requests-Served`` / ``X-Cachet-Records-Emitted`` on each
-batch post (``edge_counters``, by the batch's last record hour). When an edge did not report
-them for every batch of the period, its counters are *assumed* (served = emitted = the records
-received and refused): the transport stage then carries no information and the result says so.
+What the edge reported: ``X-Cachet-Requests-Served`` / ``-Records-Emitted`` / ``-Records-Dropped``
+on each batch post (``edge_counters``, stored with the batch, by its last record hour). When an
+edge did not report them for every batch of the period, its counters are *assumed* (served =
+emitted = the records received and refused, none dropped): the transport stage then carries no
+information and the result says so.
 """
 
 from __future__ import annotations
@@ -76,12 +77,13 @@ async def reconcile_closed(ledger: LedgerStore, row: PeriodRow) -> list[EdgeReco
         mine = _coordinator_counts(
             edge, counts, usage.get(edge, PeriodUsage(edge, 0, 0, 0)), refused.get(edge, 0)
         )
-        served, emitted, unreported = reported.get(edge, (0, 0, 1))
-        if unreported:
+        found = reported.get(edge)
+        if found is None or found.unreported:
             assumed = mine.copies_received - mine.duplicates + mine.late + mine.chain_gap
             counters, how = EdgeCounters(assumed, assumed), ASSUMED
         else:
-            counters, how = EdgeCounters(served, emitted), REPORTED
+            counters = EdgeCounters(found.served, found.emitted, found.dropped)
+            how = REPORTED
         result = reconcile(parse_timestamp(row.start), edge, counters, mine)
         out.append(EdgeReconciliation(result, how))
     return out

@@ -46,7 +46,8 @@ LEDGER_STATEMENTS: tuple[str, ...] = (
     """CREATE TABLE pricing_versions (
         version BIGINT PRIMARY KEY, at TEXT NOT NULL, actor TEXT NOT NULL,
         pricing_json TEXT NOT NULL)""",
-    # what edges report with their batches (X-Cachet-Requests-Served / -Records-Emitted)
+    # what edges report with their batches (X-Cachet-Requests-Served / -Records-Emitted; and
+    # -Records-Dropped, LEDGER_V5), written by the store in the batch's own transaction
     """CREATE TABLE edge_counters (
         edge TEXT NOT NULL, seq BIGINT NOT NULL, hour TEXT NOT NULL,
         requests_served BIGINT NOT NULL, records_emitted BIGINT NOT NULL,
@@ -55,4 +56,10 @@ LEDGER_STATEMENTS: tuple[str, ...] = (
     """CREATE TABLE ledger_batches (
         batch_id TEXT PRIMARY KEY, edge TEXT NOT NULL, seq BIGINT NOT NULL,
         hour TEXT NOT NULL, records BIGINT NOT NULL)""",
+)
+
+# Records an edge's full spool refused (X-Cachet-Records-Dropped): answers served, unrecorded,
+# reconciled as ``spool-full``. Counters stored before this (and edges that don't send it): 0.
+LEDGER_V5: tuple[str, ...] = (
+    "ALTER TABLE edge_counters ADD COLUMN records_dropped BIGINT NOT NULL DEFAULT 0",
 )

@@ -146,6 +146,16 @@ class PeriodUsage:
     late_in: int  # records of earlier periods billed in this one (adjustments)
 
 
+@dataclass(frozen=True, slots=True)
+class ReportedCounters:
+    """An edge's counters summed over a period's batches (reconciliation)."""
+
+    served: int
+    emitted: int
+    dropped: int
+    unreported: int  # batches that came without counters
+
+
 class LedgerStore(Protocol):
     # -- attribution ---------------------------------------------------------------------------
     async def attribution_cursor(self) -> int: ...
@@ -217,17 +227,15 @@ class LedgerStore(Protocol):
     async def pricing_history(self) -> list[PricingVersion]: ...
 
     # -- reconciliation ------------------------------------------------------------------------
-    async def note_edge_counters(
-        self, edge: str, seq: int, hour: str, served: int, emitted: int
-    ) -> None: ...
     async def outcome_counts(self, start: str, end: str) -> dict[tuple[str, str], int]:
         """(edge, outcome) -> records, for record hours in [start, end)."""
         ...
 
     async def period_usage(self, period_id: str, start: str, end: str) -> list[PeriodUsage]: ...
-    async def edge_counters(self, start: str, end: str) -> dict[str, tuple[int, int, int]]:
-        """edge -> (requests served, records emitted, batches without counters) for batch
-        hours in [start, end); a batch without reported counters counts its records as both."""
+    async def edge_counters(self, start: str, end: str) -> dict[str, ReportedCounters]:
+        """What each edge reported with its attributed batches of hours in [start, end) (the
+        store writes the counters with their batch: ``IncomingBatch.counters``); a batch
+        without counters counts its records as served and emitted, none dropped."""
         ...
 
     async def refused_records(self, start: str, end: str) -> dict[str, int]:

@@ -47,8 +47,26 @@ class EdgeStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class BatchCounters:
+    """What an edge reports with a batch for reconciliation (docs/billing.md §5), since its
+    previous batch: requests it served, records it emitted, and records its full spool refused
+    (the answers were served, unrecorded). ``dropped <= served - emitted``."""
+
+    served: int
+    emitted: int
+    dropped: int = 0
+
+
+def counters_hour(last_ts: str) -> str:
+    """The hour a batch's counters count in: that of its last record (docs/billing.md §6)."""
+    return last_ts[:13] + ":00:00.000Z"
+
+
+@dataclass(frozen=True, slots=True)
 class IncomingBatch:
-    """A batch that passed every check but the chain; ``batch_id`` is its log leaf hash."""
+    """A batch that passed every check but the chain; ``batch_id`` is its log leaf hash.
+    ``counters``, when the edge sent them, are stored with the batch, in its transaction: a
+    batch is never stored without them nor they without it, and a duplicate stores nothing."""
 
     batch_id: str
     header: BatchHeader
@@ -57,6 +75,7 @@ class IncomingBatch:
         Record | RecordFields, ...
     ]  # batch order; the two share the billed fields' names
     records_json: str  # the canonical records as one JSON array, kept for receipts and audit
+    counters: BatchCounters | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +198,8 @@ class Store(Protocol):
         """In ONE transaction: acknowledge a stored batch as DUPLICATE; else check the chain
         (``billing.ingest.decide.check_chain``) against the edge's head, storing a refused batch
         as an incident (``incident_id``) and re-raising; else store the batch, upsert its records
-        (dedup by request id, ``decide.is_preferred``) and advance the edge's head."""
+        (dedup by request id, ``decide.is_preferred``), store its ``counters`` (the ledger's
+        ``edge_counters`` row, hour of ``last_ts``) and advance the edge's head."""
         ...
 
     # -- the log -----------------------------------------------------------------------------

@@ -44,6 +44,7 @@ from billing.store.base import (
     RecordLocation,
     StoredBatch,
     StoredCheckpoint,
+    counters_hour,
 )
 from billing.store.migrations import CREATE_MIGRATIONS_TABLE, MIGRATIONS
 from billing.store.postgres_registry import PostgresRegistryMixin
@@ -357,6 +358,13 @@ class PostgresStore(PostgresRegistryMixin):
         )  # fmt: skip
         rows = [_record_row(batch.batch_id, i, r) for i, r in enumerate(batch.records)]
         stored = await self._upsert_records(db, rows)
+        if batch.counters is not None:  # the ledger's table, written with its batch
+            c = batch.counters
+            await db.execute(
+                "INSERT INTO edge_counters (edge, seq, hour, requests_served, records_emitted,"
+                " records_dropped) VALUES ($1,$2,$3,$4,$5,$6)",
+                h.edge, h.seq, counters_hour(h.last_ts), c.served, c.emitted, c.dropped,
+            )  # fmt: skip
         head_hash = hashlib.sha256(header_json.encode()).hexdigest()
         await db.execute(
             "UPDATE edges SET head_seq = $1, head_hash = $2, last_seen_at = $3,"

@@ -30,7 +30,7 @@ import aiosqlite
 
 from billing.errors import ChainForkError, ChainGapError
 from billing.ingest.decide import check_chain
-from billing.store.base import ApplyResult, IncomingBatch, Outcome
+from billing.store.base import ApplyResult, IncomingBatch, Outcome, counters_hour
 from provenance.batches import ChainHead, header_canonical_bytes
 from provenance.records import Record, RecordFields, record_fields
 
@@ -49,6 +49,12 @@ _UPSERT_RECORD = (
     " creator = excluded.creator, manifest = excluded.manifest,"
     " sample_rate = excluded.sample_rate, use_kind = excluded.use_kind"
     " WHERE excluded.upstream_of IS NULL AND records.upstream_of IS NOT NULL"
+)
+
+# The ledger's table (billing/ledger/schema.py), written with the batch it describes.
+_INSERT_COUNTERS = (
+    "INSERT INTO edge_counters (edge, seq, hour, requests_served, records_emitted,"
+    " records_dropped) VALUES (?,?,?,?,?,?)"
 )
 
 
@@ -177,6 +183,10 @@ class SqliteIngestMixin:
         rows = _record_rows(batch.batch_id, batch.records)
         cursor = await db.executemany(_UPSERT_RECORD, rows)
         stored = max(cursor.rowcount, 0)
+        if batch.counters is not None:
+            c = batch.counters
+            await db.execute(_INSERT_COUNTERS, (h.edge, h.seq, counters_hour(h.last_ts),
+                                                c.served, c.emitted, c.dropped))  # fmt: skip
         head_hash = hashlib.sha256(header_json.encode()).hexdigest()
         await db.execute(
             "UPDATE edges SET head_seq = ?, head_hash = ?, last_seen_at = ?,"

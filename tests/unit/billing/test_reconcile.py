@@ -30,7 +30,7 @@ from tests.unit.billing.billing_builders import (
 )
 
 START = datetime(2026, 11, 27, tzinfo=UTC)
-FATES = ("sampled-out", "bad-signature", "gap", "late", "received")
+FATES = ("sampled-out", "spool-full", "bad-signature", "gap", "late", "received")
 
 
 def _simulate(fates: list[str], batch: list[Record], copies: list[int], late_in: int):
@@ -42,7 +42,8 @@ def _simulate(fates: list[str], batch: list[Record], copies: list[int], late_in:
     attributed = sum(isinstance(o, Attributed) for o in outcomes)
     n_copies = [1 + copies[i % len(copies)] if copies else 1 for i in range(len(received))]
     tally = Counter(fates)
-    counters = EdgeCounters(len(fates), len(fates) - tally["sampled-out"])
+    unrecorded = tally["sampled-out"] + tally["spool-full"]
+    counters = EdgeCounters(len(fates), len(fates) - unrecorded, tally["spool-full"])
     counts = CoordinatorCounts(
         copies_received=sum(n_copies), duplicates=sum(n_copies) - len(received),
         invalid_signature=tally["bad-signature"], chain_gap=tally["gap"], late=tally["late"],
@@ -98,12 +99,26 @@ def test_each_reason_is_listed_with_its_records() -> None:
     result = reconcile(START, "edge-a", counters, counts)
     reasons = dict(result.differences)
     assert reasons["sampling"] == 40 and reasons["invalid-signature"] == 3
+    assert reasons["spool-full"] == 0
     assert (
         reasons["chain-gap"] == 4 and reasons["late"] == 3 and reasons["late-adjustments-in"] == -7
     )
     assert (reasons["unknown-content"], reasons["revoked"], reasons["hash-mismatch"]) == (5, 1, 2)
     assert result.duplicates == 2
     assert unexplained_remainder(result) == 0
+
+
+def test_records_a_full_spool_dropped_have_their_own_reason() -> None:
+    """docs/billing.md §5: ``spool-full`` = records dropped; ``sampling`` = served - emitted -
+    dropped. An edge that does not report drops (old edges) dropped none."""
+    counts = CoordinatorCounts(copies_received=60, billed=60)
+    result = reconcile(START, "edge-a", EdgeCounters(100, 60, 15), counts)
+    reasons = dict(result.differences)
+    assert (reasons["sampling"], reasons["spool-full"]) == (25, 15)
+    assert unexplained_remainder(result) == 0
+    assert result.expected - result.billed == sum(n for _, n in result.differences)
+    old_edge = dict(reconcile(START, "edge-a", EdgeCounters(100, 60), counts).differences)
+    assert (old_edge["sampling"], old_edge["spool-full"]) == (40, 0)
 
 
 def test_opposite_errors_in_the_two_stages_do_not_cancel() -> None:
