@@ -11,6 +11,7 @@ compares medians and per-round ratios. See bench/README.md for the method and wh
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -68,6 +69,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--server-cpu", type=int, default=0)
     parser.add_argument("--wrk-cpu", type=int, default=1)
+    parser.add_argument(
+        "--pause-records",
+        action="store_true",
+        help="SIGSTOP the subject's records process for the run: measures what recording costs"
+        " the serving process alone (records stay in the spool and are sealed after)",
+    )
     parser.add_argument(
         "--records-cpu",
         type=int,
@@ -262,6 +269,8 @@ def format_table(size: str, result: dict[str, Any], args: argparse.Namespace) ->
     )
     if "records_process_us_per_request" in result:
         where = "its own CPU" if args.records_cpu is not None else "the server CPU"
+        if args.pause_records:
+            where = "paused: sealing deferred"
         lines.append(
             f"cachet records process (on {where}): {result['records_process_cpu_s']:.1f} CPU s"
             f" in the rounds, {result['records_process_us_per_request']:.2f} µs per request"
@@ -312,11 +321,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             args.records_pid = records_process_pid(run_dir)
             if args.records_pid and args.records_cpu is not None:
                 os.sched_setaffinity(args.records_pid, {args.records_cpu})
+            if args.records_pid and args.pause_records:
+                os.kill(args.records_pid, signal.SIGSTOP)
         print(f"servers up (logs in {run_dir})", flush=True)
         for size in sizes:
             print(f"-- {size}", flush=True)
             report["sizes"][size] = bench_size(args, targets, size)
     finally:
+        if getattr(args, "records_pid", None) and args.pause_records:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(args.records_pid, signal.SIGCONT)
         procs.stop_all()
         signal.alarm(0)
         if not args.keep_run_dir:
