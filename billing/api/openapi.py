@@ -153,9 +153,9 @@ def openapi_document() -> dict[str, Any]:
         },
         "/v1/batches": {
             "post": _op(
-                "ingest a sealed batch (identity or gzip); optional headers X-Cachet-Spool-Lag and the"
-                " reconciliation counters X-Cachet-Requests-Served, X-Cachet-Records-Emitted,"
-                " X-Cachet-Records-Dropped",
+                "ingest a sealed batch (identity or gzip); optional headers"
+                " X-Cachet-Spool-Lag and the reconciliation counters X-Cachet-Requests-Served,"
+                " X-Cachet-Records-Emitted, X-Cachet-Records-Dropped",
                 responses={"200": {"description": "accepted or duplicate"}, **batch_errors},
             )
         },
