@@ -37,6 +37,7 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, StorageType, StreamConfig
 
+from billing.api.billing import DROPPED_HEADER, EMITTED_HEADER, SERVED_HEADER, counters_of
 from billing.ingest.pipeline import Ingestor
 from billing.store.base import Store
 from provenance.batches import ChainHead
@@ -54,6 +55,11 @@ REORDER_PATIENCE_ACK_WAITS = 3
 MAX_TRACKED_EARLY = 100_000  # early batches whose first sighting a worker remembers
 MAX_OUTAGE_BACKOFF_S = 5.0
 EDGE_HEADER, SEQ_HEADER, LAG_HEADER = "Cachet-Edge", "Cachet-Seq", "Cachet-Spool-Lag"
+COUNTER_HEADERS = {  # message header -> the HTTP header POST /v1/batches reads
+    "Cachet-Requests-Served": SERVED_HEADER,
+    "Cachet-Records-Emitted": EMITTED_HEADER,
+    "Cachet-Records-Dropped": DROPPED_HEADER,
+}
 MSG_ID_HEADER = "Nats-Msg-Id"
 
 
@@ -107,6 +113,16 @@ def seq_of(headers: dict[str, str] | None) -> int | None:
     return int(text) if text.isdigit() and len(text) < 19 else None
 
 
+def nats_counter_headers(headers: dict[str, str] | None) -> dict[str, str]:
+    """The edge's reconciliation counters (``Cachet-Requests-Served`` etc. on the message) under
+    the names ``POST /v1/batches`` uses, so both paths apply one rule (``counters_of``)."""
+    return {
+        http: (headers or {})[nats]
+        for nats, http in COUNTER_HEADERS.items()
+        if nats in (headers or {})
+    }
+
+
 def spool_lag_of(headers: dict[str, str] | None) -> int | None:
     text = (headers or {}).get(LAG_HEADER, "")
     return int(text) if text.isdigit() and len(text) < 16 else None
@@ -155,12 +171,15 @@ async def publish_batch(
     edge: str,
     seq: int,
     spool_lag: int | None = None,
+    counters: dict[str, str] | None = None,
     timeout_s: float = 5.0,
 ) -> bool:
-    """Publish one sealed batch; True if the stream stored it, False if it was a duplicate."""
+    """Publish one sealed batch; True if the stream stored it, False if it was a duplicate.
+    ``counters``: message headers of COUNTER_HEADERS (the edge's reconciliation counters)."""
     headers = {MSG_ID_HEADER: batch_id, EDGE_HEADER: edge, SEQ_HEADER: str(seq)}
     if spool_lag is not None:
         headers[LAG_HEADER] = str(spool_lag)
+    headers.update(counters or {})
     ack = await nc.jetstream().publish(
         names.subject_of(edge), body, timeout=timeout_s, headers=headers
     )
@@ -190,6 +209,7 @@ class IngestWorker:
         self._early_since: dict[tuple[str, int], float] = {}  # (edge, seq): first seen early
         self._after_apply = after_apply  # a test hook: runs between the commit and the ack
         self.applied = 0
+        self.refused = 0  # batches terminated: the coordinator will never take them
 
     async def subscribe(self) -> nats.js.JetStreamContext.PullSubscription:
         config = ConsumerConfig(
@@ -252,6 +272,7 @@ class IngestWorker:
             if verdict.disposition is Disposition.ACK:
                 await message.ack()
             elif verdict.disposition is Disposition.TERM:
+                self.refused += 1
                 await message.term()
             else:
                 await message.nak(delay=verdict.delay_s or self._retry_delay_s)
@@ -278,7 +299,8 @@ class IngestWorker:
             delay_s = await self._early_delay_s(headers)
             if delay_s is not None:
                 return Verdict(Disposition.RETRY, delay_s)
-            await self._ingestor.ingest(message.data, None, spool_lag_of(headers))
+            counters = counters_of(nats_counter_headers(headers))
+            await self._ingestor.ingest(message.data, None, spool_lag_of(headers), counters)
         except PushbackError:
             return Verdict(Disposition.RETRY)
         except CachetError as exc:

@@ -8,7 +8,9 @@ window is acknowledged by JetStream without a second copy. The publish ack (stor
 means the stream holds the batch durably; the batch file then moves to ``acked/`` as after an
 HTTP 2xx. A file that does not parse as a sealed batch is quarantined; NATS errors are retried
 with the Forwarder's back-off. Headers ``Cachet-Edge``/``Cachet-Seq`` let workers wait for an
-edge's earlier batch; ``Cachet-Spool-Lag`` reports the spool's backlog.
+edge's earlier batch; ``Cachet-Spool-Lag`` reports the spool's backlog; ``Cachet-Requests-Served``,
+``Cachet-Records-Emitted`` and ``Cachet-Records-Dropped`` carry the batch's reconciliation
+counters (its ``.meta``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from nats.aio.client import Client as NatsClient
 
 from provenance.batches import batch_log_leaf_hash, parse_sealed_batch
 from provenance.errors import CachetError
+from proxy.records.batch_files import read_counters
 from proxy.records.forwarder import Forwarder
 
 log = logging.getLogger(__name__)
@@ -59,6 +62,11 @@ class NatsForwarder(Forwarder):
             "Cachet-Seq": str(header.seq),
             "Cachet-Spool-Lag": str(max(0, self.lag_count - 1)),
         }
+        counters = await asyncio.to_thread(read_counters, path)
+        if counters is not None:  # reconciliation, as the HTTP forwarder sends them
+            headers["Cachet-Requests-Served"] = str(counters.served)
+            headers["Cachet-Records-Emitted"] = str(counters.emitted)
+            headers["Cachet-Records-Dropped"] = str(counters.dropped)
         self.sent += 1
         try:
             ack = await self.nc.jetstream().publish(

@@ -189,3 +189,39 @@ async def test_one_sequencer_across_coordinators_sharing_postgresql(
     finally:
         for c in coordinators:
             await c.close()
+
+
+async def test_counters_on_the_message_are_stored_with_the_batch(
+    store_dsn: str | None, nats_stream: tuple[NatsClient, StreamNames], tmp_path: Path
+) -> None:
+    """The edge's reconciliation counters ride on the JetStream message as on POST /v1/batches
+    (docs/billing.md); malformed ones refuse the batch there too."""
+    nc, names = nats_stream
+    edge = Edge("edge-n", signing_key("edge-n"))
+    c = await _coordinator(tmp_path, store_dsn, [edge])
+    try:
+        good, bad = edge.seal(count=3), edge.seal(count=2)
+        counters = {"Cachet-Requests-Served": "7", "Cachet-Records-Emitted": "3",
+                    "Cachet-Records-Dropped": "1"}  # fmt: skip
+        for batch, sent in ((good, counters), (bad, {**counters, "Cachet-Records-Dropped": "9"})):
+            await publish_batch(
+                nc, names, format_sealed_batch(batch),
+                batch_id=batch_log_leaf_hash(batch.header, batch.signature).hex(),
+                edge=edge.name, seq=batch.header.seq, counters=sent,
+            )  # fmt: skip
+        worker = _worker(nc, names, c)
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop))
+        async with asyncio.timeout(10):
+            while worker.applied + worker.refused < 2:  # noqa: ASYNC110 - bounded by the timeout
+                await asyncio.sleep(0.02)
+        stop.set()
+        await task
+        assert (worker.applied, worker.refused) == (1, 1)
+        rows = await c.store._all(  # type: ignore[attr-defined]
+            "SELECT requests_served, records_emitted, records_dropped FROM edge_counters"
+        )
+        assert [tuple(row) for row in rows] == [(7, 3, 1)]
+        assert await _stored_records(c) == 3  # dropped 9 > served - emitted: refused
+    finally:
+        await c.close()

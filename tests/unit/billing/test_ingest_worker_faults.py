@@ -97,7 +97,9 @@ class FakeIngestor:
     def __init__(self, store: FakeStore, error: Exception | None = None) -> None:
         self.store, self.error, self.applied = store, error, 0
 
-    async def ingest(self, body: bytes, encoding: str | None, lag: int | None) -> None:
+    async def ingest(
+        self, body: bytes, encoding: str | None, lag: int | None, counters: object = None
+    ) -> None:
         if self.store.down:
             raise asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed")
         if self.error is not None:
