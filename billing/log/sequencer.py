@@ -91,13 +91,17 @@ class Sequencer:
 
     async def stop(self) -> None:
         if self._task is not None:
+            current = asyncio.current_task()
+            # A caller may already be shutting down under a cancel (aiohttp's run_app cleans up
+            # in its cancelled main task): only a cancel that arrives during stop() is ours to
+            # pass on, the task's own CancelledError is swallowed.
+            cancels_before = current.cancelling() if current is not None else 0
             self._task.cancel()
             try:
                 await self._task
             except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise  # stop() itself was cancelled: that is not ours to swallow
+                if current is not None and current.cancelling() > cancels_before:
+                    raise
             self._task = None
 
     def notify(self) -> None:

@@ -52,13 +52,17 @@ class CoordinatorProcess:
         self.proc.wait(timeout=10)
 
     def stop(self) -> None:
+        """SIGTERM, as systemd stops it: the coordinator must close cleanly and exit 0 (a
+        store connection left open once kept it alive forever: its threads block the exit)."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.proc.wait(timeout=10)
+                code = self.proc.wait(timeout=30)  # a hang detector, not a timing
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+                raise AssertionError("the coordinator did not stop on SIGTERM") from None
+            assert code == 0, f"the coordinator exited {code} on SIGTERM"
 
     def call(self, method: str, target: str, body: bytes | None = None, token: str = "") -> bytes:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
