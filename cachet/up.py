@@ -164,7 +164,8 @@ async def up(prepared: Prepared, addresses: Addresses, demo_rate_per_s: float) -
             ],
         )  # fmt: skip
         await _wait_ready(addresses.url("origin") + "/", supervisor)
-        await supervisor.start("proxy", _proxy_args(data, addresses, state))
+        token_env = {"CACHET_PROXY_ENROLMENT_TOKEN": str(state.get("enrolment_token", ""))}
+        await supervisor.start("proxy", _proxy_args(data, addresses, state), token_env)
         await _wait_ready(addresses.url("proxy_admin") + "/healthz", supervisor)
         await _wait_attributing(data / "proxy", prepared, supervisor)
         _print_banner(addresses, data, admin_token, state, logins)
@@ -190,12 +191,15 @@ class Supervisor:
         self._logs = logs
         self._children: list[tuple[str, asyncio.subprocess.Process]] = []
 
-    async def start(self, name: str, args: list[str]) -> None:
+    async def start(self, name: str, args: list[str], env: dict[str, str] | None = None) -> None:
+        """``env``: extra environment, for secrets (never on a command line, which any local
+        user can read in /proc)."""
         log = (self._logs / f"{name}.log").open("ab")
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "cachet", *args,
             stdout=log, stderr=asyncio.subprocess.STDOUT, stdin=asyncio.subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C reaches the supervisor, which stops children in order
+            env={**os.environ, **(env or {})},
         )  # fmt: skip
         log.close()
         self._children.append((name, process))
@@ -416,7 +420,6 @@ def _proxy_args(data: Path, addresses: Addresses, state: dict[str, Any]) -> list
         "--cache-dir", str(data / "proxy"),
         "--coordinator", addresses.url("coordinator"),
         "--edge-id", str(state.get("edge", DEMO_EDGE)),
-        "--enrolment-token", str(state.get("enrolment_token", "")),
         "--batch-max-interval-ms", "1000",
     ]  # fmt: skip
 

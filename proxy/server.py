@@ -211,14 +211,22 @@ async def serve(
     # Before listening: no unattributed first responses.
     poller = await _start_registry(state, worker_folder(config, worker))
     host, port = config.listen
-    server = await loop.create_server(
-        lambda: ClientConnection(state),
-        host,
-        port,
-        backlog=4096,
-        reuse_address=True,
-        reuse_port=worker is not None,
-    )
+    try:
+        server = await loop.create_server(
+            lambda: ClientConnection(state),
+            host,
+            port,
+            backlog=4096,
+            reuse_address=True,
+            reuse_port=worker is not None,
+        )
+    except OSError:
+        # The port is taken (or not ours): close what is already open, so the one-line reason
+        # is all the operator sees.
+        if poller is not None:
+            await poller.stop()
+        await origin.close()
+        raise
     for sock in server.sockets:
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

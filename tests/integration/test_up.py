@@ -108,6 +108,21 @@ def test_first_run_shows_the_admin_token_once_and_urls(stack: Stack) -> None:
     assert (stack.data / "creator" / "demo-creator.key").stat().st_mode & 0o077 == 0
 
 
+def test_no_secret_is_on_a_command_line(stack: Stack) -> None:
+    """Any local user can read every process's argv (/proc/<pid>/cmdline): the enrolment token
+    reaches the proxy through its environment, which only the same user can read."""
+    state = json.loads((stack.data / "up.json").read_text())
+    secrets_ = [state["enrolment_token"]] if state.get("enrolment_token") else []
+    assert secrets_, "up.json keeps the enrolment token the proxy was started with"
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmdline.read_bytes().decode("utf-8", "replace")
+        except OSError:
+            continue
+        for secret in secrets_:
+            assert secret not in argv, cmdline
+
+
 def test_creator_content_is_attributed_and_its_receipt_verifies_offline(
     stack: Stack, tmp_path: Path
 ) -> None:
