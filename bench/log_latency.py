@@ -1,7 +1,7 @@
 """Checkpoint and proof latency at a large log (issue 5: "checkpoint and proof latency at a log of
 1M batches"), with SQLite.
 
-Run: .venv/bin/python -m bench.log_latency [--leaves N] [--rounds N]
+Run: .venv/bin/python bench/log_latency.py [--leaves N] [--rounds N]
 
 Builds (not timed) a coordinator database whose log holds N signed batch headers, as
 bench/tiles_export.py does. Then, through the coordinator's own Store and proof code:
@@ -21,7 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.tiles_export import ORIGIN, _append
+from tiles_export import ORIGIN, _append
+
 from billing.config import CoordinatorConfig
 from billing.log.integrate import EMPTY_LOG, root_of
 from billing.log.proofs import consistency_proof_between, inclusion_proof_at
