@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tiles_export import ORIGIN, _append
+from tiles_export import ORIGIN, _append, _migrate
 
 from billing.config import CoordinatorConfig
 from billing.log.integrate import EMPTY_LOG, root_of
@@ -95,11 +95,6 @@ def main() -> None:
         print(f"  1,000 more batches integrated + checkpoint signed and stored: {_ms(timings)}"
               " (includes making the 1,000 signed headers)")  # fmt: skip
         db.close()
-
-
-async def _migrate(config: CoordinatorConfig) -> None:
-    store = await SqliteStore.open(config.sqlite_path)
-    await store.close()
 
 
 if __name__ == "__main__":

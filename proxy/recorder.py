@@ -30,6 +30,7 @@ from proxy.records.daemon import NATS_URL_ENV, PipelineSettings, PipelineStatus,
 from proxy.records.emit import RecordEncoder
 from proxy.records.receipts import ReceiptIndex
 from proxy.records.spool import SpoolWriter
+from proxy.workers import restart_delay
 
 log = logging.getLogger("cachet.records")
 
@@ -186,7 +187,7 @@ class RecordsProcess:
         )  # fmt: skip
 
     async def _supervise(self) -> None:
-        delay_s = RESTART_BASE_DELAY_S
+        delay_s: float | None = None
         while True:
             process = self._process
             assert process is not None
@@ -194,11 +195,10 @@ class RecordsProcess:
             code = await process.wait()
             if self._stopping:
                 return
+            # The same back-off as a dead worker's (a process that ran steadily starts afresh).
+            delay_s = restart_delay(delay_s, time.monotonic() - started)
             log.error("records process exited with %s; restarting in %.1f s", code, delay_s)
             await asyncio.sleep(delay_s)  # stop() cancels this task while it sleeps
-            # A process that ran for a while before failing gets a fresh back-off.
-            ran_s = time.monotonic() - started
-            delay_s = RESTART_BASE_DELAY_S if ran_s > 60 else min(delay_s * 2, RESTART_MAX_DELAY_S)
             self.restarts += 1
             self._process = await self._spawn()
 
@@ -220,6 +220,4 @@ class RecordsProcess:
                 await self._supervisor
 
 
-RESTART_BASE_DELAY_S = 0.5
-RESTART_MAX_DELAY_S = 30.0
 STOP_TIMEOUT_S = 60

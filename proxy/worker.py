@@ -21,10 +21,10 @@ import os
 import sys
 
 from proxy.config import ProxyConfig
+from proxy.parent_pipe import STDIN, stop_at_end_of_stdin
 from proxy.server import configure_logging, run_loop, serve
 from proxy.workers import WorkerRole, config_from_json
 
-STDIN = 0
 READY_PREFIX = "READY "
 MAX_CONFIG_BYTES = 1 << 20
 
@@ -40,21 +40,6 @@ def read_config_line(fd: int = STDIN) -> str:
     return data.decode("utf-8")
 
 
-def _stop_at_end_of_stdin(stop: asyncio.Event) -> None:
-    loop = asyncio.get_running_loop()
-
-    def readable() -> None:
-        try:
-            data = os.read(STDIN, 4096)
-        except OSError:
-            data = b""
-        if not data:
-            loop.remove_reader(STDIN)
-            stop.set()
-
-    loop.add_reader(STDIN, readable)
-
-
 def _announce(address: tuple[str, int]) -> None:
     try:
         sys.stdout.write(f"{READY_PREFIX}{address[1]}\n")
@@ -65,7 +50,7 @@ def _announce(address: tuple[str, int]) -> None:
 
 async def _serve(config: ProxyConfig, role: WorkerRole) -> int:
     stop = asyncio.Event()
-    _stop_at_end_of_stdin(stop)
+    stop_at_end_of_stdin(stop)
     return await serve(config, worker=role, stop=stop, on_ready=_announce)
 
 

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from cachet.keyfiles import read_signing_key
+from proxy.parent_pipe import stop_at_end_of_stdin
 from proxy.records.forwarder import Forwarder
 from proxy.records.sealer import Sealer
 
@@ -231,28 +232,12 @@ def _clock_ms() -> int:
     return int(time.time() * 1000)
 
 
-def _watch_parent(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
-    """Stop when stdin reaches end of file: the serving process closed its end or died."""
-    fd = sys.stdin.fileno()
-
-    def readable() -> None:
-        try:
-            data = os.read(fd, 4096)
-        except OSError:
-            data = b""
-        if not data:
-            loop.remove_reader(fd)
-            stop.set()
-
-    loop.add_reader(fd, readable)
-
-
 async def _main(settings: PipelineSettings) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    _watch_parent(loop, stop)
+    stop_at_end_of_stdin(stop)
     await RecordsPipeline(settings).run(stop)
     return 0
 
