@@ -61,12 +61,15 @@ def _worker(nc: NatsClient, names: StreamNames, c: Coordinator, **kw: object) ->
                         retry_delay_s=0.05, **kw)  # type: ignore[arg-type]  # fmt: skip
 
 
-async def _drain(worker: IngestWorker, sub_messages: int, timeout_s: float = 10.0) -> None:
-    """Run the worker until it applied ``sub_messages`` or the time is up."""
+async def _drain(
+    worker: IngestWorker, sub_messages: int, timeout_s: float = 10.0, *, refused_too: bool = False
+) -> None:
+    """Run the worker until it applied (or, with ``refused_too``, applied or refused)
+    ``sub_messages`` or the time is up."""
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))
     async with asyncio.timeout(timeout_s):
-        while worker.applied < sub_messages:  # noqa: ASYNC110 - polls a counter, bounded by the timeout
+        while worker.applied + (worker.refused if refused_too else 0) < sub_messages:  # noqa: ASYNC110 - polls a counter, bounded by the timeout
             await asyncio.sleep(0.02)
     stop.set()
     await task
@@ -210,13 +213,7 @@ async def test_counters_on_the_message_are_stored_with_the_batch(
                 edge=edge.name, seq=batch.header.seq, counters=sent,
             )  # fmt: skip
         worker = _worker(nc, names, c)
-        stop = asyncio.Event()
-        task = asyncio.create_task(worker.run(stop))
-        async with asyncio.timeout(10):
-            while worker.applied + worker.refused < 2:  # noqa: ASYNC110 - bounded by the timeout
-                await asyncio.sleep(0.02)
-        stop.set()
-        await task
+        await _drain(worker, 2, refused_too=True)
         assert (worker.applied, worker.refused) == (1, 1)
         rows = await c.store._all(  # type: ignore[attr-defined]
             "SELECT requests_served, records_emitted, records_dropped FROM edge_counters"
