@@ -162,10 +162,18 @@ class Coordinator:
         return await self.store.list_edges()
 
     async def inclusion_proof(self, index: int, size: int) -> list[bytes]:
-        return await inclusion_proof_at(self.store, index, size, self.sequencer.state.size)
+        return await inclusion_proof_at(self.store, index, size, await self._log_size_for(size))
 
     async def consistency_proof(self, first: int, second: int) -> list[bytes]:
-        return await consistency_proof_between(self.store, first, second, self.sequencer.state.size)
+        return await consistency_proof_between(
+            self.store, first, second, await self._log_size_for(second)
+        )
+
+    async def _log_size_for(self, size: int) -> int:
+        """The sequencer's size, or the stored one when asked beyond it: with a sequencer
+        elected elsewhere (scale-out) this process's view may trail the stored log."""
+        known = self.sequencer.state.size
+        return known if size <= known else await self.store.log_size()
 
     async def receipt(self, request_id: str) -> Receipt:
-        return await build_receipt(self.store, request_id, self.sequencer.state.size)
+        return await build_receipt(self.store, request_id)

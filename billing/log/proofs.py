@@ -44,8 +44,11 @@ async def consistency_proof_between(
     return consistency_proof(nodes, first, second)
 
 
-async def build_receipt(store: Store, request_id: str, log_size: int) -> Receipt:
-    """The receipt of a request's (winning) record, anchored in the latest checkpoint."""
+async def build_receipt(store: Store, request_id: str) -> Receipt:
+    """The receipt of a request's (winning) record, anchored in the latest stored checkpoint.
+
+    The checkpoint read here bounds the proof: its nodes were stored before it was signed, and
+    a size sampled from the sequencer before these awaits may already be older than it."""
     location = await store.find_record(request_id)
     if location is None:
         raise NotFoundError("no record for that request id")
@@ -59,7 +62,7 @@ async def build_receipt(store: Store, request_id: str, log_size: int) -> Receipt
     records = [record_from_obj(item) for item in items]
     index = location.record_index
     record_proof = MerkleTree([record_leaf_hash(r) for r in records]).inclusion_proof(index)
-    batch_proof = await inclusion_proof_at(store, batch.log_index, checkpoint.size, log_size)
+    batch_proof = await inclusion_proof_at(store, batch.log_index, checkpoint.size, checkpoint.size)
     return Receipt(
         record=records[index],
         header=batch.header,

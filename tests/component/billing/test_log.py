@@ -10,6 +10,7 @@ import pytest
 
 from billing.api.app import build_app
 from billing.service import Coordinator
+from billing.store.base import RecordLocation
 from provenance.batches import batch_log_leaf_hash
 from provenance.checkpoint import Checkpoint, parse_checkpoint
 from provenance.keys import KeyRing, VerifierKey, parse_verifier_key
@@ -117,6 +118,41 @@ async def test_receipt_verifies_offline_with_the_log_and_edge_keys(harness: Harn
     assert checkpoint.size == 3
     missing = await harness.client.get("/v1/receipts/no-such-request")
     assert missing.status == 404
+
+
+async def test_a_receipt_asked_while_the_log_grows_is_anchored_in_the_newer_checkpoint(
+    harness: Harness,
+) -> None:
+    """The sequencer may sign a bigger checkpoint while a receipt is being assembled: the
+    receipt must prove inclusion in whatever checkpoint it read (RFC 9162 §2.1.3), not be
+    refused because the size sampled before its reads was smaller (seen in CI on PostgreSQL)."""
+    edge = await harness.enrol("edge-a")
+    await harness.post(body_of(edge.seal(count=5)))
+    await harness.coordinator.sequencer.flush()
+    target = edge.sent[0].records[2]
+    store = harness.coordinator.store
+    find_record = store.find_record
+
+    async def find_record_while_the_log_grows(request_id: str) -> RecordLocation | None:
+        for _ in range(2):
+            status, _ = await harness.post(body_of(edge.seal(count=5)))
+            assert status == 200
+        await harness.coordinator.sequencer.flush()
+        return await find_record(request_id)
+
+    store.find_record = find_record_while_the_log_grows  # type: ignore[method-assign]
+    try:
+        response = await harness.client.get(f"/v1/receipts/{target.request_id}")
+    finally:
+        store.find_record = find_record  # type: ignore[method-assign]
+    assert response.status == 200, await response.text()
+    checkpoint = verify_receipt(
+        parse_receipt(await response.read()),
+        await _log_key(harness),
+        KeyRing([edge.key.verifier]),
+        expected_origin=harness.coordinator.config.log_origin,
+    )
+    assert checkpoint.size == 3
 
 
 async def test_the_log_survives_a_restart_and_keeps_growing(
