@@ -83,9 +83,12 @@ def encode_simple(status: str, body: bytes, content_type: str) -> bytes:
 class OriginProtocol(asyncio.Protocol):
     """One client connection: parse requests with httptools, answer from precomputed bytes."""
 
-    def __init__(self, responses: ObjectResponses, counts: Counter[str]) -> None:
+    def __init__(
+        self, responses: ObjectResponses, counts: Counter[str], delay_s: float = 0.0
+    ) -> None:
         self.responses = responses
         self.counts = counts
+        self.delay_s = delay_s
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.url = b""
@@ -121,8 +124,19 @@ class OriginProtocol(asyncio.Protocol):
             return
         path = httptools.parse_url(self.url).path.decode("latin-1")
         method = self.parser.get_method()
-        self.transport.write(self.answer(path, method))
-        if not self.parser.should_keep_alive():
+        answer = self.answer(path, method)
+        keep_alive = self.parser.should_keep_alive()
+        if self.delay_s > 0 and path != COUNT_PATH:
+            # A slow origin widens the window in which a cache must collapse concurrent misses.
+            asyncio.get_running_loop().call_later(self.delay_s, self.send, answer, keep_alive)
+        else:
+            self.send(answer, keep_alive)
+
+    def send(self, answer: bytes, keep_alive: bool) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        self.transport.write(answer)
+        if not keep_alive:
             self.transport.close()
 
     def answer(self, path: str, method: bytes) -> bytes:
@@ -141,13 +155,13 @@ class OriginProtocol(asyncio.Protocol):
         return head + self.responses.bodies[path]
 
 
-async def serve(host: str, port: int) -> None:
+async def serve(host: str, port: int, delay_s: float = 0.0) -> None:
     """Serve until SIGINT or SIGTERM."""
     loop = asyncio.get_running_loop()
     responses = ObjectResponses()
     counts: Counter[str] = Counter()
     server = await loop.create_server(
-        lambda: OriginProtocol(responses, counts), host, port, backlog=4096
+        lambda: OriginProtocol(responses, counts, delay_s), host, port, backlog=4096
     )
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -165,14 +179,18 @@ def parse_listen(value: str) -> tuple[str, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description="Fast deterministic origin for bench/hits.py")
     parser.add_argument("--listen", default="127.0.0.1:18000", help="HOST:PORT")
+    parser.add_argument(
+        "--delay-ms", type=float, default=0.0, help="answer every object request this late"
+    )
     args = parser.parse_args()
     host, port = parse_listen(args.listen)
+    delay_s = max(0.0, args.delay_ms / 1000)
     try:
         import uvloop
     except ImportError:
-        asyncio.run(serve(host, port))
+        asyncio.run(serve(host, port, delay_s))
     else:
-        uvloop.run(serve(host, port))
+        uvloop.run(serve(host, port, delay_s))
 
 
 if __name__ == "__main__":
