@@ -1,5 +1,5 @@
-"""`cachet keygen`, `cachet manifest create|sign|verify`, `cachet verify receipt`: the I/O shell
-around `provenance/` for creators and auditors.
+"""`cachet keygen`, `cachet manifest create|sign|verify`, `cachet verify receipt|statement`: the
+I/O shell around `provenance/` for creators and auditors.
 
 Exit status: 0 success; 1 the thing checked is wrong (bad signature, wrong key, tampered file or
 receipt); 2 the input could not be used (missing or malformed file, too-open key, usage). Every
@@ -35,6 +35,11 @@ from provenance.manifests import (
 )
 from provenance.receipts import parse_receipt, verify_receipt
 from provenance.records import format_timestamp
+from provenance.statement_leaves import (
+    PendingStatementError,
+    parse_statement_proof,
+    verify_statement_proof,
+)
 
 Handler = Callable[[argparse.Namespace], int]
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -302,6 +307,46 @@ def _run_verify_receipt(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- verify statement ---------------------------------------------------------------------------
+
+
+def _run_verify_statement(args: argparse.Namespace) -> int:
+    data = _read_input(Path(args.statement), "statement", MAX_RECEIPT_BYTES)
+    try:
+        proof = parse_statement_proof(data)
+    except PendingStatementError as exc:
+        raise CommandFailed(f"{args.statement}: {exc}") from None
+    except FormatError as exc:
+        raise CommandFailed(f"{args.statement} is not a valid statement proof: {exc}") from None
+    log_key = keyfiles.read_verifier_key(Path(args.log_key))
+    try:
+        checkpoint = verify_statement_proof(proof, log_key, args.origin)
+    except CachetError as exc:  # a proof of the wrong shape is a failed check too
+        raise CommandFailed(
+            f"statement does not verify: {type(exc).__name__}: {exc}", EXIT_VERIFY_FAILED
+        ) from None
+    statement = proof.statement
+    obj: dict[str, object] = {
+        "verified": True,
+        "creator": statement["creator"],
+        "period": statement["period"],
+        "sha256": statement["sha256"],
+        "leaf_index": proof.leaf_index,
+        "log_origin": checkpoint.origin,
+        "checkpoint_size": checkpoint.size,
+        "root": checkpoint.root_hash.hex(),
+    }
+    period = statement["period"]
+    lines = [
+        f"statement verified: {statement['creator']}, {period.get('kind')} from "
+        f"{period.get('start')}, sha256 {statement['sha256']}",
+        f"leaf {proof.leaf_index} of checkpoint: {checkpoint.origin} size {checkpoint.size} "
+        f"root {obj['root']}",
+    ]
+    _emit(args, obj, lines)
+    return 0
+
+
 # --- argument parsers ---------------------------------------------------------------------------
 
 
@@ -386,7 +431,7 @@ def _register_sign_verify(manifest_parsers: Subparsers) -> None:
 
 
 def _register_verify(subparsers: Subparsers) -> None:
-    parser = subparsers.add_parser("verify", help="check receipts offline")
+    parser = subparsers.add_parser("verify", help="check receipts and statements offline")
     kinds = parser.add_subparsers(dest="verify_kind", metavar="KIND")
     kinds.required = True
     receipt = kinds.add_parser(
@@ -402,6 +447,22 @@ def _register_verify(subparsers: Subparsers) -> None:
     receipt.add_argument("--origin", metavar="NAME", help="expected checkpoint origin (log name)")
     _add_common(receipt, force=False)
     receipt.set_defaults(handler=_guarded("verify receipt", _run_verify_receipt))
+    statement = kinds.add_parser(
+        "statement",
+        help="check a creator's statement against the log's key",
+        description="Check offline that a statement (the JSON of GET /v1/creator/statements/"
+        "{period}) is unchanged since its period closed and is a leaf of the coordinator's "
+        "global log: the checkpoint's signature, the statement's own hash and its inclusion "
+        "proof (RFC 9162).",
+        epilog=_EXIT_EPILOG,
+    )
+    statement.add_argument("statement", metavar="FILE", help="statement proof JSON")
+    statement.add_argument(
+        "--log-key", required=True, metavar="LOGKEY.pub", help="log verifier key"
+    )
+    statement.add_argument("--origin", metavar="NAME", help="expected checkpoint origin (log name)")
+    _add_common(statement, force=False)
+    statement.set_defaults(handler=_guarded("verify statement", _run_verify_statement))
 
 
 def register(subparsers: Subparsers) -> None:

@@ -69,17 +69,19 @@ def format_receipt(receipt: Receipt) -> bytes:
     return canonicalize(receipt_to_obj(receipt))
 
 
-def _proof_from_obj(value: object, name: str) -> tuple[bytes, ...]:
+def _proof_from_obj(value: object, name: str, what: str = "receipt") -> tuple[bytes, ...]:
+    """A list of proof hashes (hex); ``what`` names the document in the error (statement
+    proofs, ``provenance.statement_leaves``, read their anchor with it too)."""
     if not isinstance(value, list) or len(value) > MAX_PROOF_HASHES:
-        raise FormatError(f"receipt {name!r} must be a list of at most {MAX_PROOF_HASHES} hashes")
+        raise FormatError(f"{what} {name!r} must be a list of at most {MAX_PROOF_HASHES} hashes")
     if not all(isinstance(item, str) and _HEX64.fullmatch(item) for item in value):
-        raise FormatError(f"receipt {name!r} must hold 64-hex-digit hashes")
+        raise FormatError(f"{what} {name!r} must hold 64-hex-digit hashes")
     return tuple(bytes.fromhex(item) for item in value)
 
 
-def _index_from_obj(value: object, name: str) -> int:
+def _index_from_obj(value: object, name: str, what: str = "receipt") -> int:
     if type(value) is not int or not 0 <= value <= MAX_SAFE_INTEGER:
-        raise FormatError(f"receipt {name!r} must be an integer >= 0")
+        raise FormatError(f"{what} {name!r} must be an integer >= 0")
     return value
 
 

@@ -13,7 +13,8 @@ canonical spelling of a resource parses, so each resource has one name.
 Entry bundles ("Log entries"): each entry a big-endian uint16 length then its bytes; entry ``i``
 hashes (RFC 9162 §2.1.1 leaf hash) to hash ``i`` of the level-0 tile of the same index. In
 Cachet's log an entry is a batch's signed header, the canonical JSON ``{"header": ...,
-"signature": "<base64>"}`` whose leaf hash is the log leaf (``batches.batch_log_leaf_hash``).
+"signature": "<base64>"}`` whose leaf hash is the log leaf (``batches.batch_log_leaf_hash``),
+or a closed statement's leaf data (``statement_leaves``, which also reads either kind).
 
 Reading back (``TileTree``): any complete aligned subtree of ``2**k`` leaves is ``2**(k mod 8)``
 consecutive hashes of one tile at level ``k // 8``, folded; every other range RFC 9162 proof

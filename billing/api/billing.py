@@ -165,8 +165,7 @@ async def creator_statement(request: web.Request) -> web.Response:
     stored = await billing.ledger.find_statement(period_id, creator)
     if stored is None:
         raise NotFoundError("no statement of yours for that period")
-    statement = json.loads(stored.statement_json)
-    return web.json_response({"statement": statement, "anchor": await billing.anchor(stored)})
+    return web.json_response(await billing.statement_proof(stored))
 
 
 async def creator_earnings(request: web.Request) -> web.Response:
@@ -252,7 +251,10 @@ def openapi_paths() -> dict[str, dict[str, Any]]:
         "/v1/admin/pricing/history": {"get": _op("every pricing version", admin=True)},
         "/v1/creator/statements": {"get": _op("your statements", security=creator)},
         "/v1/creator/statements/{period}": {
-            "get": _op("your statement with its anchor in the statements' log",
+            "get": _op("your statement as a statement proof: its inclusion proof in the global "
+                       "log and the signed checkpoint (or anchor null and 'pending' until the "
+                       "sequencer appends it); `cachet verify statement FILE --log-key` checks "
+                       "it offline",
                        security=creator, parameters=period)},
         "/v1/creator/earnings": {"get": _op("your earnings per closed period", security=creator)},
         "/v1/creator/receipts/{request_id}": {

@@ -2,9 +2,10 @@
 daily usage rows and outcome counts, each step in one transaction with the cursor.
 
 Exactly once: the cursor is the next log index to attribute; a step reads the batches at
-``[cursor, cursor + n)`` (log indexes are dense and assigned in order by the sequencer), and
-writes their rows together with the new cursor, refusing if the cursor moved. A batch's winning
-records are the deduplicated rows that name it (``records.batch_id``): a record an
+``[cursor, cursor + n)`` (log indexes are dense and assigned in order by the sequencer; the
+indexes of that range no batch holds are statement leaves, which bill nothing), and writes
+their rows together with the new cursor ``cursor + n``, refusing if the cursor moved. A
+batch's winning records are the deduplicated rows that name it (``records.batch_id``): a record an
 ``upstream_of`` copy held until the serving edge's copy replaced it is attributed again with the
 later batch (the first outcome was an exclusion, so nothing is billed twice). Losing copies are
 counted as ``copies`` only: reconciliation lists them as duplicates.
@@ -25,6 +26,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import datetime
 
 from billing.ledger.metrics import BillingMetrics
@@ -37,7 +39,7 @@ from billing.ledger.step_plan import (
     plan_step,
     plan_summary_step,
 )
-from billing.ledger.store import LedgerStore
+from billing.ledger.store import LedgerStore, StepWrite
 from billing.store.base import Store
 from provenance.records import Record
 
@@ -104,33 +106,44 @@ class AttributionRunner:
         self._task: asyncio.Task[None] | None = None
 
     async def step(self, log_size: int) -> int:
-        """Attribute the next batches below ``log_size``; the number of batches done."""
+        """Attribute the batches among the next log leaves below ``log_size``; the number of
+        leaves the cursor moved over (statement leaves are passed over, they bill nothing)."""
+        return (await self._step(log_size))[0]
+
+    async def _step(self, log_size: int) -> tuple[int, int]:
+        """(leaves the cursor moved over, batches among them)."""
         first = await self._ledger.attribution_cursor()
         limit = min(BATCHES_PER_STEP, log_size - first)
         if limit <= 0:
-            return 0
+            return 0, 0
         now = self._clock()
         planned = await plan_from_summary(self._ledger, first, limit, self._load_registry, now)
         if planned is None:
             planned = await plan_record_by_record(
                 self._ledger, first, limit, self._load_registry, now
             )
+        # Every index below log_size is committed, a batch's or a statement's: the step covers
+        # the whole range, so the cursor passes the statements among (or after) its batches.
         if planned is None:
-            return 0
-        await self._ledger.write_step(planned.write)
+            await self._ledger.write_step(StepWrite(first, first + limit, (), (), (), ()))
+            return limit, 0
+        await self._ledger.write_step(replace(planned.write, next_index=first + limit))
         self._metrics.note_step(planned.creator_totals, planned.by_outcome)
-        return planned.write.next_index - first
+        return limit, len(planned.write.batches)
 
     async def _load_registry(self, content_ids: set[str]) -> RegistrySnapshot:
         return RegistrySnapshot(await self._ledger.read_claims(content_ids))
 
     async def run_until_caught_up(self, log_size: int) -> int:
-        """Attribute everything sequenced below ``log_size`` (tests and period closes)."""
+        """Attribute everything sequenced below ``log_size`` (tests and period closes); the
+        number of batches attributed."""
         done = 0
         async with self.lock:
-            while n := await self.step(log_size):
-                done += n
-        return done
+            while True:
+                leaves, batches = await self._step(log_size)
+                if not leaves:
+                    return done
+                done += batches
 
     def start(self, log_size: Callable[[], int]) -> None:
         self._task = asyncio.create_task(self._run(log_size), name="cachet-billing-attribution")

@@ -1,5 +1,5 @@
-"""Pure helpers of the ledger: period ids, usage rows to ``Bucket``s, statements back from JSON,
-and the statements' own Merkle log (RFC 9162) with its checkpoint text. No I/O, no clock.
+"""Pure helpers of the ledger: period ids, usage rows to ``Bucket``s, statements back from JSON.
+No I/O, no clock. (A statement's leaf in the global log: ``provenance.statement_leaves``.)
 
 A period id is ``<kind>-<start>`` with the start as ``YYYY-MM-DDTHH:MM:SSZ``, e.g.
 ``day-2026-11-27T00:00:00Z`` (the same form as the admin UI's ``format_period_ref``).
@@ -8,20 +8,17 @@ A period id is ``<kind>-<start>`` with the start as ``YYYY-MM-DDTHH:MM:SSZ``, e.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from billing.aggregate import Bucket, BucketKey, _bucket_from
 from billing.statements import DAY, HOUR, MONTH, Period, Statement, StatementLine
-from provenance.checkpoint import Checkpoint, format_checkpoint
 from provenance.errors import FormatError
-from provenance.merkle import MerkleTree, leaf_hash
 from provenance.records import parse_timestamp, sample_rate_ppm
 
 PERIOD_KINDS = (HOUR, DAY, MONTH)
 _START_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
-STATEMENTS_ORIGIN_SUFFIX = "/statements"
 
 
 def format_period_id(period: Period) -> str:
@@ -108,20 +105,3 @@ def statement_from_json(text: str) -> Statement:
         obj["net_micros"], obj["carried_in_micros"], obj["payout_micros"],
         obj["carry_out_micros"], obj["sha256"],
     )  # fmt: skip
-
-
-def statement_leaf_hashes(sha256_hexes: Sequence[str]) -> list[bytes]:
-    """RFC 9162 leaf hashes of the statements' log: leaf data = the 32-byte statement hash."""
-    return [leaf_hash(bytes.fromhex(h)) for h in sha256_hexes]
-
-
-def statements_checkpoint_text(log_origin: str, sha256_hexes: Sequence[str]) -> tuple[str, str]:
-    """(root hex, checkpoint note text) of the statements' log over all statement hashes."""
-    root = MerkleTree(statement_leaf_hashes(sha256_hexes)).root()
-    origin = log_origin + STATEMENTS_ORIGIN_SUFFIX
-    return root.hex(), format_checkpoint(Checkpoint(origin, len(sha256_hexes), root))
-
-
-def statement_inclusion_proof(sha256_hexes: Sequence[str], index: int) -> list[bytes]:
-    """PATH(index, D[0:n]) (RFC 9162 §2.1.3.1) of one statement in the statements' log."""
-    return MerkleTree(statement_leaf_hashes(sha256_hexes)).inclusion_proof(index)

@@ -1,9 +1,10 @@
 """PostgresLedgerStore: ``LedgerStore`` on the coordinator's PostgresStore (its pool).
 
-The attribution cursor and the statements' log are guarded as in SQLite (re-checked inside the
-writing transaction) and, because several coordinator processes may share the database, each
-guarded write first takes a transaction-scoped advisory lock so two runners serialise and the
-second fails its check instead of writing twice."""
+The attribution cursor and a period close (its period id, its statements' close order) are
+guarded as in SQLite (re-checked inside the writing transaction) and, because several
+coordinator processes may share the database, each guarded write first takes a
+transaction-scoped advisory lock so two runners serialise and the second fails its check
+instead of writing twice."""
 
 from __future__ import annotations
 
@@ -21,7 +22,6 @@ from billing.ledger.store import (
     PeriodUsage,
     PricingVersion,
     ReportedCounters,
-    StatementsCheckpoint,
     StepBatch,
     StepWrite,
     StoredStatement,
@@ -30,6 +30,9 @@ from billing.store.postgres import PostgresStore, pg_sql
 from provenance.records import Record
 
 _CURSOR = "attribution_cursor"
+_SELECT_STATEMENTS = (
+    "SELECT period_id, creator, sha256, leaf_index, statement_json, log_index FROM statements"
+)
 _USAGE_INSERT = (
     " (start, creator, content_id, manifest_id, edge, use_kind, sample_rate, step, records,"
     " hits, bytes, bytes_sq, cache_bytes, cache_bytes_sq, saved, saved_sq)"
@@ -153,26 +156,20 @@ class PostgresLedgerStore(StepReads):
         sql = "SELECT DISTINCT start FROM usage_hourly WHERE billed_in IS NULL ORDER BY start"
         return [str(r[0]) for r in await self._all(sql)]
 
-    async def statement_hashes(self) -> list[str]:
-        rows = await self._all("SELECT sha256 FROM statements ORDER BY leaf_index")
-        return [str(r[0]) for r in rows]
-
     async def close_period(
         self,
         period: PeriodRow,
         statements: Sequence[tuple[str, str, str]],
         before: str,
-        checkpoint: StatementsCheckpoint,
     ) -> None:
         async with self._store._transaction() as db:
-            await self._check_close(db, period.period_id, checkpoint.tree_size - len(statements))
+            first = await self._check_close(db, period.period_id)
             p = period
             await db.execute(
                 "INSERT INTO periods VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)",
                 p.period_id, p.kind, p.start, p.end_at, p.closed_at, p.statements,
                 p.payout_micros, p.currency, p.pricing_version, p.duration_ms,
             )  # fmt: skip
-            first = checkpoint.tree_size - len(statements)
             await db.executemany(
                 "INSERT INTO statements (period_id, creator, sha256, leaf_index, statement_json)"
                 " VALUES ($1,$2,$3,$4,$5)",
@@ -182,20 +179,15 @@ class PostgresLedgerStore(StepReads):
                 "UPDATE usage_hourly SET billed_in = $1 WHERE billed_in IS NULL AND start < $2",
                 p.period_id, before,
             )  # fmt: skip
-            c = checkpoint
-            await db.execute(
-                "INSERT INTO statement_checkpoints VALUES ($1,$2,$3,$4)",
-                c.tree_size, c.root_hash, c.note, c.created_at,
-            )  # fmt: skip
 
     @staticmethod
-    async def _check_close(db: asyncpg.Connection, period_id: str, leaves: int) -> None:
+    async def _check_close(db: asyncpg.Connection, period_id: str) -> int:
+        """Under the ledger lock: refuse a closed period; the next statement's close order."""
         await db.execute("SELECT pg_advisory_xact_lock($1)", LEDGER_LOCK)
         sql = "SELECT 1 FROM periods WHERE period_id = $1"
         if await db.fetchval(sql, period_id) is not None:
             raise ConflictError("period already closed")
-        if int(await db.fetchval("SELECT COUNT(*) FROM statements")) != leaves:
-            raise ConflictError("the statements' log moved under the close")
+        return int(await db.fetchval("SELECT COUNT(*) FROM statements"))
 
     async def list_periods(self) -> list[PeriodRow]:
         rows = await self._all("SELECT * FROM periods ORDER BY start DESC, kind")
@@ -206,22 +198,17 @@ class PostgresLedgerStore(StepReads):
         return None if row is None else PeriodRow(*row)
 
     async def period_statements(self, period_id: str) -> list[StoredStatement]:
-        sql = "SELECT * FROM statements WHERE period_id = ? ORDER BY creator"
+        sql = _SELECT_STATEMENTS + " WHERE period_id = ? ORDER BY creator"
         return [StoredStatement(*r) for r in await self._all(sql, (period_id,))]
 
     async def creator_statements(self, creator: str) -> list[StoredStatement]:
-        sql = "SELECT * FROM statements WHERE creator = ? ORDER BY leaf_index"
+        sql = _SELECT_STATEMENTS + " WHERE creator = ? ORDER BY leaf_index"
         return [StoredStatement(*r) for r in await self._all(sql, (creator,))]
 
     async def find_statement(self, period_id: str, creator: str) -> StoredStatement | None:
-        sql = "SELECT * FROM statements WHERE period_id = ? AND creator = ?"
+        sql = _SELECT_STATEMENTS + " WHERE period_id = ? AND creator = ?"
         row = await self._one(sql, (period_id, creator))
         return None if row is None else StoredStatement(*row)
-
-    async def latest_statements_checkpoint(self) -> StatementsCheckpoint | None:
-        sql = "SELECT * FROM statement_checkpoints ORDER BY tree_size DESC LIMIT 1"
-        row = await self._one(sql)
-        return None if row is None else StatementsCheckpoint(int(row[0]), *row[1:])
 
     # -- pricing -------------------------------------------------------------------------------
     async def latest_pricing(self) -> PricingVersion | None:

@@ -63,3 +63,13 @@ LEDGER_STATEMENTS: tuple[str, ...] = (
 LEDGER_V5: tuple[str, ...] = (
     "ALTER TABLE edge_counters ADD COLUMN records_dropped BIGINT NOT NULL DEFAULT 0",
 )
+
+# Statements are leaves of the coordinator's one global log (issue 6), beside batches: a closed
+# statement waits with a NULL ``log_index`` until the sequencer appends it (in the order closes
+# happened), so statements closed before this migration are appended by the next sequencer run.
+# ``leaf_index`` keeps its values (the close order, once the separate statements' log index);
+# ``statement_checkpoints`` stays as history, nothing writes or serves it any more.
+LEDGER_V6: tuple[str, ...] = (
+    "ALTER TABLE statements ADD COLUMN log_index BIGINT",
+    "CREATE UNIQUE INDEX statements_by_log_index ON statements (log_index)",
+)

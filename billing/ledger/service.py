@@ -3,8 +3,9 @@ the CLI call these, never the SQL).
 
 - ``run_attribution()``: flush the log's sequencer and attribute everything sequenced.
 - ``close_period(period)``: immutable statements per creator (pure ``close_period``), stored
-  with their hashes and appended to the statements' Merkle log, whose checkpoint is signed with
-  the log key. Idempotent; periods of one kind close in order, never overlapping another kind.
+  with their hashes; once that transaction commits the sequencer appends one leaf per statement
+  to the global log (``provenance.statement_leaves``) and signs a checkpoint. Idempotent;
+  periods of one kind close in order, never overlapping another kind.
 - pricing: the platform's ``[pricing]`` rules, versioned (each update a row with its actor).
 - reads for admins (periods, statements, exports, reconciliation) and for one creator.
 """
@@ -21,20 +22,9 @@ from billing.attribution import Attributed, attribute
 from billing.errors import ConflictError, NotFoundError
 from billing.ledger.jobs import AttributionRunner, RegistrySnapshot
 from billing.ledger.metrics import BillingMetrics
-from billing.ledger.periods import (
-    buckets_from_rows,
-    format_period_id,
-    statement_from_json,
-    statement_inclusion_proof,
-    statements_checkpoint_text,
-)
-from billing.ledger.store import (
-    LedgerStore,
-    PeriodRow,
-    PricingVersion,
-    StatementsCheckpoint,
-    StoredStatement,
-)
+from billing.ledger.periods import buckets_from_rows, format_period_id, statement_from_json
+from billing.ledger.store import LedgerStore, PeriodRow, PricingVersion, StoredStatement
+from billing.log.proofs import inclusion_proof_at
 from billing.pricing import PricingRules, parse_pricing
 from billing.registry.service import Registry
 from billing.service import Coordinator
@@ -46,12 +36,16 @@ from billing.statements import (
     export_json,
     statement_to_obj,
 )
-from provenance.canonical_json import canonicalize
+from provenance.canonical_json import canonicalize, parse
 from provenance.errors import FormatError
 from provenance.manifests import PayoutTerms
 from provenance.receipts import Receipt
 from provenance.records import format_timestamp, parse_timestamp, record_from_obj
-from provenance.signed_note import sign_note
+from provenance.statement_leaves import (
+    StatementProof,
+    pending_statement_obj,
+    statement_proof_to_obj,
+)
 
 DEFAULT_PRICING: dict[str, Any] = {"currency": "USD"}
 
@@ -144,6 +138,10 @@ class Billing:
                 return existing
             row = await self._close_locked(period, started)
         self.metrics.close_seconds.labels(period.kind).observe(time.perf_counter() - started)
+        # The statements are committed, pending for the log: append them and sign now, so a
+        # creator's statement is anchored when the close returns (where this process leads the
+        # log; otherwise the leader's next step does it).
+        await self.coordinator.sequencer.flush()
         return row
 
     async def _check_order(self, period: Period) -> None:
@@ -184,18 +182,13 @@ class Billing:
                                   carried_in=await self._carried_in())  # fmt: skip
         new = [(c, s.sha256, canonicalize(statement_to_obj(s)).decode())
                for c, s in sorted(statements.items())]  # fmt: skip
-        hashes = [*await self.ledger.statement_hashes(), *(h for _, h, _ in new)]
-        root, text = statements_checkpoint_text(self.coordinator.config.log_origin, hashes)
         now = self._now()
-        checkpoint = StatementsCheckpoint(
-            len(hashes), root, sign_note(text, [self.coordinator.log_key]), now
-        )
         row = PeriodRow(
             format_period_id(period), period.kind, format_timestamp(period.start), end, now,
             len(new), sum(s.payout_micros for s in statements.values()), self.rules.currency,
             self.pricing_version, int((time.perf_counter() - started) * 1000),
         )  # fmt: skip
-        await self.ledger.close_period(row, new, end, checkpoint)
+        await self.ledger.close_period(row, new, end)
         return row
 
     async def list_periods(self) -> list[PeriodRow]:
@@ -224,19 +217,23 @@ class Billing:
     async def creator_statements(self, creator: str) -> list[StoredStatement]:
         return await self.ledger.creator_statements(creator)
 
-    async def anchor(self, stored: StoredStatement) -> dict[str, Any]:
-        """Where a statement sits in the statements' log: index, proof, signed checkpoint."""
-        checkpoint = await self.ledger.latest_statements_checkpoint()
-        if checkpoint is None:
-            raise RuntimeError("a stored statement without a statements checkpoint")
-        hashes = (await self.ledger.statement_hashes())[: checkpoint.tree_size]
-        proof = statement_inclusion_proof(hashes, stored.leaf_index)
-        return {
-            "leaf_index": stored.leaf_index,
-            "tree_size": checkpoint.tree_size,
-            "inclusion_proof": [p.hex() for p in proof],
-            "checkpoint": checkpoint.note,
-        }
+    async def statement_proof(self, stored: StoredStatement) -> dict[str, object]:
+        """The statement with its inclusion proof (RFC 9162 §2.1.3) in the global log and the
+        latest signed checkpoint (``provenance.statement_leaves``), or marked pending while its
+        leaf is not in a checkpoint yet. The checkpoint is read after the statement: its nodes
+        were stored before it was signed."""
+        statement = parse(stored.statement_json.encode())
+        if not isinstance(statement, dict):
+            raise RuntimeError("stored statement_json is not an object")
+        store = self.coordinator.store
+        checkpoint = await store.latest_checkpoint()
+        index = stored.log_index
+        if index is None or checkpoint is None or index >= checkpoint.size:
+            reason = "its leaf is not in a signed checkpoint of the log yet; retry shortly"
+            return pending_statement_obj(statement, reason)
+        proof = await inclusion_proof_at(store, index, checkpoint.size, checkpoint.size)
+        anchored = StatementProof(statement, index, checkpoint.size, tuple(proof), checkpoint.note)
+        return statement_proof_to_obj(anchored)
 
     async def export(self, period_id: str, fmt: str) -> str:
         statements = await self.statements(period_id)

@@ -18,7 +18,6 @@ from billing.ledger.store import (
     PeriodUsage,
     PricingVersion,
     ReportedCounters,
-    StatementsCheckpoint,
     StepBatch,
     StepWrite,
     StoredStatement,
@@ -27,6 +26,9 @@ from billing.store.sqlite import SqliteStore
 from provenance.records import Record
 
 _CURSOR = "attribution_cursor"
+_SELECT_STATEMENTS = (
+    "SELECT period_id, creator, sha256, leaf_index, statement_json, log_index FROM statements"
+)
 _USAGE_INSERT = (
     " (start, creator, content_id, manifest_id, edge, use_kind, sample_rate, step, records,"
     " hits, bytes, bytes_sq, cache_bytes, cache_bytes_sq, saved, saved_sq)"
@@ -155,26 +157,20 @@ class SqliteLedgerStore(StepReads):
         sql = "SELECT DISTINCT start FROM usage_hourly WHERE billed_in IS NULL ORDER BY start"
         return [str(r[0]) for r in await self._all(sql)]
 
-    async def statement_hashes(self) -> list[str]:
-        rows = await self._all("SELECT sha256 FROM statements ORDER BY leaf_index")
-        return [str(r[0]) for r in rows]
-
     async def close_period(
         self,
         period: PeriodRow,
         statements: Sequence[tuple[str, str, str]],
         before: str,
-        checkpoint: StatementsCheckpoint,
     ) -> None:
         async with self._store._transaction() as db:
-            await self._check_close(db, period.period_id, checkpoint.tree_size - len(statements))
+            first = await self._check_close(db, period.period_id)
             p = period
             await db.execute(
                 "INSERT INTO periods VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (p.period_id, p.kind, p.start, p.end_at, p.closed_at, p.statements,
                  p.payout_micros, p.currency, p.pricing_version, p.duration_ms),
             )  # fmt: skip
-            first = checkpoint.tree_size - len(statements)
             await db.executemany(
                 "INSERT INTO statements (period_id, creator, sha256, leaf_index, statement_json)"
                 " VALUES (?,?,?,?,?)",
@@ -184,21 +180,17 @@ class SqliteLedgerStore(StepReads):
                 "UPDATE usage_hourly SET billed_in = ? WHERE billed_in IS NULL AND start < ?",
                 (p.period_id, before),
             )
-            c = checkpoint
-            await db.execute(
-                "INSERT INTO statement_checkpoints VALUES (?,?,?,?)",
-                (c.tree_size, c.root_hash, c.note, c.created_at),
-            )
 
     @staticmethod
-    async def _check_close(db: aiosqlite.Connection, period_id: str, leaves: int) -> None:
+    async def _check_close(db: aiosqlite.Connection, period_id: str) -> int:
+        """In the writer's transaction: refuse a closed period; the next statement's close
+        order."""
         async with db.execute("SELECT 1 FROM periods WHERE period_id = ?", (period_id,)) as cur:
             if await cur.fetchone() is not None:
                 raise ConflictError("period already closed")
         async with db.execute("SELECT COUNT(*) FROM statements") as cur:
             row = await cur.fetchone()
-        if row is None or int(row[0]) != leaves:
-            raise ConflictError("the statements' log moved under the close")
+        return 0 if row is None else int(row[0])
 
     async def list_periods(self) -> list[PeriodRow]:
         rows = await self._all("SELECT * FROM periods ORDER BY start DESC, kind")
@@ -209,22 +201,17 @@ class SqliteLedgerStore(StepReads):
         return None if row is None else PeriodRow(*row)
 
     async def period_statements(self, period_id: str) -> list[StoredStatement]:
-        sql = "SELECT * FROM statements WHERE period_id = ? ORDER BY creator"
+        sql = _SELECT_STATEMENTS + " WHERE period_id = ? ORDER BY creator"
         return [StoredStatement(*r) for r in await self._all(sql, (period_id,))]
 
     async def creator_statements(self, creator: str) -> list[StoredStatement]:
-        sql = "SELECT * FROM statements WHERE creator = ? ORDER BY leaf_index"
+        sql = _SELECT_STATEMENTS + " WHERE creator = ? ORDER BY leaf_index"
         return [StoredStatement(*r) for r in await self._all(sql, (creator,))]
 
     async def find_statement(self, period_id: str, creator: str) -> StoredStatement | None:
-        sql = "SELECT * FROM statements WHERE period_id = ? AND creator = ?"
+        sql = _SELECT_STATEMENTS + " WHERE period_id = ? AND creator = ?"
         row = await self._one(sql, (period_id, creator))
         return None if row is None else StoredStatement(*row)
-
-    async def latest_statements_checkpoint(self) -> StatementsCheckpoint | None:
-        sql = "SELECT * FROM statement_checkpoints ORDER BY tree_size DESC LIMIT 1"
-        row = await self._one(sql)
-        return None if row is None else StatementsCheckpoint(int(row[0]), *row[1:])
 
     # -- pricing -------------------------------------------------------------------------------
     async def latest_pricing(self) -> PricingVersion | None:

@@ -116,16 +116,9 @@ class StoredStatement:
     period_id: str
     creator: str
     sha256: str
-    leaf_index: int
+    leaf_index: int  # close order (all statements, every period); the column's old name
     statement_json: str
-
-
-@dataclass(frozen=True, slots=True)
-class StatementsCheckpoint:
-    tree_size: int
-    root_hash: str
-    note: str
-    created_at: str
+    log_index: int | None = None  # its leaf in the global log; None until sequenced
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,20 +191,13 @@ class LedgerStore(Protocol):
     # -- periods -------------------------------------------------------------------------------
     async def unbilled_rows(self, before: str) -> list[UsageRow]: ...
     async def unbilled_hours(self) -> list[str]: ...
-    async def statement_hashes(self) -> list[str]:
-        """Every statement hash, by leaf index (the statements' log)."""
-        ...
-
     async def close_period(
-        self,
-        period: PeriodRow,
-        statements: Sequence[tuple[str, str, str]],
-        before: str,
-        checkpoint: StatementsCheckpoint,
+        self, period: PeriodRow, statements: Sequence[tuple[str, str, str]], before: str
     ) -> None:
-        """Store the period, its statements (creator, sha256, json) as the next leaves, claim
-        every unbilled usage row before ``before`` and the checkpoint; ConflictError if the
-        period id exists or the leaves moved."""
+        """Store the period and its statements (creator, sha256, json), next in close order
+        and pending for the global log (``log_index`` NULL: the sequencer appends them), and
+        claim every unbilled usage row before ``before``; ConflictError if the period id
+        exists or another close stored statements meanwhile."""
         ...
 
     async def list_periods(self) -> list[PeriodRow]: ...
@@ -219,7 +205,6 @@ class LedgerStore(Protocol):
     async def period_statements(self, period_id: str) -> list[StoredStatement]: ...
     async def creator_statements(self, creator: str) -> list[StoredStatement]: ...
     async def find_statement(self, period_id: str, creator: str) -> StoredStatement | None: ...
-    async def latest_statements_checkpoint(self) -> StatementsCheckpoint | None: ...
 
     # -- pricing (each update a new version: the audit trail) ----------------------------------
     async def latest_pricing(self) -> PricingVersion | None: ...

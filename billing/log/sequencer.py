@@ -1,11 +1,13 @@
-"""The sequencer: the one task that appends accepted batches to the log, in order, and signs
-checkpoints (C2SP tlog-checkpoint as a C2SP signed note) every ``interval_s`` seconds or every
-``every_batches`` leaves, whichever comes first.
+"""The sequencer: the one task that appends pending leaves to the log, in arrival order, and
+signs checkpoints (C2SP tlog-checkpoint as a C2SP signed note) every ``interval_s`` seconds or
+every ``every_batches`` leaves, whichever comes first. A leaf is an accepted batch or a closed
+statement (``billing.log.leaves``): one log, one writer, both kinds.
 
 Durability contract: ``append_leaves`` MUST commit the leaf indexes and nodes in one transaction
 before the in-memory frontier moves; a checkpoint is stored only for a size whose nodes are
 committed. After a crash the sequencer reloads its frontier from the stored nodes and integrates
-the batches that were acknowledged but not yet sequenced: acknowledgement never waits for it.
+the batches that were acknowledged (and the statements closed) but not yet sequenced:
+acknowledgement never waits for it.
 
 Several processes on one database (ingest workers, docs/design/scale-out.md) each run a
 Sequencer with ``lead``: a call that says whether this process holds the log's single-writer
@@ -22,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from billing.log.integrate import EMPTY_LOG, LogState, frontier_node_ids, integrate, root_of
+from billing.log.leaves import leaf_hash_of
 from billing.metrics import CoordinatorMetrics
 from billing.store.base import Store, StoredCheckpoint
 from provenance.checkpoint import Checkpoint, format_checkpoint
@@ -148,15 +151,14 @@ class Sequencer:
         return (self._clock() - created).total_seconds() >= self._interval_s
 
     async def _integrate_pending(self) -> int:
-        batch_ids = await self._store.unsequenced_batch_ids(MAX_LEAVES_PER_STEP)
-        if not batch_ids:
+        leaves = await self._store.unsequenced_leaves(MAX_LEAVES_PER_STEP)
+        if not leaves:
             return 0
-        leaves = [bytes.fromhex(batch_id) for batch_id in batch_ids]
-        state, nodes = integrate(self._state, leaves)
-        await self._store.append_leaves(self._state.size, batch_ids, nodes)
+        state, nodes = integrate(self._state, [leaf_hash_of(leaf) for leaf in leaves])
+        await self._store.append_leaves(self._state.size, leaves, nodes)
         self._state = state
         self._metrics.log_size.set(state.size)
-        return len(batch_ids)
+        return len(leaves)
 
     async def _sign_if_grown(self, force: bool) -> StoredCheckpoint:
         signed = self._checkpoint

@@ -1,11 +1,12 @@
 """What tiles and entry bundles hold, read from the coordinator's database (C2SP tlog-tiles).
 
 The log is stored as complete subtrees (``integrate``): a level-L tile is the nodes
-``(8*L, n*256 ..)`` of ``log_nodes`` as they are, and an entry bundle is the signed headers of the
-batches with those ``log_index`` values. The ``Store`` interface reads nodes by id and batches one
-at a time with their records (``batch_at``: a batch's records are up to megabytes), so this
-module reads ranges itself with portable SQL (``?`` placeholders, numbered on PostgreSQL) on a
-connection of its own that only reads (``open_tile_source``).
+``(8*L, n*256 ..)`` of ``log_nodes`` as they are, and an entry bundle is the leaf data of those
+``log_index`` values: the signed header of a batch, the statement leaf of a closed statement
+(``provenance.statement_leaves``), whichever table holds the index. The ``Store`` interface
+reads nodes by id and batches one at a time with their records (``batch_at``: a batch's records
+are up to megabytes), so this module reads ranges itself with portable SQL (``?`` placeholders,
+numbered on PostgreSQL) on a connection of its own that only reads (``open_tile_source``).
 
 A tile is produced only for a tree size the latest checkpoint covers: nodes and batches up to it
 are committed and never change, so every tile read here is final. An entry bundle is checked
@@ -23,6 +24,7 @@ from typing import Any
 
 from billing.config import CoordinatorConfig
 from provenance.merkle import leaf_hash
+from provenance.statement_leaves import StatementLeaf, statement_leaf_data
 from provenance.tiles import Tile, encode_bundle, log_entry_from_canonical, pack_tile
 
 Fetch = Callable[[str, Sequence[Any]], Awaitable[Sequence[Sequence[Any]]]]
@@ -59,21 +61,33 @@ class TileSource:
         return [bytes.fromhex(str(row[1])) for row in rows]
 
     async def entries(self, bundle: Tile) -> list[bytes]:
-        """The log entries (canonical signed batch headers) of an entry bundle, each checked
-        against its leaf hash."""
-        first = bundle.first_node
+        """The log entries of an entry bundle, each checked against its leaf hash: a batch's
+        canonical signed header or a statement's leaf data (``provenance.statement_leaves``)."""
+        first, end = bundle.first_node, bundle.first_node + bundle.width
+        by_index: dict[int, bytes] = {}
         rows = await self._fetch(
             "SELECT log_index, header_json, signature FROM batches WHERE log_index >= ?"
-            " AND log_index < ? ORDER BY log_index",
-            (first, first + bundle.width),
+            " AND log_index < ?",
+            (first, end),
         )
-        if [int(row[0]) for row in rows] != list(range(first, first + bundle.width)):
-            raise RuntimeError(f"batches lacks log indexes of {bundle.path}")
-        entries = [log_entry_from_canonical(str(row[1]).encode(), str(row[2])) for row in rows]
+        for row in rows:
+            by_index[int(row[0])] = log_entry_from_canonical(str(row[1]).encode(), str(row[2]))
+        rows = await self._fetch(
+            "SELECT log_index, creator, period_id, sha256 FROM statements WHERE log_index >= ?"
+            " AND log_index < ?",
+            (first, end),
+        )
+        for row in rows:
+            leaf = StatementLeaf(str(row[1]), str(row[2]), str(row[3]))
+            by_index[int(row[0])] = statement_leaf_data(leaf)
+        if sorted(by_index) != list(range(first, end)):
+            raise RuntimeError(f"no batch or statement holds some log indexes of {bundle.path}")
+        entries = [by_index[index] for index in range(first, end)]
         leaves = await self.hashes(Tile(0, bundle.index, bundle.width))
-        for offset, (entry, leaf) in enumerate(zip(entries, leaves, strict=True)):
-            if leaf_hash(entry) != leaf:
-                raise RuntimeError(f"batch at log index {first + offset} does not hash to its leaf")
+        for offset, (entry, leaf_) in enumerate(zip(entries, leaves, strict=True)):
+            if leaf_hash(entry) != leaf_:
+                raise RuntimeError(f"the entry at log index {first + offset} does not hash to "
+                                   "its leaf")  # fmt: skip
         return entries
 
     async def content(self, tile: Tile) -> bytes:

@@ -19,6 +19,7 @@ from enum import Enum
 from typing import Protocol
 
 from billing.log.integrate import NodeId
+from billing.log.leaves import LogLeaf
 from provenance.batches import BatchHeader, ChainHead
 from provenance.manifests import ManifestItem
 from provenance.records import Record, RecordFields
@@ -204,12 +205,18 @@ class Store(Protocol):
 
     # -- the log -----------------------------------------------------------------------------
     async def unsequenced_batch_ids(self, limit: int) -> list[str]: ...
+    async def unsequenced_leaves(self, limit: int) -> list[LogLeaf]:
+        """Up to ``limit`` leaves waiting for the log, batches and closed statements, in
+        arrival order (``billing.log.leaves.in_arrival_order``)."""
+        ...
+
     async def log_size(self) -> int: ...
     async def append_leaves(
-        self, first_index: int, batch_ids: Sequence[str], nodes: Sequence[tuple[NodeId, bytes]]
+        self, first_index: int, leaves: Sequence[LogLeaf], nodes: Sequence[tuple[NodeId, bytes]]
     ) -> None:
-        """Give the batches log indexes first_index.. and store the nodes; RuntimeError if the
-        log's size is not ``first_index`` (a second sequencer)."""
+        """Give the leaves' batches and statements log indexes first_index.. and store the
+        nodes; RuntimeError if the log's size is not ``first_index`` (a second sequencer) or a
+        leaf is unknown or already in the log (nothing is written then)."""
         ...
 
     async def read_nodes(self, ids: Sequence[NodeId]) -> dict[NodeId, bytes]: ...

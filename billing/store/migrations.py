@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from billing.ledger.schema import LEDGER_STATEMENTS, LEDGER_V5
+from billing.ledger.schema import LEDGER_STATEMENTS, LEDGER_V5, LEDGER_V6
 
 CREATE_MIGRATIONS_TABLE = (
     "CREATE TABLE IF NOT EXISTS schema_migrations ("
@@ -120,4 +120,5 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "admin UI: users, sessions, audit trail", _V3),
     Migration(4, "billing ledger: usage, periods, statements, pricing", LEDGER_STATEMENTS),
     Migration(5, "edge counters: records a full spool dropped", LEDGER_V5),
+    Migration(6, "statements as leaves of the global log", LEDGER_V6),
 )

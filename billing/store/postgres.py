@@ -34,6 +34,7 @@ from billing.errors import (
 )
 from billing.ingest.decide import check_chain
 from billing.log.integrate import NodeId
+from billing.log.leaves import BatchLeaf, LogLeaf, in_arrival_order
 from billing.store.base import (
     ApplyResult,
     EdgeKey,
@@ -51,6 +52,7 @@ from billing.store.postgres_registry import PostgresRegistryMixin
 from provenance.batches import ChainHead, header_canonical_bytes, header_from_obj
 from provenance.canonical_json import parse
 from provenance.records import Record, RecordFields
+from provenance.statement_leaves import StatementLeaf
 
 # pg_advisory_lock keys (one 64-bit namespace per database): ASCII "cachet" + a small tag.
 MIGRATION_LOCK = 0x636163686574_0001
@@ -400,20 +402,60 @@ class PostgresStore(PostgresRegistryMixin):
         row = await self._one("SELECT COUNT(*) FROM log_nodes WHERE level = 0")
         return int(row[0])
 
+    async def unsequenced_leaves(self, limit: int) -> list[LogLeaf]:
+        batches = await self._all(
+            "SELECT received_at, batch_id FROM batches WHERE log_index IS NULL"
+            " ORDER BY received_at, batch_id LIMIT ?",
+            (limit,),
+        )
+        statements = await self._all(
+            "SELECT p.closed_at, s.creator, s.period_id, s.sha256 FROM statements s"
+            " JOIN periods p ON p.period_id = s.period_id WHERE s.log_index IS NULL"
+            " ORDER BY p.closed_at, s.leaf_index LIMIT ?",
+            (limit,),
+        )
+        return in_arrival_order(
+            [(str(r[0]), BatchLeaf(str(r[1]))) for r in batches],
+            [(str(r[0]), StatementLeaf(str(r[1]), str(r[2]), str(r[3]))) for r in statements],
+            limit,
+        )
+
     async def append_leaves(
-        self, first_index: int, batch_ids: Sequence[str], nodes: Sequence[tuple[NodeId, bytes]]
+        self, first_index: int, leaves: Sequence[LogLeaf], nodes: Sequence[tuple[NodeId, bytes]]
     ) -> None:
+        batches = [(first_index + i, leaf) for i, leaf in enumerate(leaves)
+                   if isinstance(leaf, BatchLeaf)]  # fmt: skip
+        statements = [(first_index + i, leaf) for i, leaf in enumerate(leaves)
+                      if isinstance(leaf, StatementLeaf)]  # fmt: skip
         async with self._transaction() as db:
             await db.execute("SELECT pg_advisory_xact_lock($1)", LOG_APPEND_LOCK)
             size = await db.fetchval("SELECT COUNT(*) FROM log_nodes WHERE level = 0")
             if int(size) != first_index:
                 raise RuntimeError("log size moved under the sequencer (two sequencers?)")
-            await db.execute(
-                "UPDATE batches SET log_index = u.i FROM unnest($1::text[], $2::bigint[])"
-                " AS u(id, i) WHERE batches.batch_id = u.id AND batches.log_index IS NULL",
-                list(batch_ids),
-                [first_index + i for i in range(len(batch_ids))],
+            placed = rows_affected(
+                await db.execute(
+                    "UPDATE batches SET log_index = u.i FROM unnest($1::text[], $2::bigint[])"
+                    " AS u(id, i) WHERE batches.batch_id = u.id AND batches.log_index IS NULL",
+                    [leaf.batch_id for _, leaf in batches],
+                    [index for index, _ in batches],
+                )
             )
+            if statements:
+                placed += rows_affected(
+                    await db.execute(
+                        "UPDATE statements SET log_index = u.i FROM unnest($1::text[],"
+                        " $2::text[], $3::text[], $4::bigint[]) AS u(period_id, creator, sha256,"
+                        " i) WHERE statements.period_id = u.period_id"
+                        " AND statements.creator = u.creator AND statements.sha256 = u.sha256"
+                        " AND statements.log_index IS NULL",
+                        [leaf.period for _, leaf in statements],
+                        [leaf.creator for _, leaf in statements],
+                        [leaf.sha256 for _, leaf in statements],
+                        [index for index, _ in statements],
+                    )
+                )
+            if placed != len(leaves):  # raising rolls the transaction back: nothing is written
+                raise RuntimeError("a leaf to append is unknown or already in the log")
             await db.execute(
                 "INSERT INTO log_nodes (level, node_index, hash)"
                 " SELECT * FROM unnest($1::int[], $2::bigint[], $3::text[])",

@@ -28,6 +28,7 @@ from billing.errors import (
     NotFoundError,
 )
 from billing.log.integrate import NodeId
+from billing.log.leaves import BatchLeaf, LogLeaf, in_arrival_order
 from billing.store.base import (
     EdgeKey,
     EdgeStatus,
@@ -41,6 +42,7 @@ from billing.store.sqlite_ingest import QueuedBatch, SqliteIngestMixin
 from billing.store.sqlite_registry import SqliteRegistryMixin
 from provenance.batches import ChainHead, header_from_obj
 from provenance.canonical_json import parse
+from provenance.statement_leaves import StatementLeaf
 
 SYNCHRONOUS_MODES = ("FULL", "NORMAL")
 # The writer's page cache: the dedup index on request ids takes random inserts (edges draw 128
@@ -53,6 +55,17 @@ WRITER_CACHE_KIB = 64 * 1024
 # back to WAL_LIMIT_BYTES after a checkpoint if a big group made it grow past that.
 WAL_AUTOCHECKPOINT_PAGES = 8192
 WAL_LIMIT_BYTES = 64 * 1024 * 1024
+_PLACE_BATCH = "UPDATE batches SET log_index = ? WHERE batch_id = ? AND log_index IS NULL"
+_PLACE_STATEMENT = (
+    "UPDATE statements SET log_index = ? WHERE period_id = ? AND creator = ? AND sha256 = ?"
+    " AND log_index IS NULL"
+)
+# closed statements not yet in the log, by their period's close time, then close order
+_UNSEQUENCED_STATEMENTS = (
+    "SELECT p.closed_at, s.creator, s.period_id, s.sha256 FROM statements s"
+    " JOIN periods p ON p.period_id = s.period_id WHERE s.log_index IS NULL"
+    " ORDER BY p.closed_at, s.leaf_index LIMIT ?"
+)
 _SELECT_BATCH = (
     "SELECT b.batch_id, b.header_json, b.signature, b.log_index, b.records_json FROM batches b"
 )
@@ -282,18 +295,41 @@ class SqliteStore(SqliteIngestMixin, SqliteRegistryMixin):
         row = await self._one("SELECT COUNT(*) FROM log_nodes WHERE level = 0")
         return int(row[0])
 
+    async def unsequenced_leaves(self, limit: int) -> list[LogLeaf]:
+        batches = await self._all(
+            "SELECT received_at, batch_id FROM batches WHERE log_index IS NULL"
+            " ORDER BY received_at, batch_id LIMIT ?",
+            (limit,),
+        )
+        statements = await self._all(_UNSEQUENCED_STATEMENTS, (limit,))
+        return in_arrival_order(
+            [(str(r[0]), BatchLeaf(str(r[1]))) for r in batches],
+            [(str(r[0]), StatementLeaf(str(r[1]), str(r[2]), str(r[3]))) for r in statements],
+            limit,
+        )
+
     async def append_leaves(
-        self, first_index: int, batch_ids: Sequence[str], nodes: Sequence[tuple[NodeId, bytes]]
+        self, first_index: int, leaves: Sequence[LogLeaf], nodes: Sequence[tuple[NodeId, bytes]]
     ) -> None:
         async with self._transaction() as db:
             async with db.execute("SELECT COUNT(*) FROM log_nodes WHERE level = 0") as cursor:
                 row = await cursor.fetchone()
             if row is None or int(row[0]) != first_index:
                 raise RuntimeError("log size moved under the sequencer (two sequencers?)")
-            await db.executemany(
-                "UPDATE batches SET log_index = ? WHERE batch_id = ? AND log_index IS NULL",
-                [(first_index + i, batch_id) for i, batch_id in enumerate(batch_ids)],
-            )
+            batches: list[tuple[Any, ...]] = []
+            statements: list[tuple[Any, ...]] = []
+            for index, leaf in enumerate(leaves, start=first_index):
+                if isinstance(leaf, BatchLeaf):
+                    batches.append((index, leaf.batch_id))
+                else:
+                    statements.append((index, leaf.period, leaf.creator, leaf.sha256))
+            placed = 0
+            for sql, params in ((_PLACE_BATCH, batches), (_PLACE_STATEMENT, statements)):
+                if params:
+                    async with db.executemany(sql, params) as cursor:
+                        placed += cursor.rowcount
+            if placed != len(leaves):  # the transaction rolls back: nothing is written
+                raise RuntimeError("a leaf to append is unknown or already in the log")
             await db.executemany(
                 "INSERT INTO log_nodes (level, node_index, hash) VALUES (?, ?, ?)",
                 [(level, index, value.hex()) for (level, index), value in nodes],

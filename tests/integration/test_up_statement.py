@@ -1,7 +1,7 @@
 """`cachet up` end to end, the money half (issue 8): traffic through the proxy, a period closed
 through the admin API, and the creator's statement equal to what the traffic and the pricing
-rules say (worked out independently in ``expected_statement``), anchored in the statements'
-Merkle log.
+rules say (worked out independently in ``expected_statement``), anchored in the coordinator's
+global Merkle log (checked with ``cachet verify statement``).
 
 Periods are UTC hours and one closes only once it is over (docs/billing.md §4). So the whole
 `cachet up` process tree runs under libfaketime: every process's wall clock is the real clock
@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -35,7 +36,6 @@ import pytest
 
 from provenance.checkpoint import parse_checkpoint
 from provenance.keys import parse_verifier_key
-from provenance.merkle import leaf_hash, verify_inclusion
 from provenance.signed_note import open_note
 from tests.integration.conftest import http_request
 from tests.integration.expected_statement import Served, expected_statement, statement_hash
@@ -211,20 +211,33 @@ class Billing:
         return {"expected": row["expected"], "billed": row["billed"], "differences": differences}
 
     def creator_statement(self, period: str) -> dict[str, Any]:
-        """The creator's own statement (creator token), its anchor checked against the log key:
-        a signed statements checkpoint whose tree holds the statement's hash."""
+        """The creator's own statement (creator token), checked offline as a creator would
+        with ``cachet verify statement`` and the log key: a leaf of the coordinator's global
+        log, in its signed checkpoint (the one /v1/checkpoint serves, or a later one)."""
         status, answer = self.call("GET", f"/v1/creator/statements/{period}", self.creator_token)
         assert status == 200, answer
         statement, anchor = answer["statement"], answer["anchor"]
-        log_key = parse_verifier_key(self.call("GET", "/v1/log/key")[1].strip())
+        key_text = self.call("GET", "/v1/log/key")[1].strip()
+        log_key = parse_verifier_key(key_text)
         checkpoint = parse_checkpoint(open_note(anchor["checkpoint"].encode(), [log_key]))
-        assert checkpoint.origin.endswith("/statements")
+        served = self.call("GET", "/v1/checkpoint")[1]
+        global_log = parse_checkpoint(open_note(served.encode(), [log_key]))
+        assert checkpoint.origin == global_log.origin and checkpoint.size <= global_log.size
         assert checkpoint.size == anchor["tree_size"]
-        verify_inclusion(
-            leaf_hash(bytes.fromhex(statement["sha256"])), anchor["leaf_index"],
-            anchor["tree_size"], [bytes.fromhex(h) for h in anchor["inclusion_proof"]],
-            checkpoint.root_hash,
+        folder = self.stack.data / "verify"
+        folder.mkdir(exist_ok=True)
+        (folder / "log.pub").write_text(key_text + "\n")
+        (folder / f"{period}.json").write_text(json.dumps(answer))
+        done = subprocess.run(
+            [sys.executable, "-m", "cachet", "verify", "statement", f"{period}.json",
+             "--log-key", "log.pub", "--origin", global_log.origin, "--json"],
+            cwd=folder, capture_output=True, text=True, timeout=60, check=False,
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
         )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        verified = json.loads(done.stdout)
+        assert (verified["sha256"], verified["leaf_index"]) == (
+            statement["sha256"], anchor["leaf_index"])  # fmt: skip
         admin_view = self.admin("GET", f"/v1/admin/statements?period={period}")["statements"]
         assert admin_view == [statement]
         assert statement_hash(statement) == statement["sha256"]

@@ -187,7 +187,9 @@ async def test_creator_sees_only_their_own_statements_and_receipts(bh: BillingHa
     mine = await bh.client.get(f"/v1/creator/statements/{DAY_27}", headers=alice)
     body = await mine.json()
     assert mine.status == 200 and body["statement"]["creator"] == "alice"
-    assert body["anchor"]["tree_size"] == 2 and body["anchor"]["checkpoint"]
+    # one log: the batch (leaf 0), then alice's and bob's statements (leaves 1 and 2)
+    assert (body["anchor"]["leaf_index"], body["anchor"]["tree_size"]) == (1, 3)
+    assert body["anchor"]["checkpoint"]
     receipt = await bh.client.get(f"/v1/creator/receipts/{a.request_id}", headers=alice)
     assert receipt.status == 200
     parsed = parse_receipt(await receipt.read())

@@ -28,6 +28,7 @@ from billing.ledger.jobs import plan_from_summary, plan_record_by_record
 from billing.ledger.step_plan import PlannedStep, RegistrySnapshot
 from billing.ledger.step_reads import StepReads
 from billing.ledger.store import Claim
+from billing.log.leaves import BatchLeaf
 from billing.registry.service import Actor, Registry
 from billing.store.base import EdgeKey, IncomingBatch, Store, StoredManifest
 from billing.store.postgres import PostgresStore
@@ -214,7 +215,7 @@ async def _fill(
         ids.append(batch_id)
     first = await store.log_size()
     nodes = [((0, first + i), b"\0" * 32) for i in range(len(ids))]
-    await store.append_leaves(first, ids, nodes)
+    await store.append_leaves(first, [BatchLeaf(i) for i in ids], nodes)
     return first
 
 
