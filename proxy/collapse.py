@@ -56,6 +56,9 @@ class Fill:
         self.error: OriginError | None = None
         self.waiters = 0
         self.attribution: Any = None  # set by the leader once the bytes were checked
+        # A spilled body being stored on disk from the spool: the fill stays joinable until it
+        # lands, so requests meanwhile read the spool rather than ask the origin again.
+        self.storing: asyncio.Task[bool] | None = None
         self._changed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     @classmethod

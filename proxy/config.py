@@ -49,6 +49,7 @@ class ProxyConfig:
     memory_bytes: int = 256 * MiB
     disk_bytes: int = 10 * GiB
     max_object_bytes: int = 64 * MiB
+    disk_max_object_bytes: int = 0  # 0: a quarter of the disk budget (disk_object_limit)
     range_fill_max_bytes: int = 16 * MiB
     purge_token: str | None = None
     workers: int = 1
@@ -86,6 +87,14 @@ class ProxyConfig:
     shared_max_object_bytes: int = 4 * MiB
     shared_key_prefix: str = "cachet:"
     shared_timeout_ms: int = 50
+
+    def disk_object_limit(self, disk_budget: int) -> int:
+        """The largest body the disk tier stores: ``disk_max_object_size``, or by default a
+        quarter of the disk budget (nginx and Varnish cap objects only by the cache's size;
+        a quarter keeps one object from flushing most of the cache at once)."""
+        if self.disk_max_object_bytes > 0:
+            return self.disk_max_object_bytes
+        return max(1, disk_budget // 4)
 
     def origin_for_host(self, host: str | None) -> OriginConfig | None:
         """Return the origin serving `host` (exact name, then `*.suffix`, then the default)."""
@@ -204,10 +213,20 @@ _PROXY_KEYS = (
     _key(
         "max_object_size",
         "size",
-        "larger responses stream through uncached",
+        "larger responses are not kept in memory: they are stored on disk up to"
+        " disk_max_object_size, else stream through uncached",
         "SIZE",
         field="max_object_bytes",
         minimum=1,
+    ),
+    _key(
+        "disk_max_object_size",
+        "size",
+        "larger responses are not stored on disk (0: a quarter of the disk budget); large"
+        " ones are written from the file their fill streamed through and read back in"
+        " verified 1 MiB chunks, never whole in memory",
+        "SIZE",
+        field="disk_max_object_bytes",
     ),
     _key(
         "range_fill_max_size",

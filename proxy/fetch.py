@@ -9,7 +9,7 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from proxy.cache.admission import (
@@ -127,10 +127,16 @@ class OriginPath:
         try:
             await self._forward(conn, ex, fetch)
         finally:
-            if fetch.fill is not None:
-                if not fetch.fill.done:
-                    fetch.fill.fail(OriginError("reset", "fill abandoned"))
-                self.h.fills.end(ex.key, fetch.fill)
+            fill = fetch.fill
+            if fill is not None:
+                if not fill.done:
+                    fill.fail(OriginError("reset", "fill abandoned"))
+                storing = fill.storing
+                if storing is not None and not storing.done():
+                    # Joinable until its disk copy lands: then the next request is a disk hit.
+                    storing.add_done_callback(lambda _: self.h.fills.end(ex.key, fill))
+                else:
+                    self.h.fills.end(ex.key, fill)
 
     async def _forward(self, conn: Connection, ex: Exchange, fetch: Fetch) -> None:
         headers = self.upstream_headers(conn, ex, fetch)
@@ -260,7 +266,12 @@ class OriginPath:
         too_large = (
             response.content_length is not None and response.content_length > self._storable_bytes()
         )
-        if shareable and too_large:
+        if (
+            shareable
+            and too_large
+            and response.content_length is not None
+            and response.content_length > self.h.store.disk_storable_bytes()
+        ):
             self.stats.not_stored["too-large"] += 1
         will_store = shareable and not too_large
         fill = fetch.fill
@@ -326,6 +337,53 @@ class OriginPath:
         """The largest body worth buffering for the store: the object limit, or less when no
         tier could take it (the memory tier's budget, the disk's write queue)."""
         return min(self.settings.max_object_bytes, self.h.store.max_storable_bytes())
+
+    def _store_spilled(
+        self,
+        ex: Exchange,
+        response: OriginResponse,
+        headers: Headers,
+        fill: Fill,
+        timing: _Timing,
+    ) -> None:
+        """A shared fill too large for memory has its whole body in its spill file: store it on
+        disk from there (a copy in a thread, never the body in memory), while the fill stays
+        joinable; the next wave of requests is a disk hit."""
+        size = fill.size_bytes
+        spool = fill.spool
+        if spool is None or not fill.shared or size > self.h.store.disk_storable_bytes():
+            if size > self._storable_bytes():
+                self.stats.not_stored["too-large"] += 1
+            return
+        stored = make_stored_response(
+            response.status,
+            response.reason,
+            headers,
+            b"",
+            ex.head.headers,
+            timing.request_time,
+            timing.response_time,
+            self.settings.admission,
+        )
+        try:
+            stored = _with_body_length(stored, size)
+        except ValueError as err:
+            log.warning("cannot store %s from its spill file: %s", ex.key, err)
+            return
+        stored = with_attribution(stored, fill.attribution)
+        stored.head_bytes = strip_surrogate_fields(stored.head_bytes)
+        purged = self.h.store.recent_purges.verdict(ex.key, stored)
+        if purged == "hard":
+            self.stats.not_stored["purged"] += 1
+            return
+        if purged == "soft":
+            stored.stale_marked = True
+        try:
+            source = os.dup(spool.fileno())  # the spool may close before the copy is done
+        except OSError as err:
+            log.warning("cannot store %s from its spill file: %s", ex.key, err)
+            return
+        fill.storing = self.h.store.put_spilled(ex.key, stored, source, size)
 
     def _spill(self, key: str, fill: Fill) -> bool:
         """Move a fill too large for the cache to a file, next to the disk tier (a real disk,
@@ -449,7 +507,14 @@ class OriginPath:
         shareable: bool = False,
     ) -> None:
         age = None
-        if will_store:
+        to_disk = (
+            shareable
+            and not will_store
+            and fetch.fill is not None
+            and response.content_length is not None
+            and response.content_length <= self.h.store.disk_storable_bytes()
+        )
+        if will_store or to_disk:
             age = corrected_initial_age(
                 headers,
                 timing.request_time,
@@ -464,7 +529,7 @@ class OriginPath:
             response.content_length,
             fetch.outcome,
             age_s=age,
-            stored=will_store,
+            stored=will_store or to_disk,
         )
         outcome, status = fetch.outcome, response.status
         if ex.method == "HEAD" or not status_allows_body(status):
@@ -509,6 +574,13 @@ class OriginPath:
                 if kept is not None:
                     self._store(ex, response, headers, kept, timing, whole.attribution)
 
+        def spilled_complete(whole: Fill) -> None:
+            if not shareable or whole is not fetch.fill:
+                return
+            if response.content_length is None and whole.size_bytes <= self._storable_bytes():
+                return  # read back and stored in memory (body_complete)
+            self._store_spilled(ex, response, headers, whole, timing)
+
         sent = await self.streamer.stream_fill(
             conn,
             fill,
@@ -519,6 +591,7 @@ class OriginPath:
             response.content_length,
             ex.key,
             body_complete,
+            spilled_complete,
         )
         if sent is None:
             completion.fail(self.h, ex, outcome, status)
@@ -614,6 +687,20 @@ def _fills_for_range(ex: Exchange, fetch: Fetch) -> bool:
         and ex.method == "GET"
         and fetch.store
         and (fetch.fill is not None or fetch.stored is not None)
+    )
+
+
+def _with_body_length(stored: StoredResponse, body_len: int) -> StoredResponse:
+    """``stored`` built with an empty body, given the length of the body kept elsewhere (a
+    spill file): the Content-Length admission wrote in its head, and its size."""
+    empty = b"\r\nContent-Length: 0\r\n"
+    if stored.head_bytes.count(empty) != 1:
+        raise ValueError("stored head without its one Content-Length")
+    head = stored.head_bytes.replace(empty, b"\r\nContent-Length: %d\r\n" % body_len)
+    return replace(
+        stored,
+        head_bytes=head,
+        size_bytes=stored.size_bytes + body_len + len(head) - len(stored.head_bytes),
     )
 
 

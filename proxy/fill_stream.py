@@ -45,6 +45,7 @@ class FillStreamer:
         content_length: int | None,
         key: str,
         body_complete: Callable[[Fill | None], Awaitable[None]] | None = None,
+        spilled_complete: Callable[[Fill], None] | None = None,
     ) -> int | None:
         """Stream the origin body to the client, feeding the fill (which doubles as the cache's
         buffer), and finish the fill. Returns body bytes sent, or None when the exchange was cut
@@ -57,7 +58,8 @@ class FillStreamer:
         the object limit; a body that ends small enough is read back to be stored). From then
         on this client reads the file like any collapsed waiter, in a task of its own: the
         origin is read as fast as the file takes it, and a slow leader no longer holds back the
-        other clients."""
+        other clients. ``spilled_complete`` is told when a spilled fill has its whole body
+        (to store it from the file while this client may still be reading)."""
         sent = 0
         pumped = 0
         sender: asyncio.Task[int | None] | None = None
@@ -122,6 +124,8 @@ class FillStreamer:
             await body_complete(fill)
         if fill is not None:
             fill.finish()
+            if fill.spilled and spilled_complete is not None:
+                spilled_complete(fill)
         if sender is not None:
             return await sender
         return sent

@@ -73,7 +73,7 @@ def build_state(
     disk = None
     disk_folder, disk_budget = disk_placement(config, worker)
     if disk_budget > 0:
-        disk = DiskTier(disk_folder, disk_budget, config.max_object_bytes)
+        disk = DiskTier(disk_folder, disk_budget, config.disk_object_limit(disk_budget))
     shared = _shared_tier(config)
     store = ResponseStore(config.memory_bytes, config.max_object_bytes, disk=disk, shared=shared)
     origin = OriginClient(

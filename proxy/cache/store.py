@@ -17,15 +17,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 from proxy.cache.entry import StoredResponse
 from proxy.cache.keys import is_vary_match
 from proxy.cache.purge_marks import PurgeMark, RecentPurges
 from proxy.cache.surrogate import ReverseIndex, surrogate_keys
-from proxy.cache.tiers.disk import DiskTier
+from proxy.cache.tiers.disk import DiskTier, LargeEntry
+from proxy.cache.tiers.disk_format import EntryFormatError
 from proxy.cache.tiers.disk_labels import read_labels
 from proxy.cache.tiers.memory import MemoryTier
 from proxy.cache.tiers.shared import SharedTier
@@ -36,6 +39,7 @@ log = logging.getLogger("cachet.proxy")
 MAX_VARIANTS = 16
 DISK_QUEUE_MAX_ENTRIES = 1024
 DISK_QUEUE_MAX_BYTES = 256 * 1024 * 1024
+DISK_FILE_WRITERS = 2  # large entries copied from spill files at once (each one thread)
 MAINTAIN_INTERVAL_S = 1.0  # how often the disk folder's owner reads the other workers' journals
 LABEL_PRUNE_BATCH = 256  # a sharer's purge-index entries checked against the folder per tick
 Variants = tuple[StoredResponse, ...]
@@ -78,6 +82,40 @@ class DiskWriter:
         self._idle: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._file_puts: dict[asyncio.Task[bool], str] = {}  # large entries being copied
+        self._file_slots = asyncio.Semaphore(DISK_FILE_WRITERS)
+
+    def write_file(
+        self, key: str, stored: StoredResponse, source_fd: int, body_len: int
+    ) -> asyncio.Task[bool]:
+        """Store a large body from a fill's spill file (``source_fd``, a descriptor this call
+        takes over) as a chunked entry, in a task of its own: a copy of a GiB takes seconds
+        and must not hold up the small entries' queue. True once the entry is in place."""
+        self.cancel(key)
+        task = asyncio.get_running_loop().create_task(
+            self._write_file(key, stored, source_fd, body_len)
+        )
+        self._file_puts[task] = key
+        task.add_done_callback(self._file_written)
+        return task
+
+    def _file_written(self, task: asyncio.Task[bool]) -> None:
+        self._file_puts.pop(task, None)
+
+    async def _write_file(
+        self, key: str, stored: StoredResponse, source_fd: int, body_len: int
+    ) -> bool:
+        try:
+            async with self._file_slots:
+                if self._closing:
+                    os.close(source_fd)
+                    return False
+                return await self.disk.put_file(key, stored, source_fd, body_len)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the fill was served; only the disk copy is lost
+            log.exception("disk tier: storing %s from its spill file failed", key)
+            return False
 
     def queue(self, key: str, variants: Variants) -> bool:
         size = _body_bytes(variants)
@@ -118,6 +156,12 @@ class DiskWriter:
             self._wake.set()
         if self._task is not None:
             await self._task
+        # Large copies still running stop at their next chunk (their temp files are deleted):
+        # finishing a GiB is not worth holding up a shutdown.
+        for key in list(self._file_puts.values()):
+            self.disk.cancel_put(key)
+        if self._file_puts:
+            await asyncio.gather(*self._file_puts, return_exceptions=True)
         if self._ticker is not None and self._stop_ticking is not None:
             # Not cancelled: an upkeep under way (a take-over scan, say) finishes, so the tier
             # closes as what it became (an owner writes its snapshot).
@@ -228,14 +272,39 @@ class ResponseStore:
         return None, True
 
     def max_storable_bytes(self) -> int:
-        """The largest body some tier could take (memory's object limit and budget, or the
-        disk's and its write queue's): a fill buffers no more than this for the store."""
-        memory = min(self.tier.max_object_bytes, self.tier.capacity_bytes)
+        """The largest body a fill buffers in memory for the store: what the memory tier
+        admits. A larger one is spilled to a file and, if the disk takes it
+        (`disk_storable_bytes`), stored from there (`put_spilled`)."""
+        return self.memory_admits_bytes()
+
+    def memory_admits_bytes(self) -> int:
+        """The largest body the memory tier could hold (its object limit, its budget); a disk
+        entry with larger bodies is streamed from its file, never promoted."""
+        return min(self.tier.max_object_bytes, self.tier.capacity_bytes)
+
+    def disk_storable_bytes(self) -> int:
+        """The largest body the disk tier takes (its object limit and budget); 0 without one."""
+        disk = self.disk
+        if disk is None or self.writer is None:
+            return 0
+        return min(disk.max_object_bytes, disk.capacity_bytes)
+
+    def put_spilled(
+        self, key: str, stored: StoredResponse, source_fd: int, body_len: int
+    ) -> asyncio.Task[bool] | None:
+        """Store a body too large for memory from the spill file its fill streamed through
+        (``source_fd``, taken over by this call): to the disk tier only, as a one-variant
+        chunked entry that replaces the key's other variants. The task's result says whether
+        it landed; None (nothing stored) if the disk can't take it."""
         writer = self.writer
-        if writer is None:
-            return memory
-        disk = writer.disk
-        return max(memory, min(disk.max_object_bytes, disk.capacity_bytes, writer.max_bytes))
+        if writer is None or body_len > self.disk_storable_bytes():
+            os.close(source_fd)
+            return None
+        self.tier.remove(key)  # older variants: the disk file will hold only this one
+        if self.shared is not None:
+            self.shared.remove(key)  # too large to share; an older shared copy must not answer
+        self._index(key, (stored,))
+        return writer.write_file(key, stored, source_fd, body_len)
 
     def is_on_disk(self, key: str) -> bool:
         """May a tier below memory answer ``key``: the disk (with other workers on the folder,
@@ -339,6 +408,22 @@ class ResponseStore:
             variants = await self.shared.get(key, self.recent_purges)
         return variants
 
+    async def load_or_stream(self, key: str) -> Variants | LargeEntry | None:
+        """As `load`, but a disk entry whose bodies are larger than memory admits is not read:
+        a LargeEntry (its verified prefix) to stream from, never promoted."""
+        found: Variants | LargeEntry | None = None
+        if self.disk is not None:
+            found = await self.disk.lookup(key, self.memory_admits_bytes())
+        if found is None and self.shared is not None:
+            found = await self.shared.get(key, self.recent_purges)
+        return found
+
+    def drop_corrupt_large(self, entry: LargeEntry, error: EntryFormatError) -> None:
+        """A large disk entry failed a chunk's check while it streamed: drop its file (counted
+        in the disk tier's corrupt_dropped); the next request goes to the origin."""
+        if self.disk is not None:
+            self.disk.drop_corrupt_large(entry, error)
+
     def promote(self, key: str, variants: Variants) -> None:
         """Keep a lower tier's hit in memory too; a shared hit goes to this proxy's disk as well
         (a disk hit is not written back: it came from there)."""
@@ -377,11 +462,15 @@ class ResponseStore:
         if held is None and self.writer is not None:
             held = self.writer.queued(key)  # memory refused it, the disk has not yet written it
         if held is None:
-            held = await self.load(key)
-            if held is None:
+            loaded = await self.load_or_stream(key)
+            if loaded is None:
                 return False
             if self.tier.peek(key) is not None:  # stored anew while we read: mark that one
                 return await self.soft_purge(key)
+            if isinstance(loaded, LargeEntry):
+                await self._soft_purge_large(key, loaded)
+                return True
+            held = loaded
         for stored in held:
             stored.stale_marked = True
         if self.shared is not None:
@@ -395,6 +484,29 @@ class ResponseStore:
             if not written and not disk.is_writing(key) and writer.queued(key) is None:
                 disk.remove(key)  # the write failed (ENOSPC, EIO): never leave the unmarked copy
         return True
+
+    async def _soft_purge_large(self, key: str, entry: LargeEntry) -> None:
+        """Soft purge of a disk entry too large for memory: the file is rewritten with the mark
+        from the old one, each chunk verified as it is copied (never the body in memory, never a
+        corrupt chunk blessed with a new digest). If that fails, the entry goes: a purge never
+        leaves an unmarked copy."""
+        disk = self.disk
+        assert disk is not None
+        written = False
+        if len(entry.variants) == 1:
+            stored = replace(entry.variants[0], stale_marked=True)
+            try:
+                source = await asyncio.to_thread(entry.open_body)
+            except OSError:
+                source = None
+            if source is not None:
+                if self.writer is not None:
+                    self.writer.cancel(key)
+                written = await disk.put_file(
+                    key, stored, source, entry.body_lengths[0], copy_from=entry
+                )
+        if not written and not disk.is_writing(key):
+            disk.remove(key)
 
     def mark_stale(self, key: str, variants: Variants | None = None) -> bool:
         """Soft purge: every variant of ``key`` must be revalidated before it is served fresh

@@ -34,7 +34,11 @@ def small_limit(
     origin: Origin, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Proxy, Path]]:
     cache_dir = tmp_path_factory.mktemp("large-collapse")
-    proxy = start_proxy(origin.url, cache_dir, "--max-object-size", "4MiB")
+    # Over every tier's limit: memory's and the disk's (a larger disk limit stores large objects
+    # from their spill file: tests/integration/test_large_disk.py).
+    proxy = start_proxy(
+        origin.url, cache_dir, "--max-object-size", "4MiB", "--disk-max-object-size", "4MiB"
+    )
     yield proxy, cache_dir
     proxy.stop()
 

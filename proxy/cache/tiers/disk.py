@@ -48,6 +48,7 @@ from proxy.cache.tiers.disk_format import EntryFormatError
 from proxy.cache.tiers.disk_io import (
     CorruptEntry,
     Found,
+    LargeEntry,
     fsync_directory,
     index_info,
     name_for,
@@ -55,6 +56,7 @@ from proxy.cache.tiers.disk_io import (
     unlink,
     unlink_if_inode,
     write_temp,
+    write_temp_from_file,
 )
 from proxy.cache.tiers.disk_journal import (
     JournalReader,
@@ -65,7 +67,7 @@ from proxy.cache.tiers.disk_journal import (
 from proxy.cache.tiers.disk_scan import SNAPSHOT_NAME, FolderScan, write_snapshot
 from proxy.cache.tiers.disk_sharing import TEMP_MARK, JournalOp, eviction_victims, temp_name
 
-__all__ = ["SNAPSHOT_NAME", "TEMP_MARK", "DiskTier", "name_for"]
+__all__ = ["SNAPSHOT_NAME", "TEMP_MARK", "DiskTier", "LargeEntry", "name_for"]
 
 log = logging.getLogger(__name__)
 
@@ -321,6 +323,14 @@ class DiskTier:
 
     async def get(self, key: str) -> Variants | None:
         """The verified variants stored under ``key``; None on a miss or a corrupt file."""
+        found = await self.lookup(key, None)
+        assert not isinstance(found, LargeEntry)
+        return found
+
+    async def lookup(self, key: str, stream_over: int | None) -> Variants | LargeEntry | None:
+        """As `get`, but a chunked entry whose bodies pass ``stream_over`` bytes is read no
+        further than its verified prefix: a LargeEntry, whose chunks each reader verifies as it
+        streams."""
         slot = self._index.get(key)
         if slot is not None:
             self._index.move_to_end(key)
@@ -329,7 +339,9 @@ class DiskTier:
         watch = self._watched.setdefault(key, _Watch())
         watch.readers += 1
         try:
-            found_key, variants, file_bytes, inode = await asyncio.to_thread(read_entry, path)
+            found_key, variants, file_bytes, inode = await asyncio.to_thread(
+                read_entry, path, stream_over
+            )
         except CorruptEntry as corrupt:
             if not watch.changed:
                 self._drop_corrupt(path, corrupt.error, corrupt.inode)
@@ -400,6 +412,87 @@ class DiskTier:
         if self.durable:
             await asyncio.to_thread(fsync_directory, temp.parent)
         return True
+
+    async def put_file(
+        self,
+        key: str,
+        stored: StoredResponse,
+        source_fd: int,
+        body_len: int,
+        *,
+        copy_from: LargeEntry | None = None,
+    ) -> bool:
+        """Store one variant whose body is the first ``body_len`` bytes of ``source_fd`` (a
+        fill's spill file) as a chunked entry, copied a chunk
+        at a time in a worker thread: a large body is never held in memory. ``stored.body`` is
+        empty; its head and size are the real body's. The same rules as `put`: temp file and
+        rename, refused over the limits, and a later put or a remove wins (the copy stops at
+        its next chunk). Takes over ``source_fd`` (closed in every case). ``copy_from``: the
+        source is that entry's file (a soft purge rewrites its metadata): its body is read
+        from its offset and each chunk verified against its table as it is copied."""
+        if body_len > min(self.max_object_bytes, self.capacity_bytes) or self._closed:
+            os.close(source_fd)
+            if not self._closed:
+                self.remove(key)
+            return False
+        self._tickets += 1
+        ticket = self._tickets
+        self._pending[key] = ticket
+        name = name_for(key)
+        temp = self._path(name).with_name(temp_name(name, self.pid, ticket))
+
+        def wanted() -> bool:  # read from the copying thread: one dict lookup
+            return self._pending.get(key) == ticket
+
+        def copy() -> tuple[int, int] | None:
+            # The thread closes the source: a cancelled await must not close it under a read.
+            try:
+                return write_temp_from_file(
+                    temp, key, stored, source_fd, body_len, self.durable, wanted, copy_from
+                )
+            finally:
+                os.close(source_fd)
+
+        try:
+            written = await asyncio.to_thread(copy)
+        except BaseException as err:
+            if self._pending.get(key) == ticket:
+                del self._pending[key]
+            unlink(temp)
+            if not isinstance(err, OSError | EntryFormatError | ValueError):
+                raise
+            log.warning("disk tier: cannot write %s: %s", temp.name, err)
+            return False
+        if written is None or self._pending.get(key) != ticket:
+            unlink(temp)  # a remove or a newer put came after us: they win
+            return False
+        del self._pending[key]
+        file_bytes, inode = written
+        if file_bytes > self.capacity_bytes:
+            unlink(temp)
+            self.remove(key)
+            return False
+        self._install(key, name, temp, file_bytes, inode)
+        if self.durable:
+            await asyncio.to_thread(fsync_directory, temp.parent)
+        return True
+
+    def cancel_put(self, key: str) -> None:
+        """Let a put of ``key`` in flight land nowhere (its copy stops, its temp file goes)."""
+        self._pending.pop(key, None)
+
+    def drop_corrupt_large(self, entry: LargeEntry, error: EntryFormatError) -> None:
+        """A chunk of ``entry`` failed verification while it streamed: delete that file (not a
+        newer one renamed over it), count it, forget the key."""
+        if self._index.get(entry.key) is not None and self._index[entry.key].inode not in (
+            0,
+            entry.inode,
+        ):
+            return  # the index already holds a newer file of this key
+        self._drop_corrupt(entry.path, error, entry.inode)
+        self._journal_note("R", entry.name)
+        if self._forget(entry.key) is not None:
+            self._dropped(entry.key)
 
     def remove(self, key: str) -> bool:
         """Delete ``key``'s file now (whoever wrote it) and cancel any put of it still in
