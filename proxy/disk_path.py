@@ -1,42 +1,67 @@
 """Answering a memory miss from the disk tier: one verified read per key however many clients
 miss at once, promotion into memory, attribution checked again (the disk keeps none), then the
 same answer a memory entry would give. The async half of the handler's lookup, as proxy.fetch is
-the origin's."""
+the origin's.
+
+A disk entry whose body is larger than memory admits is not read whole and never promoted: its
+verified prefix (a LargeEntry) is shared by the clients that missed together, and each streams
+the body from the file a chunk at a time, verifying every chunk before its bytes leave and
+waiting on its socket's drain (memory stays flat whatever the size). A chunk that fails cuts
+the connection short (never a short 200 that looks whole), and the entry is dropped."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
+import os
 import time
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from proxy.cache.admission import with_attribution
+from proxy.cache.admission import provenance_header, with_attribution
 from proxy.cache.entry import StoredResponse
-from proxy.cache.reuse import decide_reuse
+from proxy.cache.reuse import Verdict, decide_reuse
 from proxy.cache.store import Variants, select_variant
 from proxy.cache.surrogate import strip_head_fields
+from proxy.cache.tiers.disk import LargeEntry
+from proxy.cache.tiers.disk_format import EntryFormatError
+from proxy.fetch import Fetch
+from proxy.http import cache_status as outcomes
+from proxy.http.cache_status import Outcome, cache_status
+from proxy.http.fields import Headers, get_values
+from proxy.http.wire import status_allows_body
+from proxy.partial import partial_head, render_unsatisfiable, select_ranges_of
+from proxy.responses import render_trailer, stored_head
 
 if TYPE_CHECKING:
     from proxy.handler import Connection, Exchange, ProxyHandler
+    from proxy.records.emit import Attribution
+
+log = logging.getLogger("cachet.proxy")
 
 _PROVENANCE_FIELD = frozenset({"x-provenance"})
+Loaded = Variants | LargeEntry
 _INLINE_HASH_BYTES = 64 * 1024  # larger bodies are hashed in a thread
 
 
 class DiskPath:
     def __init__(self, handler: ProxyHandler) -> None:
         self.h = handler
-        self._reads: dict[str, asyncio.Future[Variants | None]] = {}
+        self._reads: dict[str, asyncio.Future[Loaded | None]] = {}
 
     async def answer(self, conn: Connection, ex: Exchange) -> None:
         """A memory miss the disk tier may answer: read (verified), promote, then as begin()."""
         promoted = self.h.store.variants(ex.key)
         tier = "memory"  # another request's read finished before this task started
-        variants = promoted
+        found: Loaded | None = promoted
         if promoted is None:
             tier = "disk"
-            variants = await self._load(ex)
+            found = await self._load(ex)
+        if isinstance(found, LargeEntry):
+            await self._answer_large(conn, ex, found)
+            return
+        variants = found
         now = time.time()
         stored, any_variant = select_variant(variants, ex.head.headers)
         if stored is None:
@@ -49,28 +74,197 @@ class DiskPath:
         if pending is not None:
             await pending
 
-    async def _load(self, ex: Exchange) -> Variants | None:
+    async def _load(self, ex: Exchange) -> Loaded | None:
         """One disk read per key however many requests miss memory at once (a hot object after
-        a restart must not be read, and held, once per client); the result is promoted."""
+        a restart must not be read, and held, once per client); the result is promoted, unless
+        it is a large entry (only its prefix was read: each client streams the body)."""
         reads = self._reads
         pending = reads.get(ex.key)
         if pending is not None:
             return await asyncio.shield(pending)
-        future: asyncio.Future[Variants | None] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Loaded | None] = asyncio.get_running_loop().create_future()
         reads[ex.key] = future
-        variants: Variants | None = None
+        found: Loaded | None = None
         try:
             self.h.stats.disk_reads += 1
-            variants = await self.h.store.load(ex.key)
-            if variants is not None:
-                variants = await self._attribute(ex, variants)
-                variants = self._after_purges(ex.key, variants)
-                if variants is not None:
-                    self.h.store.promote(ex.key, variants)
+            loaded = await self.h.store.load_or_stream(ex.key)
+            if isinstance(loaded, LargeEntry):
+                found = self._large_after_purges(ex.key, self._attribute_large(ex, loaded))
+            elif loaded is not None:
+                variants = await self._attribute(ex, loaded)
+                found = self._after_purges(ex.key, variants)
+                if found is not None:
+                    self.h.store.promote(ex.key, found)
         finally:
             del reads[ex.key]
-            future.set_result(variants)  # None if this read failed: the others go forward
-        return variants
+            future.set_result(found)  # None if this read failed: the others go forward
+        return found
+
+    def _large_after_purges(self, key: str, entry: LargeEntry) -> LargeEntry | None:
+        """`_after_purges` for a large entry: a hard purge since its request drops it whole."""
+        marks = self.h.store.recent_purges
+        for stored in entry.variants:
+            purged = marks.verdict(key, stored)
+            if purged == "hard":
+                return None
+            if purged == "soft":
+                stored.stale_marked = True
+        return entry
+
+    def _attribute_large(self, ex: Exchange, entry: LargeEntry) -> LargeEntry:
+        """`_attribute` without reading the body: a chunked entry's metadata keeps each body's
+        SHA-256, and every chunk is checked against the table as it is sent."""
+        attributed: list[StoredResponse] = []
+        for stored, digest in zip(entry.variants, entry.body_hashes, strict=True):
+            plain = _without_attribution(stored)
+            candidate = self.h.attribution_candidate(ex, stored.headers, stored.status)
+            if candidate is None:
+                attributed.append(plain)
+                continue
+            verified = self.h.verified_attribution(ex, candidate, digest)
+            attributed.append(with_attribution(plain, verified))
+        return entry.with_variants(tuple(attributed))
+
+    # -- large entries, streamed from their file ---------------------------------------------
+
+    async def _answer_large(self, conn: Connection, ex: Exchange, entry: LargeEntry) -> None:
+        h = self.h
+        now = time.time()
+        stored, any_variant = select_variant(entry.variants, ex.head.headers)
+        if stored is None:
+            pending = h.answer_missing(conn, ex, any_variant, now)
+            if pending is not None:
+                await pending
+            return
+        verdict = decide_reuse(stored, ex.directives, ex.pragma_no_cache, now)
+        if verdict is Verdict.FRESH:
+            outcome = outcomes.HIT
+        elif verdict is Verdict.STALE_ACCEPTED:
+            outcome = outcomes.STALE_ACCEPTED
+        else:
+            # Revalidating would need the body in hand for a 304's refresh: fetched whole again
+            # (collapsed, stored anew from its spill file).
+            if ex.directives.has("only-if-cached"):
+                h.write_local_error(conn, ex.head, 504, "stale in cache (only-if-cached)", ex)
+                return
+            forced = ex.directives.has("no-cache") or ex.pragma_no_cache
+            miss = outcomes.REQUEST_MISS if forced else outcomes.EXPIRED
+            await h._fetch_missing(conn, ex, Fetch(miss), now)
+            return
+        h.stats.disk_hits += 1
+        if (
+            ex.method != "GET"
+            or not status_allows_body(stored.status)
+            or (ex.conditional and h._client_not_modified(ex, stored))
+        ):
+            h.write_stored(conn, ex, stored, outcome, now, tier="disk")  # HEAD, 304: no body
+            return
+        offset, length, _digest = entry.body_of(stored)
+        age = int(stored.current_age(now))
+        trailer = self._trailer(ex, stored, outcome, now)
+        head = stored_head(stored, age, trailer)
+        first, end, status = 0, length, stored.status
+        if ex.ranged:
+            selection = select_ranges_of(
+                stored,
+                length,
+                get_values(ex.head.headers, "range"),
+                get_values(ex.head.headers, "if-range"),
+            )
+            if selection == "unsatisfiable":
+                h.stats.range_requests["unsatisfiable"] += 1
+                answer = render_unsatisfiable(stored, h.settings.via, length)
+                h.finish(ex, outcome, 416, 0, "disk", 0, stored.attribution)
+                conn.write(answer.head + b"Age: %d\r\n" % age + trailer)
+                return
+            if selection is not None and len(selection) == 1:
+                h.stats.range_requests["single"] += 1
+                part = selection[0]
+                extra = _provenance(stored)
+                head = partial_head(stored, part, length, h.settings.via, extra)
+                head += b"Age: %d\r\n" % age + trailer
+                first, end, status = part.first, part.last + 1, 206
+            else:
+                # One part at a time from a file; several (multipart/byteranges) would need the
+                # boundary checked against the body: RFC 9110 §14.2 lets a server send the 200.
+                h.stats.range_requests["ignored"] += 1
+        span = (offset + first, offset + end)
+        await self._stream(conn, ex, entry, outcome, status, head, span, stored.attribution)
+
+    def _trailer(self, ex: Exchange, stored: StoredResponse, outcome: Outcome, now: float) -> bytes:
+        """Cache-Status and the per-response fields, as `ProxyHandler.write_stored` writes them."""
+        name = self.h.settings.cache_name
+        ttl = stored.freshness_lifetime_s - stored.current_age(now)
+        if outcome is outcomes.HIT and ttl >= 0:
+            status_text = f"{name}; hit; ttl={int(ttl)}"
+        else:
+            status_text = cache_status(name, outcome, ttl_s=ttl)
+        return render_trailer(status_text, outcome.x_cache, ex.request_id, ex.keep_alive, ex.http10)
+
+    async def _stream(
+        self,
+        conn: Connection,
+        ex: Exchange,
+        entry: LargeEntry,
+        outcome: Outcome,
+        status: int,
+        head: bytes,
+        span: tuple[int, int],
+        attribution: Attribution | None,
+    ) -> None:
+        """Bytes ``span`` (start, end) of the entry's bodies after ``head``: each chunk read and
+        verified in a thread (the next one read while this one drains), written, drained. The
+        record is made before the bytes that complete the answer; a chunk that fails its check
+        drops the entry and the connection (the client sees a short body, never a whole one)."""
+        h = self.h
+        start, end = span
+        try:
+            fd = await asyncio.to_thread(entry.open_body)
+        except OSError:  # removed or replaced since its prefix was read: as if never found
+            await h._fetch_missing(conn, ex, Fetch(outcomes.URI_MISS), time.time())
+            return
+        chunk_bytes = entry.header.chunk_bytes
+        total = end - start
+        sent = 0
+        recorded = False
+        ahead: asyncio.Future[bytes] | None = None
+        try:
+            conn.write(head)
+            if total == 0:
+                h.finish(ex, outcome, status, 0, "disk", 0, attribution)
+                return
+            index, last = start // chunk_bytes, (end - 1) // chunk_bytes
+            ahead = asyncio.ensure_future(asyncio.to_thread(entry.read_chunk, fd, index))
+            while ahead is not None:
+                data = await ahead
+                ahead = None
+                if index < last:
+                    ahead = asyncio.ensure_future(
+                        asyncio.to_thread(entry.read_chunk, fd, index + 1)
+                    )
+                at = index * chunk_bytes
+                low, high = max(start, at) - at, min(end, at + len(data)) - at
+                piece = data if (low, high) == (0, len(data)) else data[low:high]
+                sent += len(piece)
+                if sent >= total:
+                    h.finish(ex, outcome, status, sent, "disk", 0, attribution)
+                    recorded = True
+                if conn.closed:
+                    break
+                conn.write(piece)
+                await conn.drain()
+                index += 1
+        except EntryFormatError as error:
+            log.warning("disk tier: %s failed while streaming: %s", entry.name, error)
+            h.store.drop_corrupt_large(entry, error)
+            conn.abort()
+        except OSError as error:  # EIO: the answer can't be completed
+            log.warning("disk tier: cannot read %s: %s", entry.name, error)
+            conn.abort()
+        finally:
+            if not recorded and total:
+                h.finish(ex, outcome, status, sent, "disk", 0, attribution, failed=True)
+            _close_after(fd, ahead)
 
     def _after_purges(self, key: str, variants: Variants) -> Variants | None:
         """A purge that ran while the read was awaited removed the file but found nothing in
@@ -92,14 +286,7 @@ class DiskPath:
         holds loses its X-Provenance."""
         attributed: list[StoredResponse] = []
         for stored in variants:
-            head = strip_head_fields(stored.head_bytes, _PROVENANCE_FIELD)
-            plain = replace(
-                stored,
-                head_bytes=head,
-                size_bytes=stored.size_bytes - (len(stored.head_bytes) - len(head)),
-                attribution=None,
-                record_template=None,
-            )
+            plain = _without_attribution(stored)
             candidate = self.h.attribution_candidate(ex, stored.headers, stored.status)
             if candidate is None:
                 attributed.append(plain)
@@ -112,6 +299,43 @@ class DiskPath:
             verified = self.h.verified_attribution(ex, candidate, digest)
             attributed.append(with_attribution(plain, verified))
         return tuple(attributed)
+
+
+def _without_attribution(stored: StoredResponse) -> StoredResponse:
+    head = strip_head_fields(stored.head_bytes, _PROVENANCE_FIELD)
+    return replace(
+        stored,
+        head_bytes=head,
+        size_bytes=stored.size_bytes - (len(stored.head_bytes) - len(head)),
+        attribution=None,
+        record_template=None,
+    )
+
+
+def _provenance(stored: StoredResponse) -> Headers | None:
+    """The X-Provenance field a hit on ``stored`` carries, as the handler's ranges add it."""
+    attribution = stored.attribution
+    if attribution is None or attribution.manifest_id is None:
+        return None
+    value = provenance_header(attribution.content_id, attribution.creator, attribution.manifest_id)
+    return [("X-Provenance", value)]
+
+
+def _close_after(fd: int, pending: asyncio.Future[bytes] | None) -> None:
+    """Close ``fd`` once no read of it is left in a worker thread (a thread can't be cancelled:
+    closing under it could hand its descriptor number to another file)."""
+    if pending is None or pending.done():
+        if pending is not None and not pending.cancelled():
+            pending.exception()  # retrieved: a read that failed after we stopped is no news
+        os.close(fd)
+        return
+
+    def close(done: asyncio.Future[bytes]) -> None:
+        if not done.cancelled():
+            done.exception()
+        os.close(fd)
+
+    pending.add_done_callback(close)
 
 
 def _sha256_hex(data: bytes) -> str:

@@ -39,12 +39,38 @@ def select_ranges(
 ) -> Selection:
     """What a GET's Range asks of ``stored``: the ranges (206), "unsatisfiable" (416), or None
     to send the whole 200 (RFC 9110 §14.2: a server MAY ignore Range; §13.1.5 If-Range)."""
+    return select_ranges_of(stored, len(stored.body), range_values, if_range)
+
+
+def select_ranges_of(
+    stored: StoredResponse, length: int, range_values: list[str], if_range: list[str]
+) -> Selection:
+    """`select_ranges` for a body of ``length`` bytes kept elsewhere (a large disk entry's
+    file: ``stored.body`` is empty)."""
     if stored.status != 200 or len(range_values) != 1:
         return None  # only full 200s are sliced; Range is a singleton field
     if if_range and not _if_range_passes(stored, if_range):
         return None
-    result = parse_range_header(range_values[0], len(stored.body))
+    result = parse_range_header(range_values[0], length)
     return None if result == "ignore" else result
+
+
+def partial_head(
+    stored: StoredResponse,
+    byte_range: ByteRange,
+    length: int,
+    via: str,
+    extra_fields: Headers | None = None,
+) -> bytes:
+    """The head of a one-part 206 (§14.4, §15.3.7) for ``byte_range`` of a ``length``-byte
+    body, whose bytes the caller sends (streamed from a file); without Age and the trailer."""
+    fields = _fields_without(stored.headers, _REPLACED_FIELDS)
+    fields.append(("Content-Range", content_range(byte_range, length)))
+    fields.append(("Content-Length", str(byte_range.size_bytes)))
+    fields.append(("Via", _via(stored.headers, via)))
+    if extra_fields:
+        fields += extra_fields
+    return serialize_status_line(206, "Partial Content") + serialize_fields(fields)
 
 
 def render_partial(
@@ -75,10 +101,14 @@ def render_partial(
     return PartialAnswer(206, head, body)
 
 
-def render_unsatisfiable(stored: StoredResponse, via: str) -> PartialAnswer:
-    """416 Range Not Satisfiable with ``Content-Range: bytes */length`` (§15.5.17)."""
+def render_unsatisfiable(
+    stored: StoredResponse, via: str, length: int | None = None
+) -> PartialAnswer:
+    """416 Range Not Satisfiable with ``Content-Range: bytes */length`` (§15.5.17); ``length``
+    when the body is kept elsewhere."""
     fields = [(n, v) for n, v in stored.headers if n.lower() in _UNSATISFIED_FIELDS]
-    fields.append(("Content-Range", unsatisfied_range(len(stored.body))))
+    length = len(stored.body) if length is None else length
+    fields.append(("Content-Range", unsatisfied_range(length)))
     fields.append(("Content-Length", "0"))
     fields.append(("Via", _via(stored.headers, via)))
     head = serialize_status_line(416, "Range Not Satisfiable") + serialize_fields(fields)

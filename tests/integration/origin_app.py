@@ -9,7 +9,8 @@ Run as ``python -m tests.integration.origin_app``; it binds 127.0.0.1 on a free 
 - ``GET /_ctl/requests?path=/x``: JSON list of the requests ``/x`` received, in order.
 
 A spec (all keys optional): ``status``, ``reason``, ``headers`` (list of [name, value]),
-``body`` (text), ``body_size`` (that many ``x`` bytes), ``echo`` (body = JSON of the request),
+``body`` (text), ``body_size`` (that many ``x`` bytes), ``stamped_size`` (that many bytes of
+``stamped_body``: every byte depends on its position), ``echo`` (body = JSON of the request),
 ``framing`` (``length`` | ``close`` | ``chunked``), ``interim`` (list of [status, headers]),
 ``delay_s`` (before answering), ``fault`` (``reset_before`` | ``close_before`` | ``garbage`` |
 ``stall`` | ``reset_mid_body`` | ``raw``: write ``raw`` (latin-1 text) verbatim, then close).
@@ -252,6 +253,8 @@ class Origin:
             return json.dumps(record).encode()
         if "body_size" in spec:
             return b"x" * int(spec["body_size"])
+        if "stamped_size" in spec:
+            return stamped_body(int(spec["stamped_size"]))
         return str(spec.get("body", "")).encode()
 
     @staticmethod
@@ -279,6 +282,13 @@ class Origin:
             writer.close()
             return False
         return True
+
+
+def stamped_body(size: int) -> bytes:
+    """``size`` bytes in which each 8-byte block is its own offset (big-endian): a slice taken
+    from the wrong place, or two blocks swapped, never matches."""
+    blocks = -(-size // 8)
+    return b"".join(struct.pack(">Q", 8 * i) for i in range(blocks))[:size]
 
 
 async def main() -> None:
