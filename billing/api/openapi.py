@@ -114,8 +114,9 @@ def tile_openapi_paths() -> dict[str, dict[str, Any]]:
         "/tile/{tile}": {
             "get": _op(
                 "a tlog-tiles Merkle tile (256 hashes of 32 bytes; partial .p/<W>: W hashes) "
-                "or entry bundle (uint16-length-prefixed canonical signed batch headers, "
-                "gzip on request); full ones immutable; 404 beyond the latest checkpoint",
+                "or entry bundle (uint16-length-prefixed leaf data: a batch's canonical signed "
+                "header or a statement's canonical {creator, kind, period, sha256}; gzip on "
+                "request); full ones immutable; 404 beyond the latest checkpoint",
                 parameters=[tile],
                 responses={"200": {"description": "the bytes", "content": octets}, "404": _ERR},
             )
@@ -163,7 +164,8 @@ def openapi_document() -> dict[str, Any]:
         "/v1/log/key": {"get": _op("the log's C2SP verifier key (text/plain)")},
         "/v1/log/proof/inclusion": {
             "get": _op(
-                "RFC 9162 inclusion proof",
+                "RFC 9162 inclusion proof of a leaf (a batch or a statement) by leaf_index, or "
+                "of a batch by leaf_hash (its batch id)",
                 parameters=_query("leaf_index", "leaf_hash", "tree_size"),
             )
         },
