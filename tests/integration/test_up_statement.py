@@ -1,7 +1,8 @@
 """`cachet up` end to end, the money half (issue 8): traffic through the proxy, a period closed
 through the admin API, and the creator's statement equal to what the traffic and the pricing
 rules say (worked out independently in ``expected_statement``), anchored in the coordinator's
-global Merkle log (checked with ``cachet verify statement``).
+global Merkle log (checked with ``cachet verify statement``, and found in the log's tlog-tiles
+export).
 
 Periods are UTC hours and one closes only once it is over (docs/billing.md §4). So the whole
 `cachet up` process tree runs under libfaketime: every process's wall clock is the real clock
@@ -36,7 +37,10 @@ import pytest
 
 from provenance.checkpoint import parse_checkpoint
 from provenance.keys import parse_verifier_key
+from provenance.merkle import MerkleTree, leaf_hash
 from provenance.signed_note import open_note
+from provenance.statement_leaves import StatementLeaf, parse_global_log_entry
+from provenance.tiles import decode_bundle, tile_for
 from tests.integration.conftest import http_request
 from tests.integration.expected_statement import Served, expected_statement, statement_hash
 from tests.integration.test_up import Stack, start_stack
@@ -358,3 +362,28 @@ def test_a_closed_hour_bills_what_the_proxy_served_at_the_configured_prices(
     # Under the $5 minimum: nothing paid, all of it carried to the next period.
     assert statement["payout_micros"] == 0 < statement["carry_out_micros"]
     assert statement["fee_micros"] > 0
+
+    # The log as C2SP tlog-tiles, exported beside the running coordinator: a mirror with the
+    # files and the log key finds both statements among the batches, each leaf recomputed from
+    # its entry and the root from the leaves (c2sp.org/tlog-tiles "Log entries", RFC 9162).
+    out = data / "mirror"
+    done = subprocess.run(
+        [sys.executable, "-m", "cachet", "coordinator", "export-tiles",
+         "--data", str(data / "coordinator"), "--out", str(out), "--json"],
+        capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    log_key = parse_verifier_key(billing.call("GET", "/v1/log/key")[1].strip())
+    checkpoint = parse_checkpoint(open_note((out / "checkpoint").read_bytes(), [log_key]))
+    entries: list[bytes] = []
+    for start in range(0, checkpoint.size, 256):
+        tile = tile_for(0, start // 256, checkpoint.size)
+        entries += decode_bundle((out / tile.entries_bundle().path).read_bytes(), tile.width)
+    assert MerkleTree([leaf_hash(e) for e in entries]).root() == checkpoint.root_hash
+    leaves = [parse_global_log_entry(e) for e in entries]
+    anchored = [leaf for leaf in leaves if isinstance(leaf, StatementLeaf)]
+    assert [(s.period, s.sha256) for s in anchored] == [
+        (first, first_statement["sha256"]), (second, statement["sha256"])
+    ]  # fmt: skip
+    assert len(leaves) - len(anchored) >= 2  # the batches around them
