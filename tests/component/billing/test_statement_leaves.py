@@ -168,13 +168,14 @@ async def test_a_statement_is_pending_until_its_leaf_is_in_a_checkpoint(
     verify(bh, await statement_proof(bh, "alice", DAY_27))
 
 
+@pytest.mark.parametrize("step", [1, 2, 4, 256])
 async def test_interleaved_batches_and_statements_bill_every_record_once(
-    bh: BillingHarness, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    bh: BillingHarness, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, step: int
 ) -> None:
-    """Batches, then two statements, then batches, ...: the runner's steps (2 log indexes each
-    here) start on batch leaves, on statement leaves, and hold only statements; every record is
-    billed once, every receipt verifies, the tiles carry both kinds."""
-    monkeypatch.setattr(jobs, "BATCHES_PER_STEP", 2)
+    """Batches, then two statements, then batches, ...: the runner's steps (``step`` log
+    indexes each) start on batch leaves, on statement leaves, hold only statements or end on
+    one; every record is billed once, every receipt verifies, the tiles carry both kinds."""
+    monkeypatch.setattr(jobs, "BATCHES_PER_STEP", step)
     edge = await bh.enrol("edge-a")
     sent: dict[str, list[Record]] = {"alice": [], "bob": []}
     gross: dict[str, int] = {"alice": 0, "bob": 0}
