@@ -2,7 +2,7 @@
 object to 20 concurrent clients grows the proxy's RSS by less than 100 MiB").
 
 Run: .venv/bin/python bench/stream_rss.py [--size 1GiB] [--clients 20] [--slow 5]
-     [--slow-rate 64MiB] [--framing length|chunked] [--waves 1] [--out FILE]
+     [--slow-rate 64MiB] [--framing length|chunked] [--waves 1] [--settle-disk] [--out FILE]
      [--proxy-flag=--memory=256MiB ...]
 
 Starts a local origin (its own process) that serves a deterministic body of ``--size`` bytes
@@ -12,10 +12,12 @@ settings plus ``--proxy-flag``s), warms it with a small request, and reads its V
 ``/proc/<pid>/status`` as the baseline. Then ``--clients`` clients ask for the large object at
 the same moment, ``--slow`` of them reading at ``--slow-rate`` bytes/s and the rest as fast as
 they can; each checks the length and CRC-32 of what it got. ``--waves 2`` runs a second round
-after the first, which shows hits on whatever the first left in the cache. RSS is sampled every
-20 ms until the last client is done. Prints a JSON summary: peak RSS growth over the baseline
-(per wave; the top-level figure is the cold first wave's, the issue's number), origin requests
-for the object, per-client results, durations; ``--out`` also writes it to a file.
+after the first, which shows hits on whatever the first left in the cache (with
+``--settle-disk``, once the object is on the disk tier: a large one streams from there). RSS is
+sampled every 20 ms until the last client is done. Prints a JSON summary: peak RSS growth over
+the baseline (per wave; the top-level figure is the cold first wave's, the issue's number),
+origin requests for the object, per-client results, durations; ``--out`` also writes it to a
+file.
 
 Exit status 0 when every client got the whole, correct body (whatever the numbers), 1 otherwise.
 """
@@ -264,6 +266,18 @@ def client(
     )
 
 
+def wait_on_disk(admin_port: int, size: int, timeout_s: float = 300) -> float:
+    """Seconds until the proxy's disk tier holds at least ``size`` bytes (the large object)."""
+    began = time.monotonic()
+    while time.monotonic() - began < timeout_s:
+        _status, body = get(admin_port, "/metrics")
+        for line in body.decode().splitlines():
+            if line.startswith("cachet_disk_bytes ") and float(line.split()[1]) >= size:
+                return round(time.monotonic() - began, 2)
+        time.sleep(0.1)
+    raise RuntimeError("the object never reached the disk tier")
+
+
 # -- one wave of clients ------------------------------------------------------------------------
 
 
@@ -321,6 +335,12 @@ def main() -> int:
         help="rounds of clients, one after the other (2: the "
         "second sees whatever the first left in the cache)",
     )
+    parser.add_argument(
+        "--settle-disk",
+        action="store_true",
+        help="between waves, wait until the object is on the disk tier (cachet_disk_bytes "
+        "reaches --size), so the next wave is served from the disk, not from the fill",
+    )
     parser.add_argument("--out", type=Path, help="also write the JSON summary here")
     args = parser.parse_args()
 
@@ -353,10 +373,15 @@ def main() -> int:
             time.sleep(0.5)
             baseline = rss_bytes(proxy.pid)
             waves = []
-            for _wave in range(args.waves):
+            for wave_index in range(args.waves):
+                settled_s = None
+                if wave_index and args.settle_disk:
+                    settled_s = wait_on_disk(admin_port, args.size)
                 before_requests = hits.value
                 waves.append(run_wave(args, proxy.pid, proxy_port, crc, baseline))
                 waves[-1]["origin_requests"] = hits.value - before_requests
+                if settled_s is not None:
+                    waves[-1]["waited_for_disk_s"] = settled_s
             after = rss_bytes(proxy.pid)
         finally:
             proxy.terminate()

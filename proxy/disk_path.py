@@ -227,21 +227,20 @@ class DiskPath:
         total = end - start
         sent = 0
         recorded = False
-        ahead: asyncio.Future[bytes] | None = None
+        ahead: asyncio.Future[bytearray] | None = None
         try:
             conn.write(head)
             if total == 0:
                 h.finish(ex, outcome, status, 0, "disk", 0, attribution)
                 return
-            index, last = start // chunk_bytes, (end - 1) // chunk_bytes
-            ahead = asyncio.ensure_future(asyncio.to_thread(entry.read_chunk, fd, index))
-            while ahead is not None:
+            first, last = start // chunk_bytes, (end - 1) // chunk_bytes
+            for index in range(first, last + 1):
+                if ahead is None:
+                    ahead = _read_chunk(entry, fd, index)
                 data = await ahead
                 ahead = None
-                if index < last:
-                    ahead = asyncio.ensure_future(
-                        asyncio.to_thread(entry.read_chunk, fd, index + 1)
-                    )
+                if index < last:  # read and verified while this one drains
+                    ahead = _read_chunk(entry, fd, index + 1)
                 at = index * chunk_bytes
                 low, high = max(start, at) - at, min(end, at + len(data)) - at
                 piece = data if (low, high) == (0, len(data)) else data[low:high]
@@ -251,9 +250,8 @@ class DiskPath:
                     recorded = True
                 if conn.closed:
                     break
-                conn.write(piece)
+                conn.write(piece)  # type: ignore[arg-type]  # a transport takes any bytes-like
                 await conn.drain()
-                index += 1
         except EntryFormatError as error:
             log.warning("disk tier: %s failed while streaming: %s", entry.name, error)
             h.store.drop_corrupt_large(entry, error)
@@ -321,7 +319,12 @@ def _provenance(stored: StoredResponse) -> Headers | None:
     return [("X-Provenance", value)]
 
 
-def _close_after(fd: int, pending: asyncio.Future[bytes] | None) -> None:
+def _read_chunk(entry: LargeEntry, fd: int, index: int) -> asyncio.Future[bytearray]:
+    buffer = entry.chunk_buffer(index)  # allocated here, on the loop's thread
+    return asyncio.ensure_future(asyncio.to_thread(entry.read_chunk_into, fd, index, buffer))
+
+
+def _close_after(fd: int, pending: asyncio.Future[bytearray] | None) -> None:
     """Close ``fd`` once no read of it is left in a worker thread (a thread can't be cancelled:
     closing under it could hand its descriptor number to another file)."""
     if pending is None or pending.done():
@@ -330,7 +333,7 @@ def _close_after(fd: int, pending: asyncio.Future[bytes] | None) -> None:
         os.close(fd)
         return
 
-    def close(done: asyncio.Future[bytes]) -> None:
+    def close(done: asyncio.Future[bytearray]) -> None:
         if not done.cancelled():
             done.exception()
         os.close(fd)

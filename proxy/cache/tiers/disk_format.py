@@ -276,7 +276,9 @@ def verify_prefix(header: EntryHeader, prefix: bytes) -> tuple[bytes, ...]:
     return tuple(table[i : i + DIGEST_BYTES] for i in range(0, len(table), DIGEST_BYTES))
 
 
-def verify_chunk(header: EntryHeader, table: tuple[bytes, ...], index: int, data: bytes) -> None:
+def verify_chunk(
+    header: EntryHeader, table: tuple[bytes, ...], index: int, data: bytes | bytearray
+) -> None:
     """Raise EntryFormatError unless ``data`` is chunk ``index`` as the table says."""
     if not 0 <= index < len(table):
         raise EntryFormatError("no such chunk")

@@ -152,6 +152,26 @@ class LargeEntry:
         verify_chunk(self.header, self.table, index, data)
         return data
 
+    def chunk_buffer(self, index: int) -> bytearray:
+        """A buffer for chunk ``index`` (`read_chunk_into`), made by the caller's thread: the
+        streaming loop allocates, so worker threads' malloc arenas do not each keep freed
+        megabytes (measured: +61-75 MiB for 20 streams with per-thread allocation)."""
+        return bytearray(self.header.chunk_span(index)[1])
+
+    def read_chunk_into(self, fd: int, index: int, buffer: bytearray) -> bytearray:
+        """`read_chunk` into ``buffer`` (from `chunk_buffer`); returns it."""
+        start, _length = self.header.chunk_span(index)
+        view = memoryview(buffer)
+        offset = self.header.prefix_bytes + start
+        while view:
+            got = os.preadv(fd, [view], offset)
+            if got == 0:
+                raise EntryFormatError("file is shorter than its header says")
+            view = view[got:]
+            offset += got
+        verify_chunk(self.header, self.table, index, buffer)
+        return buffer
+
 
 def read_entry(
     path: Path, stream_over: int | None = None
