@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import logging
 import os
@@ -29,13 +30,13 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import repeat
 from pathlib import Path
 
 from provenance.batches import ZERO_HASH_HEX, chain_head, header_canonical_bytes, seal_header
 from provenance.batches import parse_sealed_batch as _parse_sealed_batch
 from provenance.errors import FormatError
 from provenance.keys import SigningKey
-from provenance.merkle import leaf_hash
 from provenance.records import (
     is_timestamp,
     match_canonical_record,
@@ -57,7 +58,14 @@ from proxy.records.batch_files import (
     write_atomically,
     write_replacing,
 )
-from proxy.records.segments import decode_chunk, encode_frame, find_next_frame, scan_frames
+from proxy.records.chunk_check import ChunkChecker
+from proxy.records.segments import (
+    Chunk,
+    decode_chunk,
+    encode_frame,
+    find_next_frame,
+    scan_frames,
+)
 from proxy.records.spool import list_segments, quarantine_bytes, segment_name
 
 __all__ = [
@@ -80,6 +88,7 @@ log = logging.getLogger(__name__)
 
 MARKER_NAME = "sealed.json"
 MARKER_INTERVAL_S = 1.0
+_sha256 = hashlib.sha256
 READ_AHEAD_RECORDS = 50_000  # pending records before sealing what is read (bounded memory)
 ROOT_SPOOL = ""  # the spool folder itself (one serving process)
 _WORKER_SPOOL = re.compile(r"w[0-9]{1,4}")
@@ -133,7 +142,7 @@ class _Pending:
     """Records read from the spools and not yet sealed, in reading order."""
 
     payloads: list[bytes] = field(default_factory=list)
-    stamps: list[str] = field(default_factory=list)
+    stamps: list[bytes] = field(default_factory=list)  # each record's ts
     sources: list[str] = field(default_factory=list)  # the spool each record came from
     ends: list[Position] = field(default_factory=list)  # position just after each record
     seen_ms: list[int] = field(default_factory=list)
@@ -178,6 +187,7 @@ class Sealer:
         self._unsealed: Counter[str] = Counter()  # pending records per spool
         self._carried = (0, 0)  # (served, dropped) of invalid records, for the next valid one
         self._seconds_ok: dict[bytes, bool] = {}
+        self._chunk_checker = ChunkChecker(edge)
         self._recovered = False
         self._unmarked: Marker | None = None  # the newest batch's marker, not yet written
         self._marked_positions: dict[str, Position] = {}
@@ -260,12 +270,20 @@ class Sealer:
         pending, written = self._pending, []
         while True:  # a backlog is read a segment at a time, never the whole spool at once
             read_all = self._read_spools(now_ms)
-            while len(pending.payloads) >= self.max_records:
-                written.append(self._seal(self.max_records))
+            sealed = 0
+            try:
+                while len(pending.payloads) - sealed >= self.max_records:
+                    written.append(self._seal(sealed, self.max_records))
+                    sealed += self.max_records
+            finally:  # what is sealed is never pending again, even if a later batch failed
+                # Once per read, not per batch: with READ_AHEAD_RECORDS pending, moving the
+                # rest of the lists after every batch cost more than sealing it.
+                pending.drop_first(sealed)
             if read_all:
                 break
         if pending.payloads and (force or now_ms - pending.seen_ms[0] >= self.max_interval_ms):
-            written.append(self._seal(len(pending.payloads)))
+            written.append(self._seal(0, len(pending.payloads)))
+            pending.drop_first(len(pending.payloads))
         if self._unmarked is not None and (
             force or time.monotonic() - self._marked_at >= MARKER_INTERVAL_S
         ):
@@ -335,43 +353,81 @@ class Sealer:
         now_ms: int,
     ) -> None:
         """Queue the valid records of consecutive frames; ``start`` is the first frame's offset,
-        ``ends`` are relative to ``base``."""
-        pending, edge, cache = self._pending, self.edge, self._seconds_ok
+        ``ends`` are relative to ``base``.
+
+        A frame whose records are all valid (``ChunkChecker``) is queued with list operations
+        only; any other frame goes record by record (``_take_each``), which sets invalid
+        records aside. Both queue the same records, stamps, positions and answers."""
+        pending, cache, check = self._pending, self._seconds_ok, self._chunk_checker.check
         if len(cache) > 100_000:
             cache.clear()
-        add_payload, add_stamp, add_end = (
-            pending.payloads.append, pending.stamps.append, pending.ends.append)  # fmt: skip
-        add_seen, add_served, add_dropped = (
-            pending.seen_ms.append, pending.served.append, pending.dropped.append)  # fmt: skip
-        add_source = pending.sources.append
         before = len(pending.payloads)
         for payload, relative_end in zip(payloads, ends, strict=True):
             end = base + relative_end
-            chunk = decode_chunk(payload)
-            records, last = chunk.records, len(chunk.records) - 1
             skip, source.skip = source.skip, 0  # only the first frame read can be part-sealed
-            for index in range(skip, last + 1):
-                record = records[index]
-                served, dropped = self._carried
-                served += 1
-                if index == last:  # the frame's answers beyond its records ride on its last
-                    served += max(0, chunk.served - len(records))
-                    dropped += chunk.dropped
-                ts = check_record(record, edge, cache)
-                if ts is None:
-                    self._carried = (served, dropped)
-                    self._quarantine_record(source.directory, number, end, index, record)
-                    continue
-                self._carried = (0, 0)
-                add_payload(record)
-                add_stamp(ts)
-                add_source(name)
-                add_end((number, end, 0) if index == last else (number, start, index + 1))
-                add_seen(now_ms)
-                add_served(served)
-                add_dropped(dropped)
+            checked = check(payload, cache)
+            if checked is None:
+                self._take_each(name, source, number, start, end, decode_chunk(payload), skip,
+                                now_ms)  # fmt: skip
+                start = end
+                continue
+            records, total = checked.records, len(checked.records)
+            count = total - skip
+            if count <= 0:
+                start = end
+                continue
+            served, dropped = [1] * count, [0] * count
+            served[0] += self._carried[0]  # answers of invalid records before this one
+            dropped[0] += self._carried[1]
+            self._carried = (0, 0)
+            served[-1] += max(0, checked.served - total)  # the frame's extra answers
+            dropped[-1] += checked.dropped
+            pending.payloads += records[skip:] if skip else records
+            pending.stamps += checked.stamps[skip:] if skip else checked.stamps
+            pending.sources += repeat(name, count)
+            pending.ends += zip(repeat(number, count - 1), repeat(start), range(skip + 1, total))
+            pending.ends.append((number, end, 0))
+            pending.seen_ms += repeat(now_ms, count)
+            pending.served += served
+            pending.dropped += dropped
             start = end
         self._unsealed[name] += len(pending.payloads) - before
+
+    def _take_each(
+        self,
+        name: str,
+        source: _Source,
+        number: int,
+        start: int,
+        end: int,
+        chunk: Chunk,
+        skip: int,
+        now_ms: int,
+    ) -> None:
+        """Queue the valid records of one frame record by record; quarantine the others (their
+        answers ride on the next valid record)."""
+        pending, edge, cache = self._pending, self.edge, self._seconds_ok
+        records, last = chunk.records, len(chunk.records) - 1
+        for index in range(skip, last + 1):
+            record = records[index]
+            served, dropped = self._carried
+            served += 1
+            if index == last:  # the frame's answers beyond its records ride on its last
+                served += max(0, chunk.served - len(records))
+                dropped += chunk.dropped
+            ts = check_record(record, edge, cache)
+            if ts is None:
+                self._carried = (served, dropped)
+                self._quarantine_record(source.directory, number, end, index, record)
+                continue
+            self._carried = (0, 0)
+            pending.payloads.append(record)
+            pending.stamps.append(ts.encode())
+            pending.sources.append(name)
+            pending.ends.append((number, end, 0) if index == last else (number, start, index + 1))
+            pending.seen_ms.append(now_ms)
+            pending.served.append(served)
+            pending.dropped.append(dropped)
 
     def _quarantine_record(
         self, directory: Path, number: int, end: int, index: int, payload: bytes
@@ -383,57 +439,64 @@ class Sealer:
         log.warning("spool %s segment %d: invalid record %d of the frame ending at %d moved to %s",
                     directory, number, index, end, aside)  # fmt: skip
 
-    def _positions_after(self, count: int) -> dict[str, Position]:
-        """Where each spool stands once the first ``count`` pending records are sealed."""
+    def _positions_after(self, start: int, count: int) -> dict[str, Position]:
+        """Where each spool stands once pending records ``start`` to ``start + count`` are
+        sealed (those before ``start`` already are)."""
         pending, sources = self._pending, self._sources
         positions = {name: source.sealed for name, source in sources.items()}
         found: set[str] = set()
-        for index in range(count - 1, -1, -1):  # the last sealed record of each spool
+        for index in range(start + count - 1, start - 1, -1):  # the last of each spool
             name = pending.sources[index]
             if name not in found:
                 found.add(name)
                 positions[name] = pending.ends[index]
                 if len(found) == len(sources):
                     break
-        in_batch = Counter(pending.sources[:count]) if len(sources) > 1 else {ROOT_SPOOL: count}
+        in_batch = (Counter(pending.sources[start : start + count]) if len(sources) > 1
+                    else {ROOT_SPOOL: count})  # fmt: skip
         for name, source in sources.items():
             if self._unsealed[name] == in_batch.get(name, 0):  # all it had read is sealed
                 positions[name] = (*source.cursor, source.skip)
         return positions
 
-    def _seal(self, count: int) -> Path:
+    def _seal(self, start: int, count: int) -> Path:
+        """Seal pending records ``start`` to ``start + count``; the caller drops them."""
         started = time.perf_counter()
-        pending = self._pending
-        payloads, stamps = pending.payloads[:count], pending.stamps[:count]
-        positions = self._positions_after(count)
+        pending, stop = self._pending, start + count
+        payloads, stamps = pending.payloads[start:stop], pending.stamps[start:stop]
+        positions = self._positions_after(start, count)
         seq, prev = (0, ZERO_HASH_HEX) if self.chain_head is None else (
             self.chain_head[0] + 1, self.chain_head[1])  # fmt: skip
+        # provenance.merkle.leaf_hash (RFC 9162 §2.1.1: SHA-256(0x00 || record)) without a
+        # Python call per record.
+        leaves = [_sha256(b"\x00" + payload).digest() for payload in payloads]
         header, signature = seal_header(
-            [leaf_hash(p) for p in payloads],
-            min(stamps),
-            max(stamps),
+            leaves,
+            min(stamps).decode(),
+            max(stamps).decode(),
             self.edge,
             seq,
             prev,
             self.key,
         )
-        body = b"".join((b'{"header":', header_canonical_bytes(header), b',"records":[',
+        header_bytes = header_canonical_bytes(header)
+        body = b"".join((b'{"header":', header_bytes, b',"records":[',
                          b",".join(payloads), b'],"signature":"', base64.b64encode(signature),
                          b'"}'))  # fmt: skip
         path = self.batches_dir / batch_name(seq, *positions.get(ROOT_SPOOL, (0, 0, 0)))
-        counters = BatchCounters(sum(pending.served[:count]), count, sum(pending.dropped[:count]))
+        counters = BatchCounters(sum(pending.served[start:stop]), count,
+                                 sum(pending.dropped[start:stop]))  # fmt: skip
         write_replacing(meta_path(path), BatchMeta(counters, positions).to_json())
         write_atomically(path, body)
-        head = chain_head(header).header_hash
+        head = hashlib.sha256(header_bytes).hexdigest()  # header_hash(), bytes made once
         self._unmarked = (seq, head, positions)
         self.chain_head = (seq, head)
         for name, position in positions.items():
             self._sources[name].sealed = position
         if len(self._sources) > 1:
-            self._unsealed.subtract(Counter(pending.sources[:count]))
+            self._unsealed.subtract(Counter(pending.sources[start:stop]))
         else:
             self._unsealed[ROOT_SPOOL] -= count
-        pending.drop_first(count)
         self._record_stats(time.perf_counter() - started, count)
         return path
 

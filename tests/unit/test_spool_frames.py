@@ -7,10 +7,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proxy.records.segments import (
+    CHUNK_MAX_BYTES,
     CHUNK_MAX_RECORDS,
     FRAME_HEADER_BYTES,
     MAX_PAYLOAD_BYTES,
     Chunk,
+    chunk_records,
     decode_chunk,
     encode_chunks,
     encode_frame,
@@ -107,6 +109,25 @@ def test_chunks_round_trip_with_their_counters(
     assert sum(chunk.served for chunk in chunks) == served
     assert sum(chunk.dropped for chunk in chunks) == dropped
     assert all(len(chunk.records) <= per_frame for chunk in chunks)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.sampled_from([1, 7, 100, CHUNK_MAX_BYTES // 3, CHUNK_MAX_BYTES - 1]), max_size=9),
+    st.integers(0, 5),
+    st.integers(0, 3),
+    st.integers(1, 8),
+)
+def test_a_flush_in_one_frame_is_the_same_bytes_as_record_by_record(
+    sizes: list[int], sampled_out: int, dropped: int, per_frame: int
+) -> None:
+    """encode_chunks' one-frame shortcut (the usual flush) writes exactly what chunk_records
+    writes, up to and across the CHUNK_MAX_BYTES and max_records limits."""
+    items = [b"{" + b"x" * (size - 1) if size > 1 else b"{" for size in sizes]
+    served = len(items) + sampled_out + dropped
+    assert encode_chunks(items, served, dropped, max_records=per_frame) == chunk_records(
+        items, served, dropped, max_records=per_frame
+    )
 
 
 def test_a_flush_of_plain_records_is_one_frame_without_a_counters_line() -> None:
