@@ -12,10 +12,12 @@ the connection short (never a short 200 that looks whole), and the entry is drop
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
 import time
+from collections.abc import AsyncGenerator
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -31,7 +33,7 @@ from proxy.http import cache_status as outcomes
 from proxy.http.cache_status import Outcome, cache_status
 from proxy.http.fields import Headers, get_values
 from proxy.http.wire import status_allows_body
-from proxy.partial import partial_head, render_unsatisfiable, select_ranges_of
+from proxy.partial import partial_head, plan_multipart, render_unsatisfiable, select_ranges_of
 from proxy.responses import render_trailer, stored_head
 
 if TYPE_CHECKING:
@@ -49,6 +51,8 @@ class DiskPath:
     def __init__(self, handler: ProxyHandler) -> None:
         self.h = handler
         self._reads: dict[str, asyncio.Future[Loaded | None]] = {}
+        # A stream's read of its next chunk, by the stream's descriptor, while it writes one.
+        self._reads_ahead: dict[int, asyncio.Future[bytearray]] = {}
 
     async def answer(self, conn: Connection, ex: Exchange) -> None:
         """A memory miss the disk tier may answer: read (verified), promote, then as begin()."""
@@ -184,12 +188,39 @@ class DiskPath:
                 head = partial_head(stored, part, length, h.settings.via, extra)
                 head += b"Age: %d\r\n" % age + trailer
                 first, end, status = part.first, part.last + 1, 206
+            elif selection is not None:
+                h.stats.range_requests["multipart"] += 1
+                # 96 random bits (RFC 2046 §5.1.1): it can't be checked against a body never
+                # read whole, so each part is checked as it streams (a hit cuts it short).
+                plan = plan_multipart(
+                    stored,
+                    selection,
+                    length,
+                    h.settings.via,
+                    os.urandom(12).hex(),
+                    _provenance(stored),
+                )
+                segments: list[bytes | tuple[int, int]] = []
+                for part_head, part in plan.parts:
+                    segments += [part_head, (offset + part.first, offset + part.last + 1), b"\r\n"]
+                segments.append(plan.tail)
+                head = plan.head + b"Age: %d\r\n" % age + trailer
+                await self._stream(
+                    conn,
+                    ex,
+                    entry,
+                    outcome,
+                    206,
+                    head,
+                    segments,
+                    stored.attribution,
+                    plan.delimiter,
+                )
+                return
             else:
-                # One part at a time from a file; several (multipart/byteranges) would need the
-                # boundary checked against the body: RFC 9110 §14.2 lets a server send the 200.
                 h.stats.range_requests["ignored"] += 1
         span = (offset + first, offset + end)
-        await self._stream(conn, ex, entry, outcome, status, head, span, stored.attribution)
+        await self._stream(conn, ex, entry, outcome, status, head, [span], stored.attribution)
 
     def _trailer(self, ex: Exchange, stored: StoredResponse, outcome: Outcome, now: float) -> bytes:
         """Cache-Status and the per-response fields, as `ProxyHandler.write_stored` writes them."""
@@ -209,60 +240,88 @@ class DiskPath:
         outcome: Outcome,
         status: int,
         head: bytes,
-        span: tuple[int, int],
+        segments: list[bytes | tuple[int, int]],
         attribution: Attribution | None,
+        delimiter: bytes | None = None,
     ) -> None:
-        """Bytes ``span`` (start, end) of the entry's bodies after ``head``: each chunk read and
-        verified in a thread (the next one read while this one drains), written, drained. The
-        record is made before the bytes that complete the answer; a chunk that fails its check
-        drops the entry and the connection (the client sees a short body, never a whole one)."""
+        """``head``, then ``segments`` in order: literal bytes (a multipart part's fields), or a
+        span (start, end) of the entry's bodies, each chunk read and verified in a thread (the
+        next one read while this one drains), written, drained. The record is made before the
+        bytes that complete the answer; a chunk that fails its check drops the entry and the
+        connection (the client sees a short body, never a whole one), as does a span holding
+        ``delimiter`` (a multipart boundary drawn without the body)."""
         h = self.h
-        start, end = span
         try:
             fd = await asyncio.to_thread(entry.open_body)
         except OSError:  # removed or replaced since its prefix was read: as if never found
             await h._fetch_missing(conn, ex, Fetch(outcomes.URI_MISS), time.time())
             return
         chunk_bytes = entry.header.chunk_bytes
-        total = end - start
+        total = sum(len(s) if isinstance(s, bytes) else s[1] - s[0] for s in segments)
         sent = 0
         recorded = False
-        ahead: asyncio.Future[bytearray] | None = None
         try:
             conn.write(head)
             if total == 0:
                 h.finish(ex, outcome, status, 0, "disk", 0, attribution)
+                recorded = True
                 return
-            first, last = start // chunk_bytes, (end - 1) // chunk_bytes
-            for index in range(first, last + 1):
-                if ahead is None:
-                    ahead = _read_chunk(entry, fd, index)
-                data = await ahead
-                ahead = None
-                if index < last:  # read and verified while this one drains
-                    ahead = _read_chunk(entry, fd, index + 1)
-                at = index * chunk_bytes
-                low, high = max(start, at) - at, min(end, at + len(data)) - at
-                piece = data if (low, high) == (0, len(data)) else data[low:high]
-                sent += len(piece)
-                if sent >= total:
-                    h.finish(ex, outcome, status, sent, "disk", 0, attribution)
-                    recorded = True
-                if conn.closed:
-                    break
-                conn.write(piece)  # type: ignore[arg-type]  # a transport takes any bytes-like
-                await conn.drain()
+            for segment in segments:
+                if isinstance(segment, bytes):
+                    pieces: AsyncGenerator[bytes | bytearray, None] = _literal(segment)
+                else:
+                    pieces = self._span(entry, fd, chunk_bytes, segment, delimiter)
+                async with contextlib.aclosing(pieces):
+                    async for piece in pieces:
+                        sent += len(piece)
+                        if sent >= total:
+                            h.finish(ex, outcome, status, sent, "disk", 0, attribution)
+                            recorded = True
+                        if conn.closed:
+                            return
+                        conn.write(piece)  # type: ignore[arg-type]  # the transport takes bytearray
+                        await conn.drain()
         except EntryFormatError as error:
             log.warning("disk tier: %s failed while streaming: %s", entry.name, error)
             h.store.drop_corrupt_large(entry, error)
             conn.abort()
-        except OSError as error:  # EIO: the answer can't be completed
-            log.warning("disk tier: cannot read %s: %s", entry.name, error)
+        except (OSError, _BoundaryInBody) as error:  # EIO; a boundary we can't draw again
+            log.warning("disk tier: cannot stream %s: %s", entry.name, error)
             conn.abort()
         finally:
-            if not recorded and total:
+            if not recorded:
                 h.finish(ex, outcome, status, sent, "disk", 0, attribution, failed=True)
-            _close_after(fd, ahead)
+            _close_after(fd, self._reads_ahead.pop(fd, None))
+
+    async def _span(
+        self,
+        entry: LargeEntry,
+        fd: int,
+        chunk_bytes: int,
+        span: tuple[int, int],
+        delimiter: bytes | None,
+    ) -> AsyncGenerator[bytearray, None]:
+        """The verified bytes of ``span``, a chunk (or its part) at a time; the read of the next
+        chunk is left in ``_reads_ahead`` while the caller writes this one."""
+        start, end = span
+        if end <= start:
+            return
+        keep = len(delimiter) - 1 if delimiter is not None else 0
+        seen = bytearray(b"\r\n")  # the part's fields end with CRLF: a body starting "--b" counts
+        first, last = start // chunk_bytes, (end - 1) // chunk_bytes
+        for index in range(first, last + 1):
+            ahead = self._reads_ahead.pop(fd, None)
+            data = await (ahead if ahead is not None else _read_chunk(entry, fd, index))
+            if index < last:  # read and verified while this one drains
+                self._reads_ahead[fd] = _read_chunk(entry, fd, index + 1)
+            at = index * chunk_bytes
+            low, high = max(start, at) - at, min(end, at + len(data)) - at
+            piece = data if (low, high) == (0, len(data)) else data[low:high]
+            if delimiter is not None:
+                if delimiter in piece or delimiter in seen + piece[:keep]:
+                    raise _BoundaryInBody("the multipart boundary occurs in the body")
+                seen = (seen + piece[-keep:])[-keep:]
+            yield piece
 
     def _after_purges(self, key: str, variants: Variants) -> Variants | None:
         """A purge that ran while the read was awaited removed the file but found nothing in
@@ -317,6 +376,14 @@ def _provenance(stored: StoredResponse) -> Headers | None:
         return None
     value = provenance_header(attribution.content_id, attribution.creator, attribution.manifest_id)
     return [("X-Provenance", value)]
+
+
+class _BoundaryInBody(Exception):
+    """A streamed multipart part holds its own delimiter."""
+
+
+async def _literal(data: bytes) -> AsyncGenerator[bytes, None]:
+    yield data
 
 
 def _read_chunk(entry: LargeEntry, fd: int, index: int) -> asyncio.Future[bytearray]:

@@ -78,7 +78,9 @@ class OriginPath:
         self.h = handler
         self.settings = handler.settings
         self.stats = handler.stats
-        self.streamer = FillStreamer(self.stats, self._storable_bytes, self._spill)
+        self.streamer = FillStreamer(
+            self.stats, self._storable_bytes, self._spill, handler.store.disk_storable_bytes
+        )
 
     # -- the request ---------------------------------------------------------------------------
 
@@ -352,9 +354,7 @@ class OriginPath:
         size = fill.size_bytes
         spool = fill.spool
         if spool is None or not fill.shared or size > self.h.store.disk_storable_bytes():
-            if size > self._storable_bytes():
-                self.stats.not_stored["too-large"] += 1
-            return
+            return  # counted as too large as it passed the limit (FillStreamer)
         stored = make_stored_response(
             response.status,
             response.reason,

@@ -29,9 +29,12 @@ class FillStreamer:
         stats: ProxyStats,
         storable_bytes: Callable[[], int],
         spill: Callable[[str, Fill], bool],
+        disk_storable_bytes: Callable[[], int] = lambda: 0,
     ) -> None:
         self.stats = stats
         self.storable_bytes = storable_bytes  # the largest body worth buffering for the store
+        # The largest body the disk stores from a spill file: a larger one is not stored at all.
+        self.disk_storable_bytes = disk_storable_bytes
         self.spill = spill  # move a fill to a file; False (fill released) if none can be made
 
     async def stream_fill(
@@ -64,6 +67,8 @@ class FillStreamer:
         pumped = 0
         sender: asyncio.Task[int | None] | None = None
         limit = self.storable_bytes()
+        joinable = fill is not None and fill.joinable  # only a fill others may join spills
+        stored_up_to = max(limit, self.disk_storable_bytes() if joinable else 0)
         spill_at = limit if content_length is not None else min(limit, SPILL_UNKNOWN_LENGTH_BYTES)
         over_limit = False
         try:
@@ -84,7 +89,7 @@ class FillStreamer:
                     body_complete = None
                 if fill is not None:
                     fill.push(chunk)
-                    if fill.size_bytes > limit and not over_limit:
+                    if fill.size_bytes > stored_up_to and not over_limit:
                         over_limit = True
                         self.stats.not_stored["too-large"] += 1
                     if fill.size_bytes > spill_at and not fill.spilled:

@@ -15,6 +15,10 @@ from proxy.http.ranges import (
     content_range,
     if_range_allows,
     multipart_byteranges,
+    multipart_content_type,
+    multipart_length,
+    multipart_part_head,
+    multipart_tail,
     parse_range_header,
     unsatisfied_range,
 )
@@ -99,6 +103,45 @@ def render_partial(
         fields += extra_fields
     head = serialize_status_line(206, "Partial Content") + serialize_fields(fields)
     return PartialAnswer(206, head, body)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamedParts:
+    """A 206 multipart/byteranges whose part bytes the caller streams from a file (§14.6):
+    the head, then for each part its delimiter and fields, its range's bytes and CRLF, then
+    the close-delimiter. ``delimiter`` is what the part bytes must not contain (checked as
+    they stream: the boundary could not be drawn against a body that was never read)."""
+
+    head: bytes  # status line and fields, without Age and the per-response trailer
+    parts: tuple[tuple[bytes, ByteRange], ...]
+    tail: bytes
+    body_bytes: int
+    delimiter: bytes
+
+
+def plan_multipart(
+    stored: StoredResponse,
+    ranges: list[ByteRange],
+    length: int,
+    via: str,
+    boundary: str,
+    extra_fields: Headers | None = None,
+) -> StreamedParts:
+    """The multipart 206 `render_partial` would build for ``ranges`` of a ``length``-byte body
+    kept elsewhere, as pieces to stream: the same bytes once the parts' bytes are in place."""
+    content_type = get_first(stored.headers, "content-type")
+    fields = _fields_without(stored.headers, _REPLACED_FIELDS)
+    fields = [(n, v) for n, v in fields if n.lower() != "content-type"]
+    fields.append(("Content-Type", multipart_content_type(boundary)))
+    body_bytes = multipart_length(ranges, length, content_type, boundary)
+    fields.append(("Content-Length", str(body_bytes)))
+    fields.append(("Via", _via(stored.headers, via)))
+    if extra_fields:
+        fields += extra_fields
+    head = serialize_status_line(206, "Partial Content") + serialize_fields(fields)
+    parts = tuple((multipart_part_head(r, length, content_type, boundary), r) for r in ranges)
+    delimiter = b"\r\n--" + boundary.encode("latin-1")
+    return StreamedParts(head, parts, multipart_tail(boundary), body_bytes, delimiter)
 
 
 def render_unsatisfiable(

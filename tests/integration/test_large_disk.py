@@ -208,6 +208,18 @@ def test_ranges_read_from_the_large_entry(
         assert got == body[first : last + 1], spec
     status, fields, got = split(get_raw(proxy, path, f"Range: bytes={SIZE + 5}-\r\n"))
     assert (status, fields["content-range"], got) == (416, f"bytes */{SIZE}", b"")
+    spans = [(0, 9), (boundary - 4, boundary + 5), (SIZE - 3, SIZE - 1)]
+    spec = ",".join(f"{a}-{b}" for a, b in spans)
+    status, fields, got = split(get_raw(proxy, path, f"Range: bytes={spec}\r\n"))
+    assert status == 206 and fields["content-length"] == str(len(got))
+    media, _, parameter = fields["content-type"].partition("; boundary=")
+    assert media == "multipart/byteranges"
+    parts = got.split(b"--" + parameter.encode())
+    assert parts[0] == b"" and parts[-1] == b"--\r\n"  # §14.6: the close-delimiter ends it
+    for part, (a, b) in zip(parts[1:-1], spans, strict=True):
+        part_head, _, data = part.partition(b"\r\n\r\n")
+        assert f"Content-Range: bytes {a}-{b}/{SIZE}".encode() in part_head
+        assert data == body[a : b + 1] + b"\r\n"
     stale_if_range = get_raw(proxy, path, 'Range: bytes=0-9\r\nIf-Range: "other"\r\n')
     status, _, got = split(stale_if_range)
     assert (status, got) == (200, body)  # §13.1.5: If-Range does not match: the whole 200
