@@ -146,26 +146,49 @@ class DiskPath:
         elif verdict is Verdict.STALE_ACCEPTED:
             outcome = outcomes.STALE_ACCEPTED
         else:
-            # Revalidating would need the body in hand for a 304's refresh: fetched whole again
-            # (collapsed, stored anew from its spill file).
+            # Revalidated now, stale-while-revalidate included (RFC 5861 §3 permits, it does not
+            # oblige): a background refresh would have no client to stream the answer to.
             if ex.directives.has("only-if-cached"):
                 h.write_local_error(conn, ex.head, 504, "stale in cache (only-if-cached)", ex)
                 return
             forced = ex.directives.has("no-cache") or ex.pragma_no_cache
             miss = outcomes.REQUEST_MISS if forced else outcomes.EXPIRED
-            await h._fetch_missing(conn, ex, Fetch(miss), now)
+            if stored.etag is None and stored.last_modified is None:
+                # Nothing to validate with: fetched whole again (collapsed, stored anew).
+                await h._fetch_missing(conn, ex, Fetch(miss), now)
+                return
+            await h.origin_path.forward(conn, ex, Fetch(miss, stored, large=entry))
             return
         h.stats.disk_hits += 1
+        await self.serve_large(conn, ex, entry, stored, outcome, now)
+
+    async def serve_large(
+        self,
+        conn: Connection,
+        ex: Exchange,
+        entry: LargeEntry,
+        stored: StoredResponse,
+        outcome: Outcome,
+        now: float,
+        *,
+        fwd_status: int | None = None,
+        detail: str | None = None,
+    ) -> None:
+        """Answer with ``stored`` (one of ``entry``'s variants) whose body streams from the
+        entry's file: HEAD and 304 read no body, ranges only their chunks (RFC 9110 §14)."""
+        h = self.h
         if (
             ex.method != "GET"
             or not status_allows_body(stored.status)
             or (ex.conditional and h._client_not_modified(ex, stored))
         ):
-            h.write_stored(conn, ex, stored, outcome, now, tier="disk")  # HEAD, 304: no body
+            h.write_stored(
+                conn, ex, stored, outcome, now, fwd_status=fwd_status, detail=detail, tier="disk"
+            )  # HEAD, 304: no body
             return
         offset, length, _digest = entry.body_of(stored)
         age = int(stored.current_age(now))
-        trailer = self._trailer(ex, stored, outcome, now)
+        trailer = self._trailer(ex, stored, outcome, now, fwd_status, detail)
         head = stored_head(stored, age, trailer)
         first, end, status = 0, length, stored.status
         if ex.ranged:
@@ -222,14 +245,24 @@ class DiskPath:
         span = (offset + first, offset + end)
         await self._stream(conn, ex, entry, outcome, status, head, [span], stored.attribution)
 
-    def _trailer(self, ex: Exchange, stored: StoredResponse, outcome: Outcome, now: float) -> bytes:
+    def _trailer(
+        self,
+        ex: Exchange,
+        stored: StoredResponse,
+        outcome: Outcome,
+        now: float,
+        fwd_status: int | None = None,
+        detail: str | None = None,
+    ) -> bytes:
         """Cache-Status and the per-response fields, as `ProxyHandler.write_stored` writes them."""
         name = self.h.settings.cache_name
         ttl = stored.freshness_lifetime_s - stored.current_age(now)
         if outcome is outcomes.HIT and ttl >= 0:
             status_text = f"{name}; hit; ttl={int(ttl)}"
         else:
-            status_text = cache_status(name, outcome, ttl_s=ttl)
+            status_text = cache_status(
+                name, outcome, ttl_s=ttl, fwd_status=fwd_status, detail=detail
+            )
         return render_trailer(status_text, outcome.x_cache, ex.request_id, ex.keep_alive, ex.http10)
 
     async def _stream(

@@ -25,6 +25,7 @@ from proxy.cache.keys import is_vary_match, vary_key, vary_names
 from proxy.cache.reuse import may_serve_stale_on_error
 from proxy.cache.storability import effective_directives, reason_not_storable
 from proxy.cache.surrogate import SURROGATE_FIELDS, strip_surrogate_fields
+from proxy.cache.tiers.disk import LargeEntry
 from proxy.collapse import Fill, FillHead
 from proxy.fill_stream import Completion, FillStreamer
 from proxy.http import cache_status as outcomes
@@ -65,6 +66,8 @@ class Fetch:
     stored: StoredResponse | None = None
     store: bool = True
     fill: Fill | None = None
+    # The disk entry whose file holds ``stored``'s body (a large one: ``stored.body`` is empty).
+    large: LargeEntry | None = None
 
 
 @dataclass(slots=True)
@@ -154,7 +157,7 @@ class OriginPath:
             self.stats.origin_errors[error.kind] += 1
             if fetch.fill is not None:
                 fetch.fill.fail(error)
-            self._answer_origin_failure(conn, ex, fetch, error.status, f"origin-{error.kind}")
+            await self._answer_origin_failure(conn, ex, fetch, error.status, f"origin-{error.kind}")
             return
         self.h.observe_origin_latency(time.monotonic() - started)
         timing = _Timing(request_time, time.time())
@@ -163,10 +166,10 @@ class OriginPath:
         finally:
             response.release()
 
-    def _answer_origin_failure(
+    async def _answer_origin_failure(
         self, conn: Connection, ex: Exchange, fetch: Fetch, status: int, detail: str
     ) -> None:
-        if fetch.stored is not None and self._served_stale(conn, ex, fetch.stored, None, detail):
+        if fetch.stored is not None and await self._served_stale(conn, ex, fetch, None, detail):
             return
         message = "origin timed out" if status == 504 else "origin unavailable"
         self.h.write_local_error(conn, ex.head, status, message, ex, fetch.outcome, detail)
@@ -182,6 +185,9 @@ class OriginPath:
         timing: _Timing,
     ) -> None:
         stored = fetch.stored
+        if stored is not None and response.status == 304 and fetch.large is not None:
+            await self._refresh_large(conn, ex, fetch, stored, fetch.large, response, timing)
+            return
         if stored is not None and response.status == 304:
             if is_refreshable_by(stored, response.headers):
                 refreshed = refresh_stored_response(
@@ -208,25 +214,83 @@ class OriginPath:
             return
         if stored is not None and response.status >= 500:
             self.stats.origin_errors["status"] += 1
-            if self._served_stale(conn, ex, stored, response.status, "stale-if-error"):
+            if await self._served_stale(conn, ex, fetch, response.status, "stale-if-error"):
                 response.close()
                 return
+        if fetch.large is not None and stored is not None and response.status < 500:
+            # A full response replaces the stored one (RFC 9111 §4.3.3); this request does not
+            # store it (no fill to spill it through): the next one misses, collapses, stores.
+            self.h.store.invalidate(ex.key)
         await self._relay_response(conn, ex, fetch, response, timing)
 
-    def _served_stale(
+    async def _refresh_large(
         self,
         conn: Connection,
         ex: Exchange,
+        fetch: Fetch,
         stored: StoredResponse,
+        large: LargeEntry,
+        response: OriginResponse,
+        timing: _Timing,
+    ) -> None:
+        """A 304 for a large disk entry (RFC 9111 §4.3.4): its refreshed head is written to the
+        disk (the file rewritten from itself, every chunk verified, in the background) and the
+        answer streams from the verified file."""
+        if not is_refreshable_by(stored, response.headers):
+            await self._forward(conn, ex, Fetch(fetch.outcome, None, fetch.store))
+            return
+        refreshed = refresh_stored_response(
+            stored,
+            response.headers,
+            timing.request_time,
+            timing.response_time,
+            self.settings.admission,
+        )
+        refreshed = _with_body_length(refreshed, large.body_of(stored)[1])
+        refreshed = with_attribution(refreshed, stored.attribution)
+        refreshed.head_bytes = strip_surrogate_fields(refreshed.head_bytes)
+        purged = self.h.store.recent_purges.verdict(ex.key, refreshed)
+        if purged == "soft":  # soft-purged while revalidating: still to revalidate
+            refreshed.stale_marked = True
+        if purged != "hard":  # (a hard purge removed the entry: nothing to refresh)
+            self.h.store.refresh_large(ex.key, large, stored, refreshed)
+        outcome = outcomes.REVALIDATED
+        if fetch.outcome is outcomes.REQUEST_MISS:
+            outcome = Outcome("revalidated", "REVALIDATED", False, fwd="request")
+        entry = large.with_variants(tuple(refreshed if v is stored else v for v in large.variants))
+        await self.h.disk_path.serve_large(
+            conn, ex, entry, refreshed, outcome, time.time(), fwd_status=304
+        )
+
+    async def _served_stale(
+        self,
+        conn: Connection,
+        ex: Exchange,
+        fetch: Fetch,
         fwd_status: int | None,
         detail: str,
     ) -> bool:
-        """RFC 5861 §4: answer with the stale copy when the origin failed and it may serve."""
+        """RFC 5861 §4: answer with the stale copy when the origin failed and it may serve (a
+        large disk entry's streamed from its file)."""
+        stored = fetch.stored
+        assert stored is not None
         now = time.time()
         if not may_serve_stale_on_error(
             stored, ex.directives, now, self.settings.stale_if_error_default_s
         ):
             return False
+        if fetch.large is not None:
+            await self.h.disk_path.serve_large(
+                conn,
+                ex,
+                fetch.large,
+                stored,
+                outcomes.STALE_IF_ERROR,
+                now,
+                fwd_status=fwd_status,
+                detail=detail,
+            )
+            return True
         self.h.write_stored(
             conn, ex, stored, outcomes.STALE_IF_ERROR, now, fwd_status=fwd_status, detail=detail
         )

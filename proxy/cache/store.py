@@ -99,23 +99,49 @@ class DiskWriter:
         task.add_done_callback(self._file_written)
         return task
 
+    def rewrite_large(self, key: str, stored: StoredResponse, entry: LargeEntry) -> None:
+        """Rewrite a large entry with ``stored``'s metadata, its body copied from its own file
+        with every chunk verified (a 304's refresh), in a task like `write_file`."""
+        self.cancel(key)
+        task = asyncio.get_running_loop().create_task(self._rewrite_large(key, stored, entry))
+        self._file_puts[task] = key
+        task.add_done_callback(self._file_written)
+
+    async def _rewrite_large(self, key: str, stored: StoredResponse, entry: LargeEntry) -> bool:
+        try:
+            source = await asyncio.to_thread(entry.open_body)
+        except OSError:
+            return False  # replaced or removed since: nothing of ours to refresh
+        return await self._write_file(key, stored, source, entry.body_lengths[0], entry)
+
     def _file_written(self, task: asyncio.Task[bool]) -> None:
         self._file_puts.pop(task, None)
 
     async def _write_file(
-        self, key: str, stored: StoredResponse, source_fd: int, body_len: int
+        self,
+        key: str,
+        stored: StoredResponse,
+        source_fd: int,
+        body_len: int,
+        copy_from: LargeEntry | None = None,
     ) -> bool:
+        handed = False  # put_file closes the descriptor once it has it
         try:
             async with self._file_slots:
                 if self._closing:
-                    os.close(source_fd)
                     return False
-                return await self.disk.put_file(key, stored, source_fd, body_len)
+                handed = True
+                return await self.disk.put_file(
+                    key, stored, source_fd, body_len, copy_from=copy_from
+                )
         except asyncio.CancelledError:
             raise
         except Exception:  # the fill was served; only the disk copy is lost
             log.exception("disk tier: storing %s from its spill file failed", key)
             return False
+        finally:
+            if not handed:
+                os.close(source_fd)
 
     def queue(self, key: str, variants: Variants) -> bool:
         size = _body_bytes(variants)
@@ -417,6 +443,17 @@ class ResponseStore:
         if found is None and self.shared is not None:
             found = await self.shared.get(key, self.recent_purges)
         return found
+
+    def refresh_large(
+        self, key: str, entry: LargeEntry, old: StoredResponse, refreshed: StoredResponse
+    ) -> None:
+        """A 304 refreshed a large disk entry's head (RFC 9111 §4.3.4): rewrite its file from
+        itself with the new metadata, every chunk verified, in the background (`DiskWriter`).
+        An entry of several variants is left as it is (the next request revalidates again)."""
+        writer = self.writer
+        if writer is None or entry.variants != (old,) or entry.variants[0] is not old:
+            return
+        writer.rewrite_large(key, refreshed, entry)
 
     def drop_corrupt_large(self, entry: LargeEntry, error: EntryFormatError) -> None:
         """A large disk entry failed a chunk's check while it streamed: drop its file (counted

@@ -353,3 +353,70 @@ def test_sigkill_while_a_large_object_is_fetched_and_stored_leaves_a_consistent_
         assert metric(proxy, "cachet_disk_corrupt_dropped_total") == 0, seed
     finally:
         proxy.stop()
+
+
+def test_an_expired_large_entry_is_revalidated_and_refreshed_on_disk_rfc9111_s4_3(
+    proxy: Proxy, origin: Origin, tmp_path: Path, path: str, body: bytes
+) -> None:
+    """§4.3.1: the stored validator goes to the origin; §4.3.4: its 304 refreshes the stored
+    head (rewritten on disk, the body copied from the verified file) and the body streams."""
+    short = ["Cache-Control", "max-age=1"]
+    origin.script(
+        path,
+        {"headers": [short, ETAG], "stamped_size": SIZE},
+        {"status": 304, "reason": "Not Modified", "headers": [FRESH, ETAG]},
+    )
+    assert split(get_raw(proxy, path))[2] == body
+    wait_on_disk(proxy)
+    entry = entry_file(tmp_path / "c", path)
+    before = entry.stat().st_ino
+    time.sleep(1.6)  # stale now
+    status, fields, got = split(get_raw(proxy, path))
+    assert (status, fields["x-cache-status"], got) == (200, "REVALIDATED", body)
+    assert "fwd-status=304" in fields["cache-status"]
+    sent = origin.requests(path)
+    assert len(sent) == 2
+    assert ["If-None-Match", '"big-v1"'] in [list(h) for h in sent[1]["headers"]]
+    deadline = time.monotonic() + 30
+    while not entry.exists() or entry.stat().st_ino == before:  # rewritten with the new head
+        assert time.monotonic() < deadline, "the refreshed head never reached the disk"
+        time.sleep(0.05)
+    status, fields, got = split(get_raw(proxy, path))
+    assert (status, fields["x-cache-status"], got) == (200, "HIT", body)  # fresh again
+    assert origin.count(path) == 2
+
+
+def test_stale_if_error_streams_the_large_entry_rfc5861_s4(
+    proxy: Proxy, origin: Origin, path: str, body: bytes
+) -> None:
+    stale_ok = ["Cache-Control", "max-age=1, stale-if-error=600"]
+    origin.script(
+        path,
+        {"headers": [stale_ok, ETAG], "stamped_size": SIZE},
+        {"status": 500, "body": "down"},
+    )
+    assert split(get_raw(proxy, path))[2] == body
+    wait_on_disk(proxy)
+    time.sleep(1.6)
+    status, fields, got = split(get_raw(proxy, path))
+    assert (status, got) == (200, body)
+    assert fields["x-cache-status"] == "STALE"
+    assert origin.count(path) == 2
+
+
+def test_a_full_answer_to_a_revalidation_replaces_the_large_entry_rfc9111_s4_3_3(
+    proxy: Proxy, origin: Origin, path: str, body: bytes
+) -> None:
+    short = ["Cache-Control", "max-age=1"]
+    origin.script(
+        path,
+        {"headers": [short, ETAG], "stamped_size": SIZE},
+        {"headers": [FRESH, ["ETag", '"big-v2"']], "body": "replaced"},
+    )
+    assert split(get_raw(proxy, path))[2] == body
+    wait_on_disk(proxy)
+    time.sleep(1.6)
+    status, _, got = split(get_raw(proxy, path))
+    assert (status, got) == (200, b"replaced")
+    status, _, got = split(get_raw(proxy, path))
+    assert (status, got) == (200, b"replaced")  # the old body is never served again
