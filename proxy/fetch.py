@@ -214,8 +214,9 @@ class OriginPath:
             return
         if stored is not None and response.status >= 500:
             self.stats.origin_errors["status"] += 1
-            if await self._served_stale(conn, ex, fetch, response.status, "stale-if-error"):
-                response.close()
+            if self._may_serve_stale(ex, stored):
+                response.close()  # before a large stale body streams from disk
+                await self._served_stale(conn, ex, fetch, response.status, "stale-if-error")
                 return
         if fetch.large is not None and stored is not None and response.status < 500:
             # A full response replaces the stored one (RFC 9111 §4.3.3); this request does not
@@ -262,6 +263,11 @@ class OriginPath:
             conn, ex, entry, refreshed, outcome, time.time(), fwd_status=304
         )
 
+    def _may_serve_stale(self, ex: Exchange, stored: StoredResponse, now: float = 0.0) -> bool:
+        return may_serve_stale_on_error(
+            stored, ex.directives, now or time.time(), self.settings.stale_if_error_default_s
+        )
+
     async def _served_stale(
         self,
         conn: Connection,
@@ -275,9 +281,7 @@ class OriginPath:
         stored = fetch.stored
         assert stored is not None
         now = time.time()
-        if not may_serve_stale_on_error(
-            stored, ex.directives, now, self.settings.stale_if_error_default_s
-        ):
+        if not self._may_serve_stale(ex, stored, now):
             return False
         if fetch.large is not None:
             await self.h.disk_path.serve_large(

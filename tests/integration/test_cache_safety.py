@@ -135,7 +135,11 @@ def test_origin_5xx_serves_stale_if_error_rfc5861_s4(
 def test_object_over_size_limit_streams_uncached(
     origin: Origin, proxy_factory: ProxyFactory, path: str
 ) -> None:
-    small = proxy_factory(origin.url, "--max-object-size", "64KiB")
+    # Over memory's limit and the disk's (a larger disk limit stores it from its spill file:
+    # tests/integration/test_large_disk.py).
+    small = proxy_factory(
+        origin.url, "--max-object-size", "64KiB", "--disk-max-object-size", "64KiB"
+    )
     origin.script(path, {"headers": [FRESH], "body_size": 300_000, "framing": "chunked"})
     assert small.get(path).body == b"x" * 300_000
     second = small.get(path)
