@@ -72,6 +72,8 @@ class ProxyConfig:
     via_name: str = "cachet"
     access_log: bool = False
     log_level: str = "info"
+    otlp_traces_url: str | None = None  # OpenTelemetry export (proxy/tracing.py); None: off
+    otlp_service_name: str = "cachet-proxy"
     trust_forwarded_from: tuple[str, ...] = ()
     edge_id: str | None = None
     records: bool = True
@@ -326,6 +328,19 @@ _PROXY_KEYS = (
     _key("via_name", "token", "received-by name in the Via header and Cache-Status", "NAME"),
     _key("access_log", "bool", "log one line per request with its cache outcome", "BOOL"),
     _key("log_level", "log_level", "debug, info, warning or error", "LEVEL"),
+    _key(
+        "otlp_traces_url",
+        "optional_url",
+        "export one OpenTelemetry span per request to this OTLP/HTTP JSON endpoint, e.g."
+        " http://127.0.0.1:4318/v1/traces (empty: off)",
+        "URL",
+    ),
+    _key(
+        "otlp_service_name",
+        "token",
+        "service.name of the exported spans",
+        "NAME",
+    ),
     _key(
         "trust_forwarded_from",
         "networks",

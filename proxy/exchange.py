@@ -25,7 +25,10 @@ _LOOKUP_BYPASS_FIELDS = frozenset({"if-match", "if-unmodified-since", "authoriza
  _RANGE) = range(10)  # fmt: skip
 EDGE_HEADER = "X-Cachet-Edge"  # a cachet proxy names itself to its upstream (issue 4)
 _EDGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-_TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
+# W3C Trace Context §3.2: version 00 is exactly this; a later version may append "-..." fields.
+_TRACEPARENT = re.compile(
+    r"(?!ff)([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?", re.DOTALL
+)
 _MAX_METHOD_CHARS = 32  # a record's method is at most 32 characters
 _ID_BLOCK = 256  # request ids drawn from os.urandom this many at a time
 _ANALYSED_HEADS = 4096
@@ -64,6 +67,10 @@ class Exchange:
     upstream_of: str | None = None  # the edge id of the cachet proxy that is our client
     trace_id: str | None = None  # W3C trace id from the client's traceparent
     ranged: bool = False  # does it carry Range? (RFC 9110 §14.2; only GET honours it)
+    parent_span_id: str | None = None  # the client's span (its traceparent's parent-id)
+    trace_flags: int = 1  # the client's trace-flags (sampled unless it said otherwise)
+    span_id: str | None = None  # this edge's span, when traces are exported (proxy.tracing)
+    span_started_ns: int = 0
 
 
 class RejectRequest(Exception):
@@ -121,6 +128,8 @@ class ExchangeReader:
         pragma: list[str] | None = None
         upstream_of: str | None = None
         trace_id: str | None = None
+        parent_span_id: str | None = None
+        trace_flags = 1
         use = "view"
         ranged = False
         # One pass over the fields, comparing lowercase names against a small table: this runs
@@ -147,9 +156,15 @@ class ExchangeReader:
             elif kind == _RANGE:
                 ranged = True
             elif kind == _TRACE:
-                traced = _TRACEPARENT.fullmatch(value)
-                if traced is not None and traced.group(1) != "0" * 32:
-                    trace_id = traced.group(1)
+                traced = _TRACEPARENT.fullmatch(value.strip())
+                if (
+                    traced is not None
+                    and (traced.group(1) != "00" or traced.group(5) is None)
+                    and traced.group(2) != "0" * 32
+                    and traced.group(3) != "0" * 16
+                ):
+                    trace_id, parent_span_id = traced.group(2), traced.group(3)
+                    trace_flags = int(traced.group(4), 16)
             elif value.strip().lower() == "training":
                 use = "training"
         target = head.target
@@ -177,6 +192,8 @@ class ExchangeReader:
                 upstream_of,
                 trace_id,
                 ranged,
+                parent_span_id,
+                trace_flags,
             ),
         )
 

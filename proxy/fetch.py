@@ -38,6 +38,7 @@ from proxy.http.wire import status_allows_body
 from proxy.origin import OriginError, OriginResponse
 from proxy.records.emit import Attribution
 from proxy.responses import forwarded_head, render_trailer
+from proxy.tracing import upstream_traceparent
 
 if TYPE_CHECKING:
     from proxy.handler import Connection, Exchange, ProxyHandler
@@ -121,11 +122,16 @@ class OriginPath:
             # Another cachet proxy upstream records this request with upstream_of = us, so it
             # is billed once, here, where the client was served (issue 4: proxy chains).
             headers.append(("X-Cachet-Edge", recorder.edge_id))
-        if ex.trace_id is None:
+        traceparent = upstream_traceparent(ex)  # this edge's span, when traces are exported
+        if traceparent is None and ex.trace_id is None:
             # W3C Trace Context: start a trace the origin can join; the record carries its id.
             ex.trace_id = os.urandom(16).hex()
-            headers = [(n, v) for n, v in headers if n.lower() != "traceparent"]
-            headers.append(("traceparent", f"00-{ex.trace_id}-{os.urandom(8).hex()}-01"))
+            traceparent = f"00-{ex.trace_id}-{os.urandom(8).hex()}-01"
+        if traceparent is not None:
+            headers = [(n, v) for n, v in headers if n.lower() not in ("traceparent", "tracestate")]
+            headers.append(("traceparent", traceparent))
+            if ex.span_id is not None:
+                headers.extend((n, v) for n, v in ex.head.headers if n.lower() == "tracestate")
         return headers
 
     async def forward(self, conn: Connection, ex: Exchange, fetch: Fetch) -> None:

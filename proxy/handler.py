@@ -51,6 +51,7 @@ from proxy.routing import Router
 if TYPE_CHECKING:
     from proxy.recorder import Recorder
     from proxy.registry_client import ManifestIndex
+    from proxy.tracing import Tracer
 
 __all__ = [
     "SEPARATE_BODY_BYTES",
@@ -131,6 +132,7 @@ class ProxyHandler:
         self._revalidating: set[str] = set()
         self._hit_status_prefix = f"Cache-Status: {settings.cache_name}; hit; ttl=".encode()
         self.recorder: Recorder | None = None
+        self.tracer: Tracer | None = None  # OpenTelemetry export (proxy.tracing); None: off
         self.manifest_indexes: list[ManifestIndex] = []
         self._log_access = access_log.isEnabledFor(logging.INFO)
         self._background: set[asyncio.Task[None]] = set()
@@ -144,6 +146,8 @@ class ProxyHandler:
         except RejectRequest as rejected:
             self.write_local_error(conn, head, rejected.status, rejected.message)
             return None
+        if self.tracer is not None:
+            self.tracer.start(ex)
         if ex.upstream_of is not None and not self.trusts_forwarding_from(conn.peer_ip):
             # Only a downstream proxy the operator trusts may say the client was served (and is
             # billed) elsewhere; from anyone else the claim would just drop their requests.
@@ -322,6 +326,8 @@ class ProxyHandler:
         stats.fresh_hit_bytes += sent
         if self._log_access:
             self._account_log(ex, outcomes.HIT, stored.status, sent)
+        if self.tracer is not None:
+            self.tracer.finish(ex, stored.status, "hit", "memory", sent)
 
     def _partial(self, ex_headers: Headers, stored: StoredResponse) -> PartialAnswer | None:
         """The 206/416 for the request's Range, or None to send the whole 200 (RFC 9110 §14)."""
@@ -419,6 +425,8 @@ class ProxyHandler:
             conn.write_recorded(data)
         else:
             conn.write(data)
+        if ex is not None and self.tracer is not None:
+            self.tracer.finish(ex, status, "error", "none", 0)
         if ex is not None and access_log.isEnabledFor(logging.INFO):
             access_log.info(
                 "request_id=%s method=%s url=%s status=%d cache=ERROR detail=%s",
@@ -562,18 +570,29 @@ class ProxyHandler:
     ) -> None:
         """Account for a forwarded answer and put its record in the OS before the caller writes
         the bytes that complete the response."""
-        self.account(ex, outcome, status, sent, tier)
+        self.account(ex, outcome, status, sent, tier, failed=failed)
         cache = "error" if failed else outcome.cache
         if self._record(ex, cache, status, sent, tier, origin_bytes, attribution):
             assert self.recorder is not None
             self.recorder.flush()
 
-    def account(self, ex: Exchange, outcome: Outcome, status: int, sent: int, tier: str) -> None:
+    def account(
+        self,
+        ex: Exchange,
+        outcome: Outcome,
+        status: int,
+        sent: int,
+        tier: str,
+        *,
+        failed: bool = False,
+    ) -> None:
         stats = self.stats
         stats.requests_by_outcome[outcome.x_cache] += 1
         stats.bytes_by_tier[tier] += sent
         if self._log_access:
             self._account_log(ex, outcome, status, sent)
+        if self.tracer is not None:
+            self.tracer.finish(ex, status, "error" if failed else outcome.cache, tier, sent)
 
     @staticmethod
     def _account_log(ex: Exchange, outcome: Outcome, status: int, sent: int) -> None:

@@ -17,6 +17,7 @@ from prometheus_client.registry import Collector
 if TYPE_CHECKING:
     from proxy.recorder import Recorder
     from proxy.records.daemon import PipelineStatus
+    from proxy.tracing import Tracer
 
 ORIGIN_LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
@@ -404,3 +405,29 @@ class FamiliesCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         return iter(self.families)
+
+
+class TracingCollector(Collector):
+    """OpenTelemetry export (proxy.tracing): spans sent, and spans lost with the reason."""
+
+    def __init__(self, tracer: Tracer) -> None:
+        self._tracer = tracer
+
+    def collect(self) -> Iterator[Metric]:
+        tracer = self._tracer
+        yield CounterMetricFamily(
+            "cachet_trace_spans_exported",
+            "Spans the OTLP endpoint accepted",
+            value=tracer.exported,
+        )
+        dropped = CounterMetricFamily(
+            "cachet_trace_spans_dropped",
+            "Spans lost: the queue was full, or the OTLP endpoint failed or was too slow",
+            labels=["reason"],
+        )
+        dropped.add_metric(["queue_full"], tracer.dropped_queue_full)
+        dropped.add_metric(["export_failed"], tracer.dropped_export_failed)
+        yield dropped
+        yield GaugeMetricFamily(
+            "cachet_trace_spans_queued", "Finished spans waiting for export", value=tracer.queued
+        )

@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +37,15 @@ from proxy.metrics import (
     ProxyStats,
     RecordCollector,
     SpoolCollector,
+    TracingCollector,
     make_origin_latency,
 )
 from proxy.origin import OriginClient
 from proxy.purge import PurgeService
-from proxy.recorder import Recorder
+from proxy.recorder import Recorder, default_edge_id
 from proxy.registry_client import ManifestIndex, RegistryPoller, index_folder
 from proxy.routing import Router
+from proxy.tracing import OtlpExporter, Tracer
 from proxy.workers import WorkerRole, disk_placement, worker_folder
 
 log = logging.getLogger("cachet.proxy")
@@ -122,6 +125,9 @@ def build_state(
     )
     if shared is not None:
         registry.register(SharedTierCollector(shared))
+    if config.otlp_traces_url is not None:
+        handler.tracer = Tracer()
+        registry.register(TracingCollector(handler.tracer))
     return state, origin
 
 
@@ -243,6 +249,7 @@ async def serve(
     admin_address = await admin.start()
     if state.recorder is not None:
         await state.recorder.start()
+    exporter = _start_trace_export(state)
     stop = stop or asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
@@ -269,9 +276,28 @@ async def serve(
         await poller.stop()
     if state.recorder is not None:
         await state.recorder.stop()
+    if exporter is not None:
+        await exporter.stop()
     await admin.stop()
     await origin.close()
     return 0
+
+
+def _start_trace_export(state: ProxyState) -> OtlpExporter | None:
+    """With ``otlp_traces_url``: post the handler's spans there (proxy/tracing.py)."""
+    config, tracer = state.config, state.handler.tracer
+    if config.otlp_traces_url is None or tracer is None:
+        return None
+    edge_id = state.recorder.edge_id if state.recorder is not None else None
+    exporter = OtlpExporter(
+        tracer,
+        config.otlp_traces_url,
+        config.otlp_service_name,
+        edge_id or config.edge_id or default_edge_id(),
+        version("cachet"),
+    )
+    exporter.start()
+    return exporter
 
 
 async def _start_registry(state: ProxyState, state_dir: Path) -> RegistryPoller | None:
