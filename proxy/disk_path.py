@@ -306,12 +306,12 @@ class DiskPath:
                     pieces = self._span(entry, fd, chunk_bytes, segment, delimiter)
                 async with contextlib.aclosing(pieces):
                     async for piece in pieces:
+                        if conn.closed:  # the client went away: recorded with what it got
+                            return
                         sent += len(piece)
                         if sent >= total:
                             h.finish(ex, outcome, status, sent, "disk", 0, attribution)
                             recorded = True
-                        if conn.closed:
-                            return
                         conn.write(piece)  # type: ignore[arg-type]  # the transport takes bytearray
                         await conn.drain()
         except EntryFormatError as error:

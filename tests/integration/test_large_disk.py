@@ -420,3 +420,36 @@ def test_a_full_answer_to_a_revalidation_replaces_the_large_entry_rfc9111_s4_3_3
     assert (status, got) == (200, b"replaced")
     status, _, got = split(get_raw(proxy, path))
     assert (status, got) == (200, b"replaced")  # the old body is never served again
+
+
+def open_files_of(pid: int, path: Path) -> int:
+    """How many of the process's descriptors are ``path``."""
+    found = 0
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            found += fd.resolve() == path.resolve()
+        except OSError:
+            continue
+    return found
+
+
+def test_clients_that_leave_mid_stream_leave_no_open_file(
+    proxy: Proxy, origin: Origin, tmp_path: Path, path: str, body: bytes
+) -> None:
+    fill_and_store(proxy, origin, path, body)
+    request = f"GET {path} HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n".encode()
+    entry = entry_file(tmp_path / "c", path)
+    for _ in range(3):
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
+            sock.sendall(request)
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+            # Streaming (24 MiB is more than the socket buffers hold): the file is open.
+            assert open_files_of(proxy.proc.pid, entry) >= 1
+        # closed with most of the body unread
+    deadline = time.monotonic() + 20
+    while open_files_of(proxy.proc.pid, entry):
+        assert time.monotonic() < deadline, "a stream that lost its client kept the file open"
+        time.sleep(0.05)
+    status, fields, got = split(get_raw(proxy, path))
+    assert (status, fields["x-cache-status"], got) == (200, "HIT", body)
+    assert origin.count(path) == 1
