@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import http.client
 import json
 import shutil
 import signal
@@ -39,6 +38,7 @@ from services import (
     ensure_tools,
     find_template,
     nginx_command,
+    read_origin_counts,
     render_nginx_conf,
 )
 
@@ -66,17 +66,6 @@ class Answer:
 def bench_python() -> str:
     venv_python = REPO_ROOT / ".venv" / "bin" / "python"
     return str(venv_python) if venv_python.exists() else sys.executable
-
-
-def origin_paths(port: int) -> dict[str, int]:
-    """Requests the bench origin on ``port`` has served, per path (the query is not counted)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request("GET", "/__count")
-        payload = json.loads(conn.getresponse().read())
-    finally:
-        conn.close()
-    return {str(k): int(v) for k, v in payload["paths"].items()}
 
 
 async def one_client(
@@ -131,10 +120,10 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 def run_round(server: Server, path: str, round_index: int, clients: int) -> dict[str, Any]:
-    before = origin_paths(server.origin_port).get(path, 0)
+    before = read_origin_counts(server.origin_port).get(path, 0)
     answers = asyncio.run(burst(server.port, f"{path}?burst={round_index}", clients))
     time.sleep(0.2)  # a fill's origin request is counted when it arrives, already done here
-    origin_requests = origin_paths(server.origin_port).get(path, 0) - before
+    origin_requests = read_origin_counts(server.origin_port).get(path, 0) - before
     statuses: dict[str, int] = {}
     for answer in answers:
         statuses[str(answer.status)] = statuses.get(str(answer.status), 0) + 1

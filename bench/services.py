@@ -177,12 +177,17 @@ def warm_until_hit(port: int, path: str, max_tries: int = 50) -> int:
     raise BenchError(f"127.0.0.1:{port}{path} never showed X-Cache-Status: HIT")
 
 
-def read_origin_count(port: int) -> int:
-    """Total object requests the bench origin on `port` has served."""
+def read_origin_counts(port: int) -> dict[str, int]:
+    """Object requests the bench origin on `port` has served, per path (queries not counted)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
         conn.request("GET", "/__count")
         payload = json.loads(conn.getresponse().read())
     finally:
         conn.close()
-    return int(payload["total"])
+    return {str(path): int(count) for path, count in payload["paths"].items()}
+
+
+def read_origin_count(port: int) -> int:
+    """Total object requests the bench origin on `port` has served."""
+    return sum(read_origin_counts(port).values())
