@@ -384,34 +384,12 @@ class DiskTier:
             return False
         if self._closed:
             return False
-        self._tickets += 1
-        ticket = self._tickets
-        self._pending[key] = ticket
-        name = name_for(key)
-        temp = self._path(name).with_name(temp_name(name, self.pid, ticket))
-        try:
-            written = await asyncio.to_thread(write_temp, temp, key, variants, self.durable)
-        except BaseException as err:
-            if self._pending.get(key) == ticket:
-                del self._pending[key]
-            unlink(temp)
-            if not isinstance(err, OSError):
-                raise
-            log.warning("disk tier: cannot write %s: %s", temp.name, err)  # ENOSPC, EIO: a miss
-            return False
-        file_bytes, inode = written
-        if self._pending.get(key) != ticket:
-            unlink(temp)  # a remove or a newer put came after us: they win
-            return False
-        del self._pending[key]
-        if file_bytes > min(self.max_object_bytes, self.capacity_bytes):
-            unlink(temp)
-            self.remove(key)
-            return False
-        self._install(key, name, temp, file_bytes, inode)
-        if self.durable:
-            await asyncio.to_thread(fsync_directory, temp.parent)
-        return True
+        return await self._land(
+            key,
+            lambda temp, _wanted: write_temp(temp, key, variants, self.durable),
+            min(self.max_object_bytes, self.capacity_bytes),
+            (OSError,),
+        )
 
     async def put_file(
         self,
@@ -435,16 +413,8 @@ class DiskTier:
             if not self._closed:
                 self.remove(key)
             return False
-        self._tickets += 1
-        ticket = self._tickets
-        self._pending[key] = ticket
-        name = name_for(key)
-        temp = self._path(name).with_name(temp_name(name, self.pid, ticket))
 
-        def wanted() -> bool:  # read from the copying thread: one dict lookup
-            return self._pending.get(key) == ticket
-
-        def copy() -> tuple[int, int] | None:
+        def copy(temp: Path, wanted: Callable[[], bool]) -> tuple[int, int] | None:
             # The thread closes the source: a cancelled await must not close it under a read.
             try:
                 return write_temp_from_file(
@@ -453,22 +423,48 @@ class DiskTier:
             finally:
                 os.close(source_fd)
 
+        # The file holds the chunk table besides the body: only the budget bounds it.
+        return await self._land(
+            key, copy, self.capacity_bytes, (OSError, EntryFormatError, ValueError)
+        )
+
+    async def _land(
+        self,
+        key: str,
+        write: Callable[[Path, Callable[[], bool]], tuple[int, int] | None],
+        limit_bytes: int,
+        errors: tuple[type[BaseException], ...],
+    ) -> bool:
+        """Write the key's entry to a temp file in a worker thread (``write(temp, wanted)``:
+        ``wanted()`` is False once a later put or a remove overtook this one) and rename it
+        into place. False, with nothing installed, if it was overtaken, if the write failed
+        with one of ``errors`` (logged: ENOSPC or EIO is a miss, not a crash), or if the file
+        exceeds ``limit_bytes`` (the old entry is then dropped too)."""
+        self._tickets += 1
+        ticket = self._tickets
+        self._pending[key] = ticket
+        name = name_for(key)
+        temp = self._path(name).with_name(temp_name(name, self.pid, ticket))
+
+        def wanted() -> bool:  # read from the writing thread: one dict lookup
+            return self._pending.get(key) == ticket
+
         try:
-            written = await asyncio.to_thread(copy)
+            written = await asyncio.to_thread(write, temp, wanted)
         except BaseException as err:
-            if self._pending.get(key) == ticket:
+            if wanted():
                 del self._pending[key]
             unlink(temp)
-            if not isinstance(err, OSError | EntryFormatError | ValueError):
+            if not isinstance(err, errors):
                 raise
             log.warning("disk tier: cannot write %s: %s", temp.name, err)
             return False
-        if written is None or self._pending.get(key) != ticket:
+        if written is None or not wanted():
             unlink(temp)  # a remove or a newer put came after us: they win
             return False
         del self._pending[key]
         file_bytes, inode = written
-        if file_bytes > self.capacity_bytes:
+        if file_bytes > limit_bytes:
             unlink(temp)
             self.remove(key)
             return False
