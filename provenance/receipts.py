@@ -69,7 +69,7 @@ def format_receipt(receipt: Receipt) -> bytes:
     return canonicalize(receipt_to_obj(receipt))
 
 
-def _proof_from_obj(value: object, name: str, what: str = "receipt") -> tuple[bytes, ...]:
+def proof_from_obj(value: object, name: str, what: str = "receipt") -> tuple[bytes, ...]:
     """A list of proof hashes (hex); ``what`` names the document in the error (statement
     proofs, ``provenance.statement_leaves``, read their anchor with it too)."""
     if not isinstance(value, list) or len(value) > MAX_PROOF_HASHES:
@@ -79,7 +79,7 @@ def _proof_from_obj(value: object, name: str, what: str = "receipt") -> tuple[by
     return tuple(bytes.fromhex(item) for item in value)
 
 
-def _index_from_obj(value: object, name: str, what: str = "receipt") -> int:
+def index_from_obj(value: object, name: str, what: str = "receipt") -> int:
     if type(value) is not int or not 0 <= value <= MAX_SAFE_INTEGER:
         raise FormatError(f"{what} {name!r} must be an integer >= 0")
     return value
@@ -98,10 +98,10 @@ def receipt_from_obj(obj: object) -> Receipt:
         record=record_from_obj(fields["record"]),
         header=header,
         signature=signature,
-        record_index=_index_from_obj(fields["record_index"], "record_index"),
-        record_proof=_proof_from_obj(fields["record_proof"], "record_proof"),
-        batch_index=_index_from_obj(fields["batch_index"], "batch_index"),
-        batch_proof=_proof_from_obj(fields["batch_proof"], "batch_proof"),
+        record_index=index_from_obj(fields["record_index"], "record_index"),
+        record_proof=proof_from_obj(fields["record_proof"], "record_proof"),
+        batch_index=index_from_obj(fields["batch_index"], "batch_index"),
+        batch_proof=proof_from_obj(fields["batch_proof"], "batch_proof"),
         checkpoint=fields["checkpoint"],
     )
 

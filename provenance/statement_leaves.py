@@ -41,7 +41,7 @@ from provenance.checkpoint import Checkpoint, parse_checkpoint
 from provenance.errors import FormatError, VerificationError
 from provenance.keys import VerifierKey
 from provenance.merkle import leaf_hash, verify_inclusion
-from provenance.receipts import _index_from_obj, _proof_from_obj
+from provenance.receipts import index_from_obj, proof_from_obj
 from provenance.signed_note import open_note
 from provenance.tiles import parse_log_entry
 
@@ -187,9 +187,9 @@ def statement_proof_from_obj(obj: object) -> StatementProof:
         raise FormatError("'statement' must be a JSON object")
     return StatementProof(
         statement=obj["statement"],
-        leaf_index=_index_from_obj(anchor["leaf_index"], "leaf_index", "anchor"),
-        tree_size=_index_from_obj(anchor["tree_size"], "tree_size", "anchor"),
-        inclusion_proof=_proof_from_obj(anchor["inclusion_proof"], "inclusion_proof", "anchor"),
+        leaf_index=index_from_obj(anchor["leaf_index"], "leaf_index", "anchor"),
+        tree_size=index_from_obj(anchor["tree_size"], "tree_size", "anchor"),
+        inclusion_proof=proof_from_obj(anchor["inclusion_proof"], "inclusion_proof", "anchor"),
         checkpoint=anchor["checkpoint"],
     )
 
