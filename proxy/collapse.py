@@ -59,6 +59,9 @@ class Fill:
         # A spilled body being stored on disk from the spool: the fill stays joinable until it
         # lands, so requests meanwhile read the spool rather than ask the origin again.
         self.storing: asyncio.Task[bool] | None = None
+        # Driven by a task of the proxy's own, not by the request that started it (a Range
+        # miss of a large object: that client's range went to the origin on its own).
+        self.detached = False
         self._changed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     @classmethod

@@ -4,6 +4,7 @@ streaming through fills is proxy.fill_stream."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import os
@@ -85,6 +86,7 @@ class OriginPath:
         self.streamer = FillStreamer(
             self.stats, self._storable_bytes, self._spill, handler.store.disk_storable_bytes
         )
+        self._detached: set[asyncio.Task[None]] = set()  # fills driven without their client
 
     # -- the request ---------------------------------------------------------------------------
 
@@ -139,15 +141,18 @@ class OriginPath:
             await self._forward(conn, ex, fetch)
         finally:
             fill = fetch.fill
-            if fill is not None:
-                if not fill.done:
-                    fill.fail(OriginError("reset", "fill abandoned"))
-                storing = fill.storing
-                if storing is not None and not storing.done():
-                    # Joinable until its disk copy lands: then the next request is a disk hit.
-                    storing.add_done_callback(lambda _: self.h.fills.end(ex.key, fill))
-                else:
-                    self.h.fills.end(ex.key, fill)
+            if fill is not None and not fill.detached:  # (a detached fill's task ends it)
+                self._end_fill(ex.key, fill)
+
+    def _end_fill(self, key: str, fill: Fill) -> None:
+        if not fill.done:
+            fill.fail(OriginError("reset", "fill abandoned"))
+        storing = fill.storing
+        if storing is not None and not storing.done():
+            # Joinable until its disk copy lands: then the next request is a disk hit.
+            storing.add_done_callback(lambda _: self.h.fills.end(key, fill))
+        else:
+            self.h.fills.end(key, fill)
 
     async def _forward(self, conn: Connection, ex: Exchange, fetch: Fetch) -> None:
         headers = self.upstream_headers(conn, ex, fetch)
@@ -170,7 +175,8 @@ class OriginPath:
         try:
             await self._relay(conn, ex, fetch, response, timing)
         finally:
-            response.release()
+            if fetch.fill is None or not fetch.fill.detached:  # (else its task owns the response)
+                response.release()
 
     async def _answer_origin_failure(
         self, conn: Connection, ex: Exchange, fetch: Fetch, status: int, detail: str
@@ -352,10 +358,15 @@ class OriginPath:
         will_store = shareable and not too_large
         fill = fetch.fill
         whole_for_range = _fills_for_range(ex, fetch) and response.status != 206
-        if whole_for_range and not (
-            will_store
-            and response.content_length is not None
-            and response.content_length <= self.settings.range_fill_max_bytes
+        detach = whole_for_range and self._fills_disk_for_range(ex, fetch, response, shareable)
+        if (
+            whole_for_range
+            and not detach
+            and not (
+                will_store
+                and response.content_length is not None
+                and response.content_length <= self.settings.range_fill_max_bytes
+            )
         ):
             # Too large (or of unknown length) to buffer for a range, or not storable: ask the
             # origin for the range itself and pass its answer through (a 206 is never stored;
@@ -382,6 +393,14 @@ class OriginPath:
             else:
                 fill.release()
                 self.h.fills.mark_uncacheable(ex.key, time.time())
+        if detach:
+            if fill is not None and shareable:
+                self._fill_detached(ex, fetch, fill, response, headers, will_store, timing)
+            else:
+                response.close()  # no room for the spool: as for any range too large to fill
+            # This client's range goes to the origin on its own, at once, passed through.
+            await self._forward(conn, ex, Fetch(fetch.outcome, None, store=False))
+            return
         if will_store and (whole_for_range or _has_client_validators(ex)):
             # Fill the cache, then answer the client's own conditional or range from what was
             # stored.
@@ -408,6 +427,56 @@ class OriginPath:
         await self._write_forwarded(
             conn, ex, fetch, response, headers, will_store, timing, None, shareable
         )
+
+    def _fills_disk_for_range(
+        self, ex: Exchange, fetch: Fetch, response: OriginResponse, shareable: bool
+    ) -> bool:
+        """Does this Range miss's whole-object answer, too large to wait for, still fill the
+        cache (on disk, in the background, as a large GET's fill does)? Only a storable 200 of
+        known length that the disk takes, and a fill others may join."""
+        fill = fetch.fill
+        length = response.content_length
+        return (
+            shareable
+            and response.status == 200
+            and fill is not None
+            and fill.joinable
+            and length is not None
+            and self.settings.range_fill_max_bytes < length <= self.h.store.disk_storable_bytes()
+        )
+
+    def _fill_detached(
+        self,
+        ex: Exchange,
+        fetch: Fetch,
+        fill: Fill,
+        response: OriginResponse,
+        headers: Headers,
+        will_store: bool,
+        timing: _Timing,
+    ) -> None:
+        """Go on with ``fill`` in a task of its own, with nobody to write to, as a fill whose
+        client left goes on: collapsed GETs read it, and it is stored as it would have been.
+        The task owns the response and ends the fill. Shutdown does not wait for it (a large
+        body could hold the process for minutes): like a connection's fill past the grace
+        period, it is cancelled with the loop, and nothing half-written is stored."""
+        fill.detached = True
+
+        async def drive() -> None:
+            try:
+                await self._write_forwarded(
+                    _DetachedClient(), ex, fetch, response, headers, will_store, timing, None,
+                    shareable=True, client=False,
+                )  # fmt: skip
+            except Exception:
+                log.exception("background fill of %s failed", ex.key)
+            finally:
+                response.release()
+                self._end_fill(ex.key, fill)
+
+        task = asyncio.get_running_loop().create_task(drive())
+        self._detached.add(task)
+        task.add_done_callback(self._detached.discard)
 
     def _storable_bytes(self) -> int:
         """The largest body worth buffering for the store: the object limit, or less when no
@@ -579,7 +648,10 @@ class OriginPath:
         timing: _Timing,
         prefetched: list[bytes] | None,
         shareable: bool = False,
+        client: bool = True,
     ) -> None:
+        """Stream the origin's answer to the client through the fill. Without a ``client``
+        (a detached fill) nothing is recorded: nobody was served these bytes."""
         age = None
         to_disk = (
             shareable
@@ -630,7 +702,8 @@ class OriginPath:
 
         def record(sent: int, origin_bytes: int, digest: str | None) -> None:
             attribution = attribute(digest)
-            self.h.finish(ex, outcome, status, sent, "origin", origin_bytes, attribution)
+            if client:
+                self.h.finish(ex, outcome, status, sent, "origin", origin_bytes, attribution)
 
         completion = Completion(record, response.content_length, hashing=candidate is not None)
 
@@ -668,8 +741,9 @@ class OriginPath:
             spilled_complete,
         )
         if sent is None:
-            completion.fail(self.h, ex, outcome, status)
-            return
+            if client:
+                completion.fail(self.h, ex, outcome, status)
+            return  # (a detached spilled fill is stored by spilled_complete)
         completion(sent)
         if chunked:
             conn.write(b"0\r\n\r\n")
@@ -751,6 +825,33 @@ class OriginPath:
             return False
         self.h.write_stored(conn, ex, stored, outcome, time.time())
         return True
+
+
+class _DetachedClient:
+    """Where a detached fill writes: nowhere. Closed, so the fill never reads its spool back
+    for it."""
+
+    peer_ip = "127.0.0.1"
+    closed = True
+    keep_alive = False
+
+    def write(self, data: bytes) -> None:
+        pass
+
+    def write_recorded(self, data: bytes) -> None:
+        pass
+
+    def write_parts(self, parts: tuple[bytes, ...], recorded: bool) -> None:
+        pass
+
+    async def drain(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+    def request_body(self) -> None:
+        return None
 
 
 def _fills_for_range(ex: Exchange, fetch: Fetch) -> bool:
