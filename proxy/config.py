@@ -233,7 +233,9 @@ _PROXY_KEYS = (
     _key(
         "range_fill_max_size",
         "size",
-        "a Range request on a miss fetches the whole object for the cache up to this size",
+        "a Range request on a miss waits for the whole object up to this size, then is cut from"
+        " it; a larger one gets its range from the origin at once while the whole object"
+        " fills the disk tier in the background",
         "SIZE",
         field="range_fill_max_bytes",
     ),
