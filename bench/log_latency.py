@@ -15,16 +15,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import sqlite3
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-from tiles_export import ORIGIN, _append, _migrate
+from tiles_export import ORIGIN, _append, build_log, open_bench_db
 
 from billing.config import CoordinatorConfig
-from billing.log.integrate import EMPTY_LOG, root_of
 from billing.log.proofs import consistency_proof_between, inclusion_proof_at
 from billing.store.sqlite import SqliteStore
 from provenance.keys import SigningKey
@@ -69,15 +67,8 @@ def main() -> None:
     args = parser.parse_args()
     key = SigningKey(ORIGIN, bytes(32))
     with tempfile.TemporaryDirectory() as tmp:
-        config = CoordinatorConfig(data=str(Path(tmp) / "data"))
-        Path(config.data).mkdir()
-        asyncio.run(_migrate(config))
-        db = sqlite3.connect(config.sqlite_path)
-        print(f"building a log of {args.leaves:,} batches (not timed)")
-        state, roots = EMPTY_LOG, {}
-        for start in range(0, args.leaves, 50_000):
-            state = _append(db, state, min(50_000, args.leaves - start), key)
-            roots[state.size] = root_of(state)
+        config, db = open_bench_db(Path(tmp))
+        state, roots = build_log(db, args.leaves, key)
         leaves = {
             int(index): bytes.fromhex(str(batch_id))
             for batch_id, index in db.execute(

@@ -111,14 +111,8 @@ def main() -> None:
     args = parser.parse_args()
     key = SigningKey(ORIGIN, bytes(32))
     with tempfile.TemporaryDirectory() as tmp:
-        config = CoordinatorConfig(data=str(Path(tmp) / "data"))
-        Path(config.data).mkdir()
-        asyncio.run(_migrate(config))
-        db = sqlite3.connect(config.sqlite_path)
-        print(f"building a log of {args.leaves:,} batches (not timed)")
-        state = EMPTY_LOG
-        for start in range(0, args.leaves, 50_000):
-            state = _append(db, state, min(50_000, args.leaves - start), key)
+        config, db = open_bench_db(Path(tmp))
+        state, _ = build_log(db, args.leaves, key)
         out = Path(tmp) / "mirror"
         print("export-tiles:")
         asyncio.run(_timed(config, out, key))
@@ -128,6 +122,27 @@ def main() -> None:
         db.close()
         print("serving:")
         asyncio.run(_serve_costs(config, state.size))
+
+
+def open_bench_db(folder: Path) -> tuple[CoordinatorConfig, sqlite3.Connection]:
+    """A coordinator data folder in ``folder`` with its schema, and a plain connection to it."""
+    config = CoordinatorConfig(data=str(folder / "data"))
+    Path(config.data).mkdir()
+    asyncio.run(_migrate(config))
+    return config, sqlite3.connect(config.sqlite_path)
+
+
+def build_log(
+    db: sqlite3.Connection, leaves: int, key: SigningKey
+) -> tuple[LogState, dict[int, bytes]]:
+    """Append ``leaves`` signed batches (not timed), 50,000 at a time: the final state, and
+    the root at each size reached on the way."""
+    print(f"building a log of {leaves:,} batches (not timed)")
+    state, roots = EMPTY_LOG, {}
+    for start in range(0, leaves, 50_000):
+        state = _append(db, state, min(50_000, leaves - start), key)
+        roots[state.size] = root_of(state)
+    return state, roots
 
 
 async def _migrate(config: CoordinatorConfig) -> None:
