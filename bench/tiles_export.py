@@ -95,7 +95,10 @@ async def _serve_costs(config: CoordinatorConfig, size: int, rounds: int = 200) 
     """What a GET /tile/... costs the coordinator besides HTTP: open a read connection, read
     a tile (or a bundle, checked against its leaves), close (per request, as the handler does)."""
     last_full = size // 256 - 1
-    for tile in (Tile(0, last_full), Tile(None, last_full), Tile(1, 0)):
+    tiles = [Tile(0, last_full), Tile(None, last_full)]
+    if size >= 256 * 256:  # the first full level-1 tile exists only from 65,536 leaves
+        tiles.append(Tile(1, 0))
+    for tile in tiles:
         wall = time.perf_counter()
         for _ in range(rounds):
             async with open_tile_source(config) as source:
