@@ -202,24 +202,12 @@ class OriginPath:
             return
         if stored is not None and response.status == 304:
             if is_refreshable_by(stored, response.headers):
-                refreshed = refresh_stored_response(
-                    stored,
-                    response.headers,
-                    timing.request_time,
-                    timing.response_time,
-                    self.settings.admission,
-                )
-                refreshed = with_attribution(refreshed, stored.attribution)
-                refreshed.head_bytes = strip_surrogate_fields(refreshed.head_bytes)
-                purged = self.h.store.recent_purges.verdict(ex.key, refreshed)
-                if purged == "soft":  # soft-purged while revalidating: still to revalidate
-                    refreshed.stale_marked = True
-                if purged != "hard":  # (a hard purge removed the entry: nothing to refresh)
+                refreshed, kept = self._refreshed(ex, stored, response, timing)
+                if kept:
                     self.h.store.replace(ex.key, stored, refreshed)
-                outcome = outcomes.REVALIDATED
-                if fetch.outcome is outcomes.REQUEST_MISS:
-                    outcome = Outcome("revalidated", "REVALIDATED", False, fwd="request")
-                self.h.write_stored(conn, ex, refreshed, outcome, time.time(), fwd_status=304)
+                self.h.write_stored(
+                    conn, ex, refreshed, _revalidated(fetch), time.time(), fwd_status=304
+                )
                 return
             # The 304 names another representation: fetch it whole instead.
             await self._forward(conn, ex, Fetch(fetch.outcome, None, fetch.store))
@@ -235,6 +223,33 @@ class OriginPath:
             # store it (no fill to spill it through): the next one misses, collapses, stores.
             self.h.store.invalidate(ex.key)
         await self._relay_response(conn, ex, fetch, response, timing)
+
+    def _refreshed(
+        self,
+        ex: Exchange,
+        stored: StoredResponse,
+        response: OriginResponse,
+        timing: _Timing,
+        body_length: int | None = None,
+    ) -> tuple[StoredResponse, bool]:
+        """``stored`` refreshed by a 304 (RFC 9111 §4.3.4), attributed as it was, and whether
+        to keep it: not if a hard purge ran while it revalidated (a hard purge removed the
+        entry: nothing to refresh); a soft one marks it stale (still to revalidate)."""
+        refreshed = refresh_stored_response(
+            stored,
+            response.headers,
+            timing.request_time,
+            timing.response_time,
+            self.settings.admission,
+        )
+        if body_length is not None:  # a large entry's stored body is empty: say its length
+            refreshed = _with_body_length(refreshed, body_length)
+        refreshed = with_attribution(refreshed, stored.attribution)
+        refreshed.head_bytes = strip_surrogate_fields(refreshed.head_bytes)
+        purged = self.h.store.recent_purges.verdict(ex.key, refreshed)
+        if purged == "soft":
+            refreshed.stale_marked = True
+        return refreshed, purged != "hard"
 
     async def _refresh_large(
         self,
@@ -252,24 +267,12 @@ class OriginPath:
         if not is_refreshable_by(stored, response.headers):
             await self._forward(conn, ex, Fetch(fetch.outcome, None, fetch.store))
             return
-        refreshed = refresh_stored_response(
-            stored,
-            response.headers,
-            timing.request_time,
-            timing.response_time,
-            self.settings.admission,
+        refreshed, kept = self._refreshed(
+            ex, stored, response, timing, body_length=large.body_of(stored)[1]
         )
-        refreshed = _with_body_length(refreshed, large.body_of(stored)[1])
-        refreshed = with_attribution(refreshed, stored.attribution)
-        refreshed.head_bytes = strip_surrogate_fields(refreshed.head_bytes)
-        purged = self.h.store.recent_purges.verdict(ex.key, refreshed)
-        if purged == "soft":  # soft-purged while revalidating: still to revalidate
-            refreshed.stale_marked = True
-        if purged != "hard":  # (a hard purge removed the entry: nothing to refresh)
+        if kept:
             self.h.store.refresh_large(ex.key, large, stored, refreshed)
-        outcome = outcomes.REVALIDATED
-        if fetch.outcome is outcomes.REQUEST_MISS:
-            outcome = Outcome("revalidated", "REVALIDATED", False, fwd="request")
+        outcome = _revalidated(fetch)
         entry = large.with_variants(tuple(refreshed if v is stored else v for v in large.variants))
         await self.h.disk_path.serve_large(
             conn, ex, entry, refreshed, outcome, time.time(), fwd_status=304
@@ -465,8 +468,8 @@ class OriginPath:
         async def drive() -> None:
             try:
                 await self._write_forwarded(
-                    _DetachedClient(), ex, fetch, response, headers, will_store, timing, None,
-                    shareable=True, client=False,
+                    NullConnection(closed=True), ex, fetch, response, headers, will_store,
+                    timing, None, shareable=True, client=False,
                 )  # fmt: skip
             except Exception:
                 log.exception("background fill of %s failed", ex.key)
@@ -827,13 +830,15 @@ class OriginPath:
         return True
 
 
-class _DetachedClient:
-    """Where a detached fill writes: nowhere. Closed, so the fill never reads its spool back
-    for it."""
+class NullConnection:
+    """Where work without a client writes: nowhere. A background revalidation's is open; a
+    detached fill's is ``closed``, so the fill never reads its spool back for it."""
 
     peer_ip = "127.0.0.1"
-    closed = True
-    keep_alive = False
+
+    def __init__(self, *, closed: bool = False) -> None:
+        self.closed = closed
+        self.keep_alive = not closed
 
     def write(self, data: bytes) -> None:
         pass
@@ -852,6 +857,13 @@ class _DetachedClient:
 
     def request_body(self) -> None:
         return None
+
+
+def _revalidated(fetch: Fetch) -> Outcome:
+    """The outcome of an answer a 304 refreshed: forced by the client's no-cache, or not."""
+    if fetch.outcome is outcomes.REQUEST_MISS:
+        return Outcome("revalidated", "REVALIDATED", False, fwd="request")
+    return outcomes.REVALIDATED
 
 
 def _fills_for_range(ex: Exchange, fetch: Fetch) -> bool:

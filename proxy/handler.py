@@ -28,7 +28,7 @@ from proxy.cache.store import ResponseStore
 from proxy.collapse import FillRegistry
 from proxy.disk_path import DiskPath
 from proxy.exchange import Exchange, ExchangeReader, RejectRequest
-from proxy.fetch import Fetch, OriginPath
+from proxy.fetch import Fetch, NullConnection, OriginPath
 from proxy.http import cache_status as outcomes
 from proxy.http.cache_status import Outcome, cache_status
 from proxy.http.dates import format_http_date
@@ -388,7 +388,7 @@ class ProxyHandler:
 
     async def _background_refresh(self, ex: Exchange, stored: StoredResponse) -> None:
         try:
-            sink = _NullConnection()
+            sink = NullConnection()
             await self.origin_path.forward(sink, ex, Fetch(outcomes.EXPIRED, stored))
         except Exception:
             log.exception("background revalidation of %s failed", ex.key)
@@ -618,32 +618,6 @@ def _provenance(stored: StoredResponse) -> Headers | None:
 
 def _ignore_latency(seconds: float) -> None:
     pass
-
-
-class _NullConnection:
-    """Where a background revalidation writes: nowhere."""
-
-    peer_ip = "127.0.0.1"
-    closed = False
-    keep_alive = True
-
-    def write(self, data: bytes) -> None:
-        pass
-
-    def write_recorded(self, data: bytes) -> None:
-        pass
-
-    def write_parts(self, parts: tuple[bytes, ...], recorded: bool) -> None:
-        pass
-
-    async def drain(self) -> None:
-        pass
-
-    def abort(self) -> None:
-        pass
-
-    def request_body(self) -> None:
-        return None
 
 
 # Above this size a cached body is handed to the transport as the stored object itself, after its
