@@ -359,16 +359,7 @@ class DiskPath:
     def _after_purges(self, key: str, variants: Variants) -> Variants | None:
         """A purge that ran while the read was awaited removed the file but found nothing in
         memory yet; promoting what was read would undo it. Apply it here as a fill does."""
-        marks = self.h.store.recent_purges
-        kept: list[StoredResponse] = []
-        for stored in variants:
-            purged = marks.verdict(key, stored)
-            if purged == "hard":
-                continue
-            if purged == "soft":
-                stored.stale_marked = True
-            kept.append(stored)
-        return tuple(kept) if kept else None
+        return self.h.store.recent_purges.surviving(key, variants) or None
 
     async def _attribute(self, ex: Exchange, variants: Variants) -> Variants:
         """The disk does not keep attribution: check the bytes against today's manifests again,

@@ -62,6 +62,19 @@ class RecentPurges:
                 found = "soft"
         return found
 
+    def surviving(self, key: str, variants: Iterable[StoredResponse]) -> tuple[StoredResponse, ...]:
+        """The variants no purge since their request went out removes; a soft purge's mark is
+        applied (RFC 9111 §4.2.4: served stale only where stale is allowed)."""
+        kept: list[StoredResponse] = []
+        for stored in variants:
+            verdict = self.verdict(key, stored)
+            if verdict == "hard":
+                continue
+            if verdict == "soft":
+                stored.stale_marked = True
+            kept.append(stored)
+        return tuple(kept)
+
     def __len__(self) -> int:
         return len(self._marks)
 

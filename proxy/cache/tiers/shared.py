@@ -126,7 +126,7 @@ class SharedTier:
             self.remove(key)
             return None
         if purges is not None:
-            variants = _after_purges(key, variants, purges)
+            variants = purges.surviving(key, variants)
             if not variants:
                 self.remove(key)
                 self.stats.misses += 1
@@ -272,20 +272,6 @@ class SharedTier:
         if self._unsent:
             self._resend_deletes()
         return result
-
-
-def _after_purges(key: str, variants: Variants, purges: RecentPurges) -> Variants:
-    """The variants no purge run here since their request went out removes; a soft purge's
-    mark is applied (RFC 9111 §4.2.4: served stale only where stale is allowed)."""
-    kept: list[StoredResponse] = []
-    for stored in variants:
-        verdict = purges.verdict(key, stored)
-        if verdict == "hard":
-            continue
-        if verdict == "soft":
-            stored.stale_marked = True
-        kept.append(stored)
-    return tuple(kept)
 
 
 async def _encode(key: str, variants: Variants) -> bytes:
