@@ -1,7 +1,7 @@
 """Coordinator ingest throughput with SQLite (issue 5 target: >= 100k records/s on one core).
 
 Run: .venv/bin/python -m bench.ingest [--batches N] [--batch-size N] [--edges N] [--runs N]
-     [--ids random|sequential] [--synchronous FULL|NORMAL] [--http]
+     [--ids edge|random|sequential] [--synchronous FULL|NORMAL] [--http]
 
 Seals N batches of 1,000 records (not timed), then times the coordinator ingesting them: parse,
 key lookup, signature, Merkle root over the records, chain check and the store's transaction
@@ -10,9 +10,12 @@ key lookup, signature, Merkle root over the records, chain check and the store's
 - ``--edges N`` spreads the batches over N enrolled edges, each posting its own chain in order
   while the others post theirs at the same time (a fleet; 1 = one edge posting back to back, so
   nothing ever waits to be grouped with anything).
-- ``--ids random`` (default) gives each record 128 random bits as its request id, as an edge does
-  (``proxy/handler.py``), so the dedup index takes random inserts; ``sequential`` ids
-  (``req-<seq>-<i>``, what this bench used before) append to it and flatter the store.
+- ``--ids edge`` (default) gives each record the id an edge would draw at its ``ts``
+  (``ExchangeReader.new_request_id`` in ``proxy/exchange.py``): the ts in Unix milliseconds as
+  12 hex digits, then 80 random bits, so each edge's ids ascend and the dedup index mostly
+  appends. ``random`` gives 128 random bits, as clients' own random X-Request-IDs would be, the
+  worst case: every insert lands on a random page of the index. ``sequential``
+  (``req-<edge>-<seq>-<i>``, what this bench used first) appends and flatters the store.
 - ``--http`` posts through the aiohttp app on 127.0.0.1 instead of calling the Ingestor.
 - ``--runs N`` repeats the timed part on a fresh database each time (min / median / max).
 
@@ -66,20 +69,30 @@ def edge_key(index: int) -> SigningKey:
     return SigningKey(edge_name(index), bytes([index]) * 32)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
+def request_id(ids: str, moment: datetime, name: str, rng: random.Random) -> str:
+    """A record's request id of kind ``ids`` (see the module docstring); ``name`` is unique."""
+    if ids == "edge":
+        return f"{(moment - _EPOCH) // _MS:012x}{rng.getrandbits(80):020x}"
+    if ids == "random":
+        return f"{rng.getrandbits(128):032x}"
+    return name
+
+
 def make_chain(edge: int, count: int, size: int, ids: str, rng: random.Random) -> list[bytes]:
     """One edge's ``count`` sealed batches, in chain order."""
     name, key = edge_name(edge), edge_key(edge)
     base = datetime.now(UTC) - timedelta(hours=1)
     prev, bodies = ZERO_HASH_HEX, []
     for seq in range(count):
+        moments = [base + timedelta(milliseconds=seq * size + i) for i in range(size)]
         records = [
             Record(
-                request_id=(
-                    f"{rng.getrandbits(128):032x}"
-                    if ids == "random"
-                    else f"req-{edge}-{seq:06d}-{i:06d}"
-                ),
-                ts=format_timestamp(base + timedelta(milliseconds=seq * size + i)),
+                request_id=request_id(ids, moment, f"req-{edge}-{seq:06d}-{i:06d}", rng),
+                ts=format_timestamp(moment),
                 edge=name,
                 method="GET",
                 status=200,
@@ -91,7 +104,7 @@ def make_chain(edge: int, count: int, size: int, ids: str, rng: random.Random) -
                 creator="alice",
                 manifest="sha256:" + "ab" * 32,
             )
-            for i in range(size)
+            for i, moment in enumerate(moments)
         ]
         sealed = seal_batch(records, name, seq, prev, key)
         prev = header_hash(sealed.header)
@@ -200,7 +213,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--edges", type=int, default=1)
     parser.add_argument("--runs", type=int, default=1)
-    parser.add_argument("--ids", choices=("random", "sequential"), default="random")
+    parser.add_argument("--ids", choices=("edge", "random", "sequential"), default="edge")
     parser.add_argument("--synchronous", choices=("FULL", "NORMAL"), default="FULL")
     parser.add_argument("--http", action="store_true")
     args = parser.parse_args()
