@@ -21,19 +21,20 @@ import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+import msgspec
+from msgspec.structs import astuple
+
 from provenance.canonical_json import MAX_SAFE_INTEGER, canonicalize, parse
 from provenance.errors import ChainError, FormatError, RootMismatchError
 from provenance.keys import SIGNATURE_SIZE, KeyRing, SigningKey
 from provenance.merkle import leaf_hash, root_from_leaf_hashes
 from provenance.records import (
+    CANONICAL_RECORD_PATTERN,
     Record,
     RecordFields,
     is_name,
     is_timestamp,
-    is_valid_canonical_fields,
-    match_canonical_record_text,
     record_fields,
-    record_fields_from_match,
     record_from_obj,
     record_to_canonical_bytes,
 )
@@ -335,64 +336,108 @@ def parse_canonical_batch_fast(data: bytes) -> CanonicalBatch | None:
     """The batch if ``data`` is exactly ``format_sealed_batch``'s layout and every record
     matches ``match_canonical_record``; None for anything else, valid or not (never raises
     FormatError: the generic parser decides those)."""
-    if not data.startswith(b'{"header":{') or not data.isascii():
+    if not data.startswith(b'{"header":{'):
         return None
-    text = data.decode("ascii")  # ASCII: text offsets are byte offsets
-    split = text.find('},"records":[')
-    header = _canonical_header(text[10 : split + 1]) if split > 0 else None
+    split = data.find(b'},"records":[')
+    header = _canonical_header(data[10 : split + 1]) if split > 0 else None
     if header is None:
         return None
-    records = _canonical_records(data, text, split + 13)
-    if records is None:
-        return None
-    fields, leaves, end = records
-    tail = _SIGNATURE_TAIL.fullmatch(text, end)
+    # The signature's base64 holds no "]", so a valid tail starts at the last '],"signature":"'.
+    end = data.rfind(b'],"signature":"')
+    tail = _SIGNATURE_TAIL_BYTES.fullmatch(data, end) if end > split + 13 else None
     if tail is None:
         return None
+    records = _canonical_records(data, split + 12, end + 1)
+    if records is None:
+        return None
     try:
-        signature = _unb64_signature(tail[1])
+        signature = _unb64_signature(tail[1].decode("ascii"))
     except FormatError:
         return None
-    return CanonicalBatch(header, signature, fields, leaves, text[split + 12 : end + 1])
+    # The array regex admits ASCII only.
+    return CanonicalBatch(header, signature, *records, data[split + 12 : end + 1].decode("ascii"))
 
 
-def _canonical_header(text: str) -> BatchHeader | None:
+def _canonical_header(data: bytes) -> BatchHeader | None:
     try:
-        header = header_from_obj(parse(text.encode("ascii")))
+        header = header_from_obj(parse(data))
     except FormatError:
         return None
-    return header if header_canonical_bytes(header) == text.encode("ascii") else None
+    return header if header_canonical_bytes(header) == data else None
+
+
+_SIGNATURE_TAIL_BYTES = re.compile(_SIGNATURE_TAIL.pattern.encode("ascii"))
+# The records array as one match of canonical records (non-capturing: the fields come from
+# msgspec, and sre is faster without groups). The repetition is possessive: a record's match is
+# unique where it starts, so nothing is lost, and sre keeps no backtracking state per record.
+_RECORD_NO_GROUPS = re.sub(r"(?<!\\)\((?!\?)", "(?:", CANONICAL_RECORD_PATTERN)
+_CANONICAL_ARRAY = re.compile(
+    (r"\[(?:" + _RECORD_NO_GROUPS + r",)*+" + _RECORD_NO_GROUPS + r"\]").encode("ascii")
+)
+# Every record of a matched array starts with this and no field it admits holds a '"', so a
+# comma and this occur in a matched batch exactly between two records (the header and the
+# signature hold no '{' after the header's own). RFC 9162 §2.1.1: a leaf hash is over 0x00 and
+# the record's bytes, here as received.
+_RECORD_START = b'{"bytes":'
+_RECORD_SEPARATOR = b"," + _RECORD_START
+_LEAF_PREFIX = b"\x00" + _RECORD_START
+
+
+class _CanonicalRecord(msgspec.Struct, gc=False):
+    """A record's stored fields, in RecordFields order (``astuple`` is then a RecordFields).
+    Types only: the array regex has validated every value (no msgspec constraints, which cost
+    more than the regex), and ``v``, ``trace_id`` and ``cache_key_hash`` are skipped."""
+
+    request_id: str
+    edge: str
+    ts: str
+    upstream_of: str | None
+    method: str
+    status: int
+    cache: str
+    tier: str
+    bytes: int
+    origin_bytes: int
+    content_id: str | None
+    creator: str | None
+    manifest: str | None
+    sample_rate: str
+    use: str
+
+
+_decode_records = msgspec.json.Decoder(list[_CanonicalRecord]).decode
 
 
 def _canonical_records(
-    data: bytes, text: str, pos: int
-) -> tuple[tuple[RecordFields, ...], tuple[bytes, ...], int] | None:
-    """(fields, leaf hashes, position of the closing bracket) of the records from ``pos``."""
-    match, is_valid, fields_of = (
-        match_canonical_record_text,
-        is_valid_canonical_fields,
-        record_fields_from_match,
-    )
-    fields: list[RecordFields] = []
-    leaves: list[bytes] = []
-    seconds_ok: dict[str, bool] = {}
-    while len(fields) < MAX_BATCH_RECORDS:
-        found = match(text, pos)
-        if found is None:
-            return None
-        record = fields_of(found)
-        if not is_valid(record, seconds_ok):
-            return None
-        end = found.end()
-        fields.append(record)
-        leaves.append(leaf_hash(data[pos:end]))
-        separator = text[end : end + 1]
-        if separator == "]":
-            return tuple(fields), tuple(leaves), end
-        if separator != ",":
-            return None
-        pos = end + 1
-    return None
+    data: bytes, start: int, end: int
+) -> tuple[tuple[RecordFields, ...], tuple[bytes, ...]] | None:
+    """(fields, leaf hashes) of the records array ``data[start:end]``, or None unless every
+    record is canonical and valid."""
+    if _CANONICAL_ARRAY.fullmatch(data, start, end) is None:
+        return None
+    # Split the whole body (no copy of the array), then cut the header and the tail off.
+    parts = data.split(_RECORD_SEPARATOR)
+    if len(parts) > MAX_BATCH_RECORDS:
+        return None
+    parts[0] = parts[0][start + 1 + len(_RECORD_START) :]
+    parts[-1] = parts[-1][: end - 1 - len(data)]
+    try:
+        decoded = _decode_records(memoryview(data)[start:end])
+    except msgspec.MsgspecError:  # not expected after the regex: the generic path decides
+        return None
+    if len(decoded) != len(parts):
+        return None
+    # What the regex leaves over (records.is_valid_canonical_fields), once per batch.
+    if [
+        r for r in decoded if r.manifest is not None and (r.creator is None or r.content_id is None)
+    ]:
+        return None
+    if not all(is_timestamp(second + ".000Z") for second in {r.ts[:19] for r in decoded}):
+        return None
+    sha256, prefix, new = hashlib.sha256, _LEAF_PREFIX, tuple.__new__
+    leaves = tuple([sha256(prefix + part).digest() for part in parts])
+    fields = tuple([new(RecordFields, astuple(record)) for record in decoded])
+    return fields, leaves
 
 
 def verify_canonical_batch(batch: CanonicalBatch, keyring: KeyRing) -> None:

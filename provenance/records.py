@@ -81,6 +81,8 @@ CANONICAL_GROUPS = (
     "request_id", "sample_rate", "status", "tier", "ts", "upstream_of", "use",
 )  # fmt: skip
 """The groups of a canonical-record match, in order; a null field's group is None."""
+CANONICAL_RECORD_PATTERN = _CANONICAL_RECORD
+"""The canonical-record regex source, for callers that compose it (a whole records array)."""
 
 
 def is_name(value: object) -> bool:

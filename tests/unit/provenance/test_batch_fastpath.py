@@ -9,11 +9,13 @@ and yields the same fields, leaf hashes (RFC 9162 §2.1.1) and records array.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import provenance.batches as batches_module
 from provenance.batches import (
     SealedBatch,
     canonical_batch_of,
@@ -218,3 +220,113 @@ def test_match_canonical_record_matches_exactly_the_canonical_bytes() -> None:
     match = match_canonical_record(b"xx" + data, 2)
     assert match is not None and match.end() == len(data) + 2
     assert match_canonical_record(data.replace(b'"bytes"', b'"bytes" ')) is None
+
+
+# Visible ASCII but '"' and '\\' (RFC 8785 leaves it unescaped), rich in JSON punctuation: the
+# fast path validates and reads a batch's records array in one piece, so no request id may be
+# taken for a record boundary.
+punctuated_ids = st.text(st.sampled_from(list("{}[],:v1bytes-")), min_size=1, max_size=40)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(fast_records, punctuated_ids, st.booleans()),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_request_ids_with_json_punctuation_take_the_fast_path(
+    drawn: list[tuple[Record, str, bool]],
+) -> None:
+    batch = [
+        replace(
+            record,
+            request_id=rid,
+            trace_id="0" * 31 + "1" if traced else None,
+            cache_key_hash="sha256:" + "e" * 64 if traced else None,
+        )
+        for record, rid, traced in drawn
+    ]
+    data = format_sealed_batch(sealed_of(batch))
+    fast = parse_canonical_batch_fast(data)
+    assert fast is not None
+    assert fast == generic(data)
+    assert fast.leaf_hashes == tuple(leaf_hash(record_to_canonical_bytes(r)) for r in batch)
+    verify_canonical_batch(fast, RING)
+
+
+@pytest.mark.parametrize("request_id", ["a},{b", "},{bytes:", "]", "[", "}", "{", ",", "x]y[z"])
+@pytest.mark.parametrize("count", [1, 3])
+def test_rfc9162_fast_path_leaf_hashes_with_punctuated_request_ids(
+    request_id: str, count: int
+) -> None:
+    batch = [make_record(i, request_id=f"{request_id}{i}") for i in range(count)]
+    data = format_sealed_batch(sealed_of(batch))
+    fast = parse_canonical_batch_fast(data)
+    assert fast is not None
+    assert fast == generic(data)
+    assert fast.leaf_hashes == tuple(leaf_hash(record_to_canonical_bytes(r)) for r in batch)
+
+
+def test_optional_trace_id_and_cache_key_hash_take_the_fast_path() -> None:
+    batch = [
+        make_record(0, trace_id="1" * 32),
+        make_record(1, cache_key_hash="sha256:" + "e" * 64),
+        make_record(2, trace_id="2" * 32, cache_key_hash="sha256:" + "f" * 64),
+        make_record(3),
+    ]
+    data = format_sealed_batch(sealed_of(batch))
+    fast = parse_canonical_batch_fast(data)
+    assert fast is not None
+    assert fast == generic(data)
+    assert fast.leaf_hashes == tuple(leaf_hash(record_to_canonical_bytes(r)) for r in batch)
+
+
+@pytest.mark.parametrize("index", [0, 2, 4])
+def test_one_record_off_the_calendar_refuses_the_whole_batch(index: int) -> None:
+    batch = [make_record(i) for i in range(5)]
+    batch[index] = replace(batch[index], ts="2026-11-27T05:00:00.000Z")
+    data = format_sealed_batch(sealed_of(batch))
+    assert data.count(b'"ts":"2026-11-27T05:00:00.000Z"') == 1
+    data = data.replace(b'"ts":"2026-11-27T05', b'"ts":"2026-02-29T05')  # 2026 is no leap year
+    assert parse_canonical_batch_fast(data) is None
+    with pytest.raises(FormatError):
+        parse_canonical_batch(data)
+
+
+def test_uppercase_hex_content_id_is_left_to_the_generic_path() -> None:
+    data = format_sealed_batch(
+        sealed_of([make_record(i, content_id="sha256:" + "ab" * 32) for i in range(3)])
+    )
+    lower = b'"content_id":"sha256:' + b"ab" * 32
+    mutated = data.replace(lower, b'"content_id":"sha256:' + b"AB" * 32, 1)
+    assert mutated.count(b"AB" * 32) == 1
+    assert parse_canonical_batch_fast(mutated) is None
+    with pytest.raises(FormatError):
+        parse_canonical_batch(mutated)
+
+
+@pytest.mark.parametrize(
+    ("count", "origin_count", "fast"),
+    [(10**15 - 1, 10**15 - 1, True), (10**15, 0, False), (0, 10**15, False)],
+)
+def test_counts_from_10_pow_15_take_the_generic_path(
+    count: int, origin_count: int, fast: bool
+) -> None:
+    batch = [make_record(0), make_record(1, bytes=count, origin_bytes=origin_count)]
+    data = format_sealed_batch(sealed_of(batch))
+    assert (parse_canonical_batch_fast(data) is not None) is fast
+    assert parse_canonical_batch(data) == generic(data)
+
+
+def test_fast_path_keeps_max_batch_records(monkeypatch: pytest.MonkeyPatch) -> None:
+    at_most = body_of(3)
+    # a header within the limit (count 3) over 4 records: the records count is checked itself
+    head = at_most.partition(b',"records":[')[0]
+    over = head + b',"records":[' + body_of(4).partition(b',"records":[')[2]
+    monkeypatch.setattr(batches_module, "MAX_BATCH_RECORDS", 3)
+    assert parse_canonical_batch_fast(at_most) is not None
+    assert parse_canonical_batch_fast(over) is None
+    with pytest.raises(FormatError):
+        parse_canonical_batch(over)
