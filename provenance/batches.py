@@ -20,6 +20,7 @@ import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from itertools import repeat
 
 import msgspec
 from msgspec.structs import astuple
@@ -436,7 +437,7 @@ def _canonical_records(
         return None
     sha256, prefix, new = hashlib.sha256, _LEAF_PREFIX, tuple.__new__
     leaves = tuple([sha256(prefix + part).digest() for part in parts])
-    fields = tuple([new(RecordFields, astuple(record)) for record in decoded])
+    fields = tuple(map(new, repeat(RecordFields), map(astuple, decoded)))
     return fields, leaves
 
 
