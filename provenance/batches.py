@@ -355,8 +355,10 @@ def parse_canonical_batch_fast(data: bytes) -> CanonicalBatch | None:
         signature = _unb64_signature(tail[1].decode("ascii"))
     except FormatError:
         return None
-    # The array regex admits ASCII only.
-    return CanonicalBatch(header, signature, *records, data[split + 12 : end + 1].decode("ascii"))
+    # ASCII (all the array regex admits), decoded from a view: a bytes slice first would be one
+    # more array-sized allocation, which glibc maps and unmaps afresh each batch (page faults).
+    records_json = str(memoryview(data)[split + 12 : end + 1], "ascii")
+    return CanonicalBatch(header, signature, *records, records_json)
 
 
 def _canonical_header(data: bytes) -> BatchHeader | None:
