@@ -102,8 +102,9 @@ class SqliteAdminDb:
             return await self._execute(sql, params)
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Sequence[Any]]:
-        async with self._db.execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
+        # One step on the connection's thread: interleaved execute/fetch steps of concurrent
+        # requests would keep a statement open and pin an old snapshot (see SqliteStore._one).
+        return list(await self._db.execute_fetchall(sql, params))
 
     @contextlib.asynccontextmanager
     async def transaction(self, lock_key: int | None = None) -> AsyncIterator[Executor]:

@@ -119,13 +119,17 @@ class SqliteStore(SqliteIngestMixin, SqliteRegistryMixin):
                 raise
             await self._db.execute("COMMIT")
 
+    # A read is one step on the reader's thread (execute, fetch every row, statement done).
+    # With execute, then fetch, as separate steps, reads of concurrent tasks interleave and
+    # some statement is always open: the connection then never leaves its read transaction,
+    # and every later read answers from that old snapshot (WAL), missing what was committed
+    # since. Callers of _one select at most a few rows.
     async def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        async with self._reader.execute(sql, params) as cursor:
-            return await cursor.fetchone()
+        rows = await self._reader.execute_fetchall(sql, params)
+        return next(iter(rows), None)
 
     async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        async with self._reader.execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
+        return list(await self._reader.execute_fetchall(sql, params))
 
     async def migrate(self) -> list[int]:
         """Apply pending migrations, each in one transaction; return the versions applied."""

@@ -92,3 +92,35 @@ async def test_two_writers_of_one_batch_apply_it_once(
     finally:
         for store in stores:
             await store.close()
+
+
+async def test_a_read_after_a_write_sees_it_under_concurrent_reads(
+    store_dsn: str | None, tmp_path: Path
+) -> None:
+    """Read-your-writes while other reads overlap. SQLite's reader connection stays in one read
+    transaction (one snapshot, WAL) while any of its statements is open; reads interleaved by
+    concurrent tasks once kept a statement open at every moment, so a read that began after a
+    commit answered from the snapshot before it (the sequencer then appended leaves it had
+    already appended, and died: 'a leaf to append is unknown or already in the log')."""
+    store = await open_store(coordinator_config(tmp_path, db=store_dsn))
+    stop = asyncio.Event()
+
+    async def keep_reading() -> None:
+        while not stop.is_set():
+            await store._all("SELECT version FROM schema_migrations")
+            await store.count_admin_tokens()
+
+    readers = [asyncio.create_task(keep_reading()) for _ in range(8)]
+    try:
+        await asyncio.sleep(0.01)
+        stale = []
+        for _ in range(40):
+            token_hash = secrets.token_hex(16)
+            await store.replace_admin_token(token_hash, NOW)
+            if not await store.has_admin_token(token_hash):
+                stale.append(token_hash)
+        assert stale == []
+    finally:
+        stop.set()
+        await asyncio.gather(*readers)
+        await store.close()
