@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
@@ -31,6 +32,8 @@ from provenance.checkpoint import Checkpoint, format_checkpoint
 from provenance.keys import SigningKey
 from provenance.records import format_timestamp
 from provenance.signed_note import sign_note
+
+log = logging.getLogger("cachet.coordinator.sequencer")
 
 MAX_LEAVES_PER_STEP = 4096
 LEAD_POLL_S = 0.5  # with a lead election: how often a process checks the lock and the log
@@ -130,10 +133,15 @@ class Sequencer:
             self._wake.clear()
             try:
                 await self._step()
-            except Exception:  # storage restarting: keep the task alive, retry next wake
-                if self._lead is None:
-                    raise
+            except Exception:
+                # Storage restarting, or a step that found the log other than it left it: the
+                # log must not stop for good while ingest goes on acknowledging batches. Say so,
+                # then go on from what is stored (append_leaves wrote nothing of a failed step).
+                log.exception("log sequencer step failed; reloading the log from storage")
                 await asyncio.sleep(LEAD_POLL_S)
+                with contextlib.suppress(Exception):
+                    async with self._lock:
+                        await self._reload(await self._store.log_size())
 
     async def _step(self) -> None:
         async with self._lock:

@@ -225,3 +225,41 @@ async def test_close_right_after_an_acceptance_returns(
         done, _ = await asyncio.wait({closing}, timeout=20)  # a hang detector, not a timing
         assert closing in done, "close() hung"
         closing.result()
+
+
+async def test_a_failed_sequencer_step_is_logged_and_the_log_keeps_growing(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A sequencer step that fails (storage restarting, or a read that found the log other than
+    it left it) must not stop the log for good while ingest goes on acknowledging batches: it
+    is logged, the sequencer reloads the log from storage, and the next batches are appended."""
+    edge = await harness.enrol("edge-a")
+    sequencer = harness.coordinator.sequencer
+    store = harness.coordinator.store
+    append_leaves = store.append_leaves
+    failures = []
+
+    async def append_fails_once(*args: object) -> None:
+        if not failures:
+            failures.append(args)
+            raise RuntimeError("storage hiccup")
+        await append_leaves(*args)  # type: ignore[arg-type]
+
+    store.append_leaves = append_fails_once  # type: ignore[method-assign]
+    try:
+        assert (await harness.post(body_of(edge.seal())))[0] == 200
+        for _ in range(500):  # a hang detector, not a timing
+            if failures:
+                break
+            await asyncio.sleep(0.01)
+        assert failures
+        assert (await harness.post(body_of(edge.seal())))[0] == 200
+        for _ in range(1000):
+            if sequencer.state.size == 2:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        store.append_leaves = append_leaves  # type: ignore[method-assign]
+    assert sequencer.state.size == 2
+    assert "log sequencer step failed" in caplog.text
+    assert (await sequencer.flush()).size == 2
