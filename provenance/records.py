@@ -61,7 +61,8 @@ _I = r"(0|[1-9][0-9]{0,14})"  # < 2**53: larger valid values take the generic pa
 # The exact canonical (RFC 8785) form of a Record, keys in JCS order. A match implies that
 # parse_record() accepts the bytes and re-encodes them identically (property-tested), except for
 # the calendar validity of ts and the manifest => creator/content_id rule, which the caller checks
-# (``is_valid_canonical_fields``). Groups: see CANONICAL_GROUPS.
+# (``check_record`` in proxy/records/sealer.py, the batch fast path in provenance/batches.py).
+# Groups: see CANONICAL_GROUPS.
 _CANONICAL_RECORD = (
     r'\{"bytes":' + _I + r',"cache":"(hit|miss|stale|revalidated|bypass|error)"'
     r'(?:,"cache_key_hash":"sha256:' + _H + r'")?'
@@ -75,7 +76,6 @@ _CANONICAL_RECORD = (
     r',"upstream_of":(?:null|"(' + _N + r')"),"use":"(view|training)","v":1\}'
 )  # fmt: skip
 _CANONICAL_RECORD_BYTES = re.compile(_CANONICAL_RECORD.encode("ascii"))
-_CANONICAL_RECORD_TEXT = re.compile(_CANONICAL_RECORD)
 CANONICAL_GROUPS = (
     "bytes", "cache", "content_id", "creator", "edge", "manifest", "method", "origin_bytes",
     "request_id", "sample_rate", "status", "tier", "ts", "upstream_of", "use",
@@ -318,32 +318,3 @@ def match_canonical_record(data: bytes, pos: int = 0) -> re.Match[bytes] | None:
     says nothing (valid records with escaped request ids or counts >= 10**15 never match).
     """
     return _CANONICAL_RECORD_BYTES.match(data, pos)
-
-
-def match_canonical_record_text(text: str, pos: int = 0) -> re.Match[str] | None:
-    """``match_canonical_record`` over text (an ASCII batch decoded once)."""
-    return _CANONICAL_RECORD_TEXT.match(text, pos)
-
-
-def record_fields_from_match(match: re.Match[str]) -> RecordFields:
-    """The RecordFields of a ``match_canonical_record_text`` match (not yet fully checked)."""
-    b, cache, cid, creator, edge, manifest, method, ob, rid, rate, status, tier, ts, up, use = (
-        match.groups()
-    )
-    return RecordFields(
-        rid, edge, ts, up, method, int(status), cache, tier, int(b), int(ob), cid, creator,
-        manifest, rate, use,
-    )  # fmt: skip
-
-
-def is_valid_canonical_fields(fields: RecordFields, seconds_ok: dict[str, bool]) -> bool:
-    """The checks a canonical-record match leaves over: ts is a real instant and a manifest
-    names its creator and content_id. ``seconds_ok`` caches calendar checks of ts prefixes
-    (pure: the caller owns it)."""
-    if fields.manifest is not None and (fields.creator is None or fields.content_id is None):
-        return False
-    second = fields.ts[:19]
-    ok = seconds_ok.get(second)
-    if ok is None:
-        ok = seconds_ok[second] = is_timestamp(second + ".000Z")
-    return ok

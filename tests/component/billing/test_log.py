@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -237,15 +238,15 @@ async def test_a_failed_sequencer_step_is_logged_and_the_log_keeps_growing(
     sequencer = harness.coordinator.sequencer
     store = harness.coordinator.store
     append_leaves = store.append_leaves
-    failures = []
+    failures: list[object] = []
 
-    async def append_fails_once(*args: object) -> None:
+    async def append_fails_once(*args: Any) -> None:
         if not failures:
             failures.append(args)
             raise RuntimeError("storage hiccup")
-        await append_leaves(*args)  # type: ignore[arg-type]
+        await append_leaves(*args)
 
-    store.append_leaves = append_fails_once  # type: ignore[method-assign]
+    store.append_leaves = append_fails_once  # type: ignore[method-assign,assignment]
     try:
         assert (await harness.post(body_of(edge.seal())))[0] == 200
         for _ in range(500):  # a hang detector, not a timing
