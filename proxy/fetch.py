@@ -5,11 +5,12 @@ streaming through fills is proxy.fill_stream."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -37,6 +38,7 @@ from proxy.http.hop_by_hop import strip_hop_by_hop, strip_request_hop_by_hop
 from proxy.http.request_parser import NO_BODY
 from proxy.http.wire import status_allows_body
 from proxy.origin import OriginError, OriginResponse
+from proxy.partial import partial_fields, select_ranges_in, unsatisfied_fields
 from proxy.records.emit import Attribution
 from proxy.responses import forwarded_head, render_trailer
 from proxy.tracing import upstream_traceparent
@@ -45,6 +47,12 @@ if TYPE_CHECKING:
     from proxy.handler import Connection, Exchange, ProxyHandler
 
 log = logging.getLogger("cachet.proxy")
+
+# How far past what a large fill has received a collapsed Range request may start and still be
+# answered from the fill. A seek further into a cold object (a video player jumping ahead in a
+# 1 GiB file) would stall until the fill got there, while the origin answers a range at once:
+# such a range is asked of the origin on its own.
+RANGE_JOIN_AHEAD_BYTES = 16 * 1024 * 1024
 
 _CONDITIONAL_FIELDS = frozenset(
     {"if-none-match", "if-modified-since", "if-match", "if-unmodified-since", "if-range"}
@@ -767,7 +775,10 @@ class OriginPath:
             if (
                 ex.ranged
                 and ex.method == "GET"
-                and await self._answer_range_from_fill(conn, ex, fill, fallback.outcome)
+                and (
+                    await self._answer_range_from_fill(conn, ex, fill, fallback.outcome)
+                    or await self._answer_range_from_large_fill(conn, ex, fill, head, fallback)
+                )
             ):
                 return
             out_head, chunked, keep_alive = self._client_head(
@@ -827,6 +838,80 @@ class OriginPath:
         if stored is None:
             return False
         self.h.write_stored(conn, ex, stored, outcome, time.time())
+        return True
+
+    async def _answer_range_from_large_fill(
+        self, conn: Connection, ex: Exchange, fill: Fill, head: FillHead, fallback: Fetch
+    ) -> bool:
+        """A collapsed Range request on a 200 too large to wait for whole, evaluated against
+        the fill's head as against a stored response (RFC 9110 §14.2, §13.1.5): one range
+        that starts at or near what has arrived is streamed from the fill as a 206; one further
+        ahead goes to the origin on its own, passed through; nothing satisfiable is a 416.
+        False (nothing written) to send the whole 200 as to any joiner: several ranges (not
+        worth a multipart cut from a moving fill), or a Range ignored (If-Range, syntax)."""
+        length = head.content_length
+        if head.status != 200 or length is None or length <= self.settings.range_fill_max_bytes:
+            return False
+        selection = select_ranges_in(
+            head.status,
+            head.headers,
+            length,
+            get_values(ex.head.headers, "range"),
+            get_values(ex.head.headers, "if-range"),
+        )
+        if selection is None or (selection != "unsatisfiable" and len(selection) != 1):
+            self.stats.range_requests["ignored"] += 1
+            return False
+        outcome = fallback.outcome
+        if selection == "unsatisfiable":
+            self.stats.range_requests["unsatisfiable"] += 1
+            out_head, _chunked, keep_alive = self._client_head(
+                ex,
+                416,
+                "Range Not Satisfiable",
+                unsatisfied_fields(head.headers, length),
+                0,
+                outcome,
+                age_s=None,
+                stored=False,
+                collapsed=True,
+            )
+            self.h.finish(ex, outcome, 416, 0, "origin", 0, fill.attribution)
+            conn.write(out_head)
+            conn.keep_alive = conn.keep_alive and keep_alive
+            return True
+        part = selection[0]
+        if part.first > fill.size_bytes + RANGE_JOIN_AHEAD_BYTES:
+            # As the leader of a large fill does with its own range: asked of the origin at
+            # once, its 206 passed through and not stored (RFC 9111 §3.3).
+            await self._forward(conn, ex, Fetch(outcome, None, store=False))
+            return True
+        self.stats.range_requests["single"] += 1
+        out_head, _chunked, keep_alive = self._client_head(
+            ex,
+            206,
+            "Partial Content",
+            partial_fields(head.headers, part, length),
+            part.size_bytes,
+            outcome,
+            age_s=None,
+            stored=False,
+            collapsed=True,
+        )
+        conn.write(out_head)
+        completion = Completion(
+            lambda sent, origin, _: self.h.finish(
+                ex, outcome, 206, sent, "origin", origin, fill.attribution
+            ),
+            part.size_bytes,
+        )
+        pieces = _cut(fill.stream(part.first), part.size_bytes)
+        sent = await self.streamer.send(conn, pieces, False, completion, count_errors=True)
+        if sent is None:  # the fill failed (the connection is dropped) or the client left
+            completion.fail(self.h, ex, outcome, 206)
+            return True
+        completion(sent)
+        conn.keep_alive = conn.keep_alive and keep_alive
         return True
 
 
@@ -898,3 +983,18 @@ def _has_client_validators(ex: Exchange) -> bool:
 async def _iterate(parts: list[bytes]) -> AsyncIterator[bytes]:
     for part in parts:
         yield part
+
+
+async def _cut(pieces: AsyncGenerator[bytes, None], size: int) -> AsyncGenerator[bytes, None]:
+    """The first ``size`` bytes of ``pieces``; OriginError if they end before (the reader
+    then drops its connection: never a short 206 that looks complete)."""
+    left = size
+    async with contextlib.aclosing(pieces):
+        async for piece in pieces:
+            if len(piece) >= left:
+                yield piece[:left] if len(piece) > left else piece
+                return
+            left -= len(piece)
+            yield piece
+    if left > 0:
+        raise OriginError("garbage", "fill ended before the range did")

@@ -9,6 +9,7 @@ from typing import Literal
 
 from proxy.cache.entry import StoredResponse
 from proxy.cache.surrogate import SURROGATE_FIELDS
+from proxy.http.dates import parse_http_date
 from proxy.http.fields import Headers, get_first, get_values
 from proxy.http.ranges import (
     ByteRange,
@@ -27,6 +28,7 @@ from proxy.http.wire import serialize_fields, serialize_status_line
 _REPLACED_FIELDS = frozenset({"content-length", "content-range", "via"}) | SURROGATE_FIELDS
 # The fields a 416 from the cache keeps from the stored response (its validators and date).
 _UNSATISFIED_FIELDS = frozenset({"date", "etag", "last-modified"})
+_VIA = frozenset({"via"})
 
 Selection = list[ByteRange] | Literal["unsatisfiable"] | None
 
@@ -51,9 +53,37 @@ def select_ranges_of(
 ) -> Selection:
     """`select_ranges` for a body of ``length`` bytes kept elsewhere (a large disk entry's
     file: ``stored.body`` is empty)."""
-    if stored.status != 200 or len(range_values) != 1:
+    validators = (stored.etag, stored.last_modified, stored.date_value)
+    return _select(stored.status, validators, length, range_values, if_range)
+
+
+def select_ranges_in(
+    status: int, headers: Headers, length: int, range_values: list[str], if_range: list[str]
+) -> Selection:
+    """`select_ranges_of` for a response not stored (yet), such as a fill's head: its
+    validators read from ``headers`` as admission reads them. Without a Date, an If-Range date
+    never matches (Last-Modified can't be shown strong, §8.8.2.2): the whole 200 is sent."""
+    etags = get_values(headers, "etag")
+    modified = get_values(headers, "last-modified")
+    dates = get_values(headers, "date")
+    validators = (
+        etags[0].strip() if etags else None,
+        parse_http_date(modified[0]) if modified else None,
+        parse_http_date(dates[0]) if dates else None,
+    )
+    return _select(status, validators, length, range_values, if_range)
+
+
+def _select(
+    status: int,
+    validators: tuple[str | None, float | None, float | None],
+    length: int,
+    range_values: list[str],
+    if_range: list[str],
+) -> Selection:
+    if status != 200 or len(range_values) != 1:
         return None  # only full 200s are sliced; Range is a singleton field
-    if if_range and not _if_range_passes(stored, if_range):
+    if if_range and not (len(if_range) == 1 and if_range_allows(if_range[0], *validators)):
         return None
     result = parse_range_header(range_values[0], length)
     return None if result == "ignore" else result
@@ -68,9 +98,7 @@ def partial_head(
 ) -> bytes:
     """The head of a one-part 206 (§14.4, §15.3.7) for ``byte_range`` of a ``length``-byte
     body, whose bytes the caller sends (streamed from a file); without Age and the trailer."""
-    fields = _fields_without(stored.headers, _REPLACED_FIELDS)
-    fields.append(("Content-Range", content_range(byte_range, length)))
-    fields.append(("Content-Length", str(byte_range.size_bytes)))
+    fields = _fields_without(partial_fields(stored.headers, byte_range, length), _VIA)
     fields.append(("Via", _via(stored.headers, via)))
     if extra_fields:
         fields += extra_fields
@@ -149,19 +177,29 @@ def render_unsatisfiable(
 ) -> PartialAnswer:
     """416 Range Not Satisfiable with ``Content-Range: bytes */length`` (§15.5.17); ``length``
     when the body is kept elsewhere."""
-    fields = [(n, v) for n, v in stored.headers if n.lower() in _UNSATISFIED_FIELDS]
     length = len(stored.body) if length is None else length
-    fields.append(("Content-Range", unsatisfied_range(length)))
-    fields.append(("Content-Length", "0"))
+    fields = _fields_without(unsatisfied_fields(stored.headers, length), _VIA)
     fields.append(("Via", _via(stored.headers, via)))
     head = serialize_status_line(416, "Range Not Satisfiable") + serialize_fields(fields)
     return PartialAnswer(416, head, b"")
 
 
-def _if_range_passes(stored: StoredResponse, if_range: list[str]) -> bool:
-    return len(if_range) == 1 and if_range_allows(
-        if_range[0], stored.etag, stored.last_modified, stored.date_value
-    )
+def partial_fields(headers: Headers, byte_range: ByteRange, length: int) -> Headers:
+    """The fields of a one-part 206 for ``byte_range`` of the ``length``-byte body of a 200
+    with ``headers`` (§14.4, §15.3.7), their Via left as it came: for a head that is not a
+    stored one's (a fill's, whose Via and per-response fields the forwarding path adds)."""
+    fields = _fields_without(headers, _REPLACED_FIELDS - _VIA)
+    fields.append(("Content-Range", content_range(byte_range, length)))
+    fields.append(("Content-Length", str(byte_range.size_bytes)))
+    return fields
+
+
+def unsatisfied_fields(headers: Headers, length: int) -> Headers:
+    """The fields of a 416 for a ``length``-byte body (§15.5.17), Via left as it came."""
+    fields = [(n, v) for n, v in headers if n.lower() in _UNSATISFIED_FIELDS | _VIA]
+    fields.append(("Content-Range", unsatisfied_range(length)))
+    fields.append(("Content-Length", "0"))
+    return fields
 
 
 def _fields_without(headers: Headers, names: frozenset[str]) -> Headers:
