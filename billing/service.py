@@ -124,10 +124,16 @@ class Coordinator:
         return coordinator
 
     async def close(self) -> None:
-        await self.sequencer.stop()
-        if self.publisher is not None:
-            await self.publisher.close()
-        await self.store.close()
+        """Stop the sequencer and the publisher, then close the store whatever they raised: an
+        open SQLite connection's thread would otherwise keep the process from exiting."""
+        try:
+            await self.sequencer.stop()
+        finally:
+            try:
+                if self.publisher is not None:
+                    await self.publisher.close()
+            finally:
+                await self.store.close()
 
     @property
     def log_verifier(self) -> VerifierKey:

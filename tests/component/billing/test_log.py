@@ -264,3 +264,22 @@ async def test_a_failed_sequencer_step_is_logged_and_the_log_keeps_growing(
     assert sequencer.state.size == 2
     assert "log sequencer step failed" in caplog.text
     assert (await sequencer.flush()).size == 2
+
+
+async def test_close_closes_the_store_even_when_stopping_the_sequencer_fails(
+    tmp_path: Path,
+) -> None:
+    """An exception while stopping must not leave the SQLite connections open: their threads
+    are not daemons and kept the process from exiting (seen after a failed shutdown)."""
+    coordinator = await Coordinator.open(coordinator_config(tmp_path), FakeClock())
+    stop = coordinator.sequencer.stop
+
+    async def failing_stop() -> None:
+        await stop()
+        raise RuntimeError("stop failed")
+
+    coordinator.sequencer.stop = failing_stop  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="stop failed"):
+        await coordinator.close()
+    with pytest.raises(ValueError, match="Connection closed"):
+        await coordinator.store.count_admin_tokens()
