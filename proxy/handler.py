@@ -130,6 +130,10 @@ class ProxyHandler:
         ]
         self._trusted_peers: dict[str, bool] = {}
         self._revalidating: set[str] = set()
+        # Request ids of exchanges a background revalidation goes on with: their client was
+        # answered (and recorded) already, so what the revalidation 'answers' is neither
+        # counted nor recorded (one record per client request answered).
+        self._answering_nobody: set[str] = set()
         self._hit_status_prefix = f"Cache-Status: {settings.cache_name}; hit; ttl=".encode()
         self.recorder: Recorder | None = None
         self.tracer: Tracer | None = None  # OpenTelemetry export (proxy.tracing); None: off
@@ -379,6 +383,7 @@ class ProxyHandler:
         if ex.key in self._revalidating:
             return
         self._revalidating.add(ex.key)
+        self._answering_nobody.add(ex.request_id)
         if ex.ranged:  # refresh the whole object, whatever part the trigger asked for
             headers = without_fields(ex.head.headers, _RANGE_FIELDS)
             ex = replace(ex, head=replace(ex.head, headers=headers), ranged=False)
@@ -394,6 +399,7 @@ class ProxyHandler:
             log.exception("background revalidation of %s failed", ex.key)
         finally:
             self._revalidating.discard(ex.key)
+            self._answering_nobody.discard(ex.request_id)
 
     async def drain_background(self) -> None:
         if self._background:
@@ -450,7 +456,7 @@ class ProxyHandler:
         """Append this answer's record to the spool; False when nothing was recorded (records
         off, or a hit the sample left out: misses are always recorded)."""
         recorder = self.recorder
-        if recorder is None:
+        if recorder is None or ex.request_id in self._answering_nobody:
             return False
         encoder = recorder.encoder
         if cache == "hit" and encoder.sample_rate != "1" and not encoder.samples(ex.request_id):
@@ -586,6 +592,8 @@ class ProxyHandler:
         *,
         failed: bool = False,
     ) -> None:
+        if ex.request_id in self._answering_nobody:
+            return
         stats = self.stats
         stats.requests_by_outcome[outcome.x_cache] += 1
         stats.bytes_by_tier[tier] += sent
