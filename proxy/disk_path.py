@@ -145,9 +145,15 @@ class DiskPath:
             outcome = outcomes.HIT
         elif verdict is Verdict.STALE_ACCEPTED:
             outcome = outcomes.STALE_ACCEPTED
+        elif verdict is Verdict.STALE_WHILE_REVALIDATE and (
+            stored.etag is not None or stored.last_modified is not None
+        ):
+            # RFC 5861 §3: the stale body streams at once and a conditional request refreshes
+            # the entry in the background. Without a validator the refresh would download the
+            # whole object for nobody: that entry is fetched again in the foreground, below.
+            outcome = outcomes.UPDATING
+            h.revalidate_in_background(ex, stored, entry)
         else:
-            # Revalidated now, stale-while-revalidate included (RFC 5861 §3 permits, it does not
-            # oblige): a background refresh would have no client to stream the answer to.
             if ex.directives.has("only-if-cached"):
                 h.write_local_error(conn, ex.head, 504, "stale in cache (only-if-cached)", ex)
                 return

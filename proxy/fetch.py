@@ -78,6 +78,8 @@ class Fetch:
     fill: Fill | None = None
     # The disk entry whose file holds ``stored``'s body (a large one: ``stored.body`` is empty).
     large: LargeEntry | None = None
+    # A revalidation no client waits for (RFC 5861 §3): it only updates the cache.
+    background: bool = False
 
 
 @dataclass(slots=True)
@@ -189,6 +191,8 @@ class OriginPath:
     async def _answer_origin_failure(
         self, conn: Connection, ex: Exchange, fetch: Fetch, status: int, detail: str
     ) -> None:
+        if fetch.background:
+            return  # nobody to answer; the stale entry stays, a later stale hit tries again
         if fetch.stored is not None and await self._served_stale(conn, ex, fetch, None, detail):
             return
         message = "origin timed out" if status == 504 else "origin unavailable"
@@ -205,6 +209,9 @@ class OriginPath:
         timing: _Timing,
     ) -> None:
         stored = fetch.stored
+        if fetch.background and fetch.large is not None and stored is not None:
+            self._refresh_large_quietly(ex, stored, fetch.large, response, timing)
+            return
         if stored is not None and response.status == 304 and fetch.large is not None:
             await self._refresh_large(conn, ex, fetch, stored, fetch.large, response, timing)
             return
@@ -285,6 +292,32 @@ class OriginPath:
         await self.h.disk_path.serve_large(
             conn, ex, entry, refreshed, outcome, time.time(), fwd_status=304
         )
+
+    def _refresh_large_quietly(
+        self,
+        ex: Exchange,
+        stored: StoredResponse,
+        large: LargeEntry,
+        response: OriginResponse,
+        timing: _Timing,
+    ) -> None:
+        """A background revalidation of a large disk entry (RFC 5861 §3), which has nobody to
+        stream a body to: a 304 refreshes the stored head (RFC 9111 §4.3.4); a full answer
+        (§4.3.3) invalidates the entry without downloading the body for nobody, so the next
+        request fetches and stores it; an error keeps the stale entry (tried again by a later
+        stale hit)."""
+        if response.status == 304 and is_refreshable_by(stored, response.headers):
+            refreshed, kept = self._refreshed(
+                ex, stored, response, timing, body_length=large.body_of(stored)[1]
+            )
+            if kept:
+                self.h.store.refresh_large(ex.key, large, stored, refreshed)
+            return
+        if response.status < 500:
+            self.h.store.invalidate(ex.key)
+        else:
+            self.stats.origin_errors["status"] += 1
+        response.close()
 
     def _may_serve_stale(self, ex: Exchange, stored: StoredResponse, now: float = 0.0) -> bool:
         return may_serve_stale_on_error(

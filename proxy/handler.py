@@ -49,6 +49,7 @@ from proxy.responses import (
 from proxy.routing import Router
 
 if TYPE_CHECKING:
+    from proxy.cache.tiers.disk import LargeEntry
     from proxy.recorder import Recorder
     from proxy.registry_client import ManifestIndex
     from proxy.tracing import Tracer
@@ -204,7 +205,7 @@ class ProxyHandler:
             return None
         if verdict is Verdict.STALE_WHILE_REVALIDATE:
             self.write_stored(conn, ex, stored, outcomes.UPDATING, now, tier=tier)
-            self._revalidate_in_background(ex, stored)
+            self.revalidate_in_background(ex, stored)
             return None
         head = ex.head
         if ex.directives.has("only-if-cached"):
@@ -378,23 +379,31 @@ class ProxyHandler:
                 return not passes
         return False
 
-    def _revalidate_in_background(self, ex: Exchange, stored: StoredResponse) -> None:
-        """RFC 5861 §3: one background revalidation per URL, however many stale hits."""
+    def revalidate_in_background(
+        self, ex: Exchange, stored: StoredResponse, large: LargeEntry | None = None
+    ) -> None:
+        """RFC 5861 §3: one background revalidation per URL, however many stale hits. It is
+        the proxy's own request, with an id of its own: the client's answer stays the client's
+        one record, however long it streams (a large entry's may take minutes)."""
         if ex.key in self._revalidating:
             return
         self._revalidating.add(ex.key)
+        ex = replace(ex, request_id=self._new_request_id())
         self._answering_nobody.add(ex.request_id)
         if ex.ranged:  # refresh the whole object, whatever part the trigger asked for
             headers = without_fields(ex.head.headers, _RANGE_FIELDS)
             ex = replace(ex, head=replace(ex.head, headers=headers), ranged=False)
-        task = asyncio.get_running_loop().create_task(self._background_refresh(ex, stored))
+        task = asyncio.get_running_loop().create_task(self._background_refresh(ex, stored, large))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _background_refresh(self, ex: Exchange, stored: StoredResponse) -> None:
+    async def _background_refresh(
+        self, ex: Exchange, stored: StoredResponse, large: LargeEntry | None
+    ) -> None:
         try:
             sink = NullConnection()
-            await self.origin_path.forward(sink, ex, Fetch(outcomes.EXPIRED, stored))
+            fetch = Fetch(outcomes.EXPIRED, stored, large=large, background=True)
+            await self.origin_path.forward(sink, ex, fetch)
         except Exception:
             log.exception("background revalidation of %s failed", ex.key)
         finally:

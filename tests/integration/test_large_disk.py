@@ -453,3 +453,103 @@ def test_clients_that_leave_mid_stream_leave_no_open_file(
     status, fields, got = split(get_raw(proxy, path))
     assert (status, fields["x-cache-status"], got) == (200, "HIT", body)
     assert origin.count(path) == 1
+
+
+SWR = ["Cache-Control", "max-age=1, stale-while-revalidate=600"]
+
+
+def wait_for_origin(origin: Origin, path: str, count: int) -> None:
+    deadline = time.monotonic() + 30
+    while origin.count(path) < count:
+        assert time.monotonic() < deadline, "the background revalidation never reached the origin"
+        time.sleep(0.05)
+
+
+def test_stale_while_revalidate_streams_the_large_entry_and_refreshes_it_behind_rfc5861_s3(
+    proxy: Proxy, origin: Origin, tmp_path: Path, path: str, body: bytes
+) -> None:
+    """The stale body streams at once (UPDATING) while a conditional request goes to the
+    origin in the background; its 304 refreshes the entry on disk (RFC 9111 §4.3.4), and the
+    client's answer is its one record, not the background request's."""
+    origin.script(
+        path,
+        {"headers": [SWR, ETAG], "stamped_size": SIZE},
+        {"status": 304, "reason": "Not Modified", "headers": [FRESH, ETAG]},
+    )
+    assert split(get_raw(proxy, path))[2] == body
+    wait_on_disk(proxy)
+    entry = entry_file(tmp_path / "c", path)
+    before = entry.stat().st_ino
+    time.sleep(1.6)  # stale now, within stale-while-revalidate
+    status, fields, got = split(get_raw(proxy, path))
+    assert (status, fields["x-cache-status"], got) == (200, "UPDATING", body)
+    wait_for_origin(origin, path, 2)
+    background = origin.requests(path)[1]
+    assert ["If-None-Match", '"big-v1"'] in [list(h) for h in background["headers"]]
+    assert ["X-Request-ID", fields["x-request-id"]] not in [
+        list(h) for h in background["headers"]
+    ]  # the proxy's own request, with its own id
+    deadline = time.monotonic() + 30
+    while not entry.exists() or entry.stat().st_ino == before:  # rewritten with the new head
+        assert time.monotonic() < deadline, "the refreshed head never reached the disk"
+        time.sleep(0.05)
+    status, hit, got = split(get_raw(proxy, path))
+    assert (status, hit["x-cache-status"], got) == (200, "HIT", body)
+    assert origin.count(path) == 2
+    record = record_of(proxy, fields)
+    assert (record["bytes"], record["status"]) == (SIZE, 200)
+
+
+def test_a_changed_large_object_found_in_the_background_is_fetched_by_the_next_request(
+    proxy: Proxy, origin: Origin, path: str, body: bytes
+) -> None:
+    """A full answer to the background revalidation replaces the entry (RFC 9111 §4.3.3): its
+    body is not downloaded for nobody; the entry is dropped and the next request fetches it."""
+    origin.script(
+        path,
+        {"headers": [SWR, ETAG], "stamped_size": SIZE},
+        {"headers": [FRESH, ["ETag", '"big-v2"']], "body": "replaced"},
+        {"headers": [FRESH, ["ETag", '"big-v2"']], "body": "replaced"},
+    )
+    assert split(get_raw(proxy, path))[2] == body
+    wait_on_disk(proxy)
+    time.sleep(1.6)
+    status, fields, got = split(get_raw(proxy, path))
+    assert (status, fields["x-cache-status"], got) == (200, "UPDATING", body)
+    wait_for_origin(origin, path, 2)
+    deadline = time.monotonic() + 30
+    while True:
+        status, fields, got = split(get_raw(proxy, path))
+        if got == b"replaced":
+            break
+        assert got == body and fields["x-cache-status"] == "UPDATING"
+        assert time.monotonic() < deadline, "the changed object was never fetched"
+        time.sleep(0.05)
+    assert (status, fields["x-cache-status"]) == (200, "MISS")
+    assert origin.count(path) == 3
+
+
+def test_a_failed_background_revalidation_keeps_the_stale_large_entry_rfc5861_s3(
+    proxy: Proxy, origin: Origin, path: str, body: bytes
+) -> None:
+    origin.script(
+        path,
+        {"headers": [SWR, ETAG], "stamped_size": SIZE},
+        {"status": 500, "body": "down"},
+        {"status": 304, "reason": "Not Modified", "headers": [FRESH, ETAG]},
+    )
+    assert split(get_raw(proxy, path))[2] == body
+    wait_on_disk(proxy)
+    time.sleep(1.6)
+    assert split(get_raw(proxy, path))[1]["x-cache-status"] == "UPDATING"
+    wait_for_origin(origin, path, 2)  # answered 500: the stale entry stays
+    deadline = time.monotonic() + 30
+    while True:  # a later stale hit tries again, and its 304 makes the entry fresh
+        status, fields, got = split(get_raw(proxy, path))
+        assert (status, got) == (200, body)
+        if fields["x-cache-status"] == "HIT":
+            break
+        assert fields["x-cache-status"] == "UPDATING"
+        assert time.monotonic() < deadline, "never revalidated again"
+        time.sleep(0.1)
+    assert origin.count(path) == 3
