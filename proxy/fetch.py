@@ -234,10 +234,44 @@ class OriginPath:
                 await self._served_stale(conn, ex, fetch, response.status, "stale-if-error")
                 return
         if fetch.large is not None and stored is not None and response.status < 500:
-            # A full response replaces the stored one (RFC 9111 §4.3.3); this request does not
-            # store it (no fill to spill it through): the next one misses, collapses, stores.
+            # A full response replaces the stored one (RFC 9111 §4.3.3).
             self.h.store.invalidate(ex.key)
+            if self._may_fill_with(ex, fetch, response):
+                await self._relay_as_fill(conn, ex, fetch, response, timing)
+                return
         await self._relay_response(conn, ex, fetch, response, timing)
+
+    def _may_fill_with(self, ex: Exchange, fetch: Fetch, response: OriginResponse) -> bool:
+        """Can a revalidation's full 200 be stored as a miss's would (a fill that spills to a
+        file and lands on disk, joinable meanwhile)? For a plain GET nobody else is filling;
+        ranged and conditional clients keep their own paths (the next miss stores it)."""
+        return (
+            response.status == 200
+            and fetch.fill is None
+            and ex.method == "GET"
+            and not ex.ranged
+            and not ex.conditional
+            and self.h.fills.get(ex.key) is None
+        )
+
+    async def _relay_as_fill(
+        self,
+        conn: Connection,
+        ex: Exchange,
+        fetch: Fetch,
+        response: OriginResponse,
+        timing: _Timing,
+    ) -> None:
+        """A large entry's revalidation answered in full: relayed through a fill of its own,
+        so the new body is stored now (on disk, from its spill file) instead of by the next
+        miss, which would download the object a second time; later requests join it."""
+        fill = self.h.fills.start(ex.key)
+        try:
+            as_miss = replace(fetch, stored=None, large=None, fill=fill)  # the old entry is gone
+            await self._relay_response(conn, ex, as_miss, response, timing)
+        finally:
+            if not fill.detached:
+                self._end_fill(ex.key, fill)
 
     def _refreshed(
         self,

@@ -553,3 +553,33 @@ def test_a_failed_background_revalidation_keeps_the_stale_large_entry_rfc5861_s3
         assert time.monotonic() < deadline, "never revalidated again"
         time.sleep(0.1)
     assert origin.count(path) == 3
+
+
+def test_a_large_full_answer_to_a_revalidation_is_stored_at_once_rfc9111_s4_3_3(
+    proxy: Proxy, origin: Origin, path: str, body: bytes
+) -> None:
+    """The new large body is stored from the revalidation's own answer (its fill spills and
+    lands on disk), not downloaded a second time by the next request."""
+    short = ["Cache-Control", "max-age=1"]
+    new_size = SIZE + 1
+    new_body = stamped_body(new_size)
+    origin.script(
+        path,
+        {"headers": [short, ETAG], "stamped_size": SIZE},
+        {"headers": [FRESH, ["ETag", '"big-v2"']], "stamped_size": new_size},
+    )
+    assert split(get_raw(proxy, path))[2] == body
+    wait_on_disk(proxy)
+    time.sleep(1.6)
+    status, fields, got = split(get_raw(proxy, path))
+    assert (status, got) == (200, new_body)
+    assert fields["x-cache-status"] == "EXPIRED"
+    deadline = time.monotonic() + 30
+    while True:
+        status, fields, got = split(get_raw(proxy, path))
+        assert (status, got) == (200, new_body)  # the old body is never served again
+        if fields["x-cache-status"] == "HIT":
+            break
+        assert time.monotonic() < deadline, "the new body never became a hit"
+        time.sleep(0.05)
+    assert origin.count(path) == 2
