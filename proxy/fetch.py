@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from proxy.cache.admission import (
+    is_freshened_by_head,
     is_refreshable_by,
     make_stored_response,
     refresh_stored_response,
@@ -209,6 +210,11 @@ class OriginPath:
         timing: _Timing,
     ) -> None:
         stored = fetch.stored
+        if stored is not None and ex.method == "HEAD" and response.status == 200:
+            self._update_from_head(ex, fetch, stored, response, timing)
+            passed = replace(fetch, stored=None, large=None)  # the HEAD's own answer, as is
+            await self._relay_response(conn, ex, passed, response, timing)
+            return
         if fetch.background and fetch.large is not None and stored is not None:
             self._refresh_large_quietly(ex, stored, fetch.large, response, timing)
             return
@@ -326,6 +332,36 @@ class OriginPath:
         await self.h.disk_path.serve_large(
             conn, ex, entry, refreshed, outcome, time.time(), fwd_status=304
         )
+
+    def _update_from_head(
+        self,
+        ex: Exchange,
+        fetch: Fetch,
+        stored: StoredResponse,
+        response: OriginResponse,
+        timing: _Timing,
+    ) -> None:
+        """RFC 9111 §4.3.5: a 200 to a HEAD updates the stored GET response the request could
+        have been answered from (its fields, as a 304's would, §3.2), or, when the HEAD shows
+        another representation, makes it stale: a memory entry is marked stale (still there
+        for stale-if-error), a large disk entry is dropped."""
+        large = fetch.large
+        length = large.body_of(stored)[1] if large is not None else len(stored.body)
+        if not is_freshened_by_head(stored, response.headers, length):
+            if large is None:
+                stored.stale_marked = True
+            else:
+                self.h.store.invalidate(ex.key)
+            return
+        refreshed, kept = self._refreshed(
+            ex, stored, response, timing, body_length=length if large is not None else None
+        )
+        if not kept:
+            return
+        if large is not None:
+            self.h.store.refresh_large(ex.key, large, stored, refreshed)
+        else:
+            self.h.store.replace(ex.key, stored, refreshed)
 
     def _refresh_large_quietly(
         self,

@@ -102,6 +102,28 @@ def is_refreshable_by(stored: StoredResponse, update_headers: Headers) -> bool:
     return stored.etag is not None and etags[0].strip() == stored.etag
 
 
+def is_freshened_by_head(stored: StoredResponse, head_headers: Headers, body_length: int) -> bool:
+    """RFC 9111 §4.3.5: does a 200 to a HEAD update this stored GET response (True), or make it
+    stale (False)? It updates when every validator the HEAD response carries matches the
+    stored one (the same entity-tag; the same Last-Modified instant) and its Content-Length,
+    if it has one, is the stored body's length. A validator the stored response lacks is a
+    mismatch; an unparsable one too (nothing says the representation is the same)."""
+    etags = get_values(head_headers, "etag")
+    if etags and (stored.etag is None or etags[0].strip() != stored.etag):
+        return False
+    modified = get_values(head_headers, "last-modified")
+    if modified:
+        received = parse_http_date(modified[0])
+        if received is None or stored.last_modified is None or received != stored.last_modified:
+            return False
+    lengths = get_values(head_headers, "content-length")
+    if lengths:
+        value = lengths[0].strip()
+        if not value.isdigit() or int(value) != body_length:
+            return False
+    return True
+
+
 def _derive(
     status: int,
     reason: str,

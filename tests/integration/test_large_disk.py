@@ -583,3 +583,29 @@ def test_a_large_full_answer_to_a_revalidation_is_stored_at_once_rfc9111_s4_3_3(
         assert time.monotonic() < deadline, "the new body never became a hit"
         time.sleep(0.05)
     assert origin.count(path) == 2
+
+
+def test_a_head_200_freshens_the_large_entry_on_disk_rfc9111_s4_3_5(
+    proxy: Proxy, origin: Origin, tmp_path: Path, path: str, body: bytes
+) -> None:
+    short = ["Cache-Control", "max-age=1"]
+    origin.script(
+        path,
+        {"headers": [short, ETAG], "stamped_size": SIZE},
+        {"headers": [FRESH, ETAG], "stamped_size": SIZE},
+    )
+    assert split(get_raw(proxy, path))[2] == body
+    wait_on_disk(proxy)
+    entry = entry_file(tmp_path / "c", path)
+    before = entry.stat().st_ino
+    time.sleep(1.6)
+    status, _, got = split(get_raw(proxy, path, method="HEAD"))
+    assert (status, got) == (200, b"")
+    assert origin.requests(path)[1]["method"] == "HEAD"
+    deadline = time.monotonic() + 30
+    while not entry.exists() or entry.stat().st_ino == before:  # rewritten with the new head
+        assert time.monotonic() < deadline, "the freshened head never reached the disk"
+        time.sleep(0.05)
+    status, fields, got = split(get_raw(proxy, path))
+    assert (status, fields["x-cache-status"], got) == (200, "HIT", body)
+    assert origin.count(path) == 2

@@ -3,7 +3,11 @@ RFC 9213 §2.1."""
 
 from __future__ import annotations
 
-from proxy.cache.admission import is_refreshable_by, refresh_stored_response
+from proxy.cache.admission import (
+    is_freshened_by_head,
+    is_refreshable_by,
+    refresh_stored_response,
+)
 from proxy.cache.entry import StoredResponse
 from proxy.http.fields import Headers, get_values
 from tests.unit.cache_builders import POLICY, T0, http_date, stored_response
@@ -202,3 +206,39 @@ def test_expires_ignored_when_targeted_field_applies_rfc9213_s2_2() -> None:
 def test_expires_used_when_targeted_field_invalid_rfc9213_s2_2() -> None:
     stored = stored_response([("CDN-Cache-Control", "public="), ("Expires", http_date(T0 + 600))])
     assert stored.freshness_lifetime_s == 600
+
+
+# ---- freshening with HEAD (§4.3.5) ----
+
+
+def test_head_with_the_same_validators_and_length_updates_rfc9111_s4_3_5() -> None:
+    stored = stored_response([("ETag", '"v1"'), ("Last-Modified", http_date(T0 - 60))], body=b"abc")
+    head = [("ETag", '"v1"'), ("Last-Modified", http_date(T0 - 60)), ("Content-Length", "3")]
+    assert is_freshened_by_head(stored, head, 3)
+
+
+def test_head_without_validators_or_length_updates_rfc9111_s4_3_5() -> None:
+    """Only the validators it received are compared; with none, nothing says it changed."""
+    assert is_freshened_by_head(original(), [("Cache-Control", "max-age=1000")], 5)
+
+
+def test_head_with_another_etag_makes_it_stale_rfc9111_s4_3_5() -> None:
+    assert not is_freshened_by_head(original(), [("ETag", '"v2"')], 5)
+
+
+def test_head_with_an_etag_the_stored_response_lacks_makes_it_stale_rfc9111_s4_3_5() -> None:
+    stored = stored_response([("Cache-Control", "max-age=60")])
+    assert not is_freshened_by_head(stored, [("ETag", '"v1"')], len(stored.body))
+
+
+def test_head_with_another_last_modified_makes_it_stale_rfc9111_s4_3_5() -> None:
+    stored = stored_response([("Last-Modified", http_date(T0 - 60))])
+    length = len(stored.body)
+    assert not is_freshened_by_head(stored, [("Last-Modified", http_date(T0 - 30))], length)
+    assert not is_freshened_by_head(stored, [("Last-Modified", "yesterday")], length)
+
+
+def test_head_with_another_content_length_makes_it_stale_rfc9111_s4_3_5() -> None:
+    stored = stored_response([("ETag", '"v1"')], body=b"abc")
+    assert not is_freshened_by_head(stored, [("ETag", '"v1"'), ("Content-Length", "4")], 3)
+    assert not is_freshened_by_head(stored, [("ETag", '"v1"'), ("Content-Length", "x")], 3)
