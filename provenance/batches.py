@@ -408,6 +408,8 @@ class _CanonicalRecord(msgspec.Struct, gc=False):
     use: str
 
 
+if _CanonicalRecord.__struct_fields__ != RecordFields._fields:  # astuple below relies on it
+    raise ImportError("_CanonicalRecord's fields must be RecordFields', in order")
 _decode_records = msgspec.json.Decoder(list[_CanonicalRecord]).decode
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import Origin, start_proxy
+from tests.integration.test_background_revalidation import STALE_SWR
 from tests.integration.test_records_process import (
     metric,
     sealed_request_ids,
@@ -18,14 +19,6 @@ from tests.integration.test_records_process import (
 
 pytestmark = pytest.mark.integration
 WAIT_S = 20.0
-STALE_SWR = {
-    "headers": [
-        ["Cache-Control", "max-age=1, stale-while-revalidate=600"],
-        ["Age", "100"],
-        ["ETag", '"v1"'],
-    ],
-    "body": "stale body",
-}
 NOT_MODIFIED = {
     "status": 304,
     "reason": "Not Modified",

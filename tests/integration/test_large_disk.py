@@ -101,6 +101,14 @@ def entry_file(cache_dir: Path, path: str) -> Path:
     return cache_dir / "objects" / name[0] / name[1:3] / name
 
 
+def wait_rewritten(entry: Path, before: int, failure: str) -> None:
+    """Until the entry's file is replaced (a new inode: rewritten with a new head)."""
+    deadline = time.monotonic() + 30
+    while not entry.exists() or entry.stat().st_ino == before:
+        assert time.monotonic() < deadline, failure
+        time.sleep(0.05)
+
+
 def fill_and_store(proxy: Proxy, origin: Origin, path: str, body: bytes) -> None:
     origin.script(path, {"headers": [FRESH, ETAG], "stamped_size": SIZE})
     status, fields, got = split(get_raw(proxy, path))
@@ -377,10 +385,7 @@ def test_an_expired_large_entry_is_revalidated_and_refreshed_on_disk_rfc9111_s4_
     sent = origin.requests(path)
     assert len(sent) == 2
     assert ["If-None-Match", '"big-v1"'] in [list(h) for h in sent[1]["headers"]]
-    deadline = time.monotonic() + 30
-    while not entry.exists() or entry.stat().st_ino == before:  # rewritten with the new head
-        assert time.monotonic() < deadline, "the refreshed head never reached the disk"
-        time.sleep(0.05)
+    wait_rewritten(entry, before, "the refreshed head never reached the disk")
     status, fields, got = split(get_raw(proxy, path))
     assert (status, fields["x-cache-status"], got) == (200, "HIT", body)  # fresh again
     assert origin.count(path) == 2
@@ -489,10 +494,7 @@ def test_stale_while_revalidate_streams_the_large_entry_and_refreshes_it_behind_
     assert ["X-Request-ID", fields["x-request-id"]] not in [
         list(h) for h in background["headers"]
     ]  # the proxy's own request, with its own id
-    deadline = time.monotonic() + 30
-    while not entry.exists() or entry.stat().st_ino == before:  # rewritten with the new head
-        assert time.monotonic() < deadline, "the refreshed head never reached the disk"
-        time.sleep(0.05)
+    wait_rewritten(entry, before, "the refreshed head never reached the disk")
     status, hit, got = split(get_raw(proxy, path))
     assert (status, hit["x-cache-status"], got) == (200, "HIT", body)
     assert origin.count(path) == 2
@@ -602,10 +604,7 @@ def test_a_head_200_freshens_the_large_entry_on_disk_rfc9111_s4_3_5(
     status, _, got = split(get_raw(proxy, path, method="HEAD"))
     assert (status, got) == (200, b"")
     assert origin.requests(path)[1]["method"] == "HEAD"
-    deadline = time.monotonic() + 30
-    while not entry.exists() or entry.stat().st_ino == before:  # rewritten with the new head
-        assert time.monotonic() < deadline, "the freshened head never reached the disk"
-        time.sleep(0.05)
+    wait_rewritten(entry, before, "the freshened head never reached the disk")
     status, fields, got = split(get_raw(proxy, path))
     assert (status, fields["x-cache-status"], got) == (200, "HIT", body)
     assert origin.count(path) == 2
