@@ -211,8 +211,16 @@ class OriginPath:
     ) -> None:
         stored = fetch.stored
         if stored is not None and ex.method == "HEAD" and response.status == 200:
-            self._update_from_head(ex, fetch, stored, response, timing)
-            passed = replace(fetch, stored=None, large=None)  # the HEAD's own answer, as is
+            refreshed = self._update_from_head(ex, fetch, stored, response, timing)
+            if refreshed is not None:
+                # Answered from the updated entry, as after a 304: fields the HEAD did not send
+                # are the stored response's (§3.2), and its Content-Length is the stored body's.
+                tier = "disk" if fetch.large is not None else "memory"
+                self.h.write_stored(
+                    conn, ex, refreshed, _revalidated(fetch), time.time(), fwd_status=200, tier=tier
+                )
+                return
+            passed = replace(fetch, stored=None, large=None)  # another representation: as is
             await self._relay_response(conn, ex, passed, response, timing)
             return
         if fetch.background and fetch.large is not None and stored is not None:
@@ -340,11 +348,12 @@ class OriginPath:
         stored: StoredResponse,
         response: OriginResponse,
         timing: _Timing,
-    ) -> None:
+    ) -> StoredResponse | None:
         """RFC 9111 §4.3.5: a 200 to a HEAD updates the stored GET response the request could
-        have been answered from (its fields, as a 304's would, §3.2), or, when the HEAD shows
-        another representation, makes it stale: a memory entry is marked stale (still there
-        for stale-if-error), a large disk entry is dropped."""
+        have been answered from (its fields, as a 304's would, §3.2): the updated response,
+        kept unless a hard purge ran meanwhile. None when the HEAD shows another
+        representation, which makes the stored one stale: a memory entry is marked stale
+        (still there for stale-if-error), a large disk entry is dropped."""
         large = fetch.large
         length = large.body_of(stored)[1] if large is not None else len(stored.body)
         if not is_freshened_by_head(stored, response.headers, length):
@@ -352,16 +361,15 @@ class OriginPath:
                 stored.stale_marked = True
             else:
                 self.h.store.invalidate(ex.key)
-            return
+            return None
         refreshed, kept = self._refreshed(
             ex, stored, response, timing, body_length=length if large is not None else None
         )
-        if not kept:
-            return
-        if large is not None:
+        if kept and large is not None:
             self.h.store.refresh_large(ex.key, large, stored, refreshed)
-        else:
+        elif kept:
             self.h.store.replace(ex.key, stored, refreshed)
+        return refreshed
 
     def _refresh_large_quietly(
         self,

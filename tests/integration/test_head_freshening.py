@@ -8,7 +8,12 @@ import time
 from tests.integration.conftest import Origin, Proxy
 
 STALE = {
-    "headers": [["Cache-Control", "max-age=1"], ["ETag", '"v1"'], ["Template-A", "1"]],
+    "headers": [
+        ["Cache-Control", "max-age=1"],
+        ["ETag", '"v1"'],
+        ["Template-A", "1"],
+        ["Template-B", "kept"],
+    ],
     "body": "stored body",
 }
 
@@ -32,8 +37,13 @@ def test_a_head_200_with_the_same_validator_freshens_the_stored_get_rfc9111_s4_3
     become_stale(proxy, path)
     head = proxy.request("HEAD", path)
     assert head.status == 200
-    assert head.header("Template-A") == "2"  # the HEAD's own answer, passed through
     assert origin.requests(path)[1]["method"] == "HEAD"
+    # Answered from the updated entry (§3.2): the HEAD's fields replace the stored ones, the
+    # stored ones it did not send are kept, and the length is the stored body's.
+    assert head.header("Template-A") == "2"
+    assert head.header("Template-B") == "kept"
+    assert head.header("Content-Length") == str(len(b"stored body"))
+    assert head.body == b""
     hit = proxy.get(path)
     assert (hit.status, hit.body) == (200, b"stored body")
     assert hit.header("X-Cache-Status") == "HIT"  # fresh again, from the HEAD's max-age
