@@ -45,7 +45,7 @@ ZERO_HASH_HEX = "0" * 64  # prev of the first batch (seq 0) of an edge
 MAX_BATCH_RECORDS = 100_000
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _HEX8 = re.compile(r"[0-9a-f]{8}")
-_SIGNATURE_TAIL = re.compile(r'\],"signature":"([A-Za-z0-9+/=]{1,100})"\}')
+_SIGNATURE_TAIL = re.compile(rb'\],"signature":"([A-Za-z0-9+/=]{1,100})"\}')
 _HEADER_FIELDS = ("edge", "key_id", "seq", "prev", "count", "root", "first_ts", "last_ts")
 
 
@@ -345,7 +345,7 @@ def parse_canonical_batch_fast(data: bytes) -> CanonicalBatch | None:
         return None
     # The signature's base64 holds no "]", so a valid tail starts at the last '],"signature":"'.
     end = data.rfind(b'],"signature":"')
-    tail = _SIGNATURE_TAIL_BYTES.fullmatch(data, end) if end > split + 13 else None
+    tail = _SIGNATURE_TAIL.fullmatch(data, end) if end > split + 13 else None
     if tail is None:
         return None
     records = _canonical_records(data, split + 12, end + 1)
@@ -369,7 +369,6 @@ def _canonical_header(data: bytes) -> BatchHeader | None:
     return header if header_canonical_bytes(header) == data else None
 
 
-_SIGNATURE_TAIL_BYTES = re.compile(_SIGNATURE_TAIL.pattern.encode("ascii"))
 # The records array as one match of canonical records (non-capturing: the fields come from
 # msgspec, and sre is faster without groups). The repetition is possessive: a record's match is
 # unique where it starts, so nothing is lost, and sre keeps no backtracking state per record.

@@ -231,9 +231,7 @@ class OriginPath:
             return
         if stored is not None and response.status == 304:
             if is_refreshable_by(stored, response.headers):
-                refreshed, kept = self._refreshed(ex, stored, response, timing)
-                if kept:
-                    self.h.store.replace(ex.key, stored, refreshed)
+                refreshed = self._apply_refresh(ex, stored, None, response, timing)
                 self.h.write_stored(
                     conn, ex, refreshed, _revalidated(fetch), time.time(), fwd_status=304
                 )
@@ -287,16 +285,18 @@ class OriginPath:
             if not fill.detached:
                 self._end_fill(ex.key, fill)
 
-    def _refreshed(
+    def _apply_refresh(
         self,
         ex: Exchange,
         stored: StoredResponse,
+        large: LargeEntry | None,
         response: OriginResponse,
         timing: _Timing,
-        body_length: int | None = None,
-    ) -> tuple[StoredResponse, bool]:
-        """``stored`` refreshed by a 304 (RFC 9111 §4.3.4), attributed as it was, and whether
-        to keep it: not if a hard purge ran while it revalidated (a hard purge removed the
+    ) -> StoredResponse:
+        """``stored`` refreshed by a 304 or a matching HEAD (RFC 9111 §4.3.4, §4.3.5, §3.2),
+        attributed as it was, and put in place of the stored one: in memory, or rewritten on
+        disk for a ``large`` entry (whose stored body is empty: its length comes from the
+        entry). Not put back if a hard purge ran while it revalidated (the purge removed the
         entry: nothing to refresh); a soft one marks it stale (still to revalidate)."""
         refreshed = refresh_stored_response(
             stored,
@@ -305,14 +305,20 @@ class OriginPath:
             timing.response_time,
             self.settings.admission,
         )
-        if body_length is not None:  # a large entry's stored body is empty: say its length
-            refreshed = _with_body_length(refreshed, body_length)
+        if large is not None:
+            refreshed = _with_body_length(refreshed, large.body_of(stored)[1])
         refreshed = with_attribution(refreshed, stored.attribution)
         refreshed.head_bytes = strip_surrogate_fields(refreshed.head_bytes)
         purged = self.h.store.recent_purges.verdict(ex.key, refreshed)
         if purged == "soft":
             refreshed.stale_marked = True
-        return refreshed, purged != "hard"
+        if purged == "hard":
+            return refreshed
+        if large is not None:
+            self.h.store.refresh_large(ex.key, large, stored, refreshed)
+        else:
+            self.h.store.replace(ex.key, stored, refreshed)
+        return refreshed
 
     async def _refresh_large(
         self,
@@ -330,11 +336,7 @@ class OriginPath:
         if not is_refreshable_by(stored, response.headers):
             await self._forward(conn, ex, Fetch(fetch.outcome, None, fetch.store))
             return
-        refreshed, kept = self._refreshed(
-            ex, stored, response, timing, body_length=large.body_of(stored)[1]
-        )
-        if kept:
-            self.h.store.refresh_large(ex.key, large, stored, refreshed)
+        refreshed = self._apply_refresh(ex, stored, large, response, timing)
         outcome = _revalidated(fetch)
         entry = large.with_variants(tuple(refreshed if v is stored else v for v in large.variants))
         await self.h.disk_path.serve_large(
@@ -362,14 +364,7 @@ class OriginPath:
             else:
                 self.h.store.invalidate(ex.key)
             return None
-        refreshed, kept = self._refreshed(
-            ex, stored, response, timing, body_length=length if large is not None else None
-        )
-        if kept and large is not None:
-            self.h.store.refresh_large(ex.key, large, stored, refreshed)
-        elif kept:
-            self.h.store.replace(ex.key, stored, refreshed)
-        return refreshed
+        return self._apply_refresh(ex, stored, large, response, timing)
 
     def _refresh_large_quietly(
         self,
@@ -385,11 +380,7 @@ class OriginPath:
         request fetches and stores it; an error keeps the stale entry (tried again by a later
         stale hit)."""
         if response.status == 304 and is_refreshable_by(stored, response.headers):
-            refreshed, kept = self._refreshed(
-                ex, stored, response, timing, body_length=large.body_of(stored)[1]
-            )
-            if kept:
-                self.h.store.refresh_large(ex.key, large, stored, refreshed)
+            self._apply_refresh(ex, stored, large, response, timing)
             return
         if response.status < 500:
             self.h.store.invalidate(ex.key)
