@@ -19,6 +19,9 @@ _MANIFEST_COLUMNS = (
     "manifest_id, creator, key_id, lineage, version, supersedes, signed_json, published_at,"
     " superseded_at, revoked_at, effective_at, revoke_reason"
 )
+# "Since" queries over records first narrow to the batches that may hold records at or after the
+# moment (a record's ts is never past its batch's last_ts: batches_by_last_ts), then read their
+# records through records_by_batch; records have no ts index (migration 7).
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +68,9 @@ class CoordinatorQueries:
         rows = await self._all(
             "SELECT substr(ts, 1, 13), COUNT(*), SUM(CASE WHEN cache = 'hit' THEN 1 ELSE 0 END),"
             " SUM(bytes), SUM(origin_bytes) FROM records WHERE ts >= ?"
+            " AND batch_id IN (SELECT batch_id FROM batches WHERE last_ts >= ?)"
             " GROUP BY substr(ts, 1, 13) ORDER BY 1",
-            (since,),
+            (since, since),
         )
         return [HourTraffic(str(r[0]), *(int(v or 0) for v in r[1:])) for r in rows]
 
@@ -74,9 +78,10 @@ class CoordinatorQueries:
         """Store.top_creators: the creators with the most requests since ``since``."""
         rows = await self._all(
             "SELECT creator, COUNT(*), SUM(bytes) FROM records"
-            " WHERE creator IS NOT NULL AND ts >= ? GROUP BY creator"
-            " ORDER BY COUNT(*) DESC, creator LIMIT ?",
-            (since, limit),
+            " WHERE creator IS NOT NULL AND ts >= ?"
+            " AND batch_id IN (SELECT batch_id FROM batches WHERE last_ts >= ?)"
+            " GROUP BY creator ORDER BY COUNT(*) DESC, creator LIMIT ?",
+            (since, since, limit),
         )
         return [TopCreator(str(c), int(n), int(b or 0)) for c, n, b in rows]
 

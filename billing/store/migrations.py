@@ -114,6 +114,15 @@ _V3 = (
     "CREATE INDEX admin_audit_by_time ON admin_audit (at, audit_id)",
 )
 
+# Ingest writes three B-trees per record instead of four: the records' ts index served only the
+# admin UI's "since" sums, which now narrow to the batches whose last record is that recent
+# (a record is never later than its batch's last_ts) and read them through records_by_batch.
+# Measured: ~0.4 µs less CPU per record stored (docs/design/coordinator.md, Performance).
+_V7 = (
+    "DROP INDEX records_by_ts",
+    "CREATE INDEX batches_by_last_ts ON batches (last_ts)",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "edges, ingest and the Merkle log", _V1),
     Migration(2, "manifest registry: creators, manifests, change feed", _V2),
@@ -121,4 +130,5 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "billing ledger: usage, periods, statements, pricing", LEDGER_STATEMENTS),
     Migration(5, "edge counters: records a full spool dropped", LEDGER_V5),
     Migration(6, "statements as leaves of the global log", LEDGER_V6),
+    Migration(7, "records: no ts index; batches by last ts", _V7),
 )

@@ -55,6 +55,13 @@ WRITER_CACHE_KIB = 64 * 1024
 # back to WAL_LIMIT_BYTES after a checkpoint if a big group made it grow past that.
 WAL_AUTOCHECKPOINT_PAGES = 8192
 WAL_LIMIT_BYTES = 64 * 1024 * 1024
+# Page size of a database this store creates (an existing one keeps its own). A batch row holds
+# its records' JSON, ~440 KB per 1,000 records: at SQLite's default 4 KiB that is a chain of
+# ~110 overflow pages, and every B-tree page split and WAL frame costs per page. Measured
+# (bench/ingest.py's batches, 16 KiB against 4 KiB, each in a fresh process): ~1 µs less CPU
+# per record stored (5.2 -> 4.2 µs), a fifth of the store's share of ingest. Reads of one row
+# (a receipt, a key) read 16 KiB instead of 4, which the page cache absorbs.
+NEW_DATABASE_PAGE_BYTES = 16 * 1024
 _PLACE_BATCH = "UPDATE batches SET log_index = ? WHERE batch_id = ? AND log_index IS NULL"
 _PLACE_STATEMENT = (
     "UPDATE statements SET log_index = ? WHERE period_id = ? AND creator = ? AND sha256 = ?"
@@ -90,6 +97,8 @@ class SqliteStore(SqliteIngestMixin, SqliteRegistryMixin):
         if synchronous not in SYNCHRONOUS_MODES:
             raise ValueError(f"synchronous must be one of {SYNCHRONOUS_MODES}")
         writer = await aiosqlite.connect(path, isolation_level=None)
+        # before WAL mode: the first write of an empty file fixes its page size
+        await writer.execute(f"PRAGMA page_size={NEW_DATABASE_PAGE_BYTES}")
         await writer.execute("PRAGMA journal_mode=WAL")
         await writer.execute(f"PRAGMA synchronous={synchronous}")
         await writer.execute("PRAGMA busy_timeout=5000")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from admin.store import ADMIN, CREATOR, AdminStore, AuditEntry, UiUser
 from billing.config import CoordinatorConfig
 from billing.service import open_store
 from billing.store.sqlite import SqliteStore
+from provenance.records import format_timestamp
 from tests.component.admin.conftest import UI
 from tests.component.billing.fleet import coordinator_config as make_config
 
@@ -249,3 +251,19 @@ async def test_dashboard_queries_read_the_coordinators_traffic(ui: UI) -> None:
     assert [m.manifest_id for m in await queries.lineage_versions(alice[0].lineage)] == [
         m.manifest_id for m in alice
     ]
+
+
+async def test_dashboard_since_cuts_inside_a_batch(ui: UI) -> None:
+    """Records have no ts index (migration 7): the "since" sums narrow to batches by their last
+    record's ts, then filter records by their own. A moment inside the first seeded batch
+    (records 1-3, the second holds 4-7) counts the records from it on, not the whole batch."""
+    queries: CoordinatorQueries = ui.ctx.queries
+    edge = ui.seeded.edge
+    second_record = edge.epoch - timedelta(seconds=60) + timedelta(milliseconds=2)
+    since = format_timestamp(second_record)
+    assert sum(t.requests for t in await queries.traffic_by_hour(since)) == 6
+    top = [(c.creator, c.requests) for c in await queries.top_creators(since, 10)]
+    assert top == [("bob", 1)]  # alice's record is the batch's first, before the moment
+    after_all = format_timestamp(second_record + timedelta(seconds=1))
+    assert await queries.traffic_by_hour(after_all) == []
+    assert await queries.top_creators(after_all, 10) == []

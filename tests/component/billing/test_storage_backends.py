@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -124,3 +125,31 @@ async def test_a_read_after_a_write_sees_it_under_concurrent_reads(
         stop.set()
         await asyncio.gather(*readers)
         await store.close()
+
+
+async def _page_size(store: SqliteStore) -> int:
+    rows = await store._all("PRAGMA page_size")
+    return int(rows[0][0])
+
+
+async def test_a_new_sqlite_database_has_16_kib_pages_and_an_old_one_keeps_its_own(
+    tmp_path: Path,
+) -> None:
+    """New databases get 16 KiB pages (less CPU per stored batch, billing/store/sqlite.py);
+    SQLite fixes a file's page size at its first write, so a database made with SQLite's
+    default 4 KiB pages opens, migrates and serves as before."""
+    fresh = await SqliteStore.open(tmp_path / "fresh.db")
+    try:
+        assert await _page_size(fresh) == 16 * 1024
+    finally:
+        await fresh.close()
+    old_path = tmp_path / "old.db"
+    with sqlite3.connect(old_path) as old:
+        old.execute("PRAGMA page_size=4096")
+        old.execute("CREATE TABLE before_cachet (x INTEGER)")
+    reopened = await SqliteStore.open(old_path)
+    try:
+        assert await _page_size(reopened) == 4096
+        assert await _applied_versions(reopened) == [m.version for m in MIGRATIONS]
+    finally:
+        await reopened.close()
