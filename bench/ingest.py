@@ -1,7 +1,7 @@
 """Coordinator ingest throughput with SQLite (issue 5 target: >= 100k records/s on one core).
 
 Run: .venv/bin/python -m bench.ingest [--batches N] [--batch-size N] [--edges N] [--runs N]
-     [--ids edge|random|sequential] [--synchronous FULL|NORMAL] [--http]
+     [--ids edge|random|sequential] [--synchronous FULL|NORMAL] [--http [--identity]]
 
 Seals N batches of 1,000 records (not timed), then times the coordinator ingesting them: parse,
 key lookup, signature, Merkle root over the records, chain check and the store's transaction
@@ -17,7 +17,9 @@ key lookup, signature, Merkle root over the records, chain check and the store's
   worst case: every insert lands on a random page of the index. ``sequential``
   (``req-<edge>-<seq>-<i>``, what this bench used first) appends and flatters the store.
 - ``--http`` posts through the aiohttp app on 127.0.0.1 instead of calling the Ingestor; the
-  edges' client runs in a process of its own, as edges do.
+  edges' client runs in a process of its own, as edges do, and sends each body gzip-compressed
+  at the forwarder's level (``Content-Encoding: gzip``, compressed before the clock starts), so
+  the coordinator's CPU includes inflating it; ``--identity`` sends the bodies uncompressed.
 - ``--runs N`` repeats the timed part on a fresh database each time (min / median / max).
 
 ``records_per_s`` is wall clock; ``records_per_cpu_s`` divides by the CPU time the process used
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gzip
 import json
 import multiprocessing
 import multiprocessing.queues
@@ -160,7 +163,9 @@ async def settle(coordinator: Coordinator) -> None:
     await asyncio.sleep(0.05)  # let the woken sequencer task finish its (now empty) step
 
 
-async def run_http(chains: list[list[bytes]], data: Path, synchronous: str) -> tuple[float, float]:
+async def run_http(
+    chains: list[list[bytes]], data: Path, synchronous: str, identity: bool = False
+) -> tuple[float, float]:
     """The coordinator's app on 127.0.0.1, posted to by a client in a process of its own, so the
     CPU counted is the coordinator's alone (an edge's HTTP client is not the coordinator's
     cost)."""
@@ -178,7 +183,9 @@ async def run_http(chains: list[list[bytes]], data: Path, synchronous: str) -> t
     url = f"http://127.0.0.1:{port}/v1/batches"
     context = multiprocessing.get_context("spawn")
     to_client, from_client = context.Queue(), context.Queue()
-    client = context.Process(target=post_chains, args=(url, chains, to_client, from_client))
+    client = context.Process(
+        target=post_chains, args=(url, chains, identity, to_client, from_client)
+    )
     client.start()
     try:
         await asyncio.to_thread(from_client.get, True, 600)  # the client is up, with its bodies
@@ -198,14 +205,18 @@ async def run_http(chains: list[list[bytes]], data: Path, synchronous: str) -> t
 def post_chains(
     url: str,
     chains: list[list[bytes]],
+    identity: bool,
     commands: multiprocessing.queues.Queue[str],
     replies: multiprocessing.queues.Queue[str],
 ) -> None:
     """The edges' side (a child process): each chain posted in order, all chains at once."""
+    headers = {} if identity else {"Content-Encoding": "gzip"}
+    if not identity:  # as the forwarder does (proxy/records/forwarder.py), before the clock
+        chains = [[gzip.compress(body, compresslevel=5) for body in bodies] for bodies in chains]
 
     async def post_chain(session: aiohttp.ClientSession, bodies: list[bytes]) -> None:
         for body in bodies:
-            async with session.post(url, data=body) as r:
+            async with session.post(url, data=body, headers=headers) as r:
                 if r.status != 200:
                     raise RuntimeError(f"{r.status}: {await r.text()}")
 
@@ -254,6 +265,7 @@ def main() -> None:
     parser.add_argument("--ids", choices=("edge", "random", "sequential"), default="edge")
     parser.add_argument("--synchronous", choices=("FULL", "NORMAL"), default="FULL")
     parser.add_argument("--http", action="store_true")
+    parser.add_argument("--identity", action="store_true", help="--http bodies uncompressed")
     args = parser.parse_args()
     if args.edges < 1 or args.batches < args.edges:
         parser.error("need --edges >= 1 and at least one batch per edge")
@@ -267,8 +279,11 @@ def main() -> None:
     rates, cpu_rates = [], []
     for _ in range(args.runs):
         with tempfile.TemporaryDirectory(prefix="cachet-bench-ingest-") as folder:
-            run = run_http if args.http else run_direct
-            elapsed, cpu = asyncio.run(run(chains, Path(folder), args.synchronous))
+            if args.http:
+                timed = run_http(chains, Path(folder), args.synchronous, args.identity)
+            else:
+                timed = run_direct(chains, Path(folder), args.synchronous)
+            elapsed, cpu = asyncio.run(timed)
             rates.append(total / elapsed)
             cpu_rates.append(total / cpu)
     report: dict[str, object] = {
@@ -277,7 +292,7 @@ def main() -> None:
         "edges": args.edges,
         "ids": args.ids,
         "synchronous": args.synchronous,
-        "path": "http" if args.http else "ingestor",
+        "path": ("http-identity" if args.identity else "http-gzip") if args.http else "ingestor",
         "records_per_s": round(statistics.median(rates)),
         "records_per_s_min_max": [round(min(rates)), round(max(rates))],
         "records_per_cpu_s": round(statistics.median(cpu_rates)),
