@@ -57,12 +57,12 @@ def _append(db: sqlite3.Connection, state: LogState, count: int, key: SigningKey
     new_state, nodes = integrate(state, leaves)
     db.executemany(
         "INSERT INTO batches (batch_id, edge, seq, header_json, signature, record_count,"
-        " first_ts, last_ts, received_at, records_json, log_index)"
-        " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+        " first_ts, last_ts, received_at, log_index)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?)",
         [
             (leaf.hex(), h.edge, h.seq, header_canonical_bytes(h).decode(),
              base64.b64encode(s).decode(), h.count, h.first_ts, h.last_ts, h.first_ts,
-             "[]", state.size + i)
+             state.size + i)
             for i, ((h, s), leaf) in enumerate(zip(signed, leaves, strict=True))
         ],
     )  # fmt: skip

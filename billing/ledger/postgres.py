@@ -94,8 +94,9 @@ class PostgresLedgerStore(StepReads):
         self, first_index: int, limit: int
     ) -> tuple[list[StepBatch], list[tuple[str, Record]]]:
         rows = await self._all(
-            "SELECT batch_id, log_index, edge, seq, last_ts, records_json FROM batches"
-            " WHERE log_index >= ? AND log_index < ? ORDER BY log_index",
+            "SELECT b.batch_id, b.log_index, b.edge, b.seq, b.last_ts, j.records_json"
+            " FROM batches b JOIN batch_records j ON j.batch_id = b.batch_id"
+            " WHERE b.log_index >= ? AND b.log_index < ? ORDER BY b.log_index",
             (first_index, first_index + limit),
         )
         batches = [

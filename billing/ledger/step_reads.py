@@ -236,8 +236,9 @@ class StepReads:
 
     async def read_batch_copies(self, batch_id: str) -> tuple[StepBatch, list[tuple[str, str]]]:
         rows = await self._all(
-            "SELECT batch_id, log_index, edge, seq, last_ts, records_json FROM batches"
-            " WHERE batch_id = ?",
+            "SELECT b.batch_id, b.log_index, b.edge, b.seq, b.last_ts, j.records_json"
+            " FROM batches b JOIN batch_records j ON j.batch_id = b.batch_id"
+            " WHERE b.batch_id = ?",
             (batch_id,),
         )
         r = rows[0]

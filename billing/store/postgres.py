@@ -85,7 +85,8 @@ _UPSERT_MANY = (
     + ")"
 )
 _SELECT_BATCH = (
-    "SELECT b.batch_id, b.header_json, b.signature, b.log_index, b.records_json FROM batches b"
+    "SELECT b.batch_id, b.header_json, b.signature, b.log_index, j.records_json FROM batches b"
+    " JOIN batch_records j ON j.batch_id = b.batch_id"
 )
 
 
@@ -353,11 +354,15 @@ class PostgresStore(PostgresRegistryMixin):
         signature = base64.b64encode(batch.signature).decode()
         await db.execute(
             "INSERT INTO batches (batch_id, edge, seq, header_json, signature, record_count,"
-            " first_ts, last_ts, received_at, records_json)"
-            " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)",
+            " first_ts, last_ts, received_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)",
             batch.batch_id, h.edge, h.seq, header_json, signature, h.count, h.first_ts,
-            h.last_ts, now, batch.records_json,
+            h.last_ts, now,
         )  # fmt: skip
+        await db.execute(
+            "INSERT INTO batch_records (batch_id, records_json) VALUES ($1, $2)",
+            batch.batch_id,
+            batch.records_json,
+        )
         rows = [_record_row(batch.batch_id, i, r) for i, r in enumerate(batch.records)]
         stored = await self._upsert_records(db, rows)
         if batch.counters is not None:  # the ledger's table, written with its batch
@@ -529,9 +534,9 @@ class PostgresStore(PostgresRegistryMixin):
 
     async def find_record(self, request_id: str) -> RecordLocation | None:
         row = await self._one(
-            "SELECT b.batch_id, b.header_json, b.signature, b.log_index, b.records_json,"
-            " r.record_index FROM records r JOIN batches b"
-            " ON b.batch_id = r.batch_id WHERE r.request_id = ?",
+            "SELECT b.batch_id, b.header_json, b.signature, b.log_index, j.records_json,"
+            " r.record_index FROM records r JOIN batches b ON b.batch_id = r.batch_id"
+            " JOIN batch_records j ON j.batch_id = r.batch_id WHERE r.request_id = ?",
             (request_id,),
         )
         return None if row is None else RecordLocation(_batch_from_row(row[:5]), int(row[5]))

@@ -176,10 +176,14 @@ class SqliteIngestMixin:
         signature = base64.b64encode(batch.signature).decode()
         await db.execute(
             "INSERT INTO batches (batch_id, edge, seq, header_json, signature, record_count,"
-            " first_ts, last_ts, received_at, records_json) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            " first_ts, last_ts, received_at) VALUES (?,?,?,?,?,?,?,?,?)",
             (batch.batch_id, h.edge, h.seq, header_json, signature, h.count, h.first_ts,
-             h.last_ts, now, batch.records_json),
+             h.last_ts, now),
         )  # fmt: skip
+        await db.execute(
+            "INSERT INTO batch_records (batch_id, records_json) VALUES (?, ?)",
+            (batch.batch_id, batch.records_json),
+        )
         rows = _record_rows(batch.batch_id, batch.records)
         cursor = await db.executemany(_UPSERT_RECORD, rows)
         stored = max(cursor.rowcount, 0)

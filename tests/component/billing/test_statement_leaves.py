@@ -299,7 +299,9 @@ async def test_a_database_of_the_previous_schema_appends_its_closed_statements(
         return [BatchLeaf(i) for i in await self.unsequenced_batch_ids(limit)]
 
     with monkeypatch.context() as old:
-        old.setattr(f"{module}.MIGRATIONS", tuple(m for m in MIGRATIONS if m.version < 6))
+        # migration 7 (the ingest layout) is not what this test is about, and today's ingest
+        # writes it: the database lacks only migration 6, as a migration-5 one did
+        old.setattr(f"{module}.MIGRATIONS", tuple(m for m in MIGRATIONS if m.version != 6))
         old.setattr(backend, "unsequenced_leaves", batches_only)
         h = await _harness(config, clock, aiohttp_client)
         clock.now = T0 - timedelta(hours=2)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import secrets
 import sqlite3
 from pathlib import Path
@@ -14,9 +15,9 @@ from billing.ingest.pipeline import records_json_of
 from billing.service import open_store
 from billing.store.base import EdgeKey, IncomingBatch, Outcome
 from billing.store.migrations import MIGRATIONS
-from billing.store.postgres import PostgresStore
+from billing.store.postgres import PostgresStore, pg_sql
 from billing.store.sqlite import SqliteStore
-from provenance.batches import batch_log_leaf_hash
+from provenance.batches import batch_log_leaf_hash, header_canonical_bytes
 from tests.component.billing.fleet import Edge, coordinator_config, signing_key
 
 pytestmark = pytest.mark.asyncio
@@ -153,3 +154,54 @@ async def test_a_new_sqlite_database_has_16_kib_pages_and_an_old_one_keeps_its_o
         assert await _applied_versions(reopened) == [m.version for m in MIGRATIONS]
     finally:
         await reopened.close()
+
+
+async def test_migration_7_moves_each_batchs_records_json_to_its_own_table(
+    store_dsn: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database of migration 6 held the records JSON in the batches row; after migration 7
+    it is in batch_records, and the batch, its receipts' record and the ledger's reads find it
+    as before."""
+    config = coordinator_config(tmp_path, db=store_dsn)
+    module = "billing.store.sqlite" if store_dsn is None else "billing.store.postgres"
+    batch = _incoming(Edge("edge-a", signing_key("edge-a")))
+    h = batch.header
+    with monkeypatch.context() as old:
+        old.setattr(f"{module}.MIGRATIONS", tuple(m for m in MIGRATIONS if m.version < 7))
+        store = await open_store(config)
+        sql = (
+            "INSERT INTO batches (batch_id, edge, seq, header_json, signature, record_count,"
+            " first_ts, last_ts, received_at, records_json) VALUES (?,?,?,?,?,?,?,?,?,?)"
+        )
+        params = (batch.batch_id, h.edge, h.seq, header_canonical_bytes(h).decode(),
+                  base64.b64encode(batch.signature).decode(), h.count, h.first_ts, h.last_ts,
+                  NOW, batch.records_json)  # fmt: skip
+        record = (batch.records[0].request_id, batch.batch_id, h.edge, h.first_ts)
+        try:
+            async with store._transaction() as db:
+                if store_dsn is None:
+                    await db.execute(sql, params)
+                    await db.execute(_OLD_RECORD, record)
+                else:
+                    await db.execute(pg_sql(sql), *params)
+                    await db.execute(pg_sql(_OLD_RECORD), *record)
+        finally:
+            await store.close()
+    store = await open_store(config)
+    try:
+        assert await _applied_versions(store) == [m.version for m in MIGRATIONS]
+        stored = await store.find_batch(batch.batch_id)
+        assert stored is not None and stored.records_json == batch.records_json
+        location = await store.find_record(batch.records[0].request_id)
+        assert location is not None and location.batch.records_json == batch.records_json
+        columns = await store._all("SELECT * FROM batches WHERE batch_id = ?", (batch.batch_id,))
+        assert batch.records_json not in [str(v) for v in columns[0]]  # stored once
+    finally:
+        await store.close()
+
+
+_OLD_RECORD = (
+    "INSERT INTO records (request_id, batch_id, record_index, edge, ts, method, status, cache,"
+    " tier, bytes, origin_bytes, sample_rate, use_kind)"
+    " VALUES (?, ?, 0, ?, ?, 'GET', 200, 'hit', 'memory', 1, 0, '1', 'serve')"
+)
