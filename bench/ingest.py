@@ -19,7 +19,8 @@ key lookup, signature, Merkle root over the records, chain check and the store's
 - ``--http`` posts through the aiohttp app on 127.0.0.1 instead of calling the Ingestor; the
   edges' client runs in a process of its own, as edges do, and sends each body gzip-compressed
   at the forwarder's level (``Content-Encoding: gzip``, compressed before the clock starts), so
-  the coordinator's CPU includes inflating it; ``--identity`` sends the bodies uncompressed.
+  the coordinator's CPU includes inflating it, with the ``X-Cachet-Spool-Lag`` header the
+  forwarder sends; ``--identity`` sends the bodies uncompressed.
 - ``--runs N`` repeats the timed part on a fresh database each time (min / median / max).
 
 ``records_per_s`` is wall clock; ``records_per_cpu_s`` divides by the CPU time the process used
@@ -210,7 +211,10 @@ def post_chains(
     replies: multiprocessing.queues.Queue[str],
 ) -> None:
     """The edges' side (a child process): each chain posted in order, all chains at once."""
-    headers = {} if identity else {"Content-Encoding": "gzip"}
+    # the spool lag header every edge's forwarder sends (proxy/records/forwarder.py)
+    headers = {"X-Cachet-Spool-Lag": "0"}
+    if not identity:
+        headers["Content-Encoding"] = "gzip"
     if not identity:  # as the forwarder does (proxy/records/forwarder.py), before the clock
         chains = [[gzip.compress(body, compresslevel=5) for body in bodies] for bodies in chains]
 

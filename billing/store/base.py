@@ -77,6 +77,9 @@ class IncomingBatch:
     ]  # batch order; the two share the billed fields' names
     records_json: str  # the canonical records as one JSON array, kept for receipts and audit
     counters: BatchCounters | None = None
+    # the edge's spool backlog as it reported it with this batch: written with the batch's own
+    # update of its edge row (one transaction per batch, not two)
+    spool_lag: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -375,8 +375,9 @@ class PostgresStore(PostgresRegistryMixin):
         head_hash = hashlib.sha256(header_json.encode()).hexdigest()
         await db.execute(
             "UPDATE edges SET head_seq = $1, head_hash = $2, last_seen_at = $3,"
-            " batches_accepted = batches_accepted + 1 WHERE edge = $4",
-            h.seq, head_hash, now, h.edge,
+            " spool_lag = COALESCE($4, spool_lag), batches_accepted = batches_accepted + 1"
+            " WHERE edge = $5",
+            h.seq, head_hash, now, batch.spool_lag, h.edge,
         )  # fmt: skip
         return ApplyResult(Outcome.ACCEPTED, stored, len(rows) - stored)
 

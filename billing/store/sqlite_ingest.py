@@ -194,7 +194,8 @@ class SqliteIngestMixin:
         head_hash = hashlib.sha256(header_json.encode()).hexdigest()
         await db.execute(
             "UPDATE edges SET head_seq = ?, head_hash = ?, last_seen_at = ?,"
-            " batches_accepted = batches_accepted + 1 WHERE edge = ?",
-            (h.seq, head_hash, now, h.edge),
+            " spool_lag = COALESCE(?, spool_lag), batches_accepted = batches_accepted + 1"
+            " WHERE edge = ?",
+            (h.seq, head_hash, now, batch.spool_lag, h.edge),
         )
         return ApplyResult(Outcome.ACCEPTED, stored, len(rows) - stored)

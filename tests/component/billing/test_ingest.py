@@ -37,6 +37,19 @@ async def test_valid_batch_is_accepted_stored_and_counted(harness: Harness) -> N
     assert row["batches_accepted"] == 1 and row["last_seen_at"] is not None
 
 
+async def test_a_resent_batch_still_reports_the_edges_spool_lag(harness: Harness) -> None:
+    """An accepted batch writes the lag in its own transaction; a duplicate, which writes
+    nothing, still updates it (the edge is resending because it is behind)."""
+    edge = await harness.enrol("edge-a")
+    body = body_of(edge.seal(count=2))
+    assert (await harness.post(body, **{"X-Cachet-Spool-Lag": "3"}))[1]["status"] == "accepted"
+    again = await harness.post(body, **{"X-Cachet-Spool-Lag": "9"})
+    assert again[1]["status"] == "duplicate"
+    edges = await (await harness.client.get("/v1/admin/edges", headers=harness.admin)).json()
+    [row] = edges["edges"]
+    assert (row["spool_lag"], row["batches_accepted"]) == (9, 1)
+
+
 async def test_gzip_body_is_accepted_rfc9110_8_4(harness: Harness) -> None:
     edge = await harness.enrol("edge-a")
     data = gzip.compress(body_of(edge.seal()))
