@@ -141,6 +141,7 @@ class DiskPath:
                 await pending
             return
         verdict = decide_reuse(stored, ex.directives, ex.pragma_no_cache, now)
+        body_fd: int | None = None
         if verdict is Verdict.FRESH:
             outcome = outcomes.HIT
         elif verdict is Verdict.STALE_ACCEPTED:
@@ -151,6 +152,15 @@ class DiskPath:
             # RFC 5861 §3: the stale body streams at once and a conditional request refreshes
             # the entry in the background. Without a validator the refresh would download the
             # whole object for nobody: that entry is fetched again in the foreground, below.
+            # The file is opened before the refresh starts: its full answer drops the entry
+            # (RFC 9111 §4.3.3) and its 304 rewrites it (§4.3.4), and either may land before a
+            # later open by path, which would find no file and fetch the object again in full.
+            if self._streams_body(ex, stored):
+                try:
+                    body_fd = await asyncio.to_thread(entry.open_body)
+                except OSError:  # removed or replaced since its prefix was read
+                    await h._fetch_missing(conn, ex, Fetch(outcomes.URI_MISS), time.time())
+                    return
             outcome = outcomes.UPDATING
             h.revalidate_in_background(ex, stored, entry)
         else:
@@ -166,7 +176,15 @@ class DiskPath:
             await h.origin_path.forward(conn, ex, Fetch(miss, stored, large=entry))
             return
         h.stats.disk_hits += 1
-        await self.serve_large(conn, ex, entry, stored, outcome, now)
+        await self.serve_large(conn, ex, entry, stored, outcome, now, body_fd=body_fd)
+
+    def _streams_body(self, ex: Exchange, stored: StoredResponse) -> bool:
+        """Does an answer with ``stored`` carry its body (not HEAD, a 304 or a bodiless status)?"""
+        return (
+            ex.method == "GET"
+            and status_allows_body(stored.status)
+            and not (ex.conditional and self.h._client_not_modified(ex, stored))
+        )
 
     async def serve_large(
         self,
@@ -179,15 +197,35 @@ class DiskPath:
         *,
         fwd_status: int | None = None,
         detail: str | None = None,
+        body_fd: int | None = None,
     ) -> None:
         """Answer with ``stored`` (one of ``entry``'s variants) whose body streams from the
-        entry's file: HEAD and 304 read no body, ranges only their chunks (RFC 9110 §14)."""
+        entry's file: HEAD and 304 read no body, ranges only their chunks (RFC 9110 §14).
+        ``body_fd``: the file already opened (`LargeEntry.open_body`), taken over by this call;
+        None opens it when the body is needed."""
+        opened = [] if body_fd is None else [body_fd]  # `_stream` takes it out if it streams
+        try:
+            await self._serve_large(
+                conn, ex, entry, stored, outcome, now, fwd_status, detail, opened
+            )
+        finally:
+            for fd in opened:  # no body was sent (a 416), or it failed before the stream
+                os.close(fd)
+
+    async def _serve_large(
+        self,
+        conn: Connection,
+        ex: Exchange,
+        entry: LargeEntry,
+        stored: StoredResponse,
+        outcome: Outcome,
+        now: float,
+        fwd_status: int | None,
+        detail: str | None,
+        opened: list[int],
+    ) -> None:
         h = self.h
-        if (
-            ex.method != "GET"
-            or not status_allows_body(stored.status)
-            or (ex.conditional and h._client_not_modified(ex, stored))
-        ):
+        if not self._streams_body(ex, stored):
             h.write_stored(
                 conn, ex, stored, outcome, now, fwd_status=fwd_status, detail=detail, tier="disk"
             )  # HEAD, 304: no body
@@ -244,12 +282,15 @@ class DiskPath:
                     segments,
                     stored.attribution,
                     plan.delimiter,
+                    opened,
                 )
                 return
             else:
                 h.stats.range_requests["ignored"] += 1
         span = (offset + first, offset + end)
-        await self._stream(conn, ex, entry, outcome, status, head, [span], stored.attribution)
+        await self._stream(
+            conn, ex, entry, outcome, status, head, [span], stored.attribution, opened=opened
+        )
 
     def _trailer(
         self,
@@ -282,6 +323,7 @@ class DiskPath:
         segments: list[bytes | tuple[int, int]],
         attribution: Attribution | None,
         delimiter: bytes | None = None,
+        opened: list[int] | None = None,
     ) -> None:
         """``head``, then ``segments`` in order: literal bytes (a multipart part's fields), or a
         span (start, end) of the entry's bodies, each chunk read and verified in a thread (the
@@ -290,11 +332,14 @@ class DiskPath:
         connection (the client sees a short body, never a whole one), as does a span holding
         ``delimiter`` (a multipart boundary drawn without the body)."""
         h = self.h
-        try:
-            fd = await asyncio.to_thread(entry.open_body)
-        except OSError:  # removed or replaced since its prefix was read: as if never found
-            await h._fetch_missing(conn, ex, Fetch(outcomes.URI_MISS), time.time())
-            return
+        if opened:
+            fd = opened.pop()  # ours to close from here on
+        else:
+            try:
+                fd = await asyncio.to_thread(entry.open_body)
+            except OSError:  # removed or replaced since its prefix was read: as if never found
+                await h._fetch_missing(conn, ex, Fetch(outcomes.URI_MISS), time.time())
+                return
         chunk_bytes = entry.header.chunk_bytes
         total = sum(len(s) if isinstance(s, bytes) else s[1] - s[0] for s in segments)
         sent = 0

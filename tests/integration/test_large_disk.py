@@ -502,11 +502,6 @@ def test_stale_while_revalidate_streams_the_large_entry_and_refreshes_it_behind_
     assert (record["bytes"], record["status"]) == (SIZE, 200)
 
 
-@pytest.mark.skip(
-    reason="flaky under load (2 of ~11 runs): the stale hit before the background request"
-    " sometimes finds no entry although it was reported on disk (MISS, a second origin"
-    " download); being investigated, see the 2026-11-27 fourth session's closing note"
-)
 def test_a_changed_large_object_found_in_the_background_is_fetched_by_the_next_request(
     proxy: Proxy, origin: Origin, path: str, body: bytes
 ) -> None:
