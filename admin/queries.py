@@ -19,9 +19,6 @@ _MANIFEST_COLUMNS = (
     "manifest_id, creator, key_id, lineage, version, supersedes, signed_json, published_at,"
     " superseded_at, revoked_at, effective_at, revoke_reason"
 )
-# "Since" queries over records first narrow to the batches that may hold records at or after the
-# moment (a record's ts is never past its batch's last_ts: batches_by_last_ts), then read their
-# records through records_by_batch; records have no ts index (migration 7).
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +62,9 @@ class CoordinatorQueries:
 
     async def traffic_by_hour(self, since: str) -> list[HourTraffic]:
         """Store.traffic_by_hour: requests, hits and bytes per hour served (record ts)."""
+        # Records have no ts index (migration 7): a "since" query first narrows to the batches
+        # that may hold records at or after the moment (a record's ts is never past its batch's
+        # last_ts: batches_by_last_ts), then reads their records through records_by_batch.
         rows = await self._all(
             "SELECT substr(ts, 1, 13), COUNT(*), SUM(CASE WHEN cache = 'hit' THEN 1 ELSE 0 END),"
             " SUM(bytes), SUM(origin_bytes) FROM records WHERE ts >= ?"
@@ -76,6 +76,7 @@ class CoordinatorQueries:
 
     async def top_creators(self, since: str, limit: int) -> list[TopCreator]:
         """Store.top_creators: the creators with the most requests since ``since``."""
+        # narrowed by batch as in traffic_by_hour
         rows = await self._all(
             "SELECT creator, COUNT(*), SUM(bytes) FROM records"
             " WHERE creator IS NOT NULL AND ts >= ?"

@@ -55,12 +55,13 @@ WRITER_CACHE_KIB = 64 * 1024
 # back to WAL_LIMIT_BYTES after a checkpoint if a big group made it grow past that.
 WAL_AUTOCHECKPOINT_PAGES = 8192
 WAL_LIMIT_BYTES = 64 * 1024 * 1024
-# Page size of a database this store creates (an existing one keeps its own). A batch row holds
-# its records' JSON, ~440 KB per 1,000 records: at SQLite's default 4 KiB that is a chain of
-# ~110 overflow pages, and every B-tree page split and WAL frame costs per page. Measured
+# Page size of a database this store creates (an existing one keeps its own). A batch's records
+# JSON (its batch_records row) is ~440 KB per 1,000 records: at SQLite's default 4 KiB a chain
+# of ~110 overflow pages, and every B-tree page split and WAL frame costs per page. Measured
 # (bench/ingest.py's batches, 16 KiB against 4 KiB, each in a fresh process): ~1 µs less CPU
 # per record stored (5.2 -> 4.2 µs), a fifth of the store's share of ingest. Reads of one row
-# (a receipt, a key) read 16 KiB instead of 4, which the page cache absorbs.
+# (a receipt, a key) read 16 KiB instead of 4, which the page cache absorbs. With these pages
+# WAL_AUTOCHECKPOINT_PAGES is 128 MiB of WAL between checkpoints (it was measured so).
 NEW_DATABASE_PAGE_BYTES = 16 * 1024
 _PLACE_BATCH = "UPDATE batches SET log_index = ? WHERE batch_id = ? AND log_index IS NULL"
 _PLACE_STATEMENT = (
