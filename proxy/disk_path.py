@@ -173,7 +173,23 @@ class DiskPath:
                 # Nothing to validate with: fetched whole again (collapsed, stored anew).
                 await h._fetch_missing(conn, ex, Fetch(miss), now)
                 return
-            await h.origin_path.forward(conn, ex, Fetch(miss, stored, large=entry))
+            # A 304 answers with the stored body (RFC 9111 §4.3.4), but rewrites the file with
+            # the new head (temp file, rename), as may another request's revalidation while
+            # this one waits: opened now, the body stays readable whichever rename lands first.
+            opened: list[int] = []
+            if self._streams_body(ex, stored):
+                try:
+                    opened.append(await asyncio.to_thread(entry.open_body))
+                except OSError:  # removed or replaced since its prefix was read
+                    await h._fetch_missing(conn, ex, Fetch(outcomes.URI_MISS), time.time())
+                    return
+            try:
+                await h.origin_path.forward(
+                    conn, ex, Fetch(miss, stored, large=entry, opened=opened)
+                )
+            finally:
+                for fd in opened:  # not streamed from (the answer was not a 304's)
+                    os.close(fd)
             return
         h.stats.disk_hits += 1
         await self.serve_large(conn, ex, entry, stored, outcome, now, body_fd=body_fd)

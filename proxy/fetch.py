@@ -81,6 +81,11 @@ class Fetch:
     large: LargeEntry | None = None
     # A revalidation no client waits for (RFC 5861 §3): it only updates the cache.
     background: bool = False
+    # ``large``'s file, opened (`LargeEntry.open_body`) before the request went forward, for a
+    # 304's answer to stream from: that 304's own rewrite of the file (RFC 9111 §4.3.4), or
+    # another revalidation's, may rename a new file over it before an open by path. Whoever
+    # streams from it pops it; the request's opener closes what is left.
+    opened: list[int] | None = None
 
 
 @dataclass(slots=True)
@@ -192,6 +197,7 @@ class OriginPath:
     async def _answer_origin_failure(
         self, conn: Connection, ex: Exchange, fetch: Fetch, status: int, detail: str
     ) -> None:
+        _close_opened(fetch)  # a stale-if-error answer opens the file anew: a purge since wins
         if fetch.background:
             return  # nobody to answer; the stale entry stays, a later stale hit tries again
         if fetch.stored is not None and await self._served_stale(conn, ex, fetch, None, detail):
@@ -229,6 +235,8 @@ class OriginPath:
         if stored is not None and response.status == 304 and fetch.large is not None:
             await self._refresh_large(conn, ex, fetch, stored, fetch.large, response, timing)
             return
+        # Not streamed from: an unlinked file's blocks stay allocated while it is open.
+        _close_opened(fetch)
         if stored is not None and response.status == 304:
             if is_refreshable_by(stored, response.headers):
                 refreshed = self._apply_refresh(ex, stored, None, response, timing)
@@ -334,13 +342,17 @@ class OriginPath:
         disk (the file rewritten from itself, every chunk verified, in the background) and the
         answer streams from the verified file."""
         if not is_refreshable_by(stored, response.headers):
+            _close_opened(fetch)
             await self._forward(conn, ex, Fetch(fetch.outcome, None, fetch.store))
             return
+        # Taken before the rewrite starts: the old inode stays readable through it after the
+        # rename, and it holds the body this 304 validated.
+        body_fd = fetch.opened.pop() if fetch.opened else None
         refreshed = self._apply_refresh(ex, stored, large, response, timing)
         outcome = _revalidated(fetch)
         entry = large.with_variants(tuple(refreshed if v is stored else v for v in large.variants))
         await self.h.disk_path.serve_large(
-            conn, ex, entry, refreshed, outcome, time.time(), fwd_status=304
+            conn, ex, entry, refreshed, outcome, time.time(), fwd_status=304, body_fd=body_fd
         )
 
     def _update_from_head(
@@ -1044,6 +1056,12 @@ class NullConnection:
 
     def request_body(self) -> None:
         return None
+
+
+def _close_opened(fetch: Fetch) -> None:
+    """Close the file opened for a 304's answer (`Fetch.opened`) when the answer is another."""
+    while fetch.opened:
+        os.close(fetch.opened.pop())
 
 
 def _revalidated(fetch: Fetch) -> Outcome:

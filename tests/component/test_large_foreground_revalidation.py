@@ -1,0 +1,271 @@
+"""A stale large disk entry revalidated in the foreground, over a real disk tier and store: a 304
+(RFC 9111 §4.3.4) answers with the stored body, streamed from the entry's file, although that
+304 rewrites the file (new head, same body: a temp file renamed over it).
+
+The answer used to open the file by its path after the rewrite had started, and the request
+that went forward could wait on the origin while another revalidation's rewrite landed. Either
+rename landing first left the path naming another inode: the open failed its inode check and
+the client got a MISS and a second, full origin download instead of its REVALIDATED answer.
+Here the rename lands first every time."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import shutil
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from proxy.cache.entry import StoredResponse
+from proxy.cache.store import ResponseStore
+from proxy.cache.tiers.disk import DiskTier, LargeEntry, name_for
+from proxy.disk_path import DiskPath
+from proxy.fetch import Fetch, OriginPath
+from proxy.http import cache_status as outcomes
+from proxy.http.cache_control import parse_cache_control
+from proxy.http.cache_status import Outcome
+from proxy.origin import OriginError
+from tests.unit.cache_builders import POLICY, stored_response
+
+MiB = 1024 * 1024
+SIZE = 3 * MiB + 77  # larger than memory admits below: streamed from its file
+KEY = "http://large.test/object"
+
+
+def body_bytes() -> bytes:
+    return bytes((i * 7 + i // 4096) % 251 for i in range(SIZE))
+
+
+def stale_large() -> StoredResponse:
+    """What a fill stored for a spilled body, now stale and without stale-while-revalidate:
+    a GET revalidates it in the foreground (RFC 9111 §4.3.1)."""
+    received = time.time() - 10.0
+    full = stored_response(
+        [("Cache-Control", "max-age=1"), ("ETag", '"v1"')],
+        body=b"x" * SIZE,
+        request_time=received,
+        response_time=received,
+        date=received,
+    )
+    return dataclasses.replace(full, body=b"")
+
+
+def source_fd(data: bytes) -> int:
+    spool = tempfile.TemporaryFile()  # noqa: SIM115 - the tier takes over a duplicate
+    spool.write(data)
+    spool.flush()
+    fd = os.dup(spool.fileno())
+    spool.close()
+    return fd
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+class Client:
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.closed = False
+        self.aborted = False
+        self.peer_ip = "127.0.0.1"
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+    async def drain(self) -> None:
+        await asyncio.sleep(0)
+
+    def abort(self) -> None:
+        self.aborted = self.closed = True
+
+    def request_body(self) -> None:
+        return None
+
+
+class NotModified:
+    """The origin's 304 to the conditional request (If-None-Match: "v1")."""
+
+    status = 304
+    reason = "Not Modified"
+    content_length = None
+
+    def __init__(self) -> None:
+        self.headers = [("ETag", '"v1"'), ("Cache-Control", "max-age=60")]
+        self.released = False
+
+    def close(self) -> None:
+        self.released = True
+
+    def release(self) -> None:
+        self.released = True
+
+
+class Origin:
+    """Answers every request after ``before_answer`` ran (None: fails it, unreachable)."""
+
+    def __init__(self, before_answer: Callable[[], None] | None) -> None:
+        self.before_answer = before_answer
+        self.requests: list[tuple[str, str]] = []
+
+    async def request(self, method: str, url: str, headers: Any, body: Any) -> NotModified:
+        self.requests.append((method, url))
+        if self.before_answer is None:
+            raise OriginError("connect", "refused")
+        self.before_answer()
+        return NotModified()
+
+
+class Forward(OriginPath):
+    def upstream_headers(self, conn: Any, ex: Any, fetch: Fetch) -> Any:
+        return []  # what goes upstream is not under test here
+
+
+class Handler:
+    """The parts of ProxyHandler a foreground revalidation of a large entry calls."""
+
+    def __init__(self, store: ResponseStore, origin: Origin) -> None:
+        self.store = store
+        self.origin = origin
+        self.recorder = None
+        self.settings = SimpleNamespace(
+            cache_name="cachet", via="1.1 cachet", admission=POLICY, stale_if_error_default_s=0
+        )
+        self.stats = SimpleNamespace(
+            disk_hits=0,
+            disk_reads=0,
+            origin_requests=0,
+            range_requests=Counter(),
+            origin_errors=Counter(),
+        )
+        self.misses: list[Outcome] = []
+        self.finished: list[tuple[Outcome, int, int, bool]] = []
+        self.errors: list[int] = []
+        self.origin_path = Forward(self)  # type: ignore[arg-type]
+        self.disk_path = DiskPath(self)  # type: ignore[arg-type]
+
+    def attribution_candidate(self, *_: object) -> None:
+        return None
+
+    def observe_origin_latency(self, _: float) -> None:
+        pass
+
+    async def _fetch_missing(self, conn: Client, ex: Any, fetch: Fetch, now: float) -> None:
+        self.misses.append(fetch.outcome)  # the whole object from the origin again
+
+    def write_local_error(self, conn: Client, head: Any, status: int, *_: object) -> None:
+        self.errors.append(status)
+
+    def finish(
+        self,
+        ex: Any,
+        outcome: Outcome,
+        status: int,
+        sent: int,
+        tier: str,
+        origin_bytes: int = 0,
+        attribution: object = None,
+        *,
+        failed: bool = False,
+    ) -> None:
+        self.finished.append((outcome, status, sent, failed))
+
+
+def entry_file(tmp_path: Path) -> Path:
+    name = name_for(KEY)
+    return tmp_path / "objects" / name[0] / name[1:3] / name
+
+
+def get_request() -> Any:
+    return SimpleNamespace(
+        key=KEY,
+        method="GET",
+        target="/object",
+        route=SimpleNamespace(base_url="http://origin.test"),
+        head=SimpleNamespace(headers=[], body=None),
+        directives=parse_cache_control([]),
+        pragma_no_cache=False,
+        conditional=False,
+        ranged=False,
+        request_id="r1",
+        keep_alive=False,
+        http10=False,
+    )
+
+
+def revalidate(tmp_path: Path, rename_lands: str) -> tuple[Handler, Client, bytes, list[str]]:
+    """A GET of the stale large entry, answered 304 by the origin, with a rewrite's rename
+    landing first: 'own' (this 304's rewrite, as soon as it is started), 'other' (another
+    revalidation's, while this request waits on the origin) or 'none' (the origin fails)."""
+    data = body_bytes()
+    disk = DiskTier(tmp_path / "objects", 64 * MiB, 32 * MiB)  # memory admits 1 MiB, below
+    disk.open()
+    store = ResponseStore(MiB, MiB, disk=disk)
+    assert store.writer is not None
+    newer = tmp_path / "rewritten"
+    rewrites: list[str] = []
+
+    def land() -> None:
+        os.replace(newer, entry_file(tmp_path))  # same key and body, another inode
+
+    def rewrite_started(key: str, entry: LargeEntry, old: Any, refreshed: Any) -> None:
+        rewrites.append(refreshed.etag)
+        if rename_lands == "own":
+            land()  # the rewrite's whole copy and rename, before the answer's first await
+
+    store.refresh_large = rewrite_started  # type: ignore[method-assign]
+    origin = Origin({"own": lambda: None, "other": land, "none": None}[rename_lands])
+    handler = Handler(store, origin)
+    client = Client()
+
+    async def scenario() -> None:
+        assert await disk.put_file(KEY, stale_large(), source_fd(data), SIZE)
+        shutil.copyfile(entry_file(tmp_path), newer)
+        fds = open_fds()
+        await handler.disk_path.answer(client, get_request())  # type: ignore[arg-type]
+        assert open_fds() == fds  # the file opened for the answer is closed, whatever it was
+
+    asyncio.run(scenario())
+    disk.close()
+    return handler, client, data, rewrites
+
+
+def assert_revalidated(handler: Handler, client: Client, data: bytes) -> None:
+    head, _, body = bytes(client.data).partition(b"\r\n\r\n")
+    assert handler.origin.requests == [("GET", "http://origin.test/object")]  # one, conditional
+    assert handler.misses == []  # not fetched again in full
+    assert b"X-Cache-Status: REVALIDATED" in head
+    assert b"fwd-status=304" in head
+    assert body == data and not client.aborted
+    assert handler.finished == [(outcomes.REVALIDATED, 200, SIZE, False)]
+
+
+def test_the_304s_own_rewrite_landing_first_does_not_take_the_stored_body_rfc9111_s4_3_4(
+    tmp_path: Path,
+) -> None:
+    handler, client, data, rewrites = revalidate(tmp_path, "own")
+    assert rewrites == ['"v1"']  # the refreshed head was written to disk
+    assert_revalidated(handler, client, data)
+
+
+def test_another_rewrite_landing_during_the_revalidation_does_not_take_the_body_rfc9111_s4_3_4(
+    tmp_path: Path,
+) -> None:
+    handler, client, data, rewrites = revalidate(tmp_path, "other")
+    assert rewrites == ['"v1"']
+    assert_revalidated(handler, client, data)
+
+
+def test_the_file_opened_for_a_304_is_closed_when_the_origin_fails_rfc9111_s4_3_4(
+    tmp_path: Path,
+) -> None:
+    handler, client, _, rewrites = revalidate(tmp_path, "none")
+    assert rewrites == []
+    assert handler.errors == [502] and handler.misses == []
+    assert client.data == b""  # no stale-if-error here: nothing streamed from the open file
