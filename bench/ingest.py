@@ -213,9 +213,8 @@ def post_chains(
     """The edges' side (a child process): each chain posted in order, all chains at once."""
     # the spool lag header every edge's forwarder sends (proxy/records/forwarder.py)
     headers = {"X-Cachet-Spool-Lag": "0"}
-    if not identity:
-        headers["Content-Encoding"] = "gzip"
     if not identity:  # as the forwarder does (proxy/records/forwarder.py), before the clock
+        headers["Content-Encoding"] = "gzip"
         chains = [[gzip.compress(body, compresslevel=5) for body in bodies] for bodies in chains]
 
     async def post_chain(session: aiohttp.ClientSession, bodies: list[bytes]) -> None:
