@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,29 +15,17 @@ import pytest
 from proxy.cache.entry import StoredResponse
 from proxy.cache.tiers.disk import TEMP_MARK, DiskTier, LargeEntry, name_for
 from proxy.cache.tiers.disk_format import CHUNK_SHIFT, EntryFormatError
-from tests.unit.cache_builders import stored_response
+from tests.component.large_entry_stubs import MiB, patterned_body, source_fd, spilled
 
-MiB = 1024 * 1024
 SIZE = 5 * MiB + 77  # five whole chunks and a short one
 
 
 def body_bytes(size: int = SIZE) -> bytes:
-    return bytes((i * 7 + i // 4096) % 251 for i in range(size))
+    return patterned_body(size)
 
 
 def bodiless(size: int) -> StoredResponse:
-    """What a fill stores for a spilled body: the head says its length, the body is elsewhere."""
-    full = stored_response([("Cache-Control", "max-age=60")], body=b"x" * size)
-    return dataclasses.replace(full, body=b"")
-
-
-def source_fd(data: bytes) -> int:
-    spool = tempfile.TemporaryFile()  # noqa: SIM115 - the tier takes over a duplicate
-    spool.write(data)
-    spool.flush()
-    fd = os.dup(spool.fileno())
-    spool.close()
-    return fd
+    return spilled([("Cache-Control", "max-age=60")], size)
 
 
 def opened(directory: Path, capacity: int = 64 * MiB, max_object: int = 32 * MiB) -> DiskTier:

@@ -11,10 +11,8 @@ Here the rename lands first every time."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import shutil
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -24,66 +22,32 @@ from typing import Any
 
 from proxy.cache.entry import StoredResponse
 from proxy.cache.store import ResponseStore
-from proxy.cache.tiers.disk import DiskTier, LargeEntry, name_for
+from proxy.cache.tiers.disk import LargeEntry
 from proxy.disk_path import DiskPath
 from proxy.fetch import Fetch, OriginPath
 from proxy.http import cache_status as outcomes
-from proxy.http.cache_control import parse_cache_control
-from proxy.http.cache_status import Outcome
 from proxy.origin import OriginError
-from tests.unit.cache_builders import POLICY, stored_response
-
-MiB = 1024 * 1024
-SIZE = 3 * MiB + 77  # larger than memory admits below: streamed from its file
-KEY = "http://large.test/object"
-
-
-def body_bytes() -> bytes:
-    return bytes((i * 7 + i // 4096) % 251 for i in range(SIZE))
+from tests.component import large_entry_stubs as stubs
+from tests.component.large_entry_stubs import KEY, SIZE, entry_file, source_fd
+from tests.unit.cache_builders import POLICY
 
 
 def stale_large() -> StoredResponse:
     """What a fill stored for a spilled body, now stale and without stale-while-revalidate:
     a GET revalidates it in the foreground (RFC 9111 §4.3.1)."""
-    received = time.time() - 10.0
-    full = stored_response(
-        [("Cache-Control", "max-age=1"), ("ETag", '"v1"')],
-        body=b"x" * SIZE,
-        request_time=received,
-        response_time=received,
-        date=received,
+    return stubs.spilled(
+        [("Cache-Control", "max-age=1"), ("ETag", '"v1"')], SIZE, received=time.time() - 10.0
     )
-    return dataclasses.replace(full, body=b"")
-
-
-def source_fd(data: bytes) -> int:
-    spool = tempfile.TemporaryFile()  # noqa: SIM115 - the tier takes over a duplicate
-    spool.write(data)
-    spool.flush()
-    fd = os.dup(spool.fileno())
-    spool.close()
-    return fd
 
 
 def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-class Client:
+class Client(stubs.Client):
     def __init__(self) -> None:
-        self.data = bytearray()
-        self.closed = False
-        self.aborted = False
+        super().__init__()
         self.peer_ip = "127.0.0.1"
-
-    def write(self, data: bytes) -> None:
-        self.data += data
-
-    async def drain(self) -> None:
-        await asyncio.sleep(0)
-
-    def abort(self) -> None:
-        self.aborted = self.closed = True
 
     def request_body(self) -> None:
         return None
@@ -127,11 +91,11 @@ class Forward(OriginPath):
         return []  # what goes upstream is not under test here
 
 
-class Handler:
+class Handler(stubs.Handler):
     """The parts of ProxyHandler a foreground revalidation of a large entry calls."""
 
     def __init__(self, store: ResponseStore, origin: Origin) -> None:
-        self.store = store
+        super().__init__(store)
         self.origin = origin
         self.recorder = None
         self.settings = SimpleNamespace(
@@ -144,58 +108,22 @@ class Handler:
             range_requests=Counter(),
             origin_errors=Counter(),
         )
-        self.misses: list[Outcome] = []
-        self.finished: list[tuple[Outcome, int, int, bool]] = []
         self.errors: list[int] = []
         self.origin_path = Forward(self)  # type: ignore[arg-type]
         self.disk_path = DiskPath(self)  # type: ignore[arg-type]
 
-    def attribution_candidate(self, *_: object) -> None:
-        return None
-
     def observe_origin_latency(self, _: float) -> None:
         pass
-
-    async def _fetch_missing(self, conn: Client, ex: Any, fetch: Fetch, now: float) -> None:
-        self.misses.append(fetch.outcome)  # the whole object from the origin again
 
     def write_local_error(self, conn: Client, head: Any, status: int, *_: object) -> None:
         self.errors.append(status)
 
-    def finish(
-        self,
-        ex: Any,
-        outcome: Outcome,
-        status: int,
-        sent: int,
-        tier: str,
-        origin_bytes: int = 0,
-        attribution: object = None,
-        *,
-        failed: bool = False,
-    ) -> None:
-        self.finished.append((outcome, status, sent, failed))
-
-
-def entry_file(tmp_path: Path) -> Path:
-    name = name_for(KEY)
-    return tmp_path / "objects" / name[0] / name[1:3] / name
-
 
 def get_request() -> Any:
-    return SimpleNamespace(
-        key=KEY,
-        method="GET",
+    return stubs.get_request(
         target="/object",
         route=SimpleNamespace(base_url="http://origin.test"),
         head=SimpleNamespace(headers=[], body=None),
-        directives=parse_cache_control([]),
-        pragma_no_cache=False,
-        conditional=False,
-        ranged=False,
-        request_id="r1",
-        keep_alive=False,
-        http10=False,
     )
 
 
@@ -203,11 +131,8 @@ def revalidate(tmp_path: Path, rename_lands: str) -> tuple[Handler, Client, byte
     """A GET of the stale large entry, answered 304 by the origin, with a rewrite's rename
     landing first: 'own' (this 304's rewrite, as soon as it is started), 'other' (another
     revalidation's, while this request waits on the origin) or 'none' (the origin fails)."""
-    data = body_bytes()
-    disk = DiskTier(tmp_path / "objects", 64 * MiB, 32 * MiB)  # memory admits 1 MiB, below
-    disk.open()
-    store = ResponseStore(MiB, MiB, disk=disk)
-    assert store.writer is not None
+    data = stubs.patterned_body(SIZE)
+    disk, store = stubs.large_store(tmp_path)
     newer = tmp_path / "rewritten"
     rewrites: list[str] = []
 

@@ -12,10 +12,8 @@ Here the background is made to win that race every time."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import shutil
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -24,80 +22,42 @@ from typing import Any
 
 from proxy.cache.entry import StoredResponse
 from proxy.cache.store import ResponseStore
-from proxy.cache.tiers.disk import DiskTier, LargeEntry, name_for
+from proxy.cache.tiers.disk import LargeEntry
 from proxy.disk_path import DiskPath
-from proxy.fetch import Fetch
 from proxy.http import cache_status as outcomes
-from proxy.http.cache_control import parse_cache_control
-from proxy.http.cache_status import Outcome
-from tests.unit.cache_builders import stored_response
+from tests.component import large_entry_stubs as stubs
+from tests.component.large_entry_stubs import (
+    KEY,
+    SIZE,
+    Client,
+    entry_file,
+    get_request,
+    source_fd,
+)
 
-MiB = 1024 * 1024
-SIZE = 3 * MiB + 77  # larger than memory admits below: streamed from its file
-KEY = "http://large.test/object"
 STALE_FOR_S = 10.0  # past max-age=1, well within stale-while-revalidate=600
-
-
-def body_bytes() -> bytes:
-    return bytes((i * 7 + i // 4096) % 251 for i in range(SIZE))
 
 
 def stale_large() -> StoredResponse:
     """What a fill stored for a spilled body, received STALE_FOR_S ago: a validator, so a stale
     hit revalidates in the background."""
-    received = time.time() - STALE_FOR_S
-    full = stored_response(
+    return stubs.spilled(
         [("Cache-Control", "max-age=1, stale-while-revalidate=600"), ("ETag", '"v1"')],
-        body=b"x" * SIZE,
-        request_time=received,
-        response_time=received,
-        date=received,
+        SIZE,
+        received=time.time() - STALE_FOR_S,
     )
-    return dataclasses.replace(full, body=b"")
 
 
-def source_fd(data: bytes) -> int:
-    spool = tempfile.TemporaryFile()  # noqa: SIM115 - the tier takes over a duplicate
-    spool.write(data)
-    spool.flush()
-    fd = os.dup(spool.fileno())
-    spool.close()
-    return fd
-
-
-class Client:
-    """The connection the stale answer streams to."""
-
-    def __init__(self) -> None:
-        self.data = bytearray()
-        self.closed = False
-        self.aborted = False
-
-    def write(self, data: bytes) -> None:
-        self.data += data
-
-    async def drain(self) -> None:
-        await asyncio.sleep(0)
-
-    def abort(self) -> None:
-        self.aborted = self.closed = True
-
-
-class Handler:
+class Handler(stubs.Handler):
     """The parts of ProxyHandler the disk path calls on a stale large hit. Its background
     revalidation lands at once, inside the call that starts it: the worst case of the race."""
 
     def __init__(self, store: ResponseStore, lands: Any) -> None:
-        self.store = store
+        super().__init__(store)
         self.lands = lands
         self.settings = SimpleNamespace(cache_name="cachet", via="1.1 cachet")
         self.stats = SimpleNamespace(disk_hits=0, disk_reads=0, range_requests=Counter())
         self.revalidations: list[str] = []
-        self.misses: list[Outcome] = []
-        self.finished: list[tuple[Outcome, int, int, bool]] = []
-
-    def attribution_candidate(self, *_: object) -> None:
-        return None
 
     def revalidate_in_background(
         self, ex: Any, stored: StoredResponse, large: LargeEntry | None = None
@@ -105,52 +65,12 @@ class Handler:
         self.revalidations.append(ex.key)
         self.lands()
 
-    async def _fetch_missing(self, conn: Client, ex: Any, fetch: Fetch, now: float) -> None:
-        self.misses.append(fetch.outcome)  # the whole object from the origin again
-
-    def finish(
-        self,
-        ex: Any,
-        outcome: Outcome,
-        status: int,
-        sent: int,
-        tier: str,
-        origin_bytes: int = 0,
-        attribution: object = None,
-        *,
-        failed: bool = False,
-    ) -> None:
-        self.finished.append((outcome, status, sent, failed))
-
-
-def entry_file(tmp_path: Path) -> Path:
-    name = name_for(KEY)
-    return tmp_path / "objects" / name[0] / name[1:3] / name
-
-
-def get_request() -> Any:
-    return SimpleNamespace(
-        key=KEY,
-        method="GET",
-        head=SimpleNamespace(headers=[]),
-        directives=parse_cache_control([]),
-        pragma_no_cache=False,
-        conditional=False,
-        ranged=False,
-        request_id="r1",
-        keep_alive=False,
-        http10=False,
-    )
-
 
 def stale_hit(tmp_path: Path, background_lands: str) -> tuple[Handler, Client, bytes]:
     """A GET of the stale large entry whose background revalidation lands first: 'dropped' (a
     full answer, §4.3.3) or 'rewritten' (a 304's new file, renamed over the old one, §4.3.4)."""
-    data = body_bytes()
-    disk = DiskTier(tmp_path / "objects", 64 * MiB, 32 * MiB)  # memory admits 1 MiB, below
-    disk.open()
-    store = ResponseStore(MiB, MiB, disk=disk)
-    assert store.writer is not None
+    data = stubs.patterned_body(SIZE)
+    disk, store = stubs.large_store(tmp_path)
     newer = tmp_path / "rewritten"
 
     def lands() -> None:
@@ -172,16 +92,21 @@ def stale_hit(tmp_path: Path, background_lands: str) -> tuple[Handler, Client, b
     return handler, client, data
 
 
-def test_a_full_answer_to_the_revalidation_does_not_take_the_stale_body_rfc5861_s3(
-    tmp_path: Path,
-) -> None:
-    handler, client, data = stale_hit(tmp_path, "dropped")
+def assert_streamed_stale(handler: Handler, client: Client, data: bytes) -> None:
+    """The stale body went out whole as UPDATING, after one background revalidation."""
     head, _, body = bytes(client.data).partition(b"\r\n\r\n")
     assert handler.revalidations == [KEY]
     assert handler.misses == []  # not fetched again in the foreground
     assert b"X-Cache-Status: UPDATING" in head
     assert body == data and not client.aborted
     assert handler.finished == [(outcomes.UPDATING, 200, SIZE, False)]
+
+
+def test_a_full_answer_to_the_revalidation_does_not_take_the_stale_body_rfc5861_s3(
+    tmp_path: Path,
+) -> None:
+    handler, client, data = stale_hit(tmp_path, "dropped")
+    assert_streamed_stale(handler, client, data)
     assert not entry_file(tmp_path).exists()  # the drop stands: the next request fetches anew
 
 
@@ -189,9 +114,4 @@ def test_a_304_rewrite_landing_first_does_not_take_the_stale_body_rfc5861_s3(
     tmp_path: Path,
 ) -> None:
     handler, client, data = stale_hit(tmp_path, "rewritten")
-    head, _, body = bytes(client.data).partition(b"\r\n\r\n")
-    assert handler.revalidations == [KEY]
-    assert handler.misses == []
-    assert b"X-Cache-Status: UPDATING" in head
-    assert body == data and not client.aborted
-    assert handler.finished == [(outcomes.UPDATING, 200, SIZE, False)]
+    assert_streamed_stale(handler, client, data)
