@@ -1,7 +1,8 @@
 """Coordinator ingest throughput with SQLite (issue 5 target: >= 100k records/s on one core).
 
 Run: .venv/bin/python -m bench.ingest [--batches N] [--batch-size N] [--edges N] [--runs N]
-     [--ids edge|random|sequential] [--synchronous FULL|NORMAL] [--http [--identity]]
+     [--ids edge|random|sequential] [--synchronous FULL|NORMAL]
+     [--http [--identity] [--billing]]
 
 Seals N batches of 1,000 records (not timed), then times the coordinator ingesting them: parse,
 key lookup, signature, Merkle root over the records, chain check and the store's transaction
@@ -20,7 +21,10 @@ key lookup, signature, Merkle root over the records, chain check and the store's
   edges' client runs in a process of its own, as edges do, and sends each body gzip-compressed
   at the forwarder's level (``Content-Encoding: gzip``, compressed before the clock starts), so
   the coordinator's CPU includes inflating it, with the ``X-Cachet-Spool-Lag`` header the
-  forwarder sends; ``--identity`` sends the bodies uncompressed.
+  forwarder sends; ``--identity`` sends the bodies uncompressed. The app's billing runner
+  (attribution every 5 s, which reads back and attributes what was ingested meanwhile) is off
+  unless ``--billing``: it is billing's work, measured by bench/billing_throughput.py, and with
+  it on the figure is the whole coordinator's while ingesting and attributing at once.
 - ``--runs N`` repeats the timed part on a fresh database each time (min / median / max).
 
 ``records_per_s`` is wall clock; ``records_per_cpu_s`` divides by the CPU time the process used
@@ -52,6 +56,7 @@ import aiohttp
 from aiohttp import web
 
 from billing.api.app import build_app
+from billing.api.billing import BILLING_SETTINGS, BillingSettings
 from billing.config import CoordinatorConfig
 from billing.service import Coordinator
 from provenance.batches import (
@@ -165,18 +170,27 @@ async def settle(coordinator: Coordinator) -> None:
 
 
 async def run_http(
-    chains: list[list[bytes]], data: Path, synchronous: str, identity: bool = False
+    chains: list[list[bytes]],
+    data: Path,
+    synchronous: str,
+    identity: bool = False,
+    billing: bool = False,
 ) -> tuple[float, float]:
     """The coordinator's app on 127.0.0.1, posted to by a client in a process of its own, so the
     CPU counted is the coordinator's alone (an edge's HTTP client is not the coordinator's
-    cost)."""
+    cost). Billing's periodic attribution (every 5 s) runs only with ``billing``: it reads
+    back and attributes the records being ingested, work of its own (bench/billing_throughput.py)
+    that would otherwise count as ingest's."""
     holder: list[Coordinator] = []
 
     async def opener() -> Coordinator:
         holder.append(await open_coordinator(data, synchronous, len(chains)))
         return holder[0]
 
-    runner = web.AppRunner(build_app(opener))
+    app = build_app(opener)
+    if not billing:
+        app[BILLING_SETTINGS] = BillingSettings(background=False)
+    runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -269,6 +283,9 @@ def main() -> None:
     parser.add_argument("--synchronous", choices=("FULL", "NORMAL"), default="FULL")
     parser.add_argument("--http", action="store_true")
     parser.add_argument("--identity", action="store_true", help="--http bodies uncompressed")
+    parser.add_argument(
+        "--billing", action="store_true", help="--http with billing's attribution runner on"
+    )
     args = parser.parse_args()
     if args.edges < 1 or args.batches < args.edges:
         parser.error("need --edges >= 1 and at least one batch per edge")
@@ -283,7 +300,9 @@ def main() -> None:
     for _ in range(args.runs):
         with tempfile.TemporaryDirectory(prefix="cachet-bench-ingest-") as folder:
             if args.http:
-                timed = run_http(chains, Path(folder), args.synchronous, args.identity)
+                timed = run_http(
+                    chains, Path(folder), args.synchronous, args.identity, args.billing
+                )
             else:
                 timed = run_direct(chains, Path(folder), args.synchronous)
             elapsed, cpu = asyncio.run(timed)
@@ -296,6 +315,7 @@ def main() -> None:
         "ids": args.ids,
         "synchronous": args.synchronous,
         "path": ("http-identity" if args.identity else "http-gzip") if args.http else "ingestor",
+        "billing_runner": args.http and args.billing,
         "records_per_s": round(statistics.median(rates)),
         "records_per_s_min_max": [round(min(rates)), round(max(rates))],
         "records_per_cpu_s": round(statistics.median(cpu_rates)),
