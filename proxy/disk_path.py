@@ -156,10 +156,8 @@ class DiskPath:
             # (RFC 9111 §4.3.3) and its 304 rewrites it (§4.3.4), and either may land before a
             # later open by path, which would find no file and fetch the object again in full.
             if self._streams_body(ex, stored):
-                try:
-                    body_fd = await asyncio.to_thread(entry.open_body)
-                except OSError:  # removed or replaced since its prefix was read
-                    await h._fetch_missing(conn, ex, Fetch(outcomes.URI_MISS), time.time())
+                body_fd = await self._open_body(conn, ex, entry)
+                if body_fd is None:
                     return
             outcome = outcomes.UPDATING
             h.revalidate_in_background(ex, stored, entry)
@@ -178,11 +176,10 @@ class DiskPath:
             # this one waits: opened now, the body stays readable whichever rename lands first.
             opened: list[int] = []
             if self._streams_body(ex, stored):
-                try:
-                    opened.append(await asyncio.to_thread(entry.open_body))
-                except OSError:  # removed or replaced since its prefix was read
-                    await h._fetch_missing(conn, ex, Fetch(outcomes.URI_MISS), time.time())
+                fd = await self._open_body(conn, ex, entry)
+                if fd is None:
                     return
+                opened.append(fd)
             try:
                 await h.origin_path.forward(
                     conn, ex, Fetch(miss, stored, large=entry, opened=opened)
@@ -193,6 +190,16 @@ class DiskPath:
             return
         h.stats.disk_hits += 1
         await self.serve_large(conn, ex, entry, stored, outcome, now, body_fd=body_fd)
+
+    async def _open_body(self, conn: Connection, ex: Exchange, entry: LargeEntry) -> int | None:
+        """``entry``'s file, opened (`LargeEntry.open_body`); None once the object has been
+        fetched instead, the file being removed or replaced since its prefix was read (as if
+        it had never been found)."""
+        try:
+            return await asyncio.to_thread(entry.open_body)
+        except OSError:
+            await self.h._fetch_missing(conn, ex, Fetch(outcomes.URI_MISS), time.time())
+            return None
 
     def _streams_body(self, ex: Exchange, stored: StoredResponse) -> bool:
         """Does an answer with ``stored`` carry its body (not HEAD, a 304 or a bodiless status)?"""
@@ -351,11 +358,10 @@ class DiskPath:
         if opened:
             fd = opened.pop()  # ours to close from here on
         else:
-            try:
-                fd = await asyncio.to_thread(entry.open_body)
-            except OSError:  # removed or replaced since its prefix was read: as if never found
-                await h._fetch_missing(conn, ex, Fetch(outcomes.URI_MISS), time.time())
+            opened_now = await self._open_body(conn, ex, entry)
+            if opened_now is None:
                 return
+            fd = opened_now
         chunk_bytes = entry.header.chunk_bytes
         total = sum(len(s) if isinstance(s, bytes) else s[1] - s[0] for s in segments)
         sent = 0
