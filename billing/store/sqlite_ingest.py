@@ -21,9 +21,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import hashlib
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 import aiosqlite
@@ -37,10 +40,16 @@ from provenance.records import Record, RecordFields, record_fields
 # One group commit holds at most this many records (a bound on the transaction, not a wait).
 GROUP_MAX_RECORDS = 64_000
 # Columns in RecordFields order, then batch_id and record_index: a row is ``fields + (id, i)``.
-_UPSERT_RECORD = (
+_RECORD_COLUMNS = 17
+_UPSERT_HEAD = (
     "INSERT INTO records (request_id, edge, ts, upstream_of, method, status, cache, tier,"
     " bytes, origin_bytes, content_id, creator, manifest, sample_rate, use_kind, batch_id,"
-    " record_index) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    " record_index) VALUES "
+)
+_ROW_PLACEHOLDERS = "(" + ",".join("?" * _RECORD_COLUMNS) + ")"
+# Each row is its own upsert (SQLite applies ON CONFLICT row by row, in order, so a request id
+# twice in one statement behaves as in two).
+_UPSERT_TAIL = (
     " ON CONFLICT (request_id) DO UPDATE SET batch_id = excluded.batch_id,"
     " record_index = excluded.record_index, edge = excluded.edge, ts = excluded.ts,"
     " upstream_of = excluded.upstream_of, method = excluded.method, status = excluded.status,"
@@ -50,6 +59,18 @@ _UPSERT_RECORD = (
     " sample_rate = excluded.sample_rate, use_kind = excluded.use_kind"
     " WHERE excluded.upstream_of IS NULL AND records.upstream_of IS NOT NULL"
 )
+# Rows per INSERT statement: one statement for a whole batch of 1,000 records (17,000 bound
+# values; SQLite allows 32,766 since 3.32, 999 before). One multi-row statement costs ~10% less
+# of SQLite's CPU per record than executemany's reset/bind/step per row (docs/design/
+# coordinator.md, Performance).
+ROWS_PER_STATEMENT = 1000 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999 // _RECORD_COLUMNS
+
+
+@functools.lru_cache(maxsize=16)
+def upsert_rows_sql(count: int) -> str:
+    """The upsert of ``count`` record rows in one statement."""
+    return _UPSERT_HEAD + ",".join([_ROW_PLACEHOLDERS] * count) + _UPSERT_TAIL
+
 
 # The ledger's table (billing/ledger/schema.py), written with the batch it describes.
 _INSERT_COUNTERS = (
@@ -185,8 +206,12 @@ class SqliteIngestMixin:
             (batch.batch_id, batch.records_json),
         )
         rows = _record_rows(batch.batch_id, batch.records)
-        cursor = await db.executemany(_UPSERT_RECORD, rows)
-        stored = max(cursor.rowcount, 0)
+        stored = 0
+        for start in range(0, len(rows), ROWS_PER_STATEMENT):
+            chunk = rows[start : start + ROWS_PER_STATEMENT]
+            values = tuple(chain.from_iterable(chunk))
+            cursor = await db.execute(upsert_rows_sql(len(chunk)), values)
+            stored += max(cursor.rowcount, 0)
         if batch.counters is not None:
             c = batch.counters
             await db.execute(_INSERT_COUNTERS, (h.edge, h.seq, counters_hour(h.last_ts),

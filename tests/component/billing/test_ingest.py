@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import json
 from datetime import timedelta
 
 import pytest
@@ -194,6 +195,28 @@ async def test_records_deduplicated_serving_edge_wins_over_upstream_of(harness: 
     assert (body["records_stored"], body["records_duplicate"]) == (0, 1)
     location = await harness.coordinator.store.find_record("shared-1")
     assert location is not None and location.batch.header.edge == "edge-child"
+
+
+async def test_records_split_over_several_insert_statements_dedup_as_in_one(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite writes a batch's records with multi-row upserts: with 3 rows per statement, a
+    batch of 8 spans three statements, and every row is still deduplicated on its own."""
+    monkeypatch.setattr("billing.store.sqlite_ingest.ROWS_PER_STATEMENT", 3)
+    child = await harness.enrol("edge-child")
+    parent = await harness.enrol("edge-parent")
+    upstream = [parent.record(f"s{i}", upstream_of="edge-child") for i in range(4)]
+    assert (await harness.post(body_of(parent.seal(upstream))))[1]["records_stored"] == 4
+    served = [child.record(f"d{i}") for i in range(2)]
+    assert (await harness.post(body_of(child.seal(served))))[1]["records_stored"] == 2
+    ids = ["n0", "s0", "d0", "s1", "s2", "d1", "s3", "n1"]
+    status, body = await harness.post(body_of(child.seal([child.record(i) for i in ids])))
+    assert (status, body["records_stored"], body["records_duplicate"]) == (200, 6, 2)
+    for request_id in ids:
+        location = await harness.coordinator.store.find_record(request_id)
+        assert location is not None and location.batch.header.edge == "edge-child"
+        stored_record = json.loads(location.batch.records_json)[location.record_index]
+        assert stored_record["request_id"] == request_id
 
 
 async def test_overload_answers_503_with_retry_after(harness: Harness) -> None:
