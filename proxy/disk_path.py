@@ -28,7 +28,7 @@ from proxy.cache.store import Variants, select_variant
 from proxy.cache.surrogate import strip_head_fields
 from proxy.cache.tiers.disk import LargeEntry
 from proxy.cache.tiers.disk_format import EntryFormatError
-from proxy.fetch import Fetch
+from proxy.fetch import Fetch, close_opened
 from proxy.http import cache_status as outcomes
 from proxy.http.cache_status import Outcome, cache_status
 from proxy.http.fields import Headers, get_values
@@ -185,8 +185,7 @@ class DiskPath:
                     conn, ex, Fetch(miss, stored, large=entry, opened=opened)
                 )
             finally:
-                for fd in opened:  # not streamed from (the answer was not a 304's)
-                    os.close(fd)
+                close_opened(opened)  # not streamed from (the answer was not a 304's)
             return
         h.stats.disk_hits += 1
         await self.serve_large(conn, ex, entry, stored, outcome, now, body_fd=body_fd)
@@ -232,8 +231,7 @@ class DiskPath:
                 conn, ex, entry, stored, outcome, now, fwd_status, detail, opened
             )
         finally:
-            for fd in opened:  # no body was sent (a 416), or it failed before the stream
-                os.close(fd)
+            close_opened(opened)  # no body was sent (a 416), or it failed before the stream
 
     async def _serve_large(
         self,

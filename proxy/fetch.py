@@ -197,7 +197,8 @@ class OriginPath:
     async def _answer_origin_failure(
         self, conn: Connection, ex: Exchange, fetch: Fetch, status: int, detail: str
     ) -> None:
-        _close_opened(fetch)  # a stale-if-error answer opens the file anew: a purge since wins
+        # a stale-if-error answer opens the file anew, so that a purge made meanwhile wins
+        close_opened(fetch.opened)
         if fetch.background:
             return  # nobody to answer; the stale entry stays, a later stale hit tries again
         if fetch.stored is not None and await self._served_stale(conn, ex, fetch, None, detail):
@@ -236,7 +237,7 @@ class OriginPath:
             await self._refresh_large(conn, ex, fetch, stored, fetch.large, response, timing)
             return
         # Not streamed from: an unlinked file's blocks stay allocated while it is open.
-        _close_opened(fetch)
+        close_opened(fetch.opened)
         if stored is not None and response.status == 304:
             if is_refreshable_by(stored, response.headers):
                 refreshed = self._apply_refresh(ex, stored, None, response, timing)
@@ -342,7 +343,7 @@ class OriginPath:
         disk (the file rewritten from itself, every chunk verified, in the background) and the
         answer streams from the verified file."""
         if not is_refreshable_by(stored, response.headers):
-            _close_opened(fetch)
+            close_opened(fetch.opened)
             await self._forward(conn, ex, Fetch(fetch.outcome, None, fetch.store))
             return
         # Taken before the rewrite starts: the old inode stays readable through it after the
@@ -1058,10 +1059,12 @@ class NullConnection:
         return None
 
 
-def _close_opened(fetch: Fetch) -> None:
-    """Close the file opened for a 304's answer (`Fetch.opened`) when the answer is another."""
-    while fetch.opened:
-        os.close(fetch.opened.pop())
+def close_opened(opened: list[int] | None) -> None:
+    """Close what is left in ``opened``: a large entry's file opened for an answer that did not
+    stream from it (`Fetch.opened` when the answer is not a 304's, `DiskPath.serve_large`'s when
+    no body was sent). The list ends empty, so a second call closes nothing twice."""
+    while opened:
+        os.close(opened.pop())
 
 
 def _revalidated(fetch: Fetch) -> Outcome:
