@@ -93,26 +93,7 @@ class PostgresLedgerStore(StepReads):
     async def read_step(
         self, first_index: int, limit: int
     ) -> tuple[list[StepBatch], list[tuple[str, Record]]]:
-        rows = await self._all(
-            "SELECT b.batch_id, b.log_index, b.edge, b.seq, b.last_ts, j.records_json"
-            " FROM batches b JOIN batch_records j ON j.batch_id = b.batch_id"
-            " WHERE b.log_index >= ? AND b.log_index < ? ORDER BY b.log_index",
-            (first_index, first_index + limit),
-        )
-        batches = [
-            StepBatch(
-                r[0],
-                int(r[1]),
-                r[2],
-                int(r[3]),
-                r[4],
-                tuple(
-                    (str(c["ts"]), str(c["request_id"]), c.get("upstream_of") is not None)
-                    for c in json.loads(r[5])
-                ),
-            )
-            for r in rows
-        ]
+        batches = await self.read_step_copies(first_index, limit)
         winners: list[tuple[str, Record]] = []
         ids = [b.batch_id for b in batches]
         for start in range(0, len(ids), 200):

@@ -159,6 +159,13 @@ def next_window(
     return range(batches[first][0], batches[end - 1][0] + 1), records, end
 
 
+# A batch's row with its records JSON (its own table since migration 7).
+_BATCH_WITH_RECORDS = (
+    "SELECT b.batch_id, b.log_index, b.edge, b.seq, b.last_ts, j.records_json"
+    " FROM batches b JOIN batch_records j ON j.batch_id = b.batch_id"
+)
+
+
 def copies_of(batch_id: str, log_index: int, edge: str, seq: int, last_ts: str,
               records_json: str) -> StepBatch:  # fmt: skip
     """Every record copy of a batch, from its stored records JSON."""
@@ -234,13 +241,15 @@ class StepReads:
         params = (first_index, first_index + limit, hour, content_id or "")
         return [(r[0], record_from_row(r[1:])) for r in await self._all(WINNERS_SQL, params)]
 
+    async def read_step_copies(self, first_index: int, limit: int) -> list[StepBatch]:
+        """The batches at log indexes ``first_index`` to ``first_index + limit``, in log order,
+        with every record copy (``copies_of``)."""
+        where = " WHERE b.log_index >= ? AND b.log_index < ? ORDER BY b.log_index"
+        rows = await self._all(_BATCH_WITH_RECORDS + where, (first_index, first_index + limit))
+        return [copies_of(r[0], int(r[1]), r[2], int(r[3]), r[4], r[5]) for r in rows]
+
     async def read_batch_copies(self, batch_id: str) -> tuple[StepBatch, list[tuple[str, str]]]:
-        rows = await self._all(
-            "SELECT b.batch_id, b.log_index, b.edge, b.seq, b.last_ts, j.records_json"
-            " FROM batches b JOIN batch_records j ON j.batch_id = b.batch_id"
-            " WHERE b.batch_id = ?",
-            (batch_id,),
-        )
+        rows = await self._all(_BATCH_WITH_RECORDS + " WHERE b.batch_id = ?", (batch_id,))
         r = rows[0]
         batch = copies_of(r[0], int(r[1]), r[2], int(r[3]), r[4], r[5])
         sql = "SELECT request_id, ts FROM records WHERE batch_id = ?"
