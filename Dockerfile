@@ -8,10 +8,14 @@
 # proxy's admin /healthz otherwise; CACHET_HEALTHCHECK_URL overrides both. See docs/operations.md.
 
 # -- builder: build the wheel and install it with its dependencies into a self-contained venv --
+# gcc compiles provenance/_fastrecords.c, the records check (setup.py; without a compiler the
+# build falls back to the slower pure-Python check). The runtime stage needs no compiler.
 FROM python:3.11-slim AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY cachet ./cachet
 COPY proxy ./proxy
 COPY provenance ./provenance

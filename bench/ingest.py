@@ -59,6 +59,7 @@ from billing.api.app import build_app
 from billing.api.billing import BILLING_SETTINGS, BillingSettings
 from billing.config import CoordinatorConfig
 from billing.service import Coordinator
+from provenance import fastrecords
 from provenance.batches import (
     ZERO_HASH_HEX,
     format_sealed_batch,
@@ -274,6 +275,7 @@ def time_stages(bodies: list[bytes]) -> dict[str, float]:
 
 
 def main() -> None:
+    fastrecords.use_environment(os.environ)  # CACHET_PURE_PYTHON=1: the regular expressions
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, default=200, help="in all, over every edge")
     parser.add_argument("--batch-size", type=int, default=1000)

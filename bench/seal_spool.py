@@ -18,10 +18,12 @@ costs ~350 µs of CPU and under /work ~30 µs, and each batch creates two (docs/
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
 
+from provenance import fastrecords
 from provenance.keys import generate_signing_key
 from provenance.records import Record, record_to_canonical_bytes
 from proxy.records.emit import Attribution, RecordEncoder
@@ -126,6 +128,7 @@ def time_polls(count: int, batch: int, parent: str | None, rate: int = 30_000) -
 
 
 def main() -> None:
+    fastrecords.use_environment(os.environ)  # CACHET_PURE_PYTHON=1: the regular expressions
     parser = argparse.ArgumentParser()
     parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--batch", type=int, default=1000)

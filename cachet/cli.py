@@ -4,8 +4,11 @@ here through a `register(subparsers)` function, so this module only dispatches."
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
+
+from provenance import fastrecords
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -51,6 +54,7 @@ def _registrars(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    fastrecords.use_environment(os.environ)
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     handler: Handler = args.handler

@@ -25,6 +25,7 @@ from itertools import repeat
 import msgspec
 from msgspec.structs import astuple
 
+from provenance import fastrecords
 from provenance.canonical_json import MAX_SAFE_INTEGER, canonicalize, parse
 from provenance.errors import ChainError, FormatError, RootMismatchError
 from provenance.keys import SIGNATURE_SIZE, KeyRing, SigningKey
@@ -412,11 +413,40 @@ if _CanonicalRecord.__struct_fields__ != RecordFields._fields:  # astuple below 
 _decode_records = msgspec.json.Decoder(list[_CanonicalRecord]).decode
 
 
+_COMMA = ord(",")
+_RECORDS_AND_FIELDS = fastrecords.WANT_RECORDS | fastrecords.WANT_FIELDS
+
+
 def _canonical_records(
     data: bytes, start: int, end: int
 ) -> tuple[tuple[RecordFields, ...], tuple[bytes, ...]] | None:
     """(fields, leaf hashes) of the records array ``data[start:end]``, or None unless every
-    record is canonical and valid."""
+    record is canonical and valid. ``provenance/_fastrecords.c`` when it is built (one pass
+    that checks and makes the fields), else the regular expression and msgspec."""
+    scan = fastrecords.scan_records
+    if scan is None:
+        return _canonical_records_by_regex(data, start, end)
+    if end - start < 2 or data[start] != 0x5B or data[end - 1] != 0x5D:  # [ ... ]
+        return None
+    scanned = scan(data, start + 1, end - 1, _COMMA, None, _RECORDS_AND_FIELDS, RecordFields)
+    if scanned is None:
+        return None
+    records, _, seconds, fields = scanned
+    assert records is not None and fields is not None
+    if len(records) > MAX_BATCH_RECORDS:
+        return None
+    if not all(is_timestamp(second.decode() + ".000Z") for second in set(seconds)):
+        return None
+    sha256 = hashlib.sha256
+    leaves = tuple([sha256(b"\x00" + record).digest() for record in records])
+    return tuple(fields), leaves
+
+
+def _canonical_records_by_regex(
+    data: bytes, start: int, end: int
+) -> tuple[tuple[RecordFields, ...], tuple[bytes, ...]] | None:
+    """``_canonical_records`` without the compiled module (the reference it is tested
+    against)."""
     if _CANONICAL_ARRAY.fullmatch(data, start, end) is None:
         return None
     # Split the whole body (no copy of the array), then cut the header and the tail off.

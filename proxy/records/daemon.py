@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from cachet.keyfiles import read_signing_key
+from provenance import fastrecords
 from proxy.parent_pipe import stop_at_end_of_stdin
 from proxy.records.forwarder import Forwarder
 from proxy.records.sealer import Sealer
@@ -244,6 +245,7 @@ async def _main(settings: PipelineSettings) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     settings = _parse_args(sys.argv[1:] if argv is None else argv)
+    fastrecords.use_environment(os.environ)
     level = os.environ.get("CACHET_RECORDS_LOG_LEVEL", "info").upper()
     logging.basicConfig(
         level=getattr(logging, level, logging.INFO),

@@ -16,7 +16,13 @@ from proxy.records.segments import decode_chunk
 from tests.unit.provenance.strategies import make_record, records
 
 EDGE = "edge-1"
-CHECKER = ChunkChecker(EDGE)
+# Every test runs both implementations: the regular expression, and the compiled check
+# (provenance/_fastrecords.c; tests/unit/provenance/test_fastrecords.py fails if it is not built).
+CHECKERS = pytest.mark.parametrize(
+    "checker",
+    [ChunkChecker(EDGE, compiled=False), ChunkChecker(EDGE)],
+    ids=["regex", "compiled"],
+)
 
 
 def reference(payload: bytes) -> tuple[list[bytes], list[bytes], int, int] | None:
@@ -35,18 +41,19 @@ def counters_line(served: int, dropped: int) -> bytes:
     return b"\n#served=%d,dropped=%d" % (served, dropped)
 
 
+@CHECKERS
 @settings(max_examples=150, deadline=None)
 @given(
     st.lists(records(edge=EDGE), min_size=1, max_size=6),
     st.none() | st.tuples(st.integers(0, 10**6), st.integers(0, 10**6)),
 )
 def test_a_chunk_of_valid_records_is_accepted_as_the_reference_reads_it(
-    batch: list[Record], counters: tuple[int, int] | None
+    checker: ChunkChecker, batch: list[Record], counters: tuple[int, int] | None
 ) -> None:
     payload = b"\n".join(record_to_canonical_bytes(r) for r in batch)
     if counters is not None:
         payload += counters_line(*counters)
-    checked = CHECKER.check(payload, {})
+    checked = checker.check(payload, {})
     if all(in_fast_form(r) for r in batch):
         assert checked is not None
     assert checked is None or tuple(checked) == reference(payload)
@@ -86,20 +93,25 @@ def mutated_chunks(draw: st.DrawFn) -> bytes:
     return bytes(raw)
 
 
+@CHECKERS
 @settings(max_examples=400, deadline=None)
 @given(mutated_chunks())
 def test_whatever_the_chunk_check_accepts_the_reference_accepts_identically(
+    checker: ChunkChecker,
     payload: bytes,
 ) -> None:
-    checked = CHECKER.check(payload, {})
+    checked = checker.check(payload, {})
     if checked is not None:
         assert tuple(checked) == reference(payload)
 
 
+@CHECKERS
 @settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=400))
-def test_arbitrary_bytes_are_never_accepted_unless_the_reference_agrees(payload: bytes) -> None:
-    checked = CHECKER.check(payload, {})
+def test_arbitrary_bytes_are_never_accepted_unless_the_reference_agrees(
+    checker: ChunkChecker, payload: bytes
+) -> None:
+    checked = checker.check(payload, {})
     assert checked is None or tuple(checked) == reference(payload)
 
 
@@ -112,6 +124,7 @@ def with_ts(ts: bytes) -> bytes:
     return valid(1).replace(b"2026-11-27T03:38:01.001Z", ts)
 
 
+@CHECKERS
 @pytest.mark.parametrize(
     "bad",
     [
@@ -136,29 +149,41 @@ def with_ts(ts: bytes) -> bytes:
         b"",
     ],
 )
-def test_a_chunk_with_any_other_record_goes_to_the_reference(bad: bytes) -> None:
+def test_a_chunk_with_any_other_record_goes_to_the_reference(
+    checker: ChunkChecker, bad: bytes
+) -> None:
     for payload in (bad, valid(0) + b"\n" + bad, bad + b"\n" + valid(0) + counters_line(5, 1)):
-        assert CHECKER.check(payload, {}) is None
+        assert checker.check(payload, {}) is None
 
 
-def test_a_leap_day_is_accepted() -> None:
+@CHECKERS
+def test_a_leap_day_is_accepted(
+    checker: ChunkChecker,
+) -> None:
     payload = with_ts(b"2024-02-29T23:59:59.999Z")
-    checked = CHECKER.check(payload, {})
+    checked = checker.check(payload, {})
     assert checked is not None and checked.stamps == [b"2024-02-29T23:59:59.999Z"]
 
 
+@CHECKERS
 @pytest.mark.parametrize(
     "line", [b"#served=1", b"#served=-1,dropped=0", b"#served=1,dropped=0\n", b"#x"]
 )
-def test_a_malformed_counters_line_goes_to_the_reference(line: bytes) -> None:
-    assert CHECKER.check(valid(0) + b"\n" + line, {}) is None
+def test_a_malformed_counters_line_goes_to_the_reference(
+    checker: ChunkChecker, line: bytes
+) -> None:
+    assert checker.check(valid(0) + b"\n" + line, {}) is None
 
 
-def test_an_edge_id_that_no_record_can_carry_checks_nothing() -> None:
-    assert ChunkChecker("not an edge").check(valid(0), {}) is None
+@pytest.mark.parametrize("compiled", [False, True])
+def test_an_edge_id_that_no_record_can_carry_checks_nothing(compiled: bool) -> None:
+    assert ChunkChecker("not an edge", compiled=compiled).check(valid(0), {}) is None
 
 
-def test_the_hit_path_records_are_accepted() -> None:
+@CHECKERS
+def test_the_hit_path_records_are_accepted(
+    checker: ChunkChecker,
+) -> None:
     """What proxy/handler.py writes for plain hits (RecordEncoder templates) takes the fast
     path: otherwise the check would cost the records process as much as before."""
     encoder = RecordEncoder(EDGE, "1")
@@ -173,12 +198,15 @@ def test_the_hit_path_records_are_accepted() -> None:
         for n, attribution in enumerate(attributions * 5)
     ]
     payload = b"\n".join(parts) + counters_line(20, 2)
-    checked = CHECKER.check(payload, {})
+    checked = checker.check(payload, {})
     assert checked is not None
     assert tuple(checked) == reference(payload)
 
 
-def test_seconds_seen_are_remembered_for_the_next_chunk() -> None:
+@CHECKERS
+def test_seconds_seen_are_remembered_for_the_next_chunk(
+    checker: ChunkChecker,
+) -> None:
     seconds: dict[bytes, bool] = {}
-    assert CHECKER.check(valid(1), seconds) is not None
+    assert checker.check(valid(1), seconds) is not None
     assert seconds == {b"2026-11-27T03:38:01": True}

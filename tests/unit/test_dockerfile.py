@@ -77,6 +77,13 @@ def test_builder_copies_every_package_pyproject_installs() -> None:
     assert "README.md" in " ".join(args_of("COPY"))  # pyproject's readme is needed to build
 
 
+def test_builder_compiles_the_records_check() -> None:
+    """setup.py builds provenance/_fastrecords.c as optional: without gcc in the builder the
+    image would silently run the slower pure-Python check."""
+    assert "setup.py" in " ".join(args_of("COPY"))
+    assert any("gcc" in run for run in args_of("RUN")), "the builder installs no C compiler"
+
+
 def test_entrypoint_is_the_console_script_from_pyproject() -> None:
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     (entrypoint,) = args_of("ENTRYPOINT")

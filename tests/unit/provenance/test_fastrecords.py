@@ -1,0 +1,305 @@
+"""The compiled records check (provenance/_fastrecords.c) against the regular expression.
+
+``scan_records`` must accept exactly the runs of records that ``match_canonical_record`` (the
+RFC 8785 canonical form of a valid record, §3.2) accepts record by record, with a manifest only
+beside a creator and a content id, and must return the same bytes and fields. The calendar
+check of ``ts`` (RFC 3339 §5.7) stays the caller's, once per second it reports.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from provenance import fastrecords
+from provenance.records import (
+    CANONICAL_GROUPS,
+    Record,
+    RecordFields,
+    match_canonical_record,
+    record_to_canonical_bytes,
+)
+
+from .strategies import make_record, records
+
+EDGE = "edge-1"
+ALL = fastrecords.WANT_RECORDS | fastrecords.WANT_STAMPS | fastrecords.WANT_FIELDS
+INTEGER_GROUPS = {"bytes", "origin_bytes", "status"}
+
+scan = fastrecords.scan_records
+needs_module = pytest.mark.skipif(scan is None, reason="the compiled module is not built")
+
+
+def test_the_compiled_module_is_built() -> None:
+    """setup.py builds it as optional (a machine without a C compiler still installs), so
+    nothing else would notice a build that silently fell back to the regular expressions."""
+    assert scan is not None, "provenance/_fastrecords.c was not built: is a C compiler there?"
+
+
+def test_the_environment_switch_turns_it_off_and_nothing_else_does() -> None:
+    try:
+        fastrecords.use_environment({"CACHET_PURE_PYTHON": "0"})
+        assert fastrecords.scan_records is scan
+        fastrecords.use_environment({"CACHET_PURE_PYTHON": "1"})
+        assert fastrecords.scan_records is None
+    finally:
+        fastrecords.scan_records = scan
+
+
+Expected = tuple[list[bytes], list[bytes], set[bytes], list[RecordFields]]
+
+
+def reference(data: bytes, separator: bytes, edge: str | None) -> Expected | None:
+    """Record by record with the regular expression; None unless all are valid."""
+    found: list[bytes] = []
+    fields: list[RecordFields] = []
+    position = 0
+    while True:
+        match = match_canonical_record(data, position)
+        if match is None:
+            return None
+        values = dict(zip(CANONICAL_GROUPS, match.groups(), strict=True))
+        text = {k: None if v is None else v.decode() for k, v in values.items()}
+        if text["manifest"] is not None and (text["creator"] is None or text["content_id"] is None):
+            return None
+        if edge is not None and text["edge"] != edge:
+            return None
+        typed = {k: int(v) if k in INTEGER_GROUPS and v is not None else v for k, v in text.items()}
+        fields.append(RecordFields(**typed))  # type: ignore[arg-type]
+        found.append(data[position : match.end()])
+        position = match.end()
+        if position == len(data):
+            break
+        if data[position : position + 1] != separator:
+            return None
+        position += 1
+    stamps = [f.ts.encode() for f in fields]
+    return found, stamps, {s[:19] for s in stamps}, fields
+
+
+def compiled(data: bytes, separator: bytes, edge: str | None) -> Expected | None:
+    assert scan is not None
+    result = scan(data, 0, len(data), separator[0], None if edge is None else edge.encode(), ALL,
+                  RecordFields)  # fmt: skip
+    if result is None:
+        return None
+    found, stamps, seconds, fields = result
+    assert found is not None and stamps is not None and fields is not None
+    assert all(type(f) is RecordFields for f in fields)
+    return found, stamps, set(seconds), fields
+
+
+def fast_form(record: Record) -> bool:
+    return (
+        max(record.bytes, record.origin_bytes) < 10**15
+        and '"' not in record.request_id
+        and "\\" not in record.request_id
+    )
+
+
+separators = st.sampled_from([b"\n", b","])
+edges = st.sampled_from([None, EDGE])
+
+
+@needs_module
+@settings(max_examples=200, deadline=None)
+@given(st.lists(records(edge=EDGE).filter(fast_form), min_size=1, max_size=5), separators, edges)
+def test_valid_records_are_accepted_with_their_bytes_stamps_and_fields(
+    batch: list[Record], separator: bytes, edge: str | None
+) -> None:
+    data = separator.join(record_to_canonical_bytes(r) for r in batch)
+    got = compiled(data, separator, edge)
+    assert got is not None
+    assert got == reference(data, separator, edge)
+    assert got[3] == [
+        RecordFields(r.request_id, r.edge, r.ts, r.upstream_of, r.method, r.status, r.cache,
+                     r.tier, r.bytes, r.origin_bytes, r.content_id, r.creator, r.manifest,
+                     r.sample_rate, r.use)
+        for r in batch
+    ]  # fmt: skip
+
+
+MUTATION_BYTES = b'0123456789abcdefxyz"{}:,.-#\n\\ \x00\xff'
+
+
+@st.composite
+def mutated(draw: st.DrawFn) -> tuple[bytes, bytes]:
+    """A valid run with a few bytes replaced, deleted or inserted: some still valid."""
+    separator = draw(separators)
+    batch = draw(st.lists(records(edge=draw(st.sampled_from([EDGE, "e2"]))), min_size=1,
+                          max_size=3))  # fmt: skip
+    raw = bytearray(separator.join(record_to_canonical_bytes(r) for r in batch))
+    for _ in range(draw(st.integers(1, 3))):
+        index = draw(st.integers(0, len(raw) - 1))
+        byte = draw(st.sampled_from(MUTATION_BYTES))
+        action = draw(st.sampled_from(["replace", "delete", "insert"]))
+        if action == "replace":
+            raw[index] = byte
+        elif action == "delete" and len(raw) > 1:
+            del raw[index]
+        else:
+            raw.insert(index, byte)
+    return bytes(raw), separator
+
+
+@needs_module
+@settings(max_examples=600, deadline=None)
+@given(mutated(), edges)
+def test_any_mutation_gets_the_same_answer_as_the_regular_expression(
+    case: tuple[bytes, bytes], edge: str | None
+) -> None:
+    data, separator = case
+    assert compiled(data, separator, edge) == reference(data, separator, edge)
+
+
+@needs_module
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300), separators)
+def test_arbitrary_bytes_get_the_same_answer(data: bytes, separator: bytes) -> None:
+    assert compiled(data, separator, None) == reference(data, separator, None)
+
+
+def one(**overrides: object) -> bytes:
+    return record_to_canonical_bytes(make_record(3, EDGE, **overrides))
+
+
+def edited(old: bytes, new: bytes, **overrides: object) -> bytes:
+    record = one(**overrides)
+    assert old in record
+    return record.replace(old, new, 1)
+
+
+HASH = b"sha256:" + b"a" * 64
+
+
+@needs_module
+@pytest.mark.parametrize(
+    ("data", "valid"),
+    [
+        (one(bytes=10**15 - 1), True),  # the fast form's largest count (15 digits)
+        (one(bytes=10**15), False),  # valid, but the generic parser's
+        (edited(b'"bytes":', b'"bytes":0', bytes=7), False),  # a leading zero
+        (one(bytes=0, origin_bytes=0), True),
+        (one(status=100), True),
+        (one(status=599), True),
+        (edited(b'"status":200', b'"status":600'), False),
+        (edited(b'"status":200', b'"status":099'), False),
+        (edited(b'"status":200', b'"status":2000'), False),
+        (one(method="M" * 32), True),
+        (edited(b'"method":"GET"', b'"method":"' + b"M" * 33 + b'"'), False),
+        (edited(b'"method":"GET"', b'"method":""'), False),
+        (edited(b'"method":"GET"', b'"method":"G(T"'), False),  # not a tchar
+        (one(request_id="r" * 128), True),
+        (edited(b'"request_id":"req-000003"', b'"request_id":"' + b"r" * 129 + b'"'), False),
+        (one(request_id="#[]{}~!"), True),
+        (one(creator="c" * 64), True),
+        (edited(b'"creator":"alice"', b'"creator":"' + b"c" * 65 + b'"'), False),
+        (edited(b'"creator":"alice"', b'"creator":"-alice"'), False),  # starts alphanumeric
+        (edited(b'"creator":"alice"', b'"creator":""'), False),
+        (one(sample_rate="0.000001"), True),
+        (one(sample_rate="0.1"), True),
+        (one(sample_rate="0"), True),
+        (edited(b'"sample_rate":"1"', b'"sample_rate":"0.0000001"'), False),  # 7 decimals
+        (edited(b'"sample_rate":"1"', b'"sample_rate":"0.10"'), False),  # not canonical
+        (edited(b'"sample_rate":"1"', b'"sample_rate":"1.0"'), False),
+        (edited(b'"sample_rate":"1"', b'"sample_rate":"0."'), False),
+        (edited(b'"sample_rate":"1"', b'"sample_rate":"2"'), False),
+        (one(trace_id="0" * 31 + "1"), True),
+        (edited(b'"tier":"memory",', b'"tier":"memory","trace_id":"' + b"0" * 32 + b'",'), False),
+        (edited(b'"tier":"memory",', b'"tier":"memory","trace_id":"' + b"A" * 32 + b'",'), False),
+        (one(cache_key_hash="sha256:" + "b" * 64), True),
+        (
+            edited(
+                b'"cache":"hit",', b'"cache":"hit","cache_key_hash":"sha256:' + b"B" * 64 + b'",'
+            ),
+            False,
+        ),
+        (one(cache="revalidated", tier="none", use="training"), True),
+        (edited(b'"cache":"hit"', b'"cache":"hits"'), False),
+        (edited(b'"tier":"memory"', b'"tier":"Memory"'), False),
+        (one(upstream_of="edge-0"), True),
+        (edited(b'"upstream_of":null', b'"upstream_of":"-x"'), False),
+        (one(creator=None, manifest=None), True),
+        (edited(b'"creator":"alice"', b'"creator":null'), False),  # a manifest needs both
+        (edited(b'"content_id":"sha256:' + b"0" * 63 + b'3"', b'"content_id":null'), False),
+        (one(content_id=None, manifest=None), True),
+        (
+            edited(
+                b'"manifest":null', b'"manifest":"' + HASH + b'"', content_id=None, manifest=None
+            ),
+            False,
+        ),
+        (edited(b"T03:38:03.003Z", b"T03:38:03.03Z"), False),
+        (edited(b"T03:38:03.003Z", b"T99:99:99.003Z"), True),  # the shape only: see below
+        (edited(b'"v":1}', b'"v":2}'), False),
+        (one() + b" ", False),
+        (b"", False),
+    ],
+)
+def test_each_field_is_checked_as_the_contract_says(data: bytes, valid: bool) -> None:
+    """Boundaries of every field's grammar (provenance/records.py's table). A ts that only has
+    the right shape is accepted here: the caller checks the calendar (RFC 3339 §5.7) once per
+    distinct second, which this reports."""
+    got = compiled(data, b",", None)
+    assert (got is not None) == valid
+    assert got == reference(data, b",", None)
+
+
+@needs_module
+def test_seconds_are_reported_for_the_callers_calendar_check() -> None:
+    data = b"\n".join(
+        edited(b"2026-11-27T03:38:03.003Z", ts, request_id=f"r{n}")
+        for n, ts in enumerate([b"2026-11-27T03:38:03.003Z", b"2026-11-27T03:38:03.999Z",
+                                b"2026-02-30T00:00:00.000Z", b"2026-11-27T03:38:03.004Z"])
+    )  # fmt: skip
+    got = compiled(data, b"\n", EDGE)
+    assert got is not None
+    assert got[2] == {b"2026-11-27T03:38:03", b"2026-02-30T00:00:00"}
+
+
+@needs_module
+def test_another_edges_record_or_separator_fails_the_whole_run() -> None:
+    assert scan is not None
+    good = one()
+    assert compiled(good + b"\n" + one(), b"\n", EDGE) is not None
+    assert compiled(good + b"\n" + record_to_canonical_bytes(make_record(4, "e2")), b"\n",
+                    EDGE) is None  # fmt: skip
+    assert compiled(good + b"," + good, b"\n", None) is None
+    assert compiled(good + b"\n", b"\n", None) is None
+    assert compiled(b"\n" + good, b"\n", None) is None
+
+
+@needs_module
+def test_a_slice_of_a_larger_buffer_and_what_is_asked_for() -> None:
+    assert scan is not None
+    good = one()
+    data = b"[" + good + b"," + good + b"]"
+    result = scan(memoryview(data), 1, len(data) - 1, ord(","), None, 0, None)
+    assert result == (None, None, [b"2026-11-27T03:38:03"], None)
+    result = scan(data, 1, len(data) - 1, ord(","), None, fastrecords.WANT_FIELDS, None)
+    assert result is not None and result[3] is not None
+    assert [type(f) for f in result[3]] == [tuple, tuple]
+    assert result[3][0] == tuple(RecordFields(*result[3][0]))
+    assert scan(data, 0, len(data), ord(","), None, 0, None) is None  # the brackets
+
+
+@needs_module
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        ((b"{}", 0, 3, 10, None, 0, None), ValueError),  # end past the data
+        ((b"{}", 2, 1, 10, None, 0, None), ValueError),  # start after end
+        ((b"{}", -1, 1, 10, None, 0, None), ValueError),
+        ((b"{}", 0, 2, 256, None, 0, None), ValueError),  # not a byte
+        ((b"{}", 0, 2, 10, "edge-1", 0, None), TypeError),  # edge as str
+        ((b"{}", 0, 2, 10, None, 0, list), TypeError),  # not a tuple type
+        (("{}", 0, 2, 10, None, 0, None), TypeError),  # str, not bytes
+        ((b"{}", 0, 2, 10, None, 0), TypeError),  # six arguments
+    ],
+)
+def test_bad_arguments_raise_instead_of_reading_out_of_bounds(
+    args: tuple[object, ...], error: type[Exception]
+) -> None:
+    with pytest.raises(error):
+        scan(*args)  # type: ignore[arg-type, misc]
