@@ -8,11 +8,12 @@
 # proxy's admin /healthz otherwise; CACHET_HEALTHCHECK_URL overrides both. See docs/operations.md.
 
 # -- builder: build the wheel and install it with its dependencies into a self-contained venv --
-# gcc compiles provenance/_fastrecords.c, the records check (setup.py; without a compiler the
-# build falls back to the slower pure-Python check). The runtime stage needs no compiler.
+# gcc and OpenSSL's headers compile provenance/_fastrecords.c, the records check, leaf hashes and
+# Merkle roots (setup.py; without them the build falls back to the slower pure-Python code).
+# The runtime stage needs neither: the slim image's libssl3 is what the module links.
 FROM python:3.11-slim AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
-RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev libssl-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY pyproject.toml setup.py README.md ./

@@ -1,6 +1,7 @@
-"""Build hook for the one compiled module, provenance/_fastrecords.c (the records check).
+"""Build hook for the one compiled module, provenance/_fastrecords.c (the records check, leaf
+hashes and Merkle roots). It needs a C compiler and OpenSSL's headers (Debian: gcc, libssl-dev).
 
-Optional: where no C compiler is found the build goes on without it and the pure-Python
+Optional: where it can't be built the build goes on without it and the pure-Python
 checks run instead (provenance/fastrecords.py), same answers, slower. Everything else about
 the package is in pyproject.toml.
 """
@@ -12,6 +13,7 @@ setup(
         Extension(
             "provenance._fastrecords",
             ["provenance/_fastrecords.c"],
+            libraries=["crypto"],  # OpenSSL's SHA-256, as Python's hashlib uses
             extra_compile_args=["-O2", "-Wall", "-Wextra", "-Werror=implicit-function-declaration"],
             optional=True,
         )

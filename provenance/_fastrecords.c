@@ -12,7 +12,25 @@
  * No I/O, no state between calls: a pure function of its arguments. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <openssl/evp.h>
 #include <string.h>
+
+/* SHA-256 through OpenSSL's EVP interface (the library Python's hashlib uses), with one context
+ * reused for every hash: the digest is fetched once, at import (OpenSSL 3 would otherwise look
+ * it up in its providers at every init). One context is safe: no function here releases the
+ * GIL, so no two calls run at once. */
+static EVP_MD *sha256_md;
+static EVP_MD_CTX *sha256_ctx;
+
+/* RFC 9162 §2.1.1: a leaf is SHA-256(0x00 || d), an interior node SHA-256(0x01 || l || r). */
+static int hash2(unsigned char prefix, const void *a, size_t an, const void *b, size_t bn,
+                 unsigned char out[32]) {
+    return EVP_DigestInit_ex(sha256_ctx, sha256_md, NULL) == 1 &&
+           EVP_DigestUpdate(sha256_ctx, &prefix, 1) == 1 &&
+           EVP_DigestUpdate(sha256_ctx, a, an) == 1 &&
+           (bn == 0 || EVP_DigestUpdate(sha256_ctx, b, bn) == 1) &&
+           EVP_DigestFinal_ex(sha256_ctx, out, NULL) == 1;
+}
 
 typedef struct {
     const char *p;
@@ -242,7 +260,7 @@ static PyObject *text(span_t s, last_t *last) {
     return value;
 }
 
-enum { WANT_RECORDS = 1, WANT_STAMPS = 2, WANT_FIELDS = 4 };
+enum { WANT_RECORDS = 1, WANT_STAMPS = 2, WANT_FIELDS = 4, WANT_LEAVES = 8 };
 
 /* RecordFields order: request_id, edge, ts, upstream_of, method, status, cache, tier, bytes,
  * origin_bytes, content_id, creator, manifest, sample_rate, use */
@@ -289,10 +307,11 @@ PyDoc_STRVAR(scan_records_doc,
 "scan_records(data, start, end, separator, edge, want, fields_type, /)\n--\n\n"
 "Check data[start:end] as one or more canonical records joined by the byte `separator`.\n"
 "None unless every record is valid (and, if `edge` is not None, of that edge). Otherwise a\n"
-"tuple (records, stamps, seconds, fields): the records' bytes if want & 1, their ts values\n"
-"(bytes) if want & 2, the distinct ts seconds (bytes, 19 chars; a second is listed again\n"
-"only when a record between changed it), and if want & 4 each record's fields as a\n"
-"`fields_type` (a tuple subclass, or None for plain tuples) in RecordFields order.");
+"tuple (records, stamps, seconds, fields, leaves): the records' bytes if want & 1, their ts\n"
+"values (bytes) if want & 2, the distinct ts seconds (bytes, 19 chars; a second is listed\n"
+"again only when a record between changed it), if want & 4 each record's fields as a\n"
+"`fields_type` (a tuple subclass, or None for plain tuples) in RecordFields order, and if\n"
+"want & 8 each record's RFC 9162 leaf hash.");
 
 static PyObject *scan_records(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     (void)module;
@@ -303,6 +322,7 @@ static PyObject *scan_records(PyObject *module, PyObject *const *args, Py_ssize_
     Py_buffer view;
     if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) return NULL;
     PyObject *result = NULL, *records = NULL, *stamps = NULL, *seconds = NULL, *fields = NULL;
+    PyObject *leaves = NULL;
     Py_ssize_t start = PyLong_AsSsize_t(args[1]), end = PyLong_AsSsize_t(args[2]);
     long separator = PyLong_AsLong(args[3]), want = PyLong_AsLong(args[5]);
     const char *edge = NULL;
@@ -331,8 +351,10 @@ static PyObject *scan_records(PyObject *module, PyObject *const *args, Py_ssize_
     records = (want & WANT_RECORDS) ? PyList_New(0) : Py_NewRef(Py_None);
     stamps = (want & WANT_STAMPS) ? PyList_New(0) : Py_NewRef(Py_None);
     fields = (want & WANT_FIELDS) ? PyList_New(0) : Py_NewRef(Py_None);
+    leaves = (want & WANT_LEAVES) ? PyList_New(0) : Py_NewRef(Py_None);
     seconds = PyList_New(0);
-    if (records == NULL || stamps == NULL || fields == NULL || seconds == NULL) goto done;
+    if (records == NULL || stamps == NULL || fields == NULL || leaves == NULL || seconds == NULL)
+        goto done;
     const char *base = (const char *)view.buf, *p = base + start, *lim = base + end;
     const char *second = NULL;
     last_t last[7] = {{{NULL, 0}, NULL}};
@@ -355,11 +377,20 @@ static PyObject *scan_records(PyObject *module, PyObject *const *args, Py_ssize_
         }
         if ((want & WANT_FIELDS) && append_new(fields, fields_of(&r, type, last)) < 0)
             goto done;
+        if (want & WANT_LEAVES) {
+            unsigned char leaf[32];
+            if (!hash2(0x00, p, (size_t)(q - p), NULL, 0, leaf)) {
+                PyErr_SetString(PyExc_RuntimeError, "SHA-256 failed");
+                goto done;
+            }
+            if (append_new(leaves, PyBytes_FromStringAndSize((const char *)leaf, 32)) < 0)
+                goto done;
+        }
         if (q == lim) break;
         if ((unsigned char)*q != (unsigned char)separator) goto invalid;
         p = q + 1;
     }
-    result = PyTuple_Pack(4, records, stamps, seconds, fields);
+    result = PyTuple_Pack(5, records, stamps, seconds, fields, leaves);
     goto done;
 invalid:
     result = Py_NewRef(Py_None);
@@ -368,12 +399,75 @@ done:
     Py_XDECREF(stamps);
     Py_XDECREF(seconds);
     Py_XDECREF(fields);
+    Py_XDECREF(leaves);
     PyBuffer_Release(&view);
     return result;
 }
 
+PyDoc_STRVAR(merkle_root_doc,
+"merkle_root(leaf_hashes, /)\n--\n\n"
+"RFC 9162 §2.1.1 MTH of the leaves whose hashes (32 bytes each) are given, in a sequence.\n"
+"ValueError for a leaf hash of another length.");
+
+static PyObject *merkle_root(PyObject *module, PyObject *arg) {
+    (void)module;
+    PyObject *seq = PySequence_Fast(arg, "merkle_root takes a sequence of leaf hashes");
+    if (seq == NULL) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    unsigned char root[32];
+    if (n == 0) {
+        Py_DECREF(seq);
+        /* MTH({}) = SHA-256 of the empty string, without the leaf prefix */
+        if (EVP_Digest("", 0, root, NULL, sha256_md, NULL) != 1) goto failed;
+        return PyBytes_FromStringAndSize((const char *)root, 32);
+    }
+    unsigned char *level = PyMem_Malloc((size_t)n * 32);
+    if (level == NULL) {
+        Py_DECREF(seq);
+        return PyErr_NoMemory();
+    }
+    PyObject **items = PySequence_Fast_ITEMS(seq);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = items[i];
+        const char *bytes = PyBytes_Check(item)       ? PyBytes_AS_STRING(item)
+                            : PyByteArray_Check(item) ? PyByteArray_AS_STRING(item)
+                                                      : NULL;
+        if (bytes == NULL || Py_SIZE(item) != 32) {
+            PyMem_Free(level);
+            Py_DECREF(seq);
+            PyErr_SetString(PyExc_ValueError, "leaf hashes are 32 bytes");
+            return NULL;
+        }
+        memcpy(level + i * 32, bytes, 32);
+    }
+    Py_DECREF(seq);
+    /* Level by level; an unpaired last node moves up unchanged. That is MTH's split at the
+     * largest power of two below n (RFC 9162 §2.1.1), as the tests check against
+     * provenance.merkle. Node i of a level is written after nodes 2i and 2i+1 are read. */
+    while (n > 1) {
+        Py_ssize_t pairs = n / 2;
+        for (Py_ssize_t i = 0; i < pairs; i++) {
+            unsigned char node[32];
+            if (!hash2(0x01, level + 64 * i, 32, level + 64 * i + 32, 32, node)) {
+                PyMem_Free(level);
+                goto failed;
+            }
+            memcpy(level + 32 * i, node, 32);
+        }
+        if (n % 2) memmove(level + 32 * pairs, level + 32 * (n - 1), 32);
+        n = pairs + n % 2;
+    }
+    PyObject *result = PyBytes_FromStringAndSize((const char *)level, 32);
+    PyMem_Free(level);
+    return result;
+failed:
+    PyErr_SetString(PyExc_RuntimeError, "SHA-256 failed");
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"scan_records", (PyCFunction)(void (*)(void))scan_records, METH_FASTCALL, scan_records_doc},
+    {"merkle_root", merkle_root, METH_O, merkle_root_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -393,6 +487,16 @@ static int intern_all(PyObject **out, const char *const *names, int count) {
 
 PyMODINIT_FUNC PyInit__fastrecords(void) {
     init_classes();
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+    sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+#else
+    sha256_md = EVP_sha256();
+#endif
+    sha256_ctx = EVP_MD_CTX_new();
+    if (sha256_md == NULL || sha256_ctx == NULL) {
+        PyErr_SetString(PyExc_ImportError, "OpenSSL's SHA-256 is not available");
+        return NULL;
+    }
     if (intern_all(cache_names, CACHES, N_CACHES) < 0 || intern_all(tier_names, TIERS, N_TIERS) < 0 ||
         intern_all(use_names, USES, N_USES) < 0)
         return NULL;

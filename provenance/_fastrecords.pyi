@@ -1,3 +1,4 @@
+from collections.abc import Sequence
 from typing import Any
 
 def scan_records(
@@ -9,4 +10,8 @@ def scan_records(
     want: int,
     fields_type: type | None,
     /,
-) -> tuple[list[bytes] | None, list[bytes] | None, list[bytes], list[Any] | None] | None: ...
+) -> (
+    tuple[list[bytes] | None, list[bytes] | None, list[bytes], list[Any] | None, list[bytes] | None]
+    | None
+): ...
+def merkle_root(leaf_hashes: Sequence[bytes], /) -> bytes: ...

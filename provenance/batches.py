@@ -414,7 +414,7 @@ _decode_records = msgspec.json.Decoder(list[_CanonicalRecord]).decode
 
 
 _COMMA = ord(",")
-_RECORDS_AND_FIELDS = fastrecords.WANT_RECORDS | fastrecords.WANT_FIELDS
+_FIELDS_AND_LEAVES = fastrecords.WANT_FIELDS | fastrecords.WANT_LEAVES
 
 
 def _canonical_records(
@@ -428,18 +428,16 @@ def _canonical_records(
         return _canonical_records_by_regex(data, start, end)
     if end - start < 2 or data[start] != 0x5B or data[end - 1] != 0x5D:  # [ ... ]
         return None
-    scanned = scan(data, start + 1, end - 1, _COMMA, None, _RECORDS_AND_FIELDS, RecordFields)
+    scanned = scan(data, start + 1, end - 1, _COMMA, None, _FIELDS_AND_LEAVES, RecordFields)
     if scanned is None:
         return None
-    records, _, seconds, fields = scanned
-    assert records is not None and fields is not None
-    if len(records) > MAX_BATCH_RECORDS:
+    _, _, seconds, fields, leaves = scanned
+    assert fields is not None and leaves is not None
+    if len(fields) > MAX_BATCH_RECORDS:
         return None
     if not all(is_timestamp(second.decode() + ".000Z") for second in set(seconds)):
         return None
-    sha256 = hashlib.sha256
-    leaves = tuple([sha256(b"\x00" + record).digest() for record in records])
-    return tuple(fields), leaves
+    return tuple(fields), tuple(leaves)
 
 
 def _canonical_records_by_regex(

@@ -1,40 +1,48 @@
 """The compiled records check (``provenance/_fastrecords.c``), when it was built.
 
-``scan_records`` is None where the package was installed without a C compiler (setup.py builds
-the module as optional) or when ``CACHET_PURE_PYTHON=1`` is set for ``cachet`` and the benches
-(``use_environment``); its callers then use their regular expressions, which are the reference
-it is tested against (tests/unit/provenance/test_fastrecords.py). Both accept exactly the same
-records.
+``scan_records`` and ``merkle_root`` are None where the package was installed without a C
+compiler or OpenSSL's headers (setup.py builds the module as optional), or when
+``CACHET_PURE_PYTHON=1`` is set for ``cachet`` and the benches (``use_environment``). Their
+callers then use the pure-Python code, which is the reference they are tested against
+(tests/unit/provenance/test_fastrecords.py): both give the same answers.
 
 ``scan_records(data, start, end, separator, edge, want, fields_type)`` checks
 ``data[start:end]`` as one or more canonical records (``provenance.records``'
 ``CANONICAL_RECORD_PATTERN``, and a manifest only with a creator and a content id) joined by the
 byte ``separator``, each of ``edge`` unless it is None. None if any is not; else
-``(records, stamps, seconds, fields)``: the records' bytes (``want & WANT_RECORDS``), their
-``ts`` values as bytes (``WANT_STAMPS``), the distinct ``ts`` seconds in order of appearance
-(repeats possible, never missing: the caller checks the calendar once per second), and each
-record's fields as a ``fields_type`` in ``RecordFields`` order (``WANT_FIELDS``).
+``(records, stamps, seconds, fields, leaves)``: the records' bytes (``want & WANT_RECORDS``),
+their ``ts`` values as bytes (``WANT_STAMPS``), the distinct ``ts`` seconds in order of
+appearance (repeats possible, never missing: the caller checks the calendar once per second),
+each record's fields as a ``fields_type`` in ``RecordFields`` order (``WANT_FIELDS``), and each
+record's RFC 9162 leaf hash (``WANT_LEAVES``); what was not asked for is None.
+
+``merkle_root(leaf_hashes)``: RFC 9162 MTH, for ``provenance.merkle.root_from_leaf_hashes``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 WANT_RECORDS = 1
 WANT_STAMPS = 2
 WANT_FIELDS = 4
+WANT_LEAVES = 8
 
-ScanResult = tuple[list[bytes] | None, list[bytes] | None, list[bytes], list[Any] | None]
+ScanResult = tuple[
+    list[bytes] | None, list[bytes] | None, list[bytes], list[Any] | None, list[bytes] | None
+]
 ScanRecords = Callable[
     [bytes | memoryview, int, int, int, bytes | None, int, type | None], ScanResult | None
 ]
 
 scan_records: ScanRecords | None = None
+merkle_root: Callable[[Sequence[bytes]], bytes] | None = None
 try:
     from provenance import _fastrecords
 
     scan_records = _fastrecords.scan_records
+    merkle_root = _fastrecords.merkle_root
 except ImportError:  # built without a compiler: the regular expressions serve
     pass
 
@@ -44,6 +52,6 @@ PURE_PYTHON_VARIABLE = "CACHET_PURE_PYTHON"
 def use_environment(environ: Mapping[str, str]) -> None:
     """``CACHET_PURE_PYTHON=1``: run the regular expressions even where the module is built
     (to compare the two; call before any ``ChunkChecker`` is made)."""
-    global scan_records
+    global scan_records, merkle_root
     if environ.get(PURE_PYTHON_VARIABLE) == "1":
-        scan_records = None
+        scan_records = merkle_root = None

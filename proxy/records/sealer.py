@@ -37,6 +37,7 @@ from provenance.batches import ZERO_HASH_HEX, chain_head, header_canonical_bytes
 from provenance.batches import parse_sealed_batch as _parse_sealed_batch
 from provenance.errors import FormatError
 from provenance.keys import SigningKey
+from provenance.merkle import leaf_hash
 from provenance.records import (
     is_timestamp,
     match_canonical_record,
@@ -88,7 +89,6 @@ log = logging.getLogger(__name__)
 
 MARKER_NAME = "sealed.json"
 MARKER_INTERVAL_S = 1.0
-_sha256 = hashlib.sha256
 READ_AHEAD_RECORDS = 50_000  # pending records before sealing what is read (bounded memory)
 ROOT_SPOOL = ""  # the spool folder itself (one serving process)
 _WORKER_SPOOL = re.compile(r"w[0-9]{1,4}")
@@ -142,6 +142,7 @@ class _Pending:
     """Records read from the spools and not yet sealed, in reading order."""
 
     payloads: list[bytes] = field(default_factory=list)
+    leaves: list[bytes] = field(default_factory=list)  # each record's RFC 9162 leaf hash
     stamps: list[bytes] = field(default_factory=list)  # each record's ts
     sources: list[str] = field(default_factory=list)  # the spool each record came from
     ends: list[Position] = field(default_factory=list)  # position just after each record
@@ -150,7 +151,7 @@ class _Pending:
     dropped: list[int] = field(default_factory=list)
 
     def drop_first(self, count: int) -> None:
-        del self.payloads[:count], self.stamps[:count], self.sources[:count]
+        del self.payloads[:count], self.leaves[:count], self.stamps[:count], self.sources[:count]
         del self.ends[:count], self.seen_ms[:count], self.served[:count], self.dropped[:count]
 
 
@@ -383,6 +384,7 @@ class Sealer:
             served[-1] += max(0, checked.served - total)  # the frame's extra answers
             dropped[-1] += checked.dropped
             pending.payloads += records[skip:] if skip else records
+            pending.leaves += checked.leaves[skip:] if skip else checked.leaves
             pending.stamps += checked.stamps[skip:] if skip else checked.stamps
             pending.sources += repeat(name, count)
             pending.ends += zip(repeat(number, count - 1), repeat(start), range(skip + 1, total))
@@ -422,6 +424,7 @@ class Sealer:
                 continue
             self._carried = (0, 0)
             pending.payloads.append(record)
+            pending.leaves.append(leaf_hash(record))
             pending.stamps.append(ts.encode())
             pending.sources.append(name)
             pending.ends.append((number, end, 0) if index == last else (number, start, index + 1))
@@ -464,12 +467,10 @@ class Sealer:
         started = time.perf_counter()
         pending, stop = self._pending, start + count
         payloads, stamps = pending.payloads[start:stop], pending.stamps[start:stop]
+        leaves = pending.leaves[start:stop]
         positions = self._positions_after(start, count)
         seq, prev = (0, ZERO_HASH_HEX) if self.chain_head is None else (
             self.chain_head[0] + 1, self.chain_head[1])  # fmt: skip
-        # provenance.merkle.leaf_hash (RFC 9162 §2.1.1: SHA-256(0x00 || record)) without a
-        # Python call per record.
-        leaves = [_sha256(b"\x00" + payload).digest() for payload in payloads]
         header, signature = seal_header(
             leaves,
             min(stamps).decode(),

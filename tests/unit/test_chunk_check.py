@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from provenance.merkle import leaf_hash
 from provenance.records import Record, record_to_canonical_bytes
 from proxy.records.chunk_check import ChunkChecker
 from proxy.records.emit import Attribution, RecordEncoder
@@ -25,8 +26,9 @@ CHECKERS = pytest.mark.parametrize(
 )
 
 
-def reference(payload: bytes) -> tuple[list[bytes], list[bytes], int, int] | None:
-    """What the sealer's record-by-record path makes of a payload, if it accepts every record."""
+def reference(payload: bytes) -> tuple[list[bytes], list[bytes], int, int, list[bytes]] | None:
+    """What the sealer's record-by-record path makes of a payload, if it accepts every record
+    (with each record's RFC 9162 §2.1.1 leaf hash)."""
     chunk = decode_chunk(payload)
     stamps = []
     for record in chunk.records:
@@ -34,7 +36,8 @@ def reference(payload: bytes) -> tuple[list[bytes], list[bytes], int, int] | Non
         if ts is None:
             return None
         stamps.append(ts.encode())
-    return chunk.records, stamps, chunk.served, chunk.dropped
+    leaves = [leaf_hash(record) for record in chunk.records]
+    return chunk.records, stamps, chunk.served, chunk.dropped, leaves
 
 
 def counters_line(served: int, dropped: int) -> bytes:

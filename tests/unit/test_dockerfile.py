@@ -82,6 +82,7 @@ def test_builder_compiles_the_records_check() -> None:
     image would silently run the slower pure-Python check."""
     assert "setup.py" in " ".join(args_of("COPY"))
     assert any("gcc" in run for run in args_of("RUN")), "the builder installs no C compiler"
+    assert any("libssl-dev" in run for run in args_of("RUN")), "nor OpenSSL's headers"
 
 
 def test_entrypoint_is_the_console_script_from_pyproject() -> None:

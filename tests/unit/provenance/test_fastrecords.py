@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from provenance import fastrecords
+from provenance.merkle import MerkleTree, leaf_hash
 from provenance.records import (
     CANONICAL_GROUPS,
     Record,
@@ -24,7 +25,8 @@ from provenance.records import (
 from .strategies import make_record, records
 
 EDGE = "edge-1"
-ALL = fastrecords.WANT_RECORDS | fastrecords.WANT_STAMPS | fastrecords.WANT_FIELDS
+ALL = (fastrecords.WANT_RECORDS | fastrecords.WANT_STAMPS | fastrecords.WANT_FIELDS
+       | fastrecords.WANT_LEAVES)  # fmt: skip
 INTEGER_GROUPS = {"bytes", "origin_bytes", "status"}
 
 scan = fastrecords.scan_records
@@ -47,7 +49,7 @@ def test_the_environment_switch_turns_it_off_and_nothing_else_does() -> None:
         fastrecords.scan_records = scan
 
 
-Expected = tuple[list[bytes], list[bytes], set[bytes], list[RecordFields]]
+Expected = tuple[list[bytes], list[bytes], set[bytes], list[RecordFields], list[bytes]]
 
 
 def reference(data: bytes, separator: bytes, edge: str | None) -> Expected | None:
@@ -75,7 +77,7 @@ def reference(data: bytes, separator: bytes, edge: str | None) -> Expected | Non
             return None
         position += 1
     stamps = [f.ts.encode() for f in fields]
-    return found, stamps, {s[:19] for s in stamps}, fields
+    return found, stamps, {s[:19] for s in stamps}, fields, [leaf_hash(r) for r in found]
 
 
 def compiled(data: bytes, separator: bytes, edge: str | None) -> Expected | None:
@@ -84,10 +86,10 @@ def compiled(data: bytes, separator: bytes, edge: str | None) -> Expected | None
                   RecordFields)  # fmt: skip
     if result is None:
         return None
-    found, stamps, seconds, fields = result
-    assert found is not None and stamps is not None and fields is not None
+    found, stamps, seconds, fields, leaves = result
+    assert found is not None and stamps is not None and fields is not None and leaves is not None
     assert all(type(f) is RecordFields for f in fields)
-    return found, stamps, set(seconds), fields
+    return found, stamps, set(seconds), fields, leaves
 
 
 def fast_form(record: Record) -> bool:
@@ -276,7 +278,7 @@ def test_a_slice_of_a_larger_buffer_and_what_is_asked_for() -> None:
     good = one()
     data = b"[" + good + b"," + good + b"]"
     result = scan(memoryview(data), 1, len(data) - 1, ord(","), None, 0, None)
-    assert result == (None, None, [b"2026-11-27T03:38:03"], None)
+    assert result == (None, None, [b"2026-11-27T03:38:03"], None, None)
     result = scan(data, 1, len(data) - 1, ord(","), None, fastrecords.WANT_FIELDS, None)
     assert result is not None and result[3] is not None
     assert [type(f) for f in result[3]] == [tuple, tuple]
@@ -303,3 +305,39 @@ def test_bad_arguments_raise_instead_of_reading_out_of_bounds(
 ) -> None:
     with pytest.raises(error):
         scan(*args)  # type: ignore[arg-type, misc]
+
+
+merkle_root = fastrecords.merkle_root
+
+
+@needs_module
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.binary(min_size=32, max_size=32), max_size=70))
+def test_the_compiled_root_is_rfc9162_mth(leaves: list[bytes]) -> None:
+    """RFC 9162 §2.1.1 MTH: MerkleTree is itself checked against the RFC's recursive
+    definition (test_merkle.py)."""
+    assert merkle_root is not None
+    assert merkle_root(leaves) == MerkleTree(leaves).root()
+    leaves_as_bytearrays = tuple(bytearray(leaf) for leaf in leaves)
+    assert merkle_root(leaves_as_bytearrays) == MerkleTree(leaves).root()  # type: ignore[arg-type]
+
+
+@needs_module
+@pytest.mark.parametrize("size", [1, 2, 3, 1000, 1023, 1024, 1025, 4097])
+def test_the_compiled_root_at_batch_sizes(size: int) -> None:
+    assert merkle_root is not None
+    leaves = [leaf_hash(i.to_bytes(4, "big")) for i in range(size)]
+    assert merkle_root(leaves) == MerkleTree(leaves).root()
+
+
+@needs_module
+@pytest.mark.parametrize(
+    ("leaves", "error"),
+    [([b"a" * 31], ValueError), ([b"a" * 32, None], ValueError), (42, TypeError)],
+)
+def test_the_compiled_root_refuses_what_is_not_a_leaf_hash(
+    leaves: object, error: type[Exception]
+) -> None:
+    assert merkle_root is not None
+    with pytest.raises(error):
+        merkle_root(leaves)  # type: ignore[arg-type]

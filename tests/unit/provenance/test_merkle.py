@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from provenance import fastrecords
 from provenance.errors import ProofFormatError, RootMismatchError
 from provenance.merkle import (
     EMPTY_ROOT,
@@ -25,6 +27,19 @@ from provenance.merkle import (
     verify_consistency,
     verify_inclusion,
 )
+
+
+@pytest.fixture(autouse=True, scope="module", params=["python", "compiled"])
+def root_implementation(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test runs with both ``root_from_leaf_hashes``: MerkleTree and the compiled one
+    (provenance/_fastrecords.c). Module-scoped: hypothesis allows no function-scoped fixture."""
+    compiled = fastrecords.merkle_root
+    if request.param == "python":
+        fastrecords.merkle_root = None
+    try:
+        yield request.param
+    finally:
+        fastrecords.merkle_root = compiled
 
 
 # --- RFC 9162 §2.1.1, §2.1.3.1, §2.1.4.1 transcribed literally (the reference) ---------------
@@ -185,6 +200,9 @@ def test_generation_misuse_raises_value_error() -> None:
         consistency_proof(0, [leaf_hash(b"")] * 3)
     with pytest.raises(ValueError, match="32 bytes"):
         MerkleTree([b"short"])
+    for bad in ([b"short"], [b"a" * 32, b"b" * 33]):
+        with pytest.raises(ValueError, match="32 bytes"):
+            root_from_leaf_hashes(bad)
 
 
 def test_large_tree_proofs_are_cheap_after_building() -> None:
