@@ -14,7 +14,7 @@ from proxy.records.chunk_check import ChunkChecker
 from proxy.records.emit import Attribution, RecordEncoder
 from proxy.records.sealer import check_record
 from proxy.records.segments import decode_chunk
-from tests.unit.provenance.strategies import make_record, records
+from tests.unit.provenance.strategies import make_record, mutate, records
 
 EDGE = "edge-1"
 # Every test runs both implementations: the regular expression, and the compiled check
@@ -72,9 +72,6 @@ def in_fast_form(record: Record) -> bool:
     )
 
 
-MUTATION_BYTES = b'0123456789abcdefxyz"{}:,.-#\n\\ \x00\xff'
-
-
 @st.composite
 def mutated_chunks(draw: st.DrawFn) -> bytes:
     """A valid chunk with a few bytes replaced, deleted or inserted (newlines and counters
@@ -83,17 +80,7 @@ def mutated_chunks(draw: st.DrawFn) -> bytes:
     raw = bytearray(b"\n".join(record_to_canonical_bytes(r) for r in batch))
     if draw(st.booleans()):
         raw += counters_line(draw(st.integers(0, 99)), draw(st.integers(0, 99)))
-    for _ in range(draw(st.integers(1, 3))):
-        index = draw(st.integers(0, len(raw) - 1))
-        action = draw(st.sampled_from(["replace", "delete", "insert"]))
-        byte = draw(st.sampled_from(MUTATION_BYTES))
-        if action == "replace":
-            raw[index] = byte
-        elif action == "delete" and len(raw) > 1:
-            del raw[index]
-        else:
-            raw.insert(index, byte)
-    return bytes(raw)
+    return mutate(draw, raw)
 
 
 @CHECKERS

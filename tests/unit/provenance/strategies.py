@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
 from hypothesis import strategies as st
 
+from provenance import fastrecords
 from provenance.records import CACHE_OUTCOMES, TIERS, USES, Record
 
 HEX = "0123456789abcdef"
@@ -69,3 +74,41 @@ def make_record(index: int = 0, edge: str = "edge-1", **overrides: object) -> Re
     }
     fields.update(overrides)
     return Record(**fields)  # type: ignore[arg-type]
+
+
+MUTATION_BYTES = b'0123456789abcdefxyz"{}:,.-#\n\\ \x00\xff'
+
+
+def mutate(draw: st.DrawFn, raw: bytearray) -> bytes:
+    """``raw`` with one to three bytes replaced, deleted or inserted (JSON's structural bytes,
+    digits, hex, newlines, counters-line bytes, NUL and 0xFF): some mutants are still valid."""
+    for _ in range(draw(st.integers(1, 3))):
+        index = draw(st.integers(0, len(raw) - 1))
+        action = draw(st.sampled_from(["replace", "delete", "insert"]))
+        byte = draw(st.sampled_from(MUTATION_BYTES))
+        if action == "replace":
+            raw[index] = byte
+        elif action == "delete" and len(raw) > 1:
+            del raw[index]
+        else:
+            raw.insert(index, byte)
+    return bytes(raw)
+
+
+def both_implementations(attribute: str, pure: str) -> Callable[..., Any]:
+    """An autouse fixture that runs every test of the module twice: with
+    ``provenance.fastrecords.<attribute>`` (the compiled module) and with it set to None (the
+    pure-Python reference, named ``pure``). Module-scoped: hypothesis allows no function-scoped
+    fixture."""
+
+    @pytest.fixture(autouse=True, scope="module", params=[pure, "compiled"])
+    def implementation(request: pytest.FixtureRequest) -> Iterator[str]:
+        compiled = getattr(fastrecords, attribute)
+        if request.param == pure:
+            setattr(fastrecords, attribute, None)
+        try:
+            yield request.param
+        finally:
+            setattr(fastrecords, attribute, compiled)
+
+    return implementation

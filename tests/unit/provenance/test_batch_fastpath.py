@@ -8,7 +8,7 @@ and yields the same fields, leaf hashes (RFC 9162 §2.1.1) and records array.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
@@ -16,7 +16,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import provenance.batches as batches_module
-from provenance import fastrecords
 from provenance.batches import (
     SealedBatch,
     canonical_batch_of,
@@ -34,21 +33,11 @@ from provenance.keys import KeyRing, generate_signing_key
 from provenance.merkle import leaf_hash
 from provenance.records import Record, match_canonical_record, record_to_canonical_bytes
 
-from .strategies import make_record, records
+from .strategies import both_implementations, make_record, records
 
-
-@pytest.fixture(autouse=True, scope="module", params=["regex", "compiled"])
-def records_check(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Every test runs with both implementations of the fast path's records check: the
-    regular expression and provenance/_fastrecords.c (test_fastrecords.py fails when it is
-    not built). Module-scoped, so that hypothesis sees no function-scoped fixture."""
-    compiled = fastrecords.scan_records
-    if request.param == "regex":
-        fastrecords.scan_records = None
-    try:
-        yield request.param
-    finally:
-        fastrecords.scan_records = compiled
+# Every test runs with both records checks: the regular expression and provenance/_fastrecords.c
+# (test_fastrecords.py fails when it is not built).
+records_check = both_implementations("scan_records", "regex")
 
 
 EDGE_KEY = generate_signing_key("edge-1", b"\x11" * 32)

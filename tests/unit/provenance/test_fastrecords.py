@@ -22,7 +22,7 @@ from provenance.records import (
     record_to_canonical_bytes,
 )
 
-from .strategies import make_record, records
+from .strategies import make_record, mutate, records
 
 EDGE = "edge-1"
 ALL = (fastrecords.WANT_RECORDS | fastrecords.WANT_STAMPS | fastrecords.WANT_FIELDS
@@ -122,9 +122,6 @@ def test_valid_records_are_accepted_with_their_bytes_stamps_and_fields(
     ]  # fmt: skip
 
 
-MUTATION_BYTES = b'0123456789abcdefxyz"{}:,.-#\n\\ \x00\xff'
-
-
 @st.composite
 def mutated(draw: st.DrawFn) -> tuple[bytes, bytes]:
     """A valid run with a few bytes replaced, deleted or inserted: some still valid."""
@@ -132,17 +129,7 @@ def mutated(draw: st.DrawFn) -> tuple[bytes, bytes]:
     batch = draw(st.lists(records(edge=draw(st.sampled_from([EDGE, "e2"]))), min_size=1,
                           max_size=3))  # fmt: skip
     raw = bytearray(separator.join(record_to_canonical_bytes(r) for r in batch))
-    for _ in range(draw(st.integers(1, 3))):
-        index = draw(st.integers(0, len(raw) - 1))
-        byte = draw(st.sampled_from(MUTATION_BYTES))
-        action = draw(st.sampled_from(["replace", "delete", "insert"]))
-        if action == "replace":
-            raw[index] = byte
-        elif action == "delete" and len(raw) > 1:
-            del raw[index]
-        else:
-            raw.insert(index, byte)
-    return bytes(raw), separator
+    return mutate(draw, raw), separator
 
 
 @needs_module

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from provenance import fastrecords
 from provenance.errors import ProofFormatError, RootMismatchError
 from provenance.merkle import (
     EMPTY_ROOT,
@@ -28,18 +26,10 @@ from provenance.merkle import (
     verify_inclusion,
 )
 
+from .strategies import both_implementations
 
-@pytest.fixture(autouse=True, scope="module", params=["python", "compiled"])
-def root_implementation(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Every test runs with both ``root_from_leaf_hashes``: MerkleTree and the compiled one
-    (provenance/_fastrecords.c). Module-scoped: hypothesis allows no function-scoped fixture."""
-    compiled = fastrecords.merkle_root
-    if request.param == "python":
-        fastrecords.merkle_root = None
-    try:
-        yield request.param
-    finally:
-        fastrecords.merkle_root = compiled
+# Every test runs with both ``root_from_leaf_hashes``: MerkleTree and provenance/_fastrecords.c.
+root_implementation = both_implementations("merkle_root", "python")
 
 
 # --- RFC 9162 §2.1.1, §2.1.3.1, §2.1.4.1 transcribed literally (the reference) ---------------
