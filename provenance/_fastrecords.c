@@ -9,7 +9,8 @@
  * mutated and random input (tests/unit/provenance/test_fastrecords.py). Every read is bounded
  * by the end of the run; the input is untrusted (a spool file, an edge's POST body).
  *
- * No I/O, no state between calls: a pure function of its arguments. */
+ * No I/O; no state between calls but a reused hashing context: each call is a function of its
+ * arguments alone. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <openssl/evp.h>
@@ -195,7 +196,8 @@ static const char *record(const char *p, const char *lim, record_t *r) {
     p = integer(p, lim, &r->bytes);
     p = LIT(p, ",\"cache\":");
     p = choice(p, lim, CACHES, N_CACHES, &r->cache);
-    if (STARTS(p, ",\"cache_key_hash\":")) p = content_id(LIT(p, ",\"cache_key_hash\":"), lim, &unused);
+    if (STARTS(p, ",\"cache_key_hash\":"))
+        p = content_id(LIT(p, ",\"cache_key_hash\":"), lim, &unused);
     p = LIT(p, ",\"content_id\":");
     p = null_or(p, lim, &r->content_id, content_id);
     p = LIT(p, ",\"creator\":");
@@ -497,8 +499,8 @@ PyMODINIT_FUNC PyInit__fastrecords(void) {
         PyErr_SetString(PyExc_ImportError, "OpenSSL's SHA-256 is not available");
         return NULL;
     }
-    if (intern_all(cache_names, CACHES, N_CACHES) < 0 || intern_all(tier_names, TIERS, N_TIERS) < 0 ||
-        intern_all(use_names, USES, N_USES) < 0)
+    if (intern_all(cache_names, CACHES, N_CACHES) < 0 ||
+        intern_all(tier_names, TIERS, N_TIERS) < 0 || intern_all(use_names, USES, N_USES) < 0)
         return NULL;
     return PyModule_Create(&module_def);
 }

