@@ -107,7 +107,7 @@ def test_truncated_private_key_is_refused_without_echoing_it(tmp_path: Path) -> 
     path.chmod(0o600)
     with pytest.raises(KeyFileError, match="not a valid private key") as info:
         read_signing_key(path)
-    secret = text.rsplit("+", 1)[1].strip()
+    secret = text.split("+", 4)[4].strip()  # the whole seed: its base64 may hold a "+"
     assert secret[:8] not in str(info.value)
 
 
