@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
 from typing import NamedTuple
 
 from provenance import fastrecords
@@ -57,6 +58,19 @@ _COUNTERS_LINE = re.compile(rb"#served=([0-9]{1,18}),dropped=([0-9]{1,18})")
 _NEWLINE = ord("\n")
 _WANT = fastrecords.WANT_RECORDS | fastrecords.WANT_STAMPS | fastrecords.WANT_LEAVES
 _sha256 = hashlib.sha256
+
+
+def seconds_are_real(seconds: Iterable[bytes], seconds_ok: dict[bytes, bool]) -> bool:
+    """Is every ``ts`` second (``YYYY-MM-DDTHH:MM:SS`` bytes, already of the right shape) a real
+    calendar instant (RFC 3339 §5.7)? ``seconds_ok`` caches the answers: one check per distinct
+    second, for the sealer's every path."""
+    for second in seconds:
+        ok = seconds_ok.get(second)
+        if ok is None:
+            ok = seconds_ok[second] = is_timestamp(second.decode() + ".000Z")
+        if not ok:
+            return False
+    return True
 
 
 class CheckedChunk(NamedTuple):  # a tuple: made for every frame the sealer reads
@@ -96,12 +110,8 @@ class ChunkChecker:
         if match is None:
             return None
         stamps = _STAMP.findall(payload)
-        for second in {stamp[:19] for stamp in stamps}:
-            ok = seconds_ok.get(second)
-            if ok is None:
-                ok = seconds_ok[second] = is_timestamp(second.decode() + ".000Z")
-            if not ok:
-                return None
+        if not seconds_are_real({stamp[:19] for stamp in stamps}, seconds_ok):
+            return None
         records = payload.split(b"\n")
         if match[1] is None:
             served, dropped = len(records), 0
@@ -110,6 +120,7 @@ class ChunkChecker:
             served, dropped = int(match[1]), int(match[2])
         if len(stamps) != len(records):  # can't happen (see _STAMP); never guess
             return None
+        # provenance.merkle.leaf_hash (RFC 9162 §2.1.1) without a Python call per record
         leaves = [_sha256(b"\x00" + record).digest() for record in records]
         return CheckedChunk(records, stamps, served, dropped, leaves)
 
@@ -131,12 +142,8 @@ class ChunkChecker:
             return None
         records, stamps, seconds, _, leaves = scanned
         assert records is not None and stamps is not None and leaves is not None
-        for second in seconds:
-            ok = seconds_ok.get(second)
-            if ok is None:
-                ok = seconds_ok[second] = is_timestamp(second.decode() + ".000Z")
-            if not ok:
-                return None
+        if not seconds_are_real(seconds, seconds_ok):
+            return None
         if counters is None:
             return CheckedChunk(records, stamps, len(records), 0, leaves)
         return CheckedChunk(records, stamps, int(counters[1]), int(counters[2]), leaves)

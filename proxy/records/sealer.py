@@ -39,7 +39,6 @@ from provenance.errors import FormatError
 from provenance.keys import SigningKey
 from provenance.merkle import leaf_hash
 from provenance.records import (
-    is_timestamp,
     match_canonical_record,
     parse_record,
     record_to_canonical_bytes,
@@ -59,7 +58,7 @@ from proxy.records.batch_files import (
     write_atomically,
     write_replacing,
 )
-from proxy.records.chunk_check import ChunkChecker
+from proxy.records.chunk_check import ChunkChecker, seconds_are_real
 from proxy.records.segments import (
     Chunk,
     decode_chunk,
@@ -111,10 +110,7 @@ def check_record(payload: bytes, edge: str, seconds_ok: dict[bytes, bool]) -> st
     if match is not None and match.end() == len(payload):
         content_id, creator, record_edge, manifest, ts = match.group(3, 4, 5, 6, 13)
         linked = manifest is None or (creator is not None and content_id is not None)
-        second = ts[:19]
-        ok = seconds_ok.get(second)
-        if ok is None:
-            ok = seconds_ok[second] = is_timestamp(second.decode() + ".000Z")
+        ok = seconds_are_real((ts[:19],), seconds_ok)
         if linked and ok and record_edge == edge.encode():
             return ts.decode()
         return None
