@@ -9,12 +9,17 @@
  * mutated and random input (tests/unit/provenance/test_fastrecords.py). Every read is bounded
  * by the end of the run; the input is untrusted (a spool file, an edge's POST body).
  *
- * No I/O; no state between calls but a reused hashing context: each call is a function of its
- * arguments alone. */
+ * Hashes of a whole batch go eight at a time through _sha256_lanes.h where the CPU has AVX2 but no
+ * SHA instructions, else one at a time through OpenSSL; both give the same bytes.
+ *
+ * No I/O; no state between calls but a reused hashing context and that choice: each call is a
+ * function of its arguments alone. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <openssl/evp.h>
 #include <string.h>
+
+#include "_sha256_lanes.h"
 
 /* SHA-256 through OpenSSL's EVP interface (the library Python's hashlib uses), with one context
  * reused for every hash: the digest is fetched once, at import (OpenSSL 3 would otherwise look
@@ -31,6 +36,25 @@ static int hash2(unsigned char prefix, const void *a, size_t an, const void *b, 
            EVP_DigestUpdate(sha256_ctx, a, an) == 1 &&
            (bn == 0 || EVP_DigestUpdate(sha256_ctx, b, bn) == 1) &&
            EVP_DigestFinal_ex(sha256_ctx, out, NULL) == 1;
+}
+
+/* Eight lanes at once, or OpenSSL: chosen at import by the CPU (sha256_lanes_pay), switchable
+ * for the tests (set_sha256_lanes). Fewer messages than this go to OpenSSL: a lane step costs
+ * what about three single blocks do. */
+static int use_lanes;
+enum { LANES_FROM = 3 };
+
+/* Every message's hash into its ``out``; 0 if OpenSSL failed. */
+static int hash_all(lane_message_t *messages, size_t count) {
+    if (use_lanes && count >= LANES_FROM) {
+        sha256_lanes(messages, count);
+        return 1;
+    }
+    for (size_t i = 0; i < count; i++) {
+        const lane_message_t *m = &messages[i];
+        if (!hash2(m->prefix, m->a, m->an, m->b, m->bn, m->out)) return 0;
+    }
+    return 1;
 }
 
 typedef struct {
@@ -325,6 +349,9 @@ static PyObject *scan_records(PyObject *module, PyObject *const *args, Py_ssize_
     if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) return NULL;
     PyObject *result = NULL, *records = NULL, *stamps = NULL, *seconds = NULL, *fields = NULL;
     PyObject *leaves = NULL;
+    lane_message_t *messages = NULL;
+    unsigned char *digests = NULL;
+    size_t count = 0, capacity = 0;
     Py_ssize_t start = PyLong_AsSsize_t(args[1]), end = PyLong_AsSsize_t(args[2]);
     long separator = PyLong_AsLong(args[3]), want = PyLong_AsLong(args[5]);
     const char *edge = NULL;
@@ -379,18 +406,38 @@ static PyObject *scan_records(PyObject *module, PyObject *const *args, Py_ssize_
         }
         if ((want & WANT_FIELDS) && append_new(fields, fields_of(&r, type, last)) < 0)
             goto done;
-        if (want & WANT_LEAVES) {
-            unsigned char leaf[32];
-            if (!hash2(0x00, p, (size_t)(q - p), NULL, 0, leaf)) {
-                PyErr_SetString(PyExc_RuntimeError, "SHA-256 failed");
-                goto done;
+        if (want & WANT_LEAVES) { /* hashed together once all are valid */
+            if (count == capacity) {
+                capacity = capacity ? 2 * capacity : 64;
+                lane_message_t *grown = PyMem_Realloc(messages, capacity * sizeof *messages);
+                if (grown == NULL) {
+                    PyErr_NoMemory();
+                    goto done;
+                }
+                messages = grown;
             }
-            if (append_new(leaves, PyBytes_FromStringAndSize((const char *)leaf, 32)) < 0)
-                goto done;
+            messages[count++] = (lane_message_t){(const unsigned char *)p, NULL,
+                                                 (size_t)(q - p), 0, 0x00, NULL};
         }
         if (q == lim) break;
         if ((unsigned char)*q != (unsigned char)separator) goto invalid;
         p = q + 1;
+    }
+    if (want & WANT_LEAVES) {
+        digests = PyMem_Malloc(count * 32);
+        if (digests == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        for (size_t i = 0; i < count; i++) messages[i].out = digests + 32 * i;
+        if (!hash_all(messages, count)) {
+            PyErr_SetString(PyExc_RuntimeError, "SHA-256 failed");
+            goto done;
+        }
+        for (size_t i = 0; i < count; i++)
+            if (append_new(leaves, PyBytes_FromStringAndSize((const char *)messages[i].out, 32)) <
+                0)
+                goto done;
     }
     result = PyTuple_Pack(5, records, stamps, seconds, fields, leaves);
     goto done;
@@ -402,6 +449,8 @@ done:
     Py_XDECREF(seconds);
     Py_XDECREF(fields);
     Py_XDECREF(leaves);
+    PyMem_Free(messages);
+    PyMem_Free(digests);
     PyBuffer_Release(&view);
     return result;
 }
@@ -445,31 +494,102 @@ static PyObject *merkle_root(PyObject *module, PyObject *arg) {
     Py_DECREF(seq);
     /* Level by level; an unpaired last node moves up unchanged. That is MTH's split at the
      * largest power of two below n (RFC 9162 §2.1.1), as the tests check against
-     * provenance.merkle. Node i of a level is written after nodes 2i and 2i+1 are read. */
-    while (n > 1) {
+     * provenance.merkle. A level's nodes are hashed together into the other buffer. */
+    unsigned char *above = PyMem_Malloc((size_t)(n / 2 + 1) * 32);
+    lane_message_t *messages = PyMem_Malloc((size_t)(n / 2 + 1) * sizeof *messages);
+    int hashed = above != NULL && messages != NULL;
+    while (hashed && n > 1) {
         Py_ssize_t pairs = n / 2;
-        for (Py_ssize_t i = 0; i < pairs; i++) {
-            unsigned char node[32];
-            if (!hash2(0x01, level + 64 * i, 32, level + 64 * i + 32, 32, node)) {
-                PyMem_Free(level);
-                goto failed;
-            }
-            memcpy(level + 32 * i, node, 32);
-        }
-        if (n % 2) memmove(level + 32 * pairs, level + 32 * (n - 1), 32);
+        for (Py_ssize_t i = 0; i < pairs; i++)
+            messages[i] = (lane_message_t){level + 64 * i, NULL, 64, 0, 0x01, above + 32 * i};
+        hashed = hash_all(messages, (size_t)pairs);
+        if (n % 2) memcpy(above + 32 * pairs, level + 32 * (n - 1), 32);
+        unsigned char *swap = level;
+        level = above;
+        above = swap;
         n = pairs + n % 2;
     }
-    PyObject *result = PyBytes_FromStringAndSize((const char *)level, 32);
+    PyObject *result = NULL;
+    if (above == NULL || messages == NULL)
+        PyErr_NoMemory();
+    else if (hashed)
+        result = PyBytes_FromStringAndSize((const char *)level, 32);
     PyMem_Free(level);
+    PyMem_Free(above);
+    PyMem_Free(messages);
+    if (result == NULL && !PyErr_Occurred()) goto failed;
     return result;
 failed:
     PyErr_SetString(PyExc_RuntimeError, "SHA-256 failed");
     return NULL;
 }
 
+PyDoc_STRVAR(leaf_hashes_doc,
+"leaf_hashes(entries, /)\n--\n\n"
+"RFC 9162 §2.1.1 leaf hash SHA-256(0x00 || entry) of each entry (bytes), in a list.");
+
+static PyObject *leaf_hashes(PyObject *module, PyObject *arg) {
+    (void)module;
+    PyObject *seq = PySequence_Fast(arg, "leaf_hashes takes a sequence of bytes");
+    if (seq == NULL) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject **items = PySequence_Fast_ITEMS(seq), *result = NULL;
+    lane_message_t *messages = PyMem_Malloc((size_t)(n ? n : 1) * sizeof *messages);
+    unsigned char *digests = PyMem_Malloc((size_t)(n ? n : 1) * 32);
+    if (messages == NULL || digests == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!PyBytes_Check(items[i])) {
+            PyErr_SetString(PyExc_TypeError, "leaf_hashes takes bytes");
+            goto done;
+        }
+        messages[i] = (lane_message_t){(const unsigned char *)PyBytes_AS_STRING(items[i]), NULL,
+                                       (size_t)PyBytes_GET_SIZE(items[i]), 0, 0x00,
+                                       digests + 32 * i};
+    }
+    if (!hash_all(messages, (size_t)n)) {
+        PyErr_SetString(PyExc_RuntimeError, "SHA-256 failed");
+        goto done;
+    }
+    result = PyList_New(n);
+    for (Py_ssize_t i = 0; result != NULL && i < n; i++) {
+        PyObject *leaf = PyBytes_FromStringAndSize((const char *)digests + 32 * i, 32);
+        if (leaf == NULL) Py_CLEAR(result);
+        else PyList_SET_ITEM(result, i, leaf);
+    }
+done:
+    PyMem_Free(messages);
+    PyMem_Free(digests);
+    Py_DECREF(seq);
+    return result;
+}
+
+PyDoc_STRVAR(set_sha256_lanes_doc,
+"set_sha256_lanes(on, /)\n--\n\n"
+"Hash batches eight at a time (AVX2) if `on`, else one at a time through OpenSSL; returns the\n"
+"previous setting. Only for tests and benches: import chooses what pays on this CPU.\n"
+"ValueError to turn lanes on where the CPU lacks AVX2 or this is not an x86-64 build.");
+
+static PyObject *set_sha256_lanes(PyObject *module, PyObject *arg) {
+    (void)module;
+    int on = PyObject_IsTrue(arg);
+    if (on < 0) return NULL;
+    if (on && !sha256_lanes_available()) {
+        PyErr_SetString(PyExc_ValueError, "eight-lane SHA-256 needs AVX2 on x86-64");
+        return NULL;
+    }
+    int previous = use_lanes;
+    use_lanes = on;
+    return PyBool_FromLong(previous);
+}
+
 static PyMethodDef methods[] = {
     {"scan_records", (PyCFunction)(void (*)(void))scan_records, METH_FASTCALL, scan_records_doc},
     {"merkle_root", merkle_root, METH_O, merkle_root_doc},
+    {"leaf_hashes", leaf_hashes, METH_O, leaf_hashes_doc},
+    {"set_sha256_lanes", set_sha256_lanes, METH_O, set_sha256_lanes_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -489,6 +609,7 @@ static int intern_all(PyObject **out, const char *const *names, int count) {
 
 PyMODINIT_FUNC PyInit__fastrecords(void) {
     init_classes();
+    use_lanes = sha256_lanes_pay();
 #if OPENSSL_VERSION_NUMBER >= 0x30000000L
     sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
 #else

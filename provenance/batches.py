@@ -29,7 +29,7 @@ from provenance import fastrecords
 from provenance.canonical_json import MAX_SAFE_INTEGER, canonicalize, parse
 from provenance.errors import ChainError, FormatError, RootMismatchError
 from provenance.keys import SIGNATURE_SIZE, KeyRing, SigningKey
-from provenance.merkle import leaf_hash, root_from_leaf_hashes
+from provenance.merkle import leaf_hash, leaf_hashes, root_from_leaf_hashes
 from provenance.records import (
     CANONICAL_RECORD_PATTERN,
     Record,
@@ -170,7 +170,7 @@ def seal_batch(
     if any(record.edge != edge for record in records):
         raise ValueError("every record of a batch must come from the batch's edge")
     encode = record_to_canonical_bytes
-    leaves = [leaf_hash(encode(record)) for record in records]
+    leaves = leaf_hashes([encode(record) for record in records])
     stamps = [record.ts for record in records]
     header, signature = seal_header(leaves, min(stamps), max(stamps), edge, seq, prev, signing_key)
     return SealedBatch(header, signature, tuple(records))
@@ -187,7 +187,7 @@ def verify_batch(sealed: SealedBatch, keyring: KeyRing) -> None:
     verify_batch_leaves(
         sealed.header,
         sealed.signature,
-        [leaf_hash(record_to_canonical_bytes(record)) for record in records],
+        leaf_hashes([record_to_canonical_bytes(record) for record in records]),
         [record.edge for record in records],
         [record.ts for record in records],
         keyring,
@@ -321,7 +321,7 @@ def canonical_batch_of(sealed: SealedBatch) -> CanonicalBatch:
         sealed.header,
         sealed.signature,
         tuple(record_fields(record) for record in sealed.records),
-        tuple(leaf_hash(data) for data in encoded),
+        tuple(leaf_hashes(encoded)),
         "[" + ",".join(data.decode() for data in encoded) + "]",
     )
 

@@ -16,7 +16,11 @@ appearance (repeats possible, never missing: the caller checks the calendar once
 each record's fields as a ``fields_type`` in ``RecordFields`` order (``WANT_FIELDS``), and each
 record's RFC 9162 leaf hash (``WANT_LEAVES``); what was not asked for is None.
 
-``merkle_root(leaf_hashes)``: RFC 9162 MTH, for ``provenance.merkle.root_from_leaf_hashes``.
+``merkle_root(leaf_hashes)``: RFC 9162 MTH, for ``provenance.merkle.root_from_leaf_hashes``;
+``leaf_hashes(entries)``: RFC 9162 leaf hashes, for ``provenance.merkle.leaf_hashes``. Where the
+CPU has AVX2 and no SHA instructions, the module hashes a batch's leaves and nodes eight at a
+time (``provenance/_sha256_lanes.h``), else one at a time through OpenSSL;
+``set_sha256_lanes`` switches between the two for tests and benches.
 """
 
 from __future__ import annotations
@@ -38,20 +42,30 @@ ScanRecords = Callable[
 
 scan_records: ScanRecords | None = None
 merkle_root: Callable[[Sequence[bytes]], bytes] | None = None
+leaf_hashes: Callable[[Sequence[bytes]], list[bytes]] | None = None
+set_sha256_lanes: Callable[[bool], bool] | None = None
 try:
     from provenance import _fastrecords
 
     scan_records = _fastrecords.scan_records
     merkle_root = _fastrecords.merkle_root
+    leaf_hashes = _fastrecords.leaf_hashes
+    set_sha256_lanes = _fastrecords.set_sha256_lanes
 except ImportError:  # built without a compiler: the regular expressions serve
     pass
 
 PURE_PYTHON_VARIABLE = "CACHET_PURE_PYTHON"
+SHA256_LANES_VARIABLE = "CACHET_SHA256_LANES"
 
 
 def use_environment(environ: Mapping[str, str]) -> None:
     """``CACHET_PURE_PYTHON=1``: run the regular expressions even where the module is built
-    (to compare the two; call before any ``ChunkChecker`` is made)."""
-    global scan_records, merkle_root
+    (to compare the two; call before any ``ChunkChecker`` is made). ``CACHET_SHA256_LANES=0``
+    or ``1``: hash one at a time through OpenSSL, or eight at a time, whatever the CPU (to
+    compare the two; ``1`` raises ValueError without AVX2)."""
+    global scan_records, merkle_root, leaf_hashes
     if environ.get(PURE_PYTHON_VARIABLE) == "1":
-        scan_records = merkle_root = None
+        scan_records = merkle_root = leaf_hashes = None
+    lanes = environ.get(SHA256_LANES_VARIABLE)
+    if lanes in ("0", "1") and set_sha256_lanes is not None:
+        set_sha256_lanes(lanes == "1")

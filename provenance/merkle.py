@@ -24,6 +24,15 @@ def leaf_hash(data: bytes) -> bytes:
     return _sha256(b"\x00" + data).digest()
 
 
+def leaf_hashes(entries: Sequence[bytes]) -> list[bytes]:
+    """``leaf_hash`` of each entry: compiled where provenance/_fastrecords.c is built, which
+    hashes eight at a time on CPUs with AVX2 and without SHA instructions."""
+    compiled = fastrecords.leaf_hashes
+    if compiled is not None:
+        return compiled(entries)
+    return [_sha256(b"\x00" + data).digest() for data in entries]
+
+
 def node_hash(left: bytes, right: bytes) -> bytes:
     """RFC 9162 §2.1.1: SHA-256(0x01 || left || right)."""
     return _sha256(b"\x01" + left + right).digest()

@@ -8,6 +8,8 @@ check of ``ts`` (RFC 3339 §5.7) stays the caller's, once per second it reports.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -295,6 +297,33 @@ def test_bad_arguments_raise_instead_of_reading_out_of_bounds(
 
 
 merkle_root = fastrecords.merkle_root
+set_lanes = fastrecords.set_sha256_lanes
+
+
+def lanes_available() -> bool:
+    """Whether this CPU runs the eight-lane SHA-256 (AVX2 on x86-64)."""
+    assert set_lanes is not None
+    try:
+        previous = set_lanes(True)
+    except ValueError:
+        return False
+    set_lanes(previous)
+    return True
+
+
+def hashings() -> Iterator[str]:
+    """Run the caller's checks once per hashing path the module has on this CPU: OpenSSL one
+    message at a time, and eight AVX2 lanes (``_sha256_lanes.h``); import picks one by the
+    CPU, so each path is tested whichever that is."""
+    assert set_lanes is not None
+    previous = set_lanes(False)
+    try:
+        yield "openssl"
+        if lanes_available():
+            set_lanes(True)
+            yield "lanes"
+    finally:
+        set_lanes(previous)
 
 
 @needs_module
@@ -304,17 +333,82 @@ def test_the_compiled_root_is_rfc9162_mth(leaves: list[bytes]) -> None:
     """RFC 9162 §2.1.1 MTH: MerkleTree is itself checked against the RFC's recursive
     definition (test_merkle.py)."""
     assert merkle_root is not None
-    assert merkle_root(leaves) == MerkleTree(leaves).root()
-    leaves_as_bytearrays = tuple(bytearray(leaf) for leaf in leaves)
-    assert merkle_root(leaves_as_bytearrays) == MerkleTree(leaves).root()  # type: ignore[arg-type]
+    for _ in hashings():
+        assert merkle_root(leaves) == MerkleTree(leaves).root()
+        leaves_as_bytearrays = tuple(bytearray(leaf) for leaf in leaves)
+        assert merkle_root(leaves_as_bytearrays) == MerkleTree(leaves).root()  # type: ignore[arg-type]
 
 
 @needs_module
-@pytest.mark.parametrize("size", [1, 2, 3, 1000, 1023, 1024, 1025, 4097])
+@pytest.mark.parametrize("size", [1, 2, 3, 4, 9, 17, 1000, 1023, 1024, 1025, 4097])
 def test_the_compiled_root_at_batch_sizes(size: int) -> None:
     assert merkle_root is not None
     leaves = [leaf_hash(i.to_bytes(4, "big")) for i in range(size)]
-    assert merkle_root(leaves) == MerkleTree(leaves).root()
+    for _ in hashings():
+        assert merkle_root(leaves) == MerkleTree(leaves).root()
+
+
+compiled_leaf_hashes = fastrecords.leaf_hashes
+
+
+@needs_module
+def test_leaf_hashes_at_every_length_across_block_boundaries() -> None:
+    """RFC 9162 §2.1.1 leaf hashes against hashlib: FIPS 180-4 §5.1.1 padding puts the length
+    in the same block as the last byte up to 55 bytes of a block and needs one more block
+    after; with the 0x00 prefix, every entry length 0-300 covers both sides of 4 boundaries,
+    in lanes holding messages of different lengths at once."""
+    assert compiled_leaf_hashes is not None
+    entries = [bytes((i * 7 + j) % 256 for j in range(i)) for i in range(301)]
+    for _ in hashings():
+        assert compiled_leaf_hashes(entries) == [leaf_hash(entry) for entry in entries]
+        for size in range(12):  # fewer messages than lanes, and lanes left idle at the end
+            assert compiled_leaf_hashes(entries[:size]) == [leaf_hash(e) for e in entries[:size]]
+
+
+@needs_module
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.binary(max_size=1200), max_size=40))
+def test_leaf_hashes_of_any_entries(entries: list[bytes]) -> None:
+    assert compiled_leaf_hashes is not None
+    for _ in hashings():
+        assert compiled_leaf_hashes(entries) == [leaf_hash(entry) for entry in entries]
+
+
+@needs_module
+def test_scanned_leaves_are_the_same_on_both_hashing_paths() -> None:
+    batch = [one(request_id=f"r{i}", bytes=10**i) for i in range(15)]
+    data = b"\n".join(batch)
+    assert scan is not None
+    for _ in hashings():
+        scanned = scan(data, 0, len(data), ord("\n"), None, fastrecords.WANT_LEAVES, None)
+        assert scanned is not None
+        assert scanned[4] == [leaf_hash(record) for record in batch]
+
+
+@needs_module
+def test_leaf_hashes_refuse_what_is_not_bytes() -> None:
+    assert compiled_leaf_hashes is not None
+    for bad in ([b"ok", "text"], [bytearray(b"x")], 42):
+        with pytest.raises(TypeError):
+            compiled_leaf_hashes(bad)  # type: ignore[arg-type]
+
+
+@needs_module
+def test_the_lanes_switch_reports_and_the_environment_sets_it() -> None:
+    assert set_lanes is not None
+    previous = set_lanes(False)
+    try:
+        assert set_lanes(False) is False
+        fastrecords.use_environment({"CACHET_SHA256_LANES": "0"})
+        assert set_lanes(False) is False
+        if lanes_available():
+            fastrecords.use_environment({"CACHET_SHA256_LANES": "1"})
+            assert set_lanes(False) is True
+        else:
+            with pytest.raises(ValueError, match="AVX2"):
+                set_lanes(True)
+    finally:
+        set_lanes(previous)
 
 
 @needs_module
