@@ -19,7 +19,8 @@ key lookup, signature, Merkle root over the records, chain check and the store's
   (``req-<edge>-<seq>-<i>``, what this bench used first) appends and flatters the store.
 - ``--http`` posts through the aiohttp app on 127.0.0.1 instead of calling the Ingestor; the
   edges' client runs in a process of its own, as edges do, and sends each body gzip-compressed
-  at the forwarder's level (``Content-Encoding: gzip``, compressed before the clock starts), so
+  as the forwarder does (``provenance.compression.gzip_compress``, ``Content-Encoding: gzip``,
+  compressed before the clock starts), so
   the coordinator's CPU includes inflating it, with the ``X-Cachet-Spool-Lag`` header the
   forwarder sends; ``--identity`` sends the bodies uncompressed. The app's billing runner
   (attribution every 5 s, which reads back and attributes what was ingested meanwhile) is off
@@ -39,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gzip
 import json
 import multiprocessing
 import multiprocessing.queues
@@ -70,6 +70,7 @@ from provenance.batches import (
     verify_batch,
     verify_canonical_batch,
 )
+from provenance.compression import gzip_compress
 from provenance.keys import KeyRing, SigningKey, format_verifier_key
 from provenance.records import Record, format_timestamp
 
@@ -230,7 +231,7 @@ def post_chains(
     headers = {"X-Cachet-Spool-Lag": "0"}
     if not identity:  # as the forwarder does (proxy/records/forwarder.py), before the clock
         headers["Content-Encoding"] = "gzip"
-        chains = [[gzip.compress(body, compresslevel=5) for body in bodies] for bodies in chains]
+        chains = [[gzip_compress(body) for body in bodies] for bodies in chains]
 
     async def post_chain(session: aiohttp.ClientSession, bodies: list[bytes]) -> None:
         for body in bodies:

@@ -6,6 +6,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import aiohttp
 from aiohttp import web
 
 from admin import api as admin_api
@@ -15,6 +16,7 @@ from billing.api import edges, log, registry
 from billing.api.openapi import openapi_document
 from billing.errors import reason_of
 from billing.service import Coordinator
+from provenance import compression
 from provenance.errors import CachetError, PushbackError
 
 COORDINATOR = web.AppKey("coordinator", Coordinator)
@@ -94,6 +96,11 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
 
 def build_app(open_coordinator: Callable[[], Awaitable[Coordinator]]) -> web.Application:
     """The app; ``open_coordinator`` runs at startup and the Coordinator closes at cleanup."""
+    # aiohttp inflates gzip request bodies (every edge's batches) as it reads them: through
+    # ISA-L where installed, as the rest of the coordinator does (provenance/compression.py).
+    # Process-wide, and the same formats either way.
+    if compression.BACKEND == "isal" and hasattr(aiohttp, "set_zlib_backend"):
+        aiohttp.set_zlib_backend(compression.zlib_module)
     app = web.Application(middlewares=[error_middleware], client_max_size=1024**2)
 
     async def coordinator_ctx(app: web.Application) -> AsyncIterator[None]:

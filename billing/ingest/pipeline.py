@@ -11,7 +11,6 @@ chain-gap / chain-fork, stored as an incident) and the write. Admission is bound
 from __future__ import annotations
 
 import secrets
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,6 +26,7 @@ from provenance.batches import (
     parse_canonical_batch,
     verify_canonical_batch,
 )
+from provenance.compression import DECOMPRESS_ERRORS, gzip_inflater
 from provenance.errors import CachetError, FormatError, PushbackError
 from provenance.keys import parse_verifier_key
 from provenance.records import format_timestamp, record_to_canonical_bytes
@@ -51,10 +51,10 @@ def decode_body(body: bytes, content_encoding: str | None, limit_bytes: int) -> 
         return body
     if encoding not in ("gzip", "x-gzip"):
         raise FormatError(f"unsupported content-encoding {encoding[:20]!r}")
-    inflater = zlib.decompressobj(wbits=31)
+    inflater = gzip_inflater()
     try:
         data = inflater.decompress(body, limit_bytes + 1)
-    except zlib.error:
+    except DECOMPRESS_ERRORS:
         raise FormatError("body is not valid gzip") from None
     if len(data) > limit_bytes:
         raise PayloadTooLargeError(f"decoded body over {limit_bytes} bytes")
