@@ -1,13 +1,15 @@
 """Forwarder: sends sealed batches to the coordinator in seq order; deletes only after an ack.
 
 Per batch (the lowest seq in ``batches_dir``): ``POST {coordinator}/v1/batches`` with the batch
-file's bytes gzip-compressed (``Content-Encoding: gzip``, ``Content-Type: application/json``),
+file's bytes gzip-compressed (``Content-Encoding: gzip``, ``Content-Type: application/json``;
+ISA-L's level 1 where installed, ``provenance.compression``),
 and the answers it stands for (``X-Cachet-Requests-Served``, ``X-Cachet-Records-Emitted``,
 ``X-Cachet-Records-Dropped``, from the sealer's counters file) for reconciliation.
 
 - 2xx, or 409 whose JSON body says the batch is already stored (``{"duplicate": true}`` or
   ``"status"``/``"reason"`` equal to ``"duplicate"``): acked, moved to ``batches_dir/acked/``
-  (kept for receipts; pruned to ``max_acked`` files and ``max_acked_age_s``).
+  (kept for receipts; pruned to ``max_acked`` files and ``max_acked_age_s``, oldest first, by
+  ``AckedFolder``, which lists the folder once instead of at every ack).
 - any other 4xx but 429: the coordinator will never take it; moved to ``batches_dir/quarantine/``
   with a log line and counted in ``failures["quarantined"]``. Never silently dropped.
 - 429, 5xx, network errors: retried after an exponential back-off with full jitter (uniform in
@@ -17,17 +19,18 @@ and the answers it stands for (``X-Cachet-Requests-Served``, ``X-Cachet-Records-
 from __future__ import annotations
 
 import asyncio
-import gzip
+import contextlib
 import json
 import logging
 import random
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
 
+from provenance.compression import gzip_compress
 from proxy.records.batch_files import delete_batch, list_batches, move_batch, read_counters
 
 log = logging.getLogger(__name__)
@@ -60,6 +63,48 @@ def retry_after_s(value: str | None) -> float:
     return float(value.strip())
 
 
+class AckedFolder:
+    """The batches in ``acked/``, oldest (lowest seq) first: listed once, then kept in step
+    with what this forwarder moves in and prunes.
+
+    Pruning used to list and stat the whole folder at every ack; with the default 10,000 acked
+    batches kept that was ~40 ms of CPU per 1,000-record batch at 2,000 files (40 µs per
+    record, several times what sealing it costs) and growing with the folder. Now an ack costs
+    one stat and each pruned batch one delete. Batches are acked in seq order and keep their
+    seal-time mtime, so the oldest are at the front; the newest acked batch always stays
+    (recovery reads it)."""
+
+    def __init__(self, folder: Path, max_files: int, max_age_s: float) -> None:
+        self.folder, self.max_files, self.max_age_s = folder, max_files, max_age_s
+        self._entries: deque[tuple[float, Path]] | None = None  # (mtime, path) by seq
+
+    def _listed(self) -> deque[tuple[float, Path]]:
+        if self._entries is None:
+            self._entries = deque()
+            for _, path in list_batches(self.folder):
+                with contextlib.suppress(FileNotFoundError):
+                    self._entries.append((path.stat().st_mtime, path))
+        return self._entries
+
+    def add(self, path: Path) -> None:
+        """``path`` was just moved into the folder."""
+        loaded = self._entries is not None
+        entries = self._listed()  # a first listing already holds it
+        if loaded:
+            with contextlib.suppress(FileNotFoundError):
+                entries.append((path.stat().st_mtime, path))
+
+    def prune(self, now: float) -> None:
+        """Delete the oldest batches (and their meta files) while more than ``max_files`` are
+        kept or the oldest is older than ``max_age_s``; never the newest."""
+        entries, cutoff = self._listed(), now - self.max_age_s
+        while len(entries) > 1 and (len(entries) > self.max_files or entries[0][0] < cutoff):
+            delete_batch(entries.popleft()[1])
+
+    def __len__(self) -> int:
+        return len(self._listed())
+
+
 class Forwarder:
     def __init__(
         self,
@@ -85,6 +130,7 @@ class Forwarder:
         self.failures: Counter[str] = Counter()
         self.lag_count = 0  # unacked batches
         self.lag_s = 0.0  # age of the oldest unacked batch file
+        self._acked_folder = AckedFolder(self.batches_dir / "acked", max_acked, max_acked_age_s)
 
     async def run(self, stop: asyncio.Event) -> None:
         attempt = 0
@@ -113,7 +159,7 @@ class Forwarder:
 
     async def _forward(self, path: Path) -> float | None:
         """Send one batch; None when done with it, else the Retry-After delay (0 if none)."""
-        body = gzip.compress(await asyncio.to_thread(path.read_bytes), compresslevel=5)
+        body = gzip_compress(await asyncio.to_thread(path.read_bytes))
         headers = {
             "Content-Encoding": "gzip",
             "Content-Type": "application/json",
@@ -135,9 +181,8 @@ class Forwarder:
             log.warning("forwarder: %s: %s", self.url, type(exc).__name__)
             return 0.0
         if 200 <= status < 300 or (status == 409 and is_duplicate_body(reply)):
-            await asyncio.to_thread(self._move, path, "acked")
+            await asyncio.to_thread(self._acknowledged, path)
             self.acked += 1
-            await asyncio.to_thread(self._prune_acked)
             return None
         if status == 429 or status >= 500:
             self.failures[f"http_{status}"] += 1
@@ -151,13 +196,8 @@ class Forwarder:
     def _move(self, path: Path, folder: str) -> None:
         move_batch(path, self.batches_dir / folder)  # its meta file too: recovery may read it
 
-    def _prune_acked(self) -> None:
-        acked = list_batches(self.batches_dir / "acked")
-        cutoff = time.time() - self.max_acked_age_s
-        for index, (_, path) in enumerate(acked[:-1]):  # the newest stays: recovery reads it
-            try:
-                too_many = len(acked) - index > self.max_acked
-                if too_many or path.stat().st_mtime < cutoff:
-                    delete_batch(path)
-            except FileNotFoundError:
-                continue
+    def _acknowledged(self, path: Path) -> None:
+        """Move an acknowledged batch to ``acked/`` and prune that folder (one thread hop)."""
+        self._move(path, "acked")
+        self._acked_folder.add(self.batches_dir / "acked" / path.name)
+        self._acked_folder.prune(time.time())

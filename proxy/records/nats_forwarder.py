@@ -78,7 +78,6 @@ class NatsForwarder(Forwarder):
             log.warning("nats forwarder: publish failed: %s", type(exc).__name__)
             return 0.0
         self.duplicates += int(bool(ack.duplicate))
-        await asyncio.to_thread(self._move, path, "acked")
+        await asyncio.to_thread(self._acknowledged, path)
         self.acked += 1
-        await asyncio.to_thread(self._prune_acked)
         return None

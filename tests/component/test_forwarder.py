@@ -41,7 +41,7 @@ def write_batches(batches_dir: Path, count: int) -> None:
 
 
 async def forward(
-    tmp_path: Path, make_server: MakeServer, script: list[Reply], count: int
+    tmp_path: Path, make_server: MakeServer, script: list[Reply], count: int, max_acked: int = 10
 ) -> tuple[FakeCoordinator, Forwarder, list[float]]:
     coordinator = FakeCoordinator(script)
     app = web.Application()
@@ -57,7 +57,12 @@ async def forward(
     stop = asyncio.Event()
     async with aiohttp.ClientSession() as session:
         forwarder = Forwarder(
-            tmp_path, str(server.make_url("/")), session, sleep=fake_sleep, jitter=lambda h: h
+            tmp_path,
+            str(server.make_url("/")),
+            session,
+            sleep=fake_sleep,
+            jitter=lambda h: h,
+            max_acked=max_acked,
         )
         task = asyncio.create_task(forwarder.run(stop))
         for _ in range(500):
@@ -81,6 +86,21 @@ async def test_sends_in_seq_order_and_moves_acked(
     assert coordinator.received == [b'{"batch":0}', b'{"batch":1}', b'{"batch":2}']
     assert acked(tmp_path) == [0, 1, 2]
     assert forwarder.acked == 3
+
+
+@pytest.mark.asyncio
+async def test_acked_batches_are_pruned_to_the_newest_max_acked(
+    tmp_path: Path, aiohttp_server: MakeServer
+) -> None:
+    """Receipts read acked batches; the folder keeps the newest ``max_acked`` of them, each
+    with its meta file, and deletes the older ones as new acks arrive."""
+    (tmp_path / "acked").mkdir()
+    old = tmp_path / "acked" / batch_name(0, 0, 0)  # acked by an earlier run of the process
+    old.write_bytes(b"{}")
+    meta_path(old).write_bytes(b"{}")
+    await forward(tmp_path, aiohttp_server, [], 6, max_acked=3)
+    assert acked(tmp_path) == [3, 4, 5]
+    assert not meta_path(old).exists()
 
 
 @pytest.mark.asyncio
