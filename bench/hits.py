@@ -36,6 +36,7 @@ from services import (
     ensure_tools,
     find_template,
     nginx_command,
+    read_batches_posted,
     read_origin_count,
     render_nginx_conf,
     warm_until_hit,
@@ -82,6 +83,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="move the subject's records process (sealer, forwarder) to this CPU; by default it"
         " inherits the server CPU, so recording is measured on one core",
     )
+    parser.add_argument(
+        "--forward",
+        action="store_true",
+        help="give the subject a coordinator (its bench origin, on the wrk CPU, acknowledges"
+        " every batch), so its records process also compresses and posts what it seals, as a"
+        " deployed edge's does",
+    )
     parser.add_argument("--base-port", type=int, default=18000, help="ports base..base+91")
     parser.add_argument(
         "--cachet-cmd",
@@ -117,7 +125,10 @@ def subject_command(args: argparse.Namespace, target: Target, run_dir: Path) -> 
         "admin_listen": f"127.0.0.1:{target.port + 10}",
         "cache_dir": str(run_dir / "cachet-cache"),
     }
-    return [part.format(**values) for part in shlex.split(args.cachet_cmd)]
+    command = [part.format(**values) for part in shlex.split(args.cachet_cmd)]
+    if getattr(args, "forward", False):
+        command += ["--coordinator", values["origin"]]
+    return command
 
 
 def start_servers(
@@ -189,6 +200,8 @@ def bench_size(
         origin[target.name]["before_rounds"] = read_origin_count(target.origin_port)
     records_pid = getattr(args, "records_pid", None)
     records_cpu_before = process_cpu_s(records_pid) if records_pid else 0.0
+    subject = next(t for t in targets if t.name == SUBJECT)
+    batches_before = read_batches_posted(subject.origin_port)
     rounds = [run_round(targets, path, settings, index) for index in range(args.rounds)]
     records: dict[str, Any] = {}
     if records_pid:
@@ -196,6 +209,8 @@ def bench_size(
         cpu_s = process_cpu_s(records_pid) - records_cpu_before
         per_request_us = 1e6 * cpu_s / max(1.0, subject_requests)
         records = {"records_process_cpu_s": cpu_s, "records_process_us_per_request": per_request_us}
+    if getattr(args, "forward", False):  # a forwarder that sent nothing measured nothing
+        records["batches_forwarded"] = read_batches_posted(subject.origin_port) - batches_before
     for target in targets:
         after = read_origin_count(target.origin_port)
         origin[target.name]["rounds"] = after - origin[target.name].pop("before_rounds")
@@ -271,9 +286,11 @@ def format_table(size: str, result: dict[str, Any], args: argparse.Namespace) ->
         where = "its own CPU" if args.records_cpu is not None else "the server CPU"
         if args.pause_records:
             where = "paused: sealing deferred"
+        forwarded = result.get("batches_forwarded")
         lines.append(
             f"cachet records process (on {where}): {result['records_process_cpu_s']:.1f} CPU s"
             f" in the rounds, {result['records_process_us_per_request']:.2f} µs per request"
+            + ("" if forwarded is None else f"; {forwarded} batches forwarded")
         )
     return "\n".join(lines)
 

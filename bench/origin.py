@@ -4,6 +4,9 @@ Serves `/obj-1k`, `/obj-64k` and `/obj-1m`: deterministic bytes, `Cache-Control:
 a strong ETag and a fixed Last-Modified, so any shared cache stores them for a day. Answers
 `If-None-Match` with 304. `/__count` returns, as JSON, how many requests it served per path
 (excluding `/__count` itself), so the bench can report how many origin fetches each cache made.
+`POST /v1/batches` answers 200 `{"status": "stored"}` whatever the body: a coordinator that
+acknowledges every batch, for `bench/hits.py --forward` (an edge's forwarder, compressing and
+posting its batches, is part of what recording costs the edge).
 
 A raw asyncio Protocol with the httptools parser (uvloop when available): the origin must never be
 the bottleneck while a cache is being warmed.
@@ -30,6 +33,8 @@ OBJECT_SIZES_BYTES: dict[str, int] = {
 }
 LAST_MODIFIED = "Mon, 01 Jan 2024 00:00:00 GMT"
 COUNT_PATH = "/__count"
+BATCHES_PATH = "/v1/batches"
+STORED = b'{"status": "stored"}'
 
 
 def make_body(size_bytes: int) -> bytes:
@@ -145,6 +150,8 @@ class OriginProtocol(asyncio.Protocol):
             payload = {"total": sum(self.counts.values()), "paths": dict(self.counts)}
             return encode_simple("200 OK", json.dumps(payload).encode(), "application/json")
         self.counts[path] += 1
+        if path == BATCHES_PATH and method == b"POST":
+            return encode_simple("200 OK", STORED, "application/json")
         head = self.responses.heads_200.get(path)
         if head is None:
             return encode_simple("404 Not Found", b"not found\n", "text/plain")

@@ -188,6 +188,14 @@ def read_origin_counts(port: int) -> dict[str, int]:
     return {str(path): int(count) for path, count in payload["paths"].items()}
 
 
+BATCHES_PATH = "/v1/batches"  # bench/origin.py's coordinator stand-in (hits.py --forward)
+
+
 def read_origin_count(port: int) -> int:
-    """Total object requests the bench origin on `port` has served."""
-    return sum(read_origin_counts(port).values())
+    """Total object requests the bench origin on `port` has served (not batches posted)."""
+    return sum(n for path, n in read_origin_counts(port).items() if path != BATCHES_PATH)
+
+
+def read_batches_posted(port: int) -> int:
+    """Batches posted to the bench origin's coordinator stand-in."""
+    return read_origin_counts(port).get(BATCHES_PATH, 0)
