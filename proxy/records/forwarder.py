@@ -31,7 +31,13 @@ from pathlib import Path
 import aiohttp
 
 from provenance.compression import gzip_compress
-from proxy.records.batch_files import delete_batch, list_batches, move_batch, read_counters
+from proxy.records.batch_files import (
+    BatchCounters,
+    delete_batch,
+    list_batches,
+    move_batch,
+    read_counters,
+)
 
 log = logging.getLogger(__name__)
 
@@ -159,14 +165,13 @@ class Forwarder:
 
     async def _forward(self, path: Path) -> float | None:
         """Send one batch; None when done with it, else the Retry-After delay (0 if none)."""
-        body = gzip_compress(await asyncio.to_thread(path.read_bytes))
+        body, counters = await asyncio.to_thread(self._prepare, path)
         headers = {
             "Content-Encoding": "gzip",
             "Content-Type": "application/json",
             # Sealed batches waiting behind this one: the coordinator's view of the edge's lag.
             "X-Cachet-Spool-Lag": str(max(0, self.lag_count - 1)),
         }
-        counters = await asyncio.to_thread(read_counters, path)
         if counters is not None:  # for reconciliation (docs/billing.md)
             headers["X-Cachet-Requests-Served"] = str(counters.served)
             headers["X-Cachet-Records-Emitted"] = str(counters.emitted)
@@ -195,6 +200,12 @@ class Forwarder:
 
     def _move(self, path: Path, folder: str) -> None:
         move_batch(path, self.batches_dir / folder)  # its meta file too: recovery may read it
+
+    @staticmethod
+    def _prepare(path: Path) -> tuple[bytes, BatchCounters | None]:
+        """The batch's gzip body and its counters, in one thread hop: a hop costs ~0.4 ms of
+        CPU on the dev box, more than reading both files."""
+        return gzip_compress(path.read_bytes()), read_counters(path)
 
     def _acknowledged(self, path: Path) -> None:
         """Move an acknowledged batch to ``acked/`` and prune that folder (one thread hop)."""
