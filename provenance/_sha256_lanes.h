@@ -2,15 +2,16 @@
  * lane per message. Used by _fastrecords.c for RFC 9162 leaf and node hashes, where a batch
  * holds a thousand independent messages of a few hundred bytes: on a CPU without SHA
  * instructions OpenSSL hashes one message at a time at ~10-15 cycles per byte, and eight
- * lanes do the same work in about a quarter of the time (docs/design/spool.md).
+ * lanes do the same work in about a third of the time (docs/design/spool.md).
  *
  * Each message is prefix || a || b (the RFC 9162 domain byte, then one or two parts), so
  * neither caller has to copy a record to put its prefix in front. Lanes are refilled as they
  * finish, so messages of different lengths keep all eight busy.
  *
- * Only the x86-64 AVX2 build is here; elsewhere, and on CPUs with SHA extensions (where
- * OpenSSL's single stream is as fast), _fastrecords.c uses OpenSSL. Tests compare both with
- * hashlib on every length from 0 to 300 bytes and random batches
+ * Only the x86-64 AVX2 build is here; elsewhere, and on CPUs with SHA extensions, _fastrecords.c
+ * uses OpenSSL (with SHA-NI one stream is published at ~2 cycles per byte; these lanes ran at
+ * ~3 cycles per byte of each message here; not measured on such a CPU in this project). Tests
+ * compare both with hashlib on every length from 0 to 300 bytes and on random batches
  * (tests/unit/provenance/test_fastrecords.py). */
 #ifndef CACHET_SHA256_LANES_H
 #define CACHET_SHA256_LANES_H
