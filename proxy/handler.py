@@ -404,6 +404,13 @@ class ProxyHandler:
             sink = NullConnection()
             fetch = Fetch(outcomes.EXPIRED, stored, large=large, background=True)
             await self.origin_path.forward(sink, ex, fetch)
+            # Not over until what it learnt is stored: a large entry's refresh (a rewrite of
+            # its file) or new body lands in the background, and the stale hits meanwhile
+            # would each start another revalidation of an entry still stale on disk.
+            writer = self.store.writer
+            writing = writer.file_writes(ex.key) if writer is not None else []
+            if writing:
+                await asyncio.wait(writing)
         except Exception:
             log.exception("background revalidation of %s failed", ex.key)
         finally:

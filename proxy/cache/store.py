@@ -101,8 +101,15 @@ class DiskWriter:
 
     def rewrite_large(self, key: str, stored: StoredResponse, entry: LargeEntry) -> None:
         """Rewrite a large entry with ``stored``'s metadata, its body copied from its own file
-        with every chunk verified (a 304's refresh), in a task like `write_file`."""
+        with every chunk verified (a 304's refresh), in a task like `write_file`.
+
+        Not while a file of the key is being written: a rewrite in flight lands this refresh's
+        body with a head as fresh, a full put a newer representation. Every 304 used to start
+        its own copy, so on a slow disk a stream of revalidations of one stale entry queued
+        copies of it faster than they landed, and the entry stayed stale meanwhile."""
         self.cancel(key)
+        if self.file_writes(key):
+            return
         task = asyncio.get_running_loop().create_task(self._rewrite_large(key, stored, entry))
         self._file_puts[task] = key
         task.add_done_callback(self._file_written)
@@ -113,6 +120,10 @@ class DiskWriter:
         except OSError:
             return False  # replaced or removed since: nothing of ours to refresh
         return await self._write_file(key, stored, source, entry.body_lengths[0], entry)
+
+    def file_writes(self, key: str) -> list[asyncio.Task[bool]]:
+        """The large-entry writes (fills and rewrites) of ``key`` still in flight."""
+        return [task for task, written in self._file_puts.items() if written == key]
 
     def _file_written(self, task: asyncio.Task[bool]) -> None:
         self._file_puts.pop(task, None)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from proxy.cache.entry import StoredResponse
 from proxy.cache.store import DiskWriter, ResponseStore
 from proxy.cache.tiers.disk import DiskTier
@@ -120,3 +122,39 @@ def test_surrogate_keys_of_disk_only_entries_are_indexed_after_a_restart(tmp_pat
         assert again.surrogates.keys_for("red") == {"http://a/1"}
 
     asyncio.run(main())
+
+
+def test_a_second_304_refresh_waits_for_the_rewrite_in_flight(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RFC 9111 §4.3.4: each 304 for a large disk entry asks for its file to be rewritten with
+    the refreshed head. While one rewrite is copying, another would copy the same body again
+    (on a slow disk they queued faster than they landed, and the entry stayed stale); it is
+    skipped, and a refresh after the first has landed starts a new one."""
+
+    async def run() -> None:
+        writer = DiskWriter(DiskTier(tmp_path / "disk", 16 * MiB, MiB))
+        release = asyncio.Event()
+        copies: list[StoredResponse] = []
+
+        async def slow_copy(key: str, stored: StoredResponse, entry: object) -> bool:
+            copies.append(stored)
+            await release.wait()
+            return True
+
+        monkeypatch.setattr(writer, "_rewrite_large", slow_copy)
+        first, second, third = response(b"a"), response(b"b"), response(b"c")
+        writer.rewrite_large("k", first, None)  # type: ignore[arg-type]
+        writer.rewrite_large("k", second, None)  # type: ignore[arg-type]
+        await asyncio.sleep(0)
+        assert copies == [first]
+        assert len(writer.file_writes("k")) == 1
+        assert writer.file_writes("other") == []
+        release.set()
+        await asyncio.wait(writer.file_writes("k"))
+        assert writer.file_writes("k") == []
+        writer.rewrite_large("k", third, None)  # type: ignore[arg-type]
+        await asyncio.wait(writer.file_writes("k"))
+        assert copies == [first, third]
+
+    asyncio.run(run())
