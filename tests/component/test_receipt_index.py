@@ -12,38 +12,23 @@ import pytest
 
 from provenance.keys import generate_signing_key
 from provenance.merkle import verify_inclusion
-from provenance.records import Record, record_from_obj, record_leaf_hash, record_to_canonical_bytes
+from provenance.records import record_from_obj, record_leaf_hash
 from proxy.records import receipts as receipts_module
 from proxy.records.receipts import ReceiptIndex
 from proxy.records.sealer import Sealer, list_batches
 from proxy.records.spool import SpoolWriter
+from tests.component.test_sealer import record
 
 EDGE = "edge-1"
 KEY = generate_signing_key(EDGE, bytes(range(32)))
 QUOTED_ID = 'say-"hi"-\\-now'  # visible ASCII that JSON escapes: the generic parse path
 
 
-def record(request_id: str, i: int) -> bytes:
-    return record_to_canonical_bytes(
-        Record(
-            request_id=request_id,
-            ts=f"2026-11-27T03:00:{i % 60:02d}.{i % 1000:03d}Z",
-            edge=EDGE,
-            method="GET",
-            status=200,
-            cache="hit",
-            tier="memory",
-            bytes=i,
-            origin_bytes=0,
-        )
-    )
-
-
 def seal(tmp_path: Path, ids: list[str], per_batch: int) -> None:
     writer = SpoolWriter(tmp_path / "spool")
     writer.open()
     for i, request_id in enumerate(ids):
-        writer.append(record(request_id, i))
+        writer.append(record(i, request_id=request_id))
         writer.flush()
     writer.close()
     Sealer(tmp_path / "spool", tmp_path / "batches", KEY, EDGE, max_records=per_batch).recover()

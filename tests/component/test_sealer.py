@@ -38,10 +38,10 @@ EDGE = "edge-1"
 KEY = generate_signing_key(EDGE, bytes(range(32)))
 
 
-def record(i: int, edge: str = EDGE) -> bytes:
+def record(i: int, edge: str = EDGE, request_id: str | None = None) -> bytes:
     return record_to_canonical_bytes(
         Record(
-            request_id=f"req-{i}",
+            request_id=f"req-{i}" if request_id is None else request_id,
             ts=f"2026-11-27T03:00:{i % 60:02d}.{i % 1000:03d}Z",
             edge=edge,
             method="GET",
