@@ -103,8 +103,9 @@ class DiskWriter:
         """Rewrite a large entry with ``stored``'s metadata, its body copied from its own file
         with every chunk verified (a 304's refresh), in a task like `write_file`.
 
-        Not while a file of the key is being written: a rewrite in flight lands this refresh's
-        body with a head as fresh, a full put a newer representation. Every 304 used to start
+        Not while a file of the key is being written: a rewrite in flight lands the same body
+        with the head of a 304 received moments earlier (fields this one changed wait for the
+        next revalidation), a full put a newer representation. Every 304 used to start
         its own copy, so on a slow disk a stream of revalidations of one stale entry queued
         copies of it faster than they landed, and the entry stayed stale meanwhile."""
         self.cancel(key)
