@@ -57,6 +57,27 @@ static int hash_all(lane_message_t *messages, size_t count) {
     return 1;
 }
 
+/* A new list of the messages' digests (bytes), each message's ``out`` set to its place in a
+ * buffer of this call's; NULL with an exception set on failure. */
+static PyObject *digest_list(lane_message_t *messages, size_t count) {
+    unsigned char *digests = PyMem_Malloc(count ? count * 32 : 1);
+    if (digests == NULL) return PyErr_NoMemory();
+    for (size_t i = 0; i < count; i++) messages[i].out = digests + 32 * i;
+    PyObject *list = NULL;
+    if (!hash_all(messages, count)) {
+        PyErr_SetString(PyExc_RuntimeError, "SHA-256 failed");
+    } else {
+        list = PyList_New((Py_ssize_t)count);
+        for (size_t i = 0; list != NULL && i < count; i++) {
+            PyObject *digest = PyBytes_FromStringAndSize((const char *)digests + 32 * i, 32);
+            if (digest == NULL) Py_CLEAR(list);
+            else PyList_SET_ITEM(list, (Py_ssize_t)i, digest);
+        }
+    }
+    PyMem_Free(digests);
+    return list;
+}
+
 typedef struct {
     const char *p;
     Py_ssize_t n; /* -1: null */
@@ -350,7 +371,6 @@ static PyObject *scan_records(PyObject *module, PyObject *const *args, Py_ssize_
     PyObject *result = NULL, *records = NULL, *stamps = NULL, *seconds = NULL, *fields = NULL;
     PyObject *leaves = NULL;
     lane_message_t *messages = NULL;
-    unsigned char *digests = NULL;
     size_t count = 0, capacity = 0;
     Py_ssize_t start = PyLong_AsSsize_t(args[1]), end = PyLong_AsSsize_t(args[2]);
     long separator = PyLong_AsLong(args[3]), want = PyLong_AsLong(args[5]);
@@ -424,20 +444,8 @@ static PyObject *scan_records(PyObject *module, PyObject *const *args, Py_ssize_
         p = q + 1;
     }
     if (want & WANT_LEAVES) {
-        digests = PyMem_Malloc(count * 32);
-        if (digests == NULL) {
-            PyErr_NoMemory();
-            goto done;
-        }
-        for (size_t i = 0; i < count; i++) messages[i].out = digests + 32 * i;
-        if (!hash_all(messages, count)) {
-            PyErr_SetString(PyExc_RuntimeError, "SHA-256 failed");
-            goto done;
-        }
-        for (size_t i = 0; i < count; i++)
-            if (append_new(leaves, PyBytes_FromStringAndSize((const char *)messages[i].out, 32)) <
-                0)
-                goto done;
+        Py_SETREF(leaves, digest_list(messages, count));
+        if (leaves == NULL) goto done;
     }
     result = PyTuple_Pack(5, records, stamps, seconds, fields, leaves);
     goto done;
@@ -450,7 +458,6 @@ done:
     Py_XDECREF(fields);
     Py_XDECREF(leaves);
     PyMem_Free(messages);
-    PyMem_Free(digests);
     PyBuffer_Release(&view);
     return result;
 }
@@ -535,8 +542,7 @@ static PyObject *leaf_hashes(PyObject *module, PyObject *arg) {
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
     PyObject **items = PySequence_Fast_ITEMS(seq), *result = NULL;
     lane_message_t *messages = PyMem_Malloc((size_t)(n ? n : 1) * sizeof *messages);
-    unsigned char *digests = PyMem_Malloc((size_t)(n ? n : 1) * 32);
-    if (messages == NULL || digests == NULL) {
+    if (messages == NULL) {
         PyErr_NoMemory();
         goto done;
     }
@@ -546,22 +552,11 @@ static PyObject *leaf_hashes(PyObject *module, PyObject *arg) {
             goto done;
         }
         messages[i] = (lane_message_t){(const unsigned char *)PyBytes_AS_STRING(items[i]), NULL,
-                                       (size_t)PyBytes_GET_SIZE(items[i]), 0, 0x00,
-                                       digests + 32 * i};
+                                       (size_t)PyBytes_GET_SIZE(items[i]), 0, 0x00, NULL};
     }
-    if (!hash_all(messages, (size_t)n)) {
-        PyErr_SetString(PyExc_RuntimeError, "SHA-256 failed");
-        goto done;
-    }
-    result = PyList_New(n);
-    for (Py_ssize_t i = 0; result != NULL && i < n; i++) {
-        PyObject *leaf = PyBytes_FromStringAndSize((const char *)digests + 32 * i, 32);
-        if (leaf == NULL) Py_CLEAR(result);
-        else PyList_SET_ITEM(result, i, leaf);
-    }
+    result = digest_list(messages, (size_t)n);
 done:
     PyMem_Free(messages);
-    PyMem_Free(digests);
     Py_DECREF(seq);
     return result;
 }

@@ -82,13 +82,9 @@ class ReceiptIndex:
         keys = self._keys_by_seq.get(seq)
         if keys is not None:
             return keys
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            try:  # moved to acked/ meanwhile
-                data = (self.batches_dir / "acked" / path.name).read_bytes()
-            except FileNotFoundError:
-                return None
+        data = self._read_batch(path)
+        if data is None:
+            return None
         self.files_indexed += 1
         keys = array("q", sorted(_key(raw) for raw in _REQUEST_ID.findall(data)))
         self._keys_by_seq[seq] = keys
@@ -115,14 +111,18 @@ class ReceiptIndex:
                     return receipt
         return self._from_spool(request_id)
 
-    def _from_batch(self, path: Path, request_id: str) -> dict[str, Any] | None:
+    def _read_batch(self, path: Path) -> bytes | None:
+        """A listed batch file's bytes, also if the forwarder moved it to acked/ meanwhile."""
         for candidate in (path, self.batches_dir / "acked" / path.name):
             try:
-                data = candidate.read_bytes()
-                break
+                return candidate.read_bytes()
             except FileNotFoundError:
                 continue
-        else:
+        return None
+
+    def _from_batch(self, path: Path, request_id: str) -> dict[str, Any] | None:
+        data = self._read_batch(path)
+        if data is None:
             return None
         fast = parse_canonical_batch_fast(data)  # leaf hashes from the bytes, compiled
         if fast is None:
