@@ -4,6 +4,7 @@ coordinator interoperate whichever each has; every check here runs on both."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import importlib
 import sys
@@ -23,19 +24,36 @@ def test_isal_is_what_this_install_uses() -> None:
     assert compression.BACKEND == "isal"
 
 
+@contextlib.contextmanager
+def imported(backend: str) -> Iterator[ModuleType]:
+    """The module as imported with ISA-L ("isal") or where ``isal`` is missing ("zlib"); the
+    module as installed again afterwards."""
+    saved = sys.modules.get("isal")
+    try:
+        if backend == "zlib":
+            sys.modules["isal"] = None  # type: ignore[assignment]  # import isal: ImportError
+        module = importlib.reload(compression)
+        assert backend == module.BACKEND
+        yield module
+    finally:
+        if saved is None:
+            sys.modules.pop("isal", None)
+        else:
+            sys.modules["isal"] = saved
+        importlib.reload(compression)
+
+
 @pytest.fixture(params=["isal", "zlib"])
-def backend(
-    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[ModuleType]:
-    """The module as imported with ISA-L, and as imported where ``isal`` is missing."""
-    wanted: str = request.param
-    if wanted == "zlib":
-        monkeypatch.setitem(sys.modules, "isal", None)  # import isal raises ImportError
-    module = importlib.reload(compression)
-    assert wanted == module.BACKEND
-    yield module
-    monkeypatch.undo()
-    importlib.reload(compression)
+def backend(request: pytest.FixtureRequest) -> Iterator[ModuleType]:
+    with imported(request.param) as module:
+        yield module
+
+
+def both() -> Iterator[ModuleType]:
+    """Each backend in turn (hypothesis tests can't take a per-test fixture)."""
+    for name in ("isal", "zlib"):
+        with imported(name) as module:
+            yield module
 
 
 @settings(max_examples=60, deadline=None)
@@ -45,23 +63,6 @@ def test_crc32_is_zlibs(data: bytes, start: int) -> None:
         assert module.crc32(data) == zlib.crc32(data)
         assert module.crc32(data, start) == zlib.crc32(data, start)
         assert module.crc32(memoryview(data)[1:]) == zlib.crc32(data[1:])
-
-
-def both() -> Iterator[ModuleType]:
-    """The module with ISA-L, then without (hypothesis tests can't take a per-test fixture)."""
-    saved = sys.modules.get("isal")
-    try:
-        yield importlib.reload(compression)
-        sys.modules["isal"] = None  # type: ignore[assignment]
-        module = importlib.reload(compression)
-        assert module.BACKEND == "zlib"
-        yield module
-    finally:
-        if saved is None:
-            sys.modules.pop("isal", None)
-        else:
-            sys.modules["isal"] = saved
-        importlib.reload(compression)
 
 
 def test_compressed_bodies_are_standard_gzip_and_repeatable(backend: ModuleType) -> None:
