@@ -200,8 +200,9 @@ def bench_size(
         origin[target.name]["before_rounds"] = read_origin_count(target.origin_port)
     records_pid = getattr(args, "records_pid", None)
     records_cpu_before = process_cpu_s(records_pid) if records_pid else 0.0
+    forward = getattr(args, "forward", False)
     subject = next(t for t in targets if t.name == SUBJECT)
-    batches_before = read_batches_posted(subject.origin_port)
+    batches_before = read_batches_posted(subject.origin_port) if forward else 0
     rounds = [run_round(targets, path, settings, index) for index in range(args.rounds)]
     records: dict[str, Any] = {}
     if records_pid:
@@ -209,7 +210,7 @@ def bench_size(
         cpu_s = process_cpu_s(records_pid) - records_cpu_before
         per_request_us = 1e6 * cpu_s / max(1.0, subject_requests)
         records = {"records_process_cpu_s": cpu_s, "records_process_us_per_request": per_request_us}
-    if getattr(args, "forward", False):  # a forwarder that sent nothing measured nothing
+    if forward:  # a forwarder that sent nothing measured nothing
         records["batches_forwarded"] = read_batches_posted(subject.origin_port) - batches_before
     for target in targets:
         after = read_origin_count(target.origin_port)
