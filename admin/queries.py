@@ -8,12 +8,14 @@ text buckets by hour; sums are converted with ``int`` (PostgreSQL's SUM of BIGIN
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from admin.db import AdminDb
 from billing.store.base import StoredCheckpoint, StoredManifest
+from provenance.batches import stored_record_fields
+from provenance.records import RecordFields
 
 _MANIFEST_COLUMNS = (
     "manifest_id, creator, key_id, lineage, version, supersedes, signed_json, published_at,"
@@ -44,6 +46,14 @@ class TopCreator:
     bytes_served: int
 
 
+# Batches read per step of a "since" view (~440 KB of records JSON each at 1,000 records).
+_BATCHES_PER_READ = 32
+_RECORDS_JSON = (
+    "SELECT b.batch_ref, j.records_json FROM batches b JOIN batch_records j"
+    " ON j.batch_id = b.batch_id"
+)
+
+
 class CoordinatorQueries:
     def __init__(self, db: AdminDb) -> None:
         self.db = db
@@ -60,31 +70,54 @@ class CoordinatorQueries:
         )
         return [HourBatches(str(h), int(b), int(r or 0)) for h, b, r in rows]
 
+    async def _records_since(self, since: str) -> AsyncIterator[RecordFields]:
+        """The deduplicated records served at or after ``since``, a few batches at a time.
+
+        Records are kept once, in their batch's records JSON (migration 8): the batches whose
+        last record is that recent (batches_by_last_ts; a record's ts is never past its batch's
+        last_ts) are read in chunks, each record counted where record_ids says its winning
+        copy is. Chunks are separate reads: a record whose winning copy moves to a newer batch
+        meanwhile (the serving edge's copy replacing an upstream_of one) may be counted in
+        both or in neither, which a dashboard can bear."""
+        refs = [int(r[0]) for r in await self._all(
+            "SELECT batch_ref FROM batches WHERE last_ts >= ? ORDER BY batch_ref", (since,)
+        )]  # fmt: skip
+        for start in range(0, len(refs), _BATCHES_PER_READ):
+            chunk = refs[start : start + _BATCHES_PER_READ]
+            marks = ",".join("?" * len(chunk))
+            owned: dict[int, list[int]] = {}
+            # placeholders only in the built SQL
+            ids_sql = f"SELECT batch_ref, record_index FROM record_ids WHERE batch_ref IN ({marks})"  # noqa: S608
+            for ref, index in await self._all(ids_sql, chunk):
+                owned.setdefault(int(ref), []).append(int(index))
+            json_sql = f"{_RECORDS_JSON} WHERE b.batch_ref IN ({marks})"
+            for ref, records_json in await self._all(json_sql, chunk):
+                fields = stored_record_fields(records_json)
+                for index in owned.get(int(ref), ()):
+                    if fields[index].ts >= since:
+                        yield fields[index]
+
     async def traffic_by_hour(self, since: str) -> list[HourTraffic]:
         """Store.traffic_by_hour: requests, hits and bytes per hour served (record ts)."""
-        # Records have no ts index (migration 7): a "since" query first narrows to the batches
-        # that may hold records at or after the moment (a record's ts is never past its batch's
-        # last_ts: batches_by_last_ts), then reads their records through records_by_batch.
-        rows = await self._all(
-            "SELECT substr(ts, 1, 13), COUNT(*), SUM(CASE WHEN cache = 'hit' THEN 1 ELSE 0 END),"
-            " SUM(bytes), SUM(origin_bytes) FROM records WHERE ts >= ?"
-            " AND batch_id IN (SELECT batch_id FROM batches WHERE last_ts >= ?)"
-            " GROUP BY substr(ts, 1, 13) ORDER BY 1",
-            (since, since),
-        )
-        return [HourTraffic(str(r[0]), *(int(v or 0) for v in r[1:])) for r in rows]
+        hours: dict[str, list[int]] = {}
+        async for r in self._records_since(since):
+            sums = hours.setdefault(r.ts[:13], [0, 0, 0, 0])
+            sums[0] += 1
+            sums[1] += r.cache == "hit"
+            sums[2] += r.bytes
+            sums[3] += r.origin_bytes
+        return [HourTraffic(hour, *hours[hour]) for hour in sorted(hours)]
 
     async def top_creators(self, since: str, limit: int) -> list[TopCreator]:
         """Store.top_creators: the creators with the most requests since ``since``."""
-        # narrowed by batch as in traffic_by_hour
-        rows = await self._all(
-            "SELECT creator, COUNT(*), SUM(bytes) FROM records"
-            " WHERE creator IS NOT NULL AND ts >= ?"
-            " AND batch_id IN (SELECT batch_id FROM batches WHERE last_ts >= ?)"
-            " GROUP BY creator ORDER BY COUNT(*) DESC, creator LIMIT ?",
-            (since, since, limit),
-        )
-        return [TopCreator(str(c), int(n), int(b or 0)) for c, n, b in rows]
+        creators: dict[str, list[int]] = {}
+        async for r in self._records_since(since):
+            if r.creator is not None:
+                sums = creators.setdefault(r.creator, [0, 0])
+                sums[0] += 1
+                sums[1] += r.bytes
+        ranked = sorted(creators.items(), key=lambda item: (-item[1][0], item[0]))[:limit]
+        return [TopCreator(creator, n, size) for creator, (n, size) in ranked]
 
     async def checkpoints(self, offset: int, limit: int) -> list[StoredCheckpoint]:
         """Store.list_checkpoints: newest first."""

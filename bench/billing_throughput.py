@@ -4,11 +4,11 @@ Run: .venv/bin/python -m bench.billing_throughput [--batches N] [--batch-size N]
 (10M records: ``--batches 10000``; filling takes ~30 s per million records)
 
 Stores N batches of records straight through the store (not timed: no HTTP, no signatures
-checked), sequences them, then times ``Billing.run_attribution``: each step's winning rows summed
-per group in SQL, attributed against the registry, hourly/daily rows written with the cursor.
-Then times a day close over the result. Prints records/s for both, wall clock and CPU time (the
-CPU time of the whole process, SQLite's thread included: the figure that does not depend on what
-else the machine runs).
+checked), sequences them, then times ``Billing.run_attribution``: each step's winning records
+read from their batches' JSON and summed per group, attributed against the registry,
+hourly/daily rows written with the cursor. Then times a day close over the result. Prints
+records/s for both, wall clock and CPU time (the CPU time of the whole process, SQLite's thread
+included: the figure that does not depend on what else the machine runs).
 
 Traffic: one edge, ``--contents`` assets of one creator, one record per millisecond from
 2026-11-27T00:00Z; per 100 records: 85 memory/disk hits, 10 origin misses, 2 ``training`` use,

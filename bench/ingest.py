@@ -6,7 +6,8 @@ Run: .venv/bin/python -m bench.ingest [--batches N] [--batch-size N] [--edges N]
 
 Seals N batches of 1,000 records (not timed), then times the coordinator ingesting them: parse,
 key lookup, signature, Merkle root over the records, chain check and the store's transaction
-(batch row + one row per record, upserted for dedup) with WAL and the chosen synchronous mode.
+(batch row, the records JSON, one request-id dedup row per record, upserted) with WAL and the
+chosen synchronous mode.
 
 - ``--edges N`` spreads the batches over N enrolled edges, each posting its own chain in order
   while the others post theirs at the same time (a fleet; 1 = one edge posting back to back, so

@@ -64,7 +64,7 @@ def _start_workers(
 
 
 async def _count(c: Coordinator) -> int:
-    return int((await c.store._all("SELECT COUNT(*) FROM records"))[0][0])  # type: ignore[attr-defined]
+    return int((await c.store._all("SELECT COUNT(*) FROM record_ids"))[0][0])  # type: ignore[attr-defined]
 
 
 async def run_one(dsn: str | None, workers: int, batches: int, size: int) -> float:

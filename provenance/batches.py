@@ -472,6 +472,29 @@ def _canonical_records_by_regex(
     return fields, leaves
 
 
+def stored_record_fields(records_json: str | bytes) -> tuple[RecordFields, ...]:
+    """The fields of every record of a records JSON array as ingest stored it
+    (``CanonicalBatch.records_json``), in order; FormatError if it is not a valid one.
+
+    The coordinator keeps a batch's records once, as this array: billing, receipts and the
+    admin read their fields from it. The canonical layout takes the compiled scanner (fields
+    only, no leaf hashes: they were checked at ingest), anything else the generic parser."""
+    data = records_json.encode() if isinstance(records_json, str) else records_json
+    scan = fastrecords.scan_records
+    if scan is not None and len(data) > 2 and data[0] == 0x5B and data[-1] == 0x5D:
+        scanned = scan(data, 1, len(data) - 1, _COMMA, None, fastrecords.WANT_FIELDS, RecordFields)
+        if scanned is not None and scanned[3] is not None:
+            return tuple(scanned[3])
+    elif scan is None:
+        found = _canonical_records_by_regex(data, 0, len(data))
+        if found is not None:
+            return found[0]
+    items = parse(data)
+    if not isinstance(items, list):
+        raise FormatError("stored records are not a JSON array")
+    return tuple(record_fields(record_from_obj(item)) for item in items)
+
+
 def verify_canonical_batch(batch: CanonicalBatch, keyring: KeyRing) -> None:
     """``verify_batch`` for a CanonicalBatch (its leaf hashes, no re-encoding)."""
     records = batch.records

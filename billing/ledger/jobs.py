@@ -5,7 +5,8 @@ Exactly once: the cursor is the next log index to attribute; a step reads the ba
 ``[cursor, cursor + n)`` (log indexes are dense and assigned in order by the sequencer; the
 indexes of that range no batch holds are statement leaves, which bill nothing), and writes
 their rows together with the new cursor ``cursor + n``, refusing if the cursor moved. A
-batch's winning records are the deduplicated rows that name it (``records.batch_id``): a record an
+batch's winning records are the copies whose request-id dedup row names it (``record_ids``,
+by batch_ref and index; the records themselves are the batch's records JSON): a record an
 ``upstream_of`` copy held until the serving edge's copy replaced it is attributed again with the
 later batch (the first outcome was an exclusion, so nothing is billed twice). Losing copies are
 counted as ``copies`` only: reconciliation lists them as duplicates.
@@ -14,10 +15,11 @@ The registry is read once per content id per step (``manifests_naming``), and th
 ``billing.attribution.attribute`` decides with ``billing.registry.timeline.choose_active`` --
 the same rule as ``Registry.manifest_active_at``.
 
-A step is planned from the store's per-group sums (``LedgerStore.read_step_summary``, set-based
-SQL), reading single records only where a group's records may differ; when the store cannot sum
-exactly it falls back to the record-by-record reference (``read_step`` + ``plan_step``). Both
-give the same rows (``billing.ledger.step_plan``).
+A step is planned from per-group sums (``LedgerStore.read_step_summary``: the winning records
+summed per group as they are read, ``step_reads.group_records``), reading single records only
+where a group's records may differ; when ingest moved a winner during the step's reads it falls
+back to the record-by-record reference (``read_step`` + ``plan_step``). Both give the same rows
+(``billing.ledger.step_plan``).
 """
 
 from __future__ import annotations
@@ -55,18 +57,18 @@ async def plan_from_summary(
     ledger: LedgerStore, first: int, limit: int, load_registry: LoadRegistry, now: datetime
 ) -> PlannedStep | None:
     """The step planned from the store's group sums; None if there is nothing to attribute or
-    the store could not sum exactly."""
+    ingest moved a winning record while the step was read."""
     summary = await ledger.read_step_summary(first, limit)
-    if summary is None or not summary.batches:
+    if not summary.batches:
         return None
     registry = await load_registry(
         {g.content_id for g in summary.groups if g.content_id is not None}
     )
     outcomes, mixed = judge_groups(summary, registry, now)
     mixed_winners: list[Record] = []
-    for hour, content_id in sorted(mixed, key=lambda k: (k[0], k[1] or "")):
-        rows = await ledger.read_step_winners(first, limit, hour, content_id)
-        mixed_winners += [record for _, record in rows]
+    if mixed:  # one read of the step for all of them (a registry change may mix many groups)
+        rows = await ledger.read_step_winners(first, limit, mixed)
+        mixed_winners = [record for _, record in rows]
     partial = [
         await ledger.read_batch_copies(b.batch_id)
         for b in summary.batches

@@ -22,12 +22,10 @@ from billing.ledger.store import (
     PeriodUsage,
     PricingVersion,
     ReportedCounters,
-    StepBatch,
     StepWrite,
     StoredStatement,
 )
 from billing.store.postgres import PostgresStore, pg_sql
-from provenance.records import Record
 
 _CURSOR = "attribution_cursor"
 _SELECT_STATEMENTS = (
@@ -41,10 +39,6 @@ _USAGE_INSERT = (
 _USAGE_SELECT = (
     "SELECT start, creator, content_id, manifest_id, edge, use_kind, sample_rate, records, hits,"
     " bytes, bytes_sq, cache_bytes, cache_bytes_sq, saved, saved_sq FROM usage_hourly"
-)
-_RECORD_COLUMNS = (
-    "request_id, ts, edge, method, status, cache, tier, bytes, origin_bytes, content_id,"
-    " creator, manifest, sample_rate, use_kind, upstream_of"
 )
 
 
@@ -61,14 +55,6 @@ def _usage_row(r: Sequence[Any]) -> UsageRow:
     return UsageRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], sums)
 
 
-def _record(r: Sequence[Any]) -> Record:
-    return Record(
-        request_id=r[0], ts=r[1], edge=r[2], method=r[3], status=int(r[4]), cache=r[5],
-        tier=r[6], bytes=int(r[7]), origin_bytes=int(r[8]), content_id=r[9], creator=r[10],
-        manifest=r[11], sample_rate=r[12], use=r[13], upstream_of=r[14],
-    )  # fmt: skip
-
-
 LEDGER_LOCK = 0x636163686574_0004  # pg_advisory_xact_lock key of guarded ledger writes
 
 
@@ -82,25 +68,10 @@ class PostgresLedgerStore(StepReads):
     async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         return await self._store._all(sql, params)
 
-    def _overflowed(self, exc: Exception) -> bool:
-        return isinstance(exc, asyncpg.NumericValueOutOfRangeError)
-
     # -- attribution -------------------------------------------------------------------------
     async def attribution_cursor(self) -> int:
         row = await self._one("SELECT value FROM ledger_state WHERE name = ?", (_CURSOR,))
         return 0 if row is None else int(row[0])
-
-    async def read_step(
-        self, first_index: int, limit: int
-    ) -> tuple[list[StepBatch], list[tuple[str, Record]]]:
-        batches = await self.read_step_copies(first_index, limit)
-        winners: list[tuple[str, Record]] = []
-        ids = [b.batch_id for b in batches]
-        for start in range(0, len(ids), 200):
-            chunk = ids[start : start + 200]
-            sql = f"SELECT batch_id, {_RECORD_COLUMNS} FROM records WHERE batch_id = ANY(?)"  # noqa: S608
-            winners += [(r[0], _record(r[1:])) for r in await self._all(sql, (chunk,))]
-        return batches, winners
 
     async def write_step(self, step: StepWrite) -> None:
         async with self._store._transaction() as db:

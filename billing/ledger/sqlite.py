@@ -4,7 +4,6 @@ and its reader connection), so ledger writes serialise with ingest's under one l
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,12 +17,10 @@ from billing.ledger.store import (
     PeriodUsage,
     PricingVersion,
     ReportedCounters,
-    StepBatch,
     StepWrite,
     StoredStatement,
 )
 from billing.store.sqlite import SqliteStore
-from provenance.records import Record
 
 _CURSOR = "attribution_cursor"
 _SELECT_STATEMENTS = (
@@ -38,10 +35,6 @@ _USAGE_SELECT = (
     "SELECT start, creator, content_id, manifest_id, edge, use_kind, sample_rate, records, hits,"
     " bytes, bytes_sq, cache_bytes, cache_bytes_sq, saved, saved_sq FROM usage_hourly"
 )
-_RECORD_COLUMNS = (
-    "request_id, ts, edge, method, status, cache, tier, bytes, origin_bytes, content_id,"
-    " creator, manifest, sample_rate, use_kind, upstream_of"
-)
 
 
 def _usage_params(step: int, row: UsageRow) -> tuple[Any, ...]:
@@ -55,14 +48,6 @@ def _usage_row(r: Sequence[Any]) -> UsageRow:
     sums = (int(r[7]), int(r[8]), int(r[9]), int(r[10]), int(r[11]), int(r[12]), int(r[13]),
             int(r[14]))  # fmt: skip
     return UsageRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], sums)
-
-
-def _record(r: Sequence[Any]) -> Record:
-    return Record(
-        request_id=r[0], ts=r[1], edge=r[2], method=r[3], status=int(r[4]), cache=r[5],
-        tier=r[6], bytes=int(r[7]), origin_bytes=int(r[8]), content_id=r[9], creator=r[10],
-        manifest=r[11], sample_rate=r[12], use=r[13], upstream_of=r[14],
-    )  # fmt: skip
 
 
 def _placeholders(n: int) -> str:
@@ -83,23 +68,6 @@ class SqliteLedgerStore(StepReads):
     async def attribution_cursor(self) -> int:
         row = await self._one("SELECT value FROM ledger_state WHERE name = ?", (_CURSOR,))
         return 0 if row is None else int(row[0])
-
-    async def read_step(
-        self, first_index: int, limit: int
-    ) -> tuple[list[StepBatch], list[tuple[str, Record]]]:
-        batches = await self.read_step_copies(first_index, limit)
-        winners: list[tuple[str, Record]] = []
-        ids = [b.batch_id for b in batches]
-        for start in range(0, len(ids), 200):
-            chunk = ids[start : start + 200]
-            where = f"batch_id IN ({_placeholders(len(chunk))})"  # only placeholders
-            sql = f"SELECT batch_id, {_RECORD_COLUMNS} FROM records WHERE {where}"  # noqa: S608
-            winners += [(r[0], _record(r[1:])) for r in await self._all(sql, chunk)]
-        return batches, winners
-
-    def _overflowed(self, exc: Exception) -> bool:
-        # SUM raises rather than round past 2^63 (a product turns into a float instead)
-        return isinstance(exc, sqlite3.OperationalError) and "integer overflow" in str(exc)
 
     async def write_step(self, step: StepWrite) -> None:
         async with self._store._transaction() as db:

@@ -1,92 +1,53 @@
-"""The attribution step's reads as set-based SQL, shared by the SQLite and PostgreSQL ledgers.
+"""The attribution step's reads, shared by the SQLite and PostgreSQL ledgers.
 
-The per-record work of a step (millions of rows) stays in the database: a GROUP BY sums the
-winning records per ``UsageGroup``, so Python handles groups, not records. It runs over windows
-of about ``WINDOW_RECORDS`` records (a few batches): SQLite groups by sorting, and small sorts
-stay in the CPU cache (measured: ~35 % faster than one sort per 256-batch step). When a window
-barely reduces (a long tail of content: fewer than ``POOR_REDUCTION`` records per group), the
-next ones grow 4x up to ``MAX_WINDOW_RECORDS``, as Python's per-group work then dominates
-(10k assets: 113k records/s CPU with 8k windows, 310k/s with whole steps). Groups of different
-windows are not merged; the planner adds them up.
+A batch's records are kept once, as its records JSON (migration 8); which copies won request-id
+dedup is ``record_ids`` (request id -> batch_ref, record index). A step's winning records are
+the fields of its batches' JSON at the indexes ``record_ids`` names, read in windows of about
+``WINDOW_RECORDS`` records (a few batches: a window's records are in memory at once) and summed
+per ``UsageGroup`` in Python (``group_records``), so the planner handles groups, not records.
 
-Each row's checks that need neither the registry nor the clock are folded into one integer
+Each record's checks that need neither the registry nor the clock are folded into one integer
 ``flags`` (bits below), and the hit and "saved" cases are grouping flags too, so the sums are
 plain: a hit group's bytes are its bytes from cache; a saved group's ``bytes - origin_bytes``
-is its origin bytes saved (others save 0).
+is its origin bytes saved (others save 0). Python's integers make every sum exact, squares
+included.
 
-Exact sums of squares: ``SUM(bytes * bytes)`` first. SQLite turns an overflowing product into a
-float and raises on an overflowing SUM; PostgreSQL raises on both. Either way the window is read
-again with 20-bit limbs, ``b = h * 2^20 + l`` (arithmetic shift and mask, exact for any integer):
-``sum(b^2) = (sum h*h << 40) + (sum h*l << 21) + sum l*l``, in Python integers. If even that is
-not exact, the step gets None and the caller takes the record-by-record reference path.
+Consistency: a batch's records JSON is written once and never changes; only the dedup rows
+move. Ingest may move a winner from an ``upstream_of`` copy in a step batch to a newer batch's
+serving copy between two reads. The summary takes a batch whose winners numbered its records
+whole and reads the others' dedup rows batch by batch; ``billing.ledger.jobs`` compares the
+per-batch winner counts before and after and, if any moved, takes the reference path, whose
+dedup rows are read in one statement (one snapshot).
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
+from billing.aggregate import FROM_CACHE_TIERS
 from billing.attribution import BILLABLE_CACHE_OUTCOMES, BILLABLE_METHODS
 from billing.ledger.store import Claim, StepBatch, StepBatchInfo, StepSummary, UsageGroup
-from provenance.records import Record
+from provenance.batches import stored_record_fields
+from provenance.records import Record, RecordFields
 
 WINDOW_RECORDS = 8_000
-MAX_WINDOW_RECORDS = 256_000
-POOR_REDUCTION = 8  # fewer than 8 records per group: the next windows grow 4x
-LIMB_BITS = 20
-LIMB_MASK = (1 << LIMB_BITS) - 1
 HAS_CREATOR, HAS_MANIFEST, UPSTREAM, BILLABLE, FROM_CACHE, SAVED = 1, 2, 4, 8, 16, 32
 
-RECORD_COLUMNS = (
-    "request_id, ts, edge, method, status, cache, tier, bytes, origin_bytes, content_id,"
-    " creator, manifest, sample_rate, use_kind, upstream_of"
-)
-_STEP_BATCH_IDS = "SELECT batch_id FROM batches WHERE log_index >= ? AND log_index < ?"
-
-
-def _sql_list(words: frozenset[str]) -> str:
-    """Constant words as SQL string literals (plain tokens: no quote to escape)."""
-    return ", ".join(f"'{w}'" for w in sorted(words))
-
-
-# The same checks as billing.attribution (its BILLABLE_METHODS, BILLABLE_CACHE_OUTCOMES, 2xx or
-# 304) and billing.aggregate (FROM_CACHE_TIERS; saved when bytes > origin_bytes);
-# tests/component/billing/test_fast_step.py holds the two paths equal.
-_FLAGS = f"""(CASE WHEN r.creator IS NULL THEN 0 ELSE {HAS_CREATOR} END
-    + CASE WHEN r.manifest IS NULL THEN 0 ELSE {HAS_MANIFEST} END
-    + CASE WHEN r.upstream_of IS NULL THEN 0 ELSE {UPSTREAM} END
-    + CASE WHEN r.method IN ({_sql_list(BILLABLE_METHODS)})
-        AND r.cache IN ({_sql_list(BILLABLE_CACHE_OUTCOMES)})
-        AND ((r.status >= 200 AND r.status <= 299) OR r.status = 304) THEN {BILLABLE} ELSE 0 END
-    + CASE WHEN r.tier IN ('memory', 'disk') THEN {FROM_CACHE} ELSE 0 END
-    + CASE WHEN r.bytes > r.origin_bytes THEN {SAVED} ELSE 0 END)"""
-_DIFF = "(r.bytes - r.origin_bytes)"
-
-
-def _plain_square(value: str) -> str:
-    return f"SUM({value} * {value})"
-
-
-def _limb_squares(value: str) -> str:
-    high, low = f"({value} >> {LIMB_BITS})", f"({value} & {LIMB_MASK})"
-    return f"SUM({high} * {high}), SUM({high} * {low}), SUM({low} * {low})"
-
-
-def _groups_sql(square: Any) -> str:
-    return f"""SELECT substr(r.ts, 1, 13), r.content_id, {_FLAGS}, r.edge, r.use_kind,
-    r.sample_rate, MIN(r.ts), MAX(r.ts), COUNT(*), SUM(r.bytes), {square("r.bytes")},
-    SUM({_DIFF}), {square(_DIFF)}
-    FROM records r WHERE r.batch_id IN ({_STEP_BATCH_IDS})
-    GROUP BY 1, 2, 3, 4, 5, 6"""  # noqa: S608 (constants only)
-
-
-PLAIN_GROUPS_SQL = _groups_sql(_plain_square)
-LIMB_GROUPS_SQL = _groups_sql(_limb_squares)
-
-BATCHES_SQL = """SELECT b.batch_id, b.edge, b.seq, b.last_ts, b.record_count,
-    (SELECT COUNT(*) FROM records r WHERE r.batch_id = b.batch_id), b.log_index
-    FROM batches b WHERE b.log_index >= ? AND b.log_index < ? ORDER BY b.log_index"""
+_IN_STEP = "b.log_index >= ? AND b.log_index < ?"
+BATCHES_SQL = f"""SELECT b.batch_id, b.edge, b.seq, b.last_ts, b.record_count,
+    (SELECT COUNT(*) FROM record_ids d WHERE d.batch_ref = b.batch_ref), b.log_index
+    FROM batches b WHERE {_IN_STEP} ORDER BY b.log_index"""  # noqa: S608 (constants only)
+# The winners of the batches in a log range, in one statement (one snapshot of the dedup).
+_WINNERS_SQL = f"""SELECT d.batch_ref, d.record_index FROM batches b
+    JOIN record_ids d ON d.batch_ref = b.batch_ref WHERE {_IN_STEP}"""  # noqa: S608
+_RECORDS_SQL = f"""SELECT b.batch_id, b.batch_ref, b.log_index, j.records_json FROM batches b
+    JOIN batch_records j ON j.batch_id = b.batch_id WHERE {_IN_STEP}
+    ORDER BY b.log_index"""  # noqa: S608
+_BATCH_WINNERS_SQL = """SELECT d.record_index FROM batches b
+    JOIN record_ids d ON d.batch_ref = b.batch_ref WHERE b.batch_id = ?"""
+_REF_WINNERS_SQL = "SELECT record_index FROM record_ids WHERE batch_ref = ?"
 
 CLAIMS_SQL = (
     "SELECT i.content_id, m.manifest_id, m.creator, m.published_at, m.superseded_at,"
@@ -95,55 +56,73 @@ CLAIMS_SQL = (
 )
 CLAIMS_CHUNK = 500
 
-WINNERS_SQL = (
-    f"SELECT batch_id, {RECORD_COLUMNS} FROM records WHERE batch_id IN ({_STEP_BATCH_IDS})"  # noqa: S608
-    " AND substr(ts, 1, 13) = ? AND COALESCE(content_id, '') = ?"
-)
+
+def record_of(fields: RecordFields) -> Record:
+    """The ``Record`` of a record's stored fields."""
+    return Record(**fields._asdict())
 
 
-def record_from_row(r: Sequence[Any]) -> Record:
-    """A ``Record`` from the ``RECORD_COLUMNS`` of a records row."""
-    return Record(
-        request_id=r[0], ts=r[1], edge=r[2], method=r[3], status=int(r[4]), cache=r[5],
-        tier=r[6], bytes=int(r[7]), origin_bytes=int(r[8]), content_id=r[9], creator=r[10],
-        manifest=r[11], sample_rate=r[12], use=r[13], upstream_of=r[14],
-    )  # fmt: skip
+def _outcome_flags(method: str, cache: str, status: int, tier: str) -> int:
+    """The flags of a record's request outcome: billing.attribution's BILLABLE_METHODS,
+    BILLABLE_CACHE_OUTCOMES and 2xx-or-304 rule, and billing.aggregate's FROM_CACHE_TIERS."""
+    billable = (
+        method in BILLABLE_METHODS
+        and cache in BILLABLE_CACHE_OUTCOMES
+        and (200 <= status <= 299 or status == 304)
+    )
+    return (BILLABLE if billable else 0) | (FROM_CACHE if tier in FROM_CACHE_TIERS else 0)
 
 
-def _exact(values: Sequence[Any]) -> list[int] | None:
-    """The values as integers (PostgreSQL's SUM gives Decimals), or None if the database
-    rounded one to a float."""
-    out: list[int] = []
-    for v in values:
-        if type(v) is float:
-            return None
-        out.append(v if type(v) is int else int(v))
-    return out
-
-
-def _limbs_square(hh: int, hl: int, ll: int) -> int:
-    return (hh << (2 * LIMB_BITS)) + (hl << (LIMB_BITS + 1)) + ll
-
-
-def group_from_row(r: Sequence[Any], limbs: bool) -> UsageGroup | None:
-    """A ``UsageGroup`` from a groups row (``LIMB_GROUPS_SQL`` if ``limbs``); None if a sum
-    was not exact."""
-    values = _exact(r[8:])
-    if values is None:
-        return None
-    if limbs:
-        n, total, b_hh, b_hl, b_ll, diff, d_hh, d_hl, d_ll = values
-        square, diff_square = _limbs_square(b_hh, b_hl, b_ll), _limbs_square(d_hh, d_hl, d_ll)
-    else:
-        n, total, square, diff, diff_square = values
-    flags = int(r[2])
-    hit, saved = bool(flags & FROM_CACHE), bool(flags & SAVED)
-    sums = (n, n if hit else 0, total, square, total if hit else 0, square if hit else 0,
-            diff if saved else 0, diff_square if saved else 0)  # fmt: skip
-    return UsageGroup(
-        r[0], r[1], bool(flags & HAS_CREATOR), bool(flags & HAS_MANIFEST),
-        bool(flags & UPSTREAM), bool(flags & BILLABLE), r[3], r[4], r[5], r[6], r[7], sums,
-    )  # fmt: skip
+def group_records(records: Iterable[RecordFields]) -> list[UsageGroup]:
+    """The records summed per (hour, content id, flags, edge, use, sample rate), with the first
+    and last ``ts`` of each group; tests/component/billing/test_fast_step.py holds the plan
+    made from these equal to the record-by-record reference. Flags: the checks that need
+    neither the registry nor the clock (``_outcome_flags``, whether creator, manifest and
+    upstream_of are set, saved when bytes > origin_bytes)."""
+    # per key: [first ts, last ts, records, bytes, bytes^2, diff, diff^2]
+    sums: dict[tuple[Any, ...], list[Any]] = {}
+    outcomes: dict[tuple[str, str, int, str], int] = {}  # a few distinct outcomes per step
+    for (_, edge, ts, upstream_of, method, status, cache, tier, size, origin, content_id,
+         creator, manifest, sample_rate, use) in records:  # fmt: skip
+        outcome = (method, cache, status, tier)
+        flags = outcomes.get(outcome)
+        if flags is None:
+            flags = outcomes[outcome] = _outcome_flags(*outcome)
+        if creator is not None:
+            flags |= HAS_CREATOR
+        if manifest is not None:
+            flags |= HAS_MANIFEST
+        if upstream_of is not None:
+            flags |= UPSTREAM
+        diff = size - origin
+        if diff > 0:
+            flags |= SAVED
+        key = (ts[:13], content_id, flags, edge, use, sample_rate)
+        acc = sums.get(key)
+        if acc is None:
+            sums[key] = [ts, ts, 1, size, size * size, diff, diff * diff]
+            continue
+        if ts < acc[0]:
+            acc[0] = ts
+        elif ts > acc[1]:
+            acc[1] = ts
+        acc[2] += 1
+        acc[3] += size
+        acc[4] += size * size
+        acc[5] += diff
+        acc[6] += diff * diff
+    groups = []
+    for (hour, content_id, flags, edge, use, sample_rate), acc in sums.items():
+        first, last, n, total, square, diff, diff_square = acc
+        hit, saved = bool(flags & FROM_CACHE), bool(flags & SAVED)
+        totals = (n, n if hit else 0, total, square, total if hit else 0, square if hit else 0,
+                  diff if saved else 0, diff_square if saved else 0)  # fmt: skip
+        groups.append(UsageGroup(
+            hour, content_id, bool(flags & HAS_CREATOR), bool(flags & HAS_MANIFEST),
+            bool(flags & UPSTREAM), bool(flags & BILLABLE), edge, use, sample_rate, first, last,
+            totals,
+        ))  # fmt: skip
+    return groups
 
 
 def next_window(
@@ -167,12 +146,9 @@ _BATCH_WITH_RECORDS = (
 
 
 def copies_of(batch_id: str, log_index: int, edge: str, seq: int, last_ts: str,
-              records_json: str) -> StepBatch:  # fmt: skip
-    """Every record copy of a batch, from its stored records JSON."""
-    copies = tuple(
-        (str(c["ts"]), str(c["request_id"]), c.get("upstream_of") is not None)
-        for c in json.loads(records_json)
-    )
+              records: Sequence[RecordFields]) -> StepBatch:  # fmt: skip
+    """Every record copy of a batch, from its stored records."""
+    copies = tuple((r.ts, r.request_id, r.upstream_of is not None) for r in records)
     return StepBatch(batch_id, log_index, edge, seq, last_ts, copies)
 
 
@@ -184,43 +160,50 @@ class StepReads:
     async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         raise NotImplementedError
 
-    def _overflowed(self, exc: Exception) -> bool:
-        """True if ``exc`` is the database refusing an integer overflow."""
-        raise NotImplementedError
-
     async def read_step_batches(self, first_index: int, limit: int) -> list[StepBatchInfo]:
         rows = await self._all(BATCHES_SQL, (first_index, first_index + limit))
         return [StepBatchInfo(r[0], r[1], int(r[2]), r[3], int(r[4]), int(r[5]), int(r[6]))
                 for r in rows]  # fmt: skip
 
-    async def read_step_summary(self, first_index: int, limit: int) -> StepSummary | None:
+    async def _winners(
+        self, start: int, stop: int, complete: frozenset[int] | None = None
+    ) -> list[tuple[str, RecordFields]]:
+        """The winning records of the batches at log indexes ``[start, stop)``, in log order
+        and record order, with their batch ids. ``complete``: the log indexes of batches the
+        caller counted every copy of as a winner (``StepBatchInfo``); those are taken whole and
+        only the others' dedup rows are read (the caller re-checks the counts afterwards).
+        Without it, the dedup rows of the whole range are read in one statement."""
+        owned: dict[int, list[int]] = defaultdict(list)
+        if complete is None:
+            for batch_ref, index in await self._all(_WINNERS_SQL, (start, stop)):
+                owned[int(batch_ref)].append(int(index))
+        winners: list[tuple[str, RecordFields]] = []
+        for batch_id, batch_ref, log_index, records_json in await self._all(
+            _RECORDS_SQL, (start, stop)
+        ):
+            fields = stored_record_fields(records_json)
+            if complete is not None and int(log_index) in complete:
+                winners += [(batch_id, f) for f in fields]
+                continue
+            if complete is not None:
+                rows = await self._all(_REF_WINNERS_SQL, (batch_ref,))
+                indexes = [int(r[0]) for r in rows]
+            else:
+                indexes = owned.get(int(batch_ref), [])
+            winners += [(batch_id, fields[i]) for i in sorted(indexes)]
+        return winners
+
+    async def read_step_summary(self, first_index: int, limit: int) -> StepSummary:
         batches = await self.read_step_batches(first_index, limit)
         pending = [(b.log_index, b.winners) for b in batches]
+        complete = frozenset(b.log_index for b in batches if b.winners == b.records)
         groups: list[UsageGroup] = []
-        position, size = 0, self.window_records
+        position = 0
         while position < len(pending):
-            window, records, position = next_window(pending, position, size)
-            found = await self._window_groups(window)
-            if found is None:
-                return None
-            groups += found
-            if len(found) * POOR_REDUCTION > records:  # a long tail: sort more at once
-                size = min(size * 4, MAX_WINDOW_RECORDS)
+            window, _, position = next_window(pending, position, self.window_records)
+            winners = await self._winners(window.start, window.stop, complete)
+            groups += group_records(fields for _, fields in winners)
         return StepSummary(batches, groups)
-
-    async def _window_groups(self, window: range) -> list[UsageGroup] | None:
-        for sql, limbs in ((PLAIN_GROUPS_SQL, False), (LIMB_GROUPS_SQL, True)):
-            try:
-                rows = await self._all(sql, (window.start, window.stop))
-            except Exception as exc:
-                if self._overflowed(exc):
-                    continue
-                raise
-            groups = [group_from_row(r, limbs) for r in rows]
-            exact = [g for g in groups if g is not None]
-            if len(exact) == len(groups):
-                return exact
-        return None
 
     async def read_claims(self, content_ids: set[str]) -> dict[str, list[Claim]]:
         # the registry's own manifests_naming() also reads each manifest's signed JSON, which
@@ -235,22 +218,39 @@ class StepReads:
                 claims.setdefault(r[0], []).append(Claim(r[1], r[2], r[3], r[4], r[5]))
         return claims
 
+    async def read_step(
+        self, first_index: int, limit: int
+    ) -> tuple[list[StepBatch], list[tuple[str, Record]]]:
+        """The reference path's reads: every batch with its copies, and every winner."""
+        batches = await self.read_step_copies(first_index, limit)
+        winners = await self._winners(first_index, first_index + limit)
+        return batches, [(batch_id, record_of(fields)) for batch_id, fields in winners]
+
     async def read_step_winners(
-        self, first_index: int, limit: int, hour: str, content_id: str | None
+        self, first_index: int, limit: int, groups: Collection[tuple[str, str | None]]
     ) -> list[tuple[str, Record]]:
-        params = (first_index, first_index + limit, hour, content_id or "")
-        return [(r[0], record_from_row(r[1:])) for r in await self._all(WINNERS_SQL, params)]
+        wanted = set(groups)
+        winners = await self._winners(first_index, first_index + limit)
+        return [
+            (batch_id, record_of(fields))
+            for batch_id, fields in winners
+            if (fields.ts[:13], fields.content_id) in wanted
+        ]
 
     async def read_step_copies(self, first_index: int, limit: int) -> list[StepBatch]:
         """The batches at log indexes ``first_index`` to ``first_index + limit``, in log order,
         with every record copy (``copies_of``)."""
         where = " WHERE b.log_index >= ? AND b.log_index < ? ORDER BY b.log_index"
         rows = await self._all(_BATCH_WITH_RECORDS + where, (first_index, first_index + limit))
-        return [copies_of(r[0], int(r[1]), r[2], int(r[3]), r[4], r[5]) for r in rows]
+        return [
+            copies_of(r[0], int(r[1]), r[2], int(r[3]), r[4], stored_record_fields(r[5]))
+            for r in rows
+        ]
 
     async def read_batch_copies(self, batch_id: str) -> tuple[StepBatch, list[tuple[str, str]]]:
         rows = await self._all(_BATCH_WITH_RECORDS + " WHERE b.batch_id = ?", (batch_id,))
         r = rows[0]
-        batch = copies_of(r[0], int(r[1]), r[2], int(r[3]), r[4], r[5])
-        sql = "SELECT request_id, ts FROM records WHERE batch_id = ?"
-        return batch, [(str(w[0]), str(w[1])) for w in await self._all(sql, (batch_id,))]
+        fields = stored_record_fields(r[5])
+        batch = copies_of(r[0], int(r[1]), r[2], int(r[3]), r[4], fields)
+        indexes = sorted(int(w[0]) for w in await self._all(_BATCH_WINNERS_SQL, (batch_id,)))
+        return batch, [(fields[i].request_id, fields[i].ts) for i in indexes]

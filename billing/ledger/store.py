@@ -8,7 +8,7 @@ connections (one writer, one reader).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -79,7 +79,7 @@ class UsageGroup:
 
 @dataclass(frozen=True, slots=True)
 class StepSummary:
-    """A step as the store's GROUP BY sees it: its batches and its winning records' groups."""
+    """A step summed per group: its batches and its winning records' groups."""
 
     batches: Sequence[StepBatchInfo]
     groups: Sequence[UsageGroup]
@@ -167,15 +167,16 @@ class LedgerStore(Protocol):
         """The step's batches in log order, with their winning rows counted now."""
         ...
 
-    async def read_step_summary(self, first_index: int, limit: int) -> StepSummary | None:
-        """The step's batches and its winning records summed per ``UsageGroup`` in the database;
-        None when the sums could not be exact there (then the caller reads ``read_step``)."""
+    async def read_step_summary(self, first_index: int, limit: int) -> StepSummary:
+        """The step's batches and its winning records summed per ``UsageGroup`` (exact
+        integers)."""
         ...
 
     async def read_step_winners(
-        self, first_index: int, limit: int, hour: str, content_id: str | None
+        self, first_index: int, limit: int, groups: Collection[tuple[str, str | None]]
     ) -> list[tuple[str, Record]]:
-        """The step's winning records of one hour (``ts[:13]``) and content id (None: none)."""
+        """The step's winning records of the given (hour (``ts[:13]``), content id (None:
+        none)) pairs, in log and record order, with their batch ids; one read of the step."""
         ...
 
     async def read_batch_copies(self, batch_id: str) -> tuple[StepBatch, list[tuple[str, str]]]:

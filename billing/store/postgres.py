@@ -60,29 +60,17 @@ ACQUIRE_TIMEOUT_S = 30.0  # a stuck pool must not hang the sequencer for good
 LOG_LOCK = 0x636163686574_0002  # session lock: the elected sequencer
 LOG_APPEND_LOCK = 0x636163686574_0005  # transaction lock: one append_leaves at a time
 REGISTRY_LOCK = 0x636163686574_0003  # taken by postgres_registry
-_RECORD_COLUMNS = (
-    "request_id, batch_id, record_index, edge, ts, upstream_of, method, status, cache, tier,"
-    " bytes, origin_bytes, content_id, creator, manifest, sample_rate, use_kind"
-)
-_RECORD_TYPES = (
-    "text[], text[], bigint[], text[], text[], text[], text[], int[], text[], text[],"
-    " bigint[], bigint[], text[], text[], text[], text[], text[]"
-)
+# The request-id dedup rows (migration 8: a batch's records are kept once, as its records JSON).
+_RECORD_ID_COLUMNS = "request_id, batch_ref, record_index, served"
 _UPSERT_TAIL = (
-    " ON CONFLICT (request_id) DO UPDATE SET batch_id = excluded.batch_id,"
-    " record_index = excluded.record_index, edge = excluded.edge, ts = excluded.ts,"
-    " upstream_of = excluded.upstream_of, method = excluded.method, status = excluded.status,"
-    " cache = excluded.cache, tier = excluded.tier, bytes = excluded.bytes,"
-    " origin_bytes = excluded.origin_bytes, content_id = excluded.content_id,"
-    " creator = excluded.creator, manifest = excluded.manifest,"
-    " sample_rate = excluded.sample_rate, use_kind = excluded.use_kind"
-    " WHERE excluded.upstream_of IS NULL AND records.upstream_of IS NOT NULL RETURNING 1"
+    " ON CONFLICT (request_id) DO UPDATE SET batch_ref = excluded.batch_ref,"
+    " record_index = excluded.record_index, served = excluded.served"
+    " WHERE excluded.served = 1 AND record_ids.served = 0 RETURNING 1"
 )
-_UPSERT_ONE = f"INSERT INTO records ({_RECORD_COLUMNS}) VALUES ({','.join('?' * 17)})"  # noqa: S608
+_UPSERT_ONE = f"INSERT INTO record_ids ({_RECORD_ID_COLUMNS}) VALUES (?,?,?,?)"  # noqa: S608
 _UPSERT_MANY = (
-    f"INSERT INTO records ({_RECORD_COLUMNS}) SELECT * FROM unnest("  # noqa: S608
-    + ", ".join(f"${i + 1}::{t.strip()}" for i, t in enumerate(_RECORD_TYPES.split(",")))
-    + ")"
+    f"INSERT INTO record_ids ({_RECORD_ID_COLUMNS})"  # noqa: S608
+    " SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::int[])"
 )
 _SELECT_BATCH = (
     "SELECT b.batch_id, b.header_json, b.signature, b.log_index, j.records_json FROM batches b"
@@ -107,12 +95,8 @@ def rows_affected(status: str) -> int:
     return int(tail) if tail.isdigit() else 0
 
 
-def _record_row(batch_id: str, index: int, r: Record | RecordFields) -> tuple[Any, ...]:
-    return (
-        r.request_id, batch_id, index, r.edge, r.ts, r.upstream_of, r.method, r.status,
-        r.cache, r.tier, r.bytes, r.origin_bytes, r.content_id, r.creator, r.manifest,
-        r.sample_rate, r.use,
-    )  # fmt: skip
+def _record_id_row(batch_ref: int, index: int, r: Record | RecordFields) -> tuple[Any, ...]:
+    return (r.request_id, batch_ref, index, 1 if r.upstream_of is None else 0)
 
 
 def _batch_from_row(row: Sequence[Any]) -> StoredBatch:
@@ -173,7 +157,7 @@ class PostgresStore(PostgresRegistryMixin):
                     if migration.version in done:
                         continue
                     async with conn.transaction():
-                        for statement in migration.statements:
+                        for statement in migration.statements + migration.postgres_statements:
                             await conn.execute(statement)
                         await conn.execute(
                             "INSERT INTO schema_migrations (version, name, applied_at)"
@@ -352,9 +336,10 @@ class PostgresStore(PostgresRegistryMixin):
         h = batch.header
         header_json = header_canonical_bytes(h).decode()
         signature = base64.b64encode(batch.signature).decode()
-        await db.execute(
+        batch_ref = await db.fetchval(
             "INSERT INTO batches (batch_id, edge, seq, header_json, signature, record_count,"
-            " first_ts, last_ts, received_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)",
+            " first_ts, last_ts, received_at, batch_ref)"
+            " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9, nextval('batch_refs')) RETURNING batch_ref",
             batch.batch_id, h.edge, h.seq, header_json, signature, h.count, h.first_ts,
             h.last_ts, now,
         )  # fmt: skip
@@ -363,7 +348,7 @@ class PostgresStore(PostgresRegistryMixin):
             batch.batch_id,
             batch.records_json,
         )
-        rows = [_record_row(batch.batch_id, i, r) for i, r in enumerate(batch.records)]
+        rows = [_record_id_row(batch_ref, i, r) for i, r in enumerate(batch.records)]
         stored = await self._upsert_records(db, rows)
         if batch.counters is not None:  # the ledger's table, written with its batch
             c = batch.counters
@@ -536,8 +521,8 @@ class PostgresStore(PostgresRegistryMixin):
     async def find_record(self, request_id: str) -> RecordLocation | None:
         row = await self._one(
             "SELECT b.batch_id, b.header_json, b.signature, b.log_index, j.records_json,"
-            " r.record_index FROM records r JOIN batches b ON b.batch_id = r.batch_id"
-            " JOIN batch_records j ON j.batch_id = r.batch_id WHERE r.request_id = ?",
+            " r.record_index FROM record_ids r JOIN batches b ON b.batch_ref = r.batch_ref"
+            " JOIN batch_records j ON j.batch_id = b.batch_id WHERE r.request_id = ?",
             (request_id,),
         )
         return None if row is None else RecordLocation(_batch_from_row(row[:5]), int(row[5]))

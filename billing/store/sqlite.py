@@ -382,8 +382,8 @@ class SqliteStore(SqliteIngestMixin, SqliteRegistryMixin):
     async def find_record(self, request_id: str) -> RecordLocation | None:
         row = await self._one(
             "SELECT b.batch_id, b.header_json, b.signature, b.log_index, j.records_json,"
-            " r.record_index FROM records r JOIN batches b ON b.batch_id = r.batch_id"
-            " JOIN batch_records j ON j.batch_id = r.batch_id WHERE r.request_id = ?",
+            " r.record_index FROM record_ids r JOIN batches b ON b.batch_ref = r.batch_ref"
+            " JOIN batch_records j ON j.batch_id = b.batch_id WHERE r.request_id = ?",
             (request_id,),
         )
         return None if row is None else RecordLocation(_batch_from_row(row[:5]), int(row[5]))

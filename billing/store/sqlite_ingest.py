@@ -26,7 +26,6 @@ import hashlib
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 import aiosqlite
@@ -35,41 +34,46 @@ from billing.errors import ChainForkError, ChainGapError
 from billing.ingest.decide import check_chain
 from billing.store.base import ApplyResult, IncomingBatch, Outcome, counters_hour
 from provenance.batches import ChainHead, header_canonical_bytes
-from provenance.records import Record, RecordFields, record_fields
+from provenance.records import Record, RecordFields
 
 # One group commit holds at most this many records (a bound on the transaction, not a wait).
 GROUP_MAX_RECORDS = 64_000
-# Columns in RecordFields order, then batch_id and record_index: a row is ``fields + (id, i)``.
-_RECORD_COLUMNS = 17
-_UPSERT_HEAD = (
-    "INSERT INTO records (request_id, edge, ts, upstream_of, method, status, cache, tier,"
-    " bytes, origin_bytes, content_id, creator, manifest, sample_rate, use_kind, batch_id,"
-    " record_index) VALUES "
-)
-_ROW_PLACEHOLDERS = "(" + ",".join("?" * _RECORD_COLUMNS) + ")"
+# A batch's records are stored once, as its records JSON (batch_records); per record only the
+# request-id dedup is a row (migration 8): which batch and index hold the winning copy.
+_RECORD_ID_COLUMNS = 4
 # Each row is its own upsert (SQLite applies ON CONFLICT row by row, in order, so a request id
-# twice in one statement behaves as in two).
+# twice in one statement behaves as in two). The serving edge's copy (served = 1: no
+# upstream_of) replaces an upstream_of copy; otherwise the first copy stays.
+_UPSERT_HEAD = "INSERT INTO record_ids (request_id, batch_ref, record_index, served) VALUES "
+_ROW_PLACEHOLDERS = "(" + ",".join("?" * _RECORD_ID_COLUMNS) + ")"
 _UPSERT_TAIL = (
-    " ON CONFLICT (request_id) DO UPDATE SET batch_id = excluded.batch_id,"
-    " record_index = excluded.record_index, edge = excluded.edge, ts = excluded.ts,"
-    " upstream_of = excluded.upstream_of, method = excluded.method, status = excluded.status,"
-    " cache = excluded.cache, tier = excluded.tier, bytes = excluded.bytes,"
-    " origin_bytes = excluded.origin_bytes, content_id = excluded.content_id,"
-    " creator = excluded.creator, manifest = excluded.manifest,"
-    " sample_rate = excluded.sample_rate, use_kind = excluded.use_kind"
-    " WHERE excluded.upstream_of IS NULL AND records.upstream_of IS NOT NULL"
+    " ON CONFLICT (request_id) DO UPDATE SET batch_ref = excluded.batch_ref,"
+    " record_index = excluded.record_index, served = excluded.served"
+    " WHERE excluded.served = 1 AND record_ids.served = 0"
 )
-# Rows per INSERT statement: one statement for a whole batch of 1,000 records (17,000 bound
-# values; SQLite allows 32,766 since 3.32, 999 before). One multi-row statement costs ~10% less
-# of SQLite's CPU per record than executemany's reset/bind/step per row (docs/design/
+# Rows per INSERT statement: one statement for a whole batch of 1,000 records (4,000 bound
+# values; SQLite allows 32,766 since 3.32, 999 before). One multi-row statement costs less of
+# SQLite's CPU per record than executemany's reset/bind/step per row (docs/design/
 # coordinator.md, Performance).
-ROWS_PER_STATEMENT = 1000 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999 // _RECORD_COLUMNS
+ROWS_PER_STATEMENT = (
+    1000 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999 // _RECORD_ID_COLUMNS
+)
 
 
 @functools.lru_cache(maxsize=16)
 def upsert_rows_sql(count: int) -> str:
-    """The upsert of ``count`` record rows in one statement."""
+    """The dedup upsert of ``count`` records in one statement."""
     return _UPSERT_HEAD + ",".join([_ROW_PLACEHOLDERS] * count) + _UPSERT_TAIL
+
+
+def record_id_values(batch_ref: int, records: Sequence[Record | RecordFields]) -> list[Any]:
+    """The bound values of a batch's dedup rows, flat: (request id, batch_ref, index, served)
+    per record."""
+    values: list[Any] = []
+    extend = values.extend
+    for index, r in enumerate(records):
+        extend((r.request_id, batch_ref, index, 1 if r.upstream_of is None else 0))
+    return values
 
 
 # The ledger's table (billing/ledger/schema.py), written with the batch it describes.
@@ -77,14 +81,6 @@ _INSERT_COUNTERS = (
     "INSERT INTO edge_counters (edge, seq, hour, requests_served, records_emitted,"
     " records_dropped) VALUES (?,?,?,?,?,?)"
 )
-
-
-def _record_rows(batch_id: str, records: Sequence[Record | RecordFields]) -> list[tuple[Any, ...]]:
-    """The upsert rows of a batch's records (RecordFields are already in column order)."""
-    return [
-        (r if isinstance(r, tuple) else record_fields(r)) + (batch_id, index)
-        for index, r in enumerate(records)
-    ]
 
 
 @dataclass(slots=True)
@@ -195,22 +191,26 @@ class SqliteIngestMixin:
         h = batch.header
         header_json = header_canonical_bytes(h).decode()
         signature = base64.b64encode(batch.signature).decode()
+        # the one writer holds the transaction: MAX + 1 cannot race (the unique index reads it)
+        async with db.execute("SELECT COALESCE(MAX(batch_ref), 0) + 1 FROM batches") as cursor:
+            row = await cursor.fetchone()
+        batch_ref = int(row[0]) if row is not None else 1
         await db.execute(
             "INSERT INTO batches (batch_id, edge, seq, header_json, signature, record_count,"
-            " first_ts, last_ts, received_at) VALUES (?,?,?,?,?,?,?,?,?)",
+            " first_ts, last_ts, received_at, batch_ref) VALUES (?,?,?,?,?,?,?,?,?,?)",
             (batch.batch_id, h.edge, h.seq, header_json, signature, h.count, h.first_ts,
-             h.last_ts, now),
+             h.last_ts, now, batch_ref),
         )  # fmt: skip
         await db.execute(
             "INSERT INTO batch_records (batch_id, records_json) VALUES (?, ?)",
             (batch.batch_id, batch.records_json),
         )
-        rows = _record_rows(batch.batch_id, batch.records)
+        values, count = record_id_values(batch_ref, batch.records), len(batch.records)
         stored = 0
-        for start in range(0, len(rows), ROWS_PER_STATEMENT):
-            chunk = rows[start : start + ROWS_PER_STATEMENT]
-            values = tuple(chain.from_iterable(chunk))
-            cursor = await db.execute(upsert_rows_sql(len(chunk)), values)
+        for start in range(0, count, ROWS_PER_STATEMENT):
+            rows = min(ROWS_PER_STATEMENT, count - start)
+            chunk = values[start * _RECORD_ID_COLUMNS : (start + rows) * _RECORD_ID_COLUMNS]
+            cursor = await db.execute(upsert_rows_sql(rows), chunk)
             stored += max(cursor.rowcount, 0)
         if batch.counters is not None:
             c = batch.counters
@@ -223,4 +223,4 @@ class SqliteIngestMixin:
             " WHERE edge = ?",
             (h.seq, head_hash, now, batch.spool_lag, h.edge),
         )
-        return ApplyResult(Outcome.ACCEPTED, stored, len(rows) - stored)
+        return ApplyResult(Outcome.ACCEPTED, stored, count - stored)

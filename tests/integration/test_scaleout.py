@@ -111,5 +111,5 @@ async def test_worker_sigkilled_mid_run_nothing_lost_or_doubled(
 
 
 async def _count(c: Coordinator) -> int:
-    rows = await c.store._all("SELECT COUNT(*) FROM records")  # type: ignore[attr-defined]
+    rows = await c.store._all("SELECT COUNT(*) FROM record_ids")  # type: ignore[attr-defined]
     return int(rows[0][0])

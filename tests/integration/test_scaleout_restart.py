@@ -153,7 +153,7 @@ async def _answer(store: PostgresStore, sql: str) -> list[Any] | None:
 
 
 async def _records(store: PostgresStore) -> int:
-    rows = await _answer(store, "SELECT COUNT(*) FROM records")
+    rows = await _answer(store, "SELECT COUNT(*) FROM record_ids")
     return -1 if rows is None else int(rows[0][0])
 
 
@@ -288,7 +288,7 @@ async def _assert_exactly_once(fleet: Fleet, store: PostgresStore, data: Path, d
     total = fleet.batches
     assert sum(f.failures["quarantined"] for f in fleet.forwarders) == 0
     assert not any(list(spool.glob("*.batch")) for spool in fleet.spools)  # every spool drained
-    rows = await store._all("SELECT request_id FROM records")
+    rows = await store._all("SELECT request_id FROM record_ids")
     assert len(rows) == total * RECORDS  # nothing doubled (request_id is the primary key) ...
     assert {row[0] for row in rows} == fleet.request_ids()  # ... and nothing lost
     indexes = await store._all("SELECT log_index FROM batches ORDER BY log_index")

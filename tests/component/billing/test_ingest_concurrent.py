@@ -70,7 +70,7 @@ async def test_edges_posting_at_once_are_all_stored_in_chain_order(
         results = await asyncio.gather(*(post_chain(edge) for edge in edges))
         assert {r.outcome for chain in results for r in chain} == {Outcome.ACCEPTED}
         assert sum(r.records_stored for chain in results for r in chain) == 6 * 3 * 4
-        assert await _count(store, "records") == 6 * 3 * 4
+        assert await _count(store, "record_ids") == 6 * 3 * 4
         for edge in edges:
             head = await store.chain_head(edge.name)
             assert head is not None and head.seq == 2
@@ -127,7 +127,7 @@ async def test_one_group_keeps_each_batch_own_outcome(tmp_path: Path) -> None:
         assert [(i.kind, i.seq) for i in await store.list_incidents(None)] == [("chain-gap", 3)]
         assert await store.chain_head("edge-b") is None  # the failed batch left nothing
         assert await store.find_record(failing.records[0].request_id) is None
-        assert await _count(store, "records") == 6
+        assert await _count(store, "record_ids") == 6
         store._insert_batch = original  # type: ignore[method-assign]
         assert (await _apply(store, failing)).outcome is Outcome.ACCEPTED
     finally:
@@ -168,11 +168,11 @@ async def test_a_failed_commit_acknowledges_no_batch_of_the_group(tmp_path: Path
         store._db = writer
         assert all(isinstance(o, sqlite3.OperationalError) for o in outcomes)
         assert await _count(store, "batches") == 0
-        assert await _count(store, "records") == 0
+        assert await _count(store, "record_ids") == 0
         assert all([await store.chain_head(e.name) is None for e in edges])
         resent = await asyncio.gather(*(_apply(store, batch) for batch in batches))
         assert {r.outcome for r in resent} == {Outcome.ACCEPTED}
-        assert await _count(store, "records") == 6
+        assert await _count(store, "record_ids") == 6
     finally:
         await store.close()
 

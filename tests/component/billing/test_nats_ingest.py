@@ -76,7 +76,7 @@ async def _drain(
 
 
 async def _stored_records(c: Coordinator) -> int:
-    rows = await c.store._all("SELECT COUNT(*) FROM records")  # type: ignore[attr-defined]
+    rows = await c.store._all("SELECT COUNT(*) FROM record_ids")  # type: ignore[attr-defined]
     return int(rows[0][0])
 
 

@@ -8,6 +8,7 @@ import base64
 import secrets
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -205,3 +206,99 @@ _OLD_RECORD = (
     " tier, bytes, origin_bytes, sample_rate, use_kind)"
     " VALUES (?, ?, 0, ?, ?, 'GET', 200, 'hit', 'memory', 1, 0, '1', 'serve')"
 )
+
+
+_V7_BATCH = (
+    "INSERT INTO batches (batch_id, edge, seq, header_json, signature, record_count, first_ts,"
+    " last_ts, received_at) VALUES (?,?,?,?,?,?,?,?,?)"
+)
+_V7_RECORD = (
+    "INSERT INTO records (request_id, batch_id, record_index, edge, ts, upstream_of, method,"
+    " status, cache, tier, bytes, origin_bytes, sample_rate, use_kind)"
+    " VALUES (?, ?, ?, ?, ?, ?, 'GET', 200, 'hit', 'memory', 1, 0, '1', 'serve')"
+)
+
+
+async def test_migration_8_keeps_each_records_dedup_winner(
+    store_dsn: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database of migration 7 held every winning record as a wide row; migration 8 keeps
+    only the request-id dedup (record_ids, by batch_ref): the same copies win, receipts find
+    them, and ingest after the migration dedups against the migrated ids."""
+    config = coordinator_config(tmp_path, db=store_dsn)
+    module = "billing.store.sqlite" if store_dsn is None else "billing.store.postgres"
+    parent, child = Edge("edge-p", signing_key("edge-p")), Edge("edge-c", signing_key("edge-c"))
+    upstream = parent.seal([parent.record("r1", upstream_of="edge-c"), parent.record("r2"),
+                            parent.record("r4", upstream_of="edge-c")])  # fmt: skip
+    served = child.seal([child.record("r1")])
+    batches = [
+        IncomingBatch(batch_log_leaf_hash(s.header, s.signature).hex(), s.header, s.signature,
+                      s.records, records_json_of(s))
+        for s in (upstream, served)
+    ]  # fmt: skip
+    # what migration 7's ingest stored: r1's winner is the serving edge's copy, r2 and r4 the
+    # parent's (r4 an upstream_of copy, which a serving copy may still replace)
+    winners = [("r1", batches[1], 0, None), ("r2", batches[0], 1, None),
+               ("r4", batches[0], 2, "edge-c")]  # fmt: skip
+    with monkeypatch.context() as old:
+        old.setattr(f"{module}.MIGRATIONS", tuple(m for m in MIGRATIONS if m.version < 8))
+        store = await open_store(config)
+        try:
+            async with store._transaction() as db:
+                for b in batches:
+                    h = b.header
+                    params = (b.batch_id, h.edge, h.seq, header_canonical_bytes(h).decode(),
+                              base64.b64encode(b.signature).decode(), h.count, h.first_ts,
+                              h.last_ts, NOW)  # fmt: skip
+                    rows = [(_V7_BATCH, params),
+                            ("INSERT INTO batch_records VALUES (?, ?)",
+                             (b.batch_id, b.records_json))]  # fmt: skip
+                    for sql, values in rows:
+                        if store_dsn is None:
+                            await db.execute(sql, values)
+                        else:
+                            await db.execute(pg_sql(sql), *values)
+                for request_id, b, index, upstream_of in winners:
+                    record = (request_id, b.batch_id, index, b.header.edge,
+                              b.records[index].ts, upstream_of)  # fmt: skip
+                    if store_dsn is None:
+                        await db.execute(_V7_RECORD, record)
+                    else:
+                        await db.execute(pg_sql(_V7_RECORD), *record)
+        finally:
+            await store.close()
+    store = await open_store(config)
+    try:
+        assert await _applied_versions(store) == [m.version for m in MIGRATIONS]
+        dedup: list[Any] = await store._all(
+            "SELECT d.request_id, b.batch_id, d.record_index, d.served FROM record_ids d"
+            " JOIN batches b ON b.batch_ref = d.batch_ref ORDER BY d.request_id"
+        )
+        assert [(str(r[0]), str(r[1]), int(r[2]), int(r[3])) for r in dedup] == [
+            ("r1", batches[1].batch_id, 0, 1),
+            ("r2", batches[0].batch_id, 1, 1),
+            ("r4", batches[0].batch_id, 2, 0),
+        ]
+        location = await store.find_record("r1")
+        assert location is not None and location.batch.batch_id == batches[1].batch_id
+        assert location.record_index == 0
+        # ingest goes on: a new batch_ref, and another copy of r2 is a duplicate
+        late = Edge("edge-n", signing_key("edge-n"))
+        await store.add_enrolment_token("t", NOW, "2026-11-28T00:00:00.000Z")
+        await store.enrol_edge("t", late.name, EdgeKey(late.name, "k", "v", NOW, None), NOW)
+        sealed = late.seal([late.record("r2"), late.record("r3"), late.record("r4")])
+        batch = IncomingBatch(batch_log_leaf_hash(sealed.header, sealed.signature).hex(),
+                              sealed.header, sealed.signature, sealed.records,
+                              records_json_of(sealed))  # fmt: skip
+        result = await store.apply_batch(batch, NOW, secrets.token_hex(8))
+        assert (result.outcome, result.records_stored, result.records_duplicate) == (
+            Outcome.ACCEPTED, 2, 1,
+        )  # fmt: skip
+        refs = await store._all("SELECT batch_id, batch_ref FROM batches ORDER BY batch_ref")
+        assert [r[0] for r in refs] == [b.batch_id for b in batches] + [batch.batch_id]
+        location = await store.find_record("r2")
+        assert location is not None and location.batch.batch_id == batches[0].batch_id
+        location = await store.find_record("r4")  # the serving copy replaced the upstream one
+        assert location is not None and location.batch.batch_id == batch.batch_id
+    finally:
+        await store.close()

@@ -24,6 +24,7 @@ from provenance.batches import (
     parse_canonical_batch_fast,
     parse_sealed_batch,
     seal_batch,
+    stored_record_fields,
     verify_batch,
     verify_batch_leaves,
     verify_canonical_batch,
@@ -335,3 +336,28 @@ def test_fast_path_keeps_max_batch_records(monkeypatch: pytest.MonkeyPatch) -> N
     assert parse_canonical_batch_fast(over) is None
     with pytest.raises(FormatError):
         parse_canonical_batch(over)
+
+
+# -- a batch's records as the coordinator stores them (records_json, kept once) --------------
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(records(edge="edge-1"), min_size=1, max_size=10))
+def test_stored_records_read_back_as_ingest_parsed_them(batch: list[Record]) -> None:
+    """Billing, receipts and the admin read a batch's records from the JSON ingest stored:
+    the fields are the ones ingest parsed, on the fast path and the generic one (escaped
+    request ids, counts of 10^15 and more), from text or bytes."""
+    parsed = parse_canonical_batch(format_sealed_batch(sealed_of(batch)))
+    assert stored_record_fields(parsed.records_json) == parsed.records
+    assert stored_record_fields(parsed.records_json.encode()) == parsed.records
+    assert [f.request_id for f in parsed.records] == [r.request_id for r in batch]
+
+
+def test_stored_records_that_are_not_valid_records_are_refused() -> None:
+    """A damaged stored array is an error, never a silently shorter list of records."""
+    good = parse_canonical_batch(body_of(2)).records_json
+    assert stored_record_fields("[]") == ()
+    for damaged in ("", "{}", "[1]", "not json", good[:-1], good.replace('"GET"', '"G ET"'),
+                    good.replace('"status":200', '"status":"200"')):  # fmt: skip
+        with pytest.raises(FormatError):
+            stored_record_fields(damaged)
