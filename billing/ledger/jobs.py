@@ -16,7 +16,7 @@ The registry is read once per content id per step (``manifests_naming``), and th
 the same rule as ``Registry.manifest_active_at``.
 
 A step is planned from per-group sums (``LedgerStore.read_step_summary``: the winning records
-summed per group as they are read, ``step_reads.group_records``), reading single records only
+summed per group as they are read, ``step_reads.GroupSums``), reading single records only
 where a group's records may differ; when ingest moved a winner during the step's reads it falls
 back to the record-by-record reference (``read_step`` + ``plan_step``). Both give the same rows
 (``billing.ledger.step_plan``).

@@ -4,7 +4,8 @@ A batch's records are kept once, as its records JSON (migration 8); which copies
 dedup is ``record_ids`` (request id -> batch_ref, record index). A step's winning records are
 the fields of its batches' JSON at the indexes ``record_ids`` names, read in windows of about
 ``WINDOW_RECORDS`` records (a few batches: a window's records are in memory at once) and summed
-per ``UsageGroup`` in Python (``group_records``), so the planner handles groups, not records.
+per ``UsageGroup`` in Python across the step (``GroupSums``), so the planner handles groups,
+not records.
 
 Each record's checks that need neither the registry nor the clock are folded into one integer
 ``flags`` (bits below), and the hit and "saved" cases are grouping flags too, so the sums are
@@ -73,56 +74,66 @@ def _outcome_flags(method: str, cache: str, status: int, tier: str) -> int:
     return (BILLABLE if billable else 0) | (FROM_CACHE if tier in FROM_CACHE_TIERS else 0)
 
 
-def group_records(records: Iterable[RecordFields]) -> list[UsageGroup]:
-    """The records summed per (hour, content id, flags, edge, use, sample rate), with the first
-    and last ``ts`` of each group; tests/component/billing/test_fast_step.py holds the plan
-    made from these equal to the record-by-record reference. Flags: the checks that need
-    neither the registry nor the clock (``_outcome_flags``, whether creator, manifest and
-    upstream_of are set, saved when bytes > origin_bytes)."""
-    # per key: [first ts, last ts, records, bytes, bytes^2, diff, diff^2]
-    sums: dict[tuple[Any, ...], list[Any]] = {}
-    outcomes: dict[tuple[str, str, int, str], int] = {}  # a few distinct outcomes per step
-    for (_, edge, ts, upstream_of, method, status, cache, tier, size, origin, content_id,
-         creator, manifest, sample_rate, use) in records:  # fmt: skip
-        outcome = (method, cache, status, tier)
-        flags = outcomes.get(outcome)
-        if flags is None:
-            flags = outcomes[outcome] = _outcome_flags(*outcome)
-        if creator is not None:
-            flags |= HAS_CREATOR
-        if manifest is not None:
-            flags |= HAS_MANIFEST
-        if upstream_of is not None:
-            flags |= UPSTREAM
-        diff = size - origin
-        if diff > 0:
-            flags |= SAVED
-        key = (ts[:13], content_id, flags, edge, use, sample_rate)
-        acc = sums.get(key)
-        if acc is None:
-            sums[key] = [ts, ts, 1, size, size * size, diff, diff * diff]
-            continue
-        if ts < acc[0]:
-            acc[0] = ts
-        elif ts > acc[1]:
-            acc[1] = ts
-        acc[2] += 1
-        acc[3] += size
-        acc[4] += size * size
-        acc[5] += diff
-        acc[6] += diff * diff
-    groups = []
-    for (hour, content_id, flags, edge, use, sample_rate), acc in sums.items():
-        first, last, n, total, square, diff, diff_square = acc
-        hit, saved = bool(flags & FROM_CACHE), bool(flags & SAVED)
-        totals = (n, n if hit else 0, total, square, total if hit else 0, square if hit else 0,
-                  diff if saved else 0, diff_square if saved else 0)  # fmt: skip
-        groups.append(UsageGroup(
-            hour, content_id, bool(flags & HAS_CREATOR), bool(flags & HAS_MANIFEST),
-            bool(flags & UPSTREAM), bool(flags & BILLABLE), edge, use, sample_rate, first, last,
-            totals,
-        ))  # fmt: skip
-    return groups
+class GroupSums:
+    """Records summed per (hour, content id, flags, edge, use, sample rate), with the first and
+    last ``ts`` of each group, fed a window at a time (``add``) so a step's groups span its
+    windows; tests/component/billing/test_fast_step.py holds the plan made from ``groups()``
+    equal to the record-by-record reference. Flags: the checks that need neither the registry
+    nor the clock (``_outcome_flags``, whether creator, manifest and upstream_of are set, saved
+    when bytes > origin_bytes)."""
+
+    def __init__(self) -> None:
+        # per key: [first ts, last ts, records, bytes, bytes^2, diff, diff^2]
+        self._sums: dict[tuple[Any, ...], list[Any]] = {}
+        self._outcomes: dict[tuple[str, str, int, str], int] = {}  # a few distinct per step
+
+    def add(self, records: Iterable[RecordFields]) -> None:
+        sums, outcomes = self._sums, self._outcomes
+        for (_, edge, ts, upstream_of, method, status, cache, tier, size, origin, content_id,
+             creator, manifest, sample_rate, use) in records:  # fmt: skip
+            outcome = (method, cache, status, tier)
+            flags = outcomes.get(outcome)
+            if flags is None:
+                flags = outcomes[outcome] = _outcome_flags(*outcome)
+            if creator is not None:
+                flags |= HAS_CREATOR
+            if manifest is not None:
+                flags |= HAS_MANIFEST
+            if upstream_of is not None:
+                flags |= UPSTREAM
+            diff = size - origin
+            if diff > 0:
+                flags |= SAVED
+            key = (ts[:13], content_id, flags, edge, use, sample_rate)
+            acc = sums.get(key)
+            if acc is None:
+                sums[key] = [ts, ts, 1, size, size * size, diff, diff * diff]
+                continue
+            if ts < acc[0]:
+                acc[0] = ts
+            elif ts > acc[1]:
+                acc[1] = ts
+            acc[2] += 1
+            acc[3] += size
+            acc[4] += size * size
+            acc[5] += diff
+            acc[6] += diff * diff
+
+    def groups(self) -> list[UsageGroup]:
+        groups = []
+        for (hour, content_id, flags, edge, use, sample_rate), acc in self._sums.items():
+            first, last, n, total, square, diff, diff_square = acc
+            hit, saved = bool(flags & FROM_CACHE), bool(flags & SAVED)
+            totals = (
+                n, n if hit else 0, total, square, total if hit else 0, square if hit else 0,
+                diff if saved else 0, diff_square if saved else 0,
+            )  # fmt: skip
+            groups.append(UsageGroup(
+                hour, content_id, bool(flags & HAS_CREATOR), bool(flags & HAS_MANIFEST),
+                bool(flags & UPSTREAM), bool(flags & BILLABLE), edge, use, sample_rate, first,
+                last, totals,
+            ))  # fmt: skip
+        return groups
 
 
 def next_window(
@@ -197,13 +208,13 @@ class StepReads:
         batches = await self.read_step_batches(first_index, limit)
         pending = [(b.log_index, b.winners) for b in batches]
         complete = frozenset(b.log_index for b in batches if b.winners == b.records)
-        groups: list[UsageGroup] = []
+        sums = GroupSums()
         position = 0
         while position < len(pending):
             window, _, position = next_window(pending, position, self.window_records)
             winners = await self._winners(window.start, window.stop, complete)
-            groups += group_records(fields for _, fields in winners)
-        return StepSummary(batches, groups)
+            sums.add(fields for _, fields in winners)
+        return StepSummary(batches, sums.groups())
 
     async def read_claims(self, content_ids: set[str]) -> dict[str, list[Claim]]:
         # the registry's own manifests_naming() also reads each manifest's signed JSON, which
