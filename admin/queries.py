@@ -8,7 +8,8 @@ text buckets by hour; sums are converted with ``int`` (PostgreSQL's SUM of BIGIN
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,15 +49,75 @@ class TopCreator:
 
 # Batches read per step of a "since" view (~440 KB of records JSON each at 1,000 records).
 _BATCHES_PER_READ = 32
+# Whole batches' sums kept for the dashboard (~1 KB each; 20,000 batches of 1,000 records are
+# 20M records, more than a small host serves in the dashboard's 48 hours).
+_WHOLE_BATCHES_KEPT = 20_000
+_RECENT_BATCHES = (
+    "SELECT b.batch_ref, b.first_ts, b.record_count,"
+    " (SELECT COUNT(*) FROM record_ids d WHERE d.batch_ref = b.batch_ref)"
+    " FROM batches b WHERE b.last_ts >= ? ORDER BY b.batch_ref"
+)
+_RECORD_IDS = "SELECT batch_ref, record_index FROM record_ids"
 _RECORDS_JSON = (
     "SELECT b.batch_ref, j.records_json FROM batches b JOIN batch_records j"
     " ON j.batch_id = b.batch_id"
 )
 
 
+@dataclass(frozen=True, slots=True)
+class Traffic:
+    """Records summed per hour (requests, hits, bytes served, origin bytes) and per creator
+    (requests, bytes served)."""
+
+    hours: dict[str, list[int]]
+    creators: dict[str, list[int]]
+
+    @classmethod
+    def of(cls, records: Sequence[RecordFields], indexes: Iterable[int], since: str) -> Traffic:
+        """The sums of ``records[i]`` for the given indexes, those at or after ``since``."""
+        hours: dict[str, list[int]] = {}
+        creators: dict[str, list[int]] = {}
+        for index in indexes:
+            (_, _, ts, _, _, _, cache, _, size, origin, _, by, _, _, _) = records[index]
+            if ts < since:
+                continue
+            hour = hours.get(ts[:13])
+            if hour is None:
+                hour = hours[ts[:13]] = [0, 0, 0, 0]
+            hour[0] += 1
+            hour[1] += cache == "hit"
+            hour[2] += size
+            hour[3] += origin
+            if by is not None:
+                creator = creators.get(by)
+                if creator is None:
+                    creator = creators[by] = [0, 0]
+                creator[0] += 1
+                creator[1] += size
+        return cls(hours, creators)
+
+    def add(self, other: Traffic) -> None:
+        for target, source in ((self.hours, other.hours), (self.creators, other.creators)):
+            for key, sums in source.items():
+                mine = target.get(key)
+                if mine is None:
+                    target[key] = list(sums)
+                else:
+                    for i, value in enumerate(sums):
+                        mine[i] += value
+
+    def by_hour(self) -> list[HourTraffic]:
+        return [HourTraffic(hour, *self.hours[hour]) for hour in sorted(self.hours)]
+
+    def top_creators(self, limit: int) -> list[TopCreator]:
+        ranked = sorted(self.creators.items(), key=lambda item: (-item[1][0], item[0]))
+        return [TopCreator(creator, n, size) for creator, (n, size) in ranked[:limit]]
+
+
 class CoordinatorQueries:
     def __init__(self, db: AdminDb) -> None:
         self.db = db
+        self._whole_batches: OrderedDict[tuple[int, int], Traffic] = OrderedDict()
 
     async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         return await self.db.fetch(sql, params)
@@ -70,54 +131,61 @@ class CoordinatorQueries:
         )
         return [HourBatches(str(h), int(b), int(r or 0)) for h, b, r in rows]
 
-    async def _records_since(self, since: str) -> AsyncIterator[RecordFields]:
-        """The deduplicated records served at or after ``since``, a few batches at a time.
+    async def traffic_since(self, since: str) -> Traffic:
+        """The deduplicated records served at or after ``since``, summed per hour and per
+        creator in one pass.
 
         Records are kept once, in their batch's records JSON (migration 8): the batches whose
         last record is that recent (batches_by_last_ts; a record's ts is never past its batch's
-        last_ts) are read in chunks, each record counted where record_ids says its winning
-        copy is. Chunks are separate reads: a record whose winning copy moves to a newer batch
-        meanwhile (the serving edge's copy replacing an upstream_of one) may be counted in
-        both or in neither, which a dashboard can bear."""
-        refs = [int(r[0]) for r in await self._all(
-            "SELECT batch_ref FROM batches WHERE last_ts >= ? ORDER BY batch_ref", (since,)
-        )]  # fmt: skip
-        for start in range(0, len(refs), _BATCHES_PER_READ):
-            chunk = refs[start : start + _BATCHES_PER_READ]
-            marks = ",".join("?" * len(chunk))
+        last_ts) are read a few at a time, each record counted where record_ids says its
+        winning copy is. A batch wholly after ``since`` is summed once and kept
+        (``_whole_batches``, keyed by its winners count: a sequenced batch only ever loses
+        winners, to a newer batch's serving copy, so the count names the set), so a dashboard
+        reloaded every few seconds reads only new batches. Reads are separate statements: a
+        winner moving to a newer batch meanwhile may be counted in both or in neither, which a
+        dashboard can bear."""
+        traffic = Traffic({}, {})
+        todo: list[tuple[int, bool, int, bool]] = []  # batch_ref, whole, winners, all won
+        for ref, first_ts, count, winners in await self._all(_RECENT_BATCHES, (since,)):
+            whole = str(first_ts) >= since
+            summed = self._whole_batches.get((int(ref), int(winners))) if whole else None
+            if summed is None:
+                todo.append((int(ref), whole, int(winners), int(winners) == int(count)))
+            else:
+                traffic.add(summed)
+        for start in range(0, len(todo), _BATCHES_PER_READ):
+            chunk = todo[start : start + _BATCHES_PER_READ]
+            refs = [ref for ref, _, _, _ in chunk]
+            marks = ",".join("?" * len(refs))
+            partial = [ref for ref, _, _, all_won in chunk if not all_won]
             owned: dict[int, list[int]] = {}
-            # placeholders only in the built SQL
-            ids_sql = f"SELECT batch_ref, record_index FROM record_ids WHERE batch_ref IN ({marks})"  # noqa: S608
-            for ref, index in await self._all(ids_sql, chunk):
-                owned.setdefault(int(ref), []).append(int(index))
-            json_sql = f"{_RECORDS_JSON} WHERE b.batch_ref IN ({marks})"
-            for ref, records_json in await self._all(json_sql, chunk):
-                fields = stored_record_fields(records_json)
-                for index in owned.get(int(ref), ()):
-                    if fields[index].ts >= since:
-                        yield fields[index]
+            if partial:  # the others' winners are all their records: no rows to read
+                ids_sql = f"{_RECORD_IDS} WHERE batch_ref IN ({','.join('?' * len(partial))})"
+                for ref, index in await self._all(ids_sql, partial):  # placeholders only above
+                    owned.setdefault(int(ref), []).append(int(index))
+            json_sql = f"{_RECORDS_JSON} WHERE b.batch_ref IN ({marks})"  # placeholders only
+            records = {int(ref): text for ref, text in await self._all(json_sql, refs)}
+            for ref, whole, winners, all_won in chunk:
+                fields = stored_record_fields(records[ref])
+                indexes = range(len(fields)) if all_won else owned.get(ref, [])
+                summed = Traffic.of(fields, indexes, since)
+                if whole and len(indexes) == winners:
+                    self._keep(ref, winners, summed)
+                traffic.add(summed)
+        return traffic
+
+    def _keep(self, ref: int, winners: int, summed: Traffic) -> None:
+        self._whole_batches[(ref, winners)] = summed
+        if len(self._whole_batches) > _WHOLE_BATCHES_KEPT:
+            self._whole_batches.popitem(last=False)  # the oldest batch read
 
     async def traffic_by_hour(self, since: str) -> list[HourTraffic]:
         """Store.traffic_by_hour: requests, hits and bytes per hour served (record ts)."""
-        hours: dict[str, list[int]] = {}
-        async for r in self._records_since(since):
-            sums = hours.setdefault(r.ts[:13], [0, 0, 0, 0])
-            sums[0] += 1
-            sums[1] += r.cache == "hit"
-            sums[2] += r.bytes
-            sums[3] += r.origin_bytes
-        return [HourTraffic(hour, *hours[hour]) for hour in sorted(hours)]
+        return (await self.traffic_since(since)).by_hour()
 
     async def top_creators(self, since: str, limit: int) -> list[TopCreator]:
         """Store.top_creators: the creators with the most requests since ``since``."""
-        creators: dict[str, list[int]] = {}
-        async for r in self._records_since(since):
-            if r.creator is not None:
-                sums = creators.setdefault(r.creator, [0, 0])
-                sums[0] += 1
-                sums[1] += r.bytes
-        ranked = sorted(creators.items(), key=lambda item: (-item[1][0], item[0]))[:limit]
-        return [TopCreator(creator, n, size) for creator, (n, size) in ranked]
+        return (await self.traffic_since(since)).top_creators(limit)
 
     async def checkpoints(self, offset: int, limit: int) -> list[StoredCheckpoint]:
         """Store.list_checkpoints: newest first."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,15 +19,25 @@ from admin.passwords import hash_password, is_password_match
 from admin.queries import CoordinatorQueries
 from admin.store import ADMIN, CREATOR, AdminStore, AuditEntry, UiUser
 from billing.config import CoordinatorConfig
+from billing.ingest.pipeline import records_json_of
 from billing.service import open_store
+from billing.store.base import EdgeKey, IncomingBatch
 from billing.store.sqlite import SqliteStore
+from provenance.batches import SealedBatch, batch_log_leaf_hash
 from provenance.records import format_timestamp
 from tests.component.admin.conftest import UI
+from tests.component.billing.fleet import Edge, signing_key
 from tests.component.billing.fleet import coordinator_config as make_config
 
 pytestmark = pytest.mark.asyncio
 NOW = "2026-11-27T12:00:00.000Z"
 LATER = "2026-11-28T12:00:00.000Z"
+
+
+def incoming_of(sealed: SealedBatch) -> IncomingBatch:
+    batch_id = batch_log_leaf_hash(sealed.header, sealed.signature).hex()
+    return IncomingBatch(batch_id, sealed.header, sealed.signature, sealed.records,
+                         records_json_of(sealed))  # fmt: skip
 
 
 async def _coordinator_db(config: CoordinatorConfig) -> AdminDb:
@@ -267,3 +278,38 @@ async def test_dashboard_since_cuts_inside_a_batch(ui: UI) -> None:
     after_all = format_timestamp(second_record + timedelta(seconds=1))
     assert await queries.traffic_by_hour(after_all) == []
     assert await queries.top_creators(after_all, 10) == []
+
+
+async def test_dashboard_sums_follow_a_winner_that_moves_to_a_newer_batch(
+    store_dsn: str | None, tmp_path: Path
+) -> None:
+    """The dashboard keeps the sums of batches wholly inside its window between reloads. A
+    parent's upstream_of copy counted there, then replaced by the serving edge's copy in a newer
+    batch, is counted once afterwards, with the serving copy's bytes (docs/design/
+    coordinator.md: records kept once)."""
+    config = make_config(tmp_path, db=store_dsn)
+    store = await open_store(config)
+    db = await connect(config)
+    try:
+        queries = CoordinatorQueries(db)
+        parent, child = Edge("edge-p", signing_key("edge-p")), Edge("edge-c", signing_key("edge-c"))
+        for edge in (parent, child):  # one-time tokens
+            await store.add_enrolment_token(f"t-{edge.name}", NOW, LATER)
+            key = EdgeKey(edge.name, "k", edge.verifier, NOW, None)
+            await store.enrol_edge(f"t-{edge.name}", edge.name, key, NOW)
+        upstream = parent.seal([parent.record("r1", upstream_of="edge-c", bytes=10),
+                                parent.record("r2", bytes=20)])  # fmt: skip
+        await store.apply_batch(incoming_of(upstream), NOW, secrets.token_hex(8))
+        since = "2026-01-01T00:00:00.000Z"
+        for _ in range(2):  # read, then served from what the first read kept
+            traffic = await queries.traffic_since(since)
+            assert [(t.requests, t.bytes_served) for t in traffic.by_hour()] == [(2, 30)]
+        served = child.seal([child.record("r1", bytes=15)])
+        await store.apply_batch(incoming_of(served), NOW, secrets.token_hex(8))
+        traffic = await queries.traffic_since(since)
+        assert sum(t.requests for t in traffic.by_hour()) == 2
+        assert sum(t.bytes_served for t in traffic.by_hour()) == 35
+        assert await queries.traffic_by_hour(since) == traffic.by_hour()
+    finally:
+        await db.close()
+        await store.close()
