@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from admin.db import AdminDb
+from billing.ledger.step_reads import winning_indexes
 from billing.store.base import StoredCheckpoint, StoredManifest
 from provenance.batches import stored_record_fields
 from provenance.records import RecordFields
@@ -57,7 +58,6 @@ _RECENT_BATCHES = (
     " (SELECT COUNT(*) FROM record_ids d WHERE d.batch_ref = b.batch_ref)"
     " FROM batches b WHERE b.last_ts >= ? ORDER BY b.batch_ref"
 )
-_RECORD_IDS = "SELECT batch_ref, record_index FROM record_ids"
 _RECORDS_JSON = (
     "SELECT b.batch_ref, j.records_json FROM batches b JOIN batch_records j"
     " ON j.batch_id = b.batch_id"
@@ -157,12 +157,9 @@ class CoordinatorQueries:
             chunk = todo[start : start + _BATCHES_PER_READ]
             refs = [ref for ref, _, _, _ in chunk]
             marks = ",".join("?" * len(refs))
+            # a batch whose every copy won needs no dedup rows
             partial = [ref for ref, _, _, all_won in chunk if not all_won]
-            owned: dict[int, list[int]] = {}
-            if partial:  # the others' winners are all their records: no rows to read
-                ids_sql = f"{_RECORD_IDS} WHERE batch_ref IN ({','.join('?' * len(partial))})"
-                for ref, index in await self._all(ids_sql, partial):  # placeholders only above
-                    owned.setdefault(int(ref), []).append(int(index))
+            owned = await winning_indexes(self._all, partial)
             json_sql = f"{_RECORDS_JSON} WHERE b.batch_ref IN ({marks})"  # placeholders only
             records = {int(ref): text for ref, text in await self._all(json_sql, refs)}
             for ref, whole, winners, all_won in chunk:

@@ -16,15 +16,14 @@ included.
 Consistency: a batch's records JSON is written once and never changes; only the dedup rows
 move. Ingest may move a winner from an ``upstream_of`` copy in a step batch to a newer batch's
 serving copy between two reads. The summary takes a batch whose winners numbered its records
-whole and reads the others' dedup rows batch by batch; ``billing.ledger.jobs`` compares the
-per-batch winner counts before and after and, if any moved, takes the reference path, whose
-dedup rows are read in one statement (one snapshot).
+whole and reads the others' dedup rows, each window's in one statement (``winning_indexes``);
+``billing.ledger.jobs`` compares the per-batch winner counts before and after and, if any
+moved, takes the reference path, whose dedup rows are read in one statement (one snapshot).
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from typing import Any
 
 from billing.aggregate import FROM_CACHE_TIERS
@@ -40,15 +39,13 @@ _IN_STEP = "b.log_index >= ? AND b.log_index < ?"
 BATCHES_SQL = f"""SELECT b.batch_id, b.edge, b.seq, b.last_ts, b.record_count,
     (SELECT COUNT(*) FROM record_ids d WHERE d.batch_ref = b.batch_ref), b.log_index
     FROM batches b WHERE {_IN_STEP} ORDER BY b.log_index"""  # noqa: S608 (constants only)
-# The winners of the batches in a log range, in one statement (one snapshot of the dedup).
-_WINNERS_SQL = f"""SELECT d.batch_ref, d.record_index FROM batches b
-    JOIN record_ids d ON d.batch_ref = b.batch_ref WHERE {_IN_STEP}"""  # noqa: S608
-_RECORDS_SQL = f"""SELECT b.batch_id, b.batch_ref, b.log_index, j.records_json FROM batches b
-    JOIN batch_records j ON j.batch_id = b.batch_id WHERE {_IN_STEP}
-    ORDER BY b.log_index"""  # noqa: S608
-_BATCH_WINNERS_SQL = """SELECT d.record_index FROM batches b
-    JOIN record_ids d ON d.batch_ref = b.batch_ref WHERE b.batch_id = ?"""
-_REF_WINNERS_SQL = "SELECT record_index FROM record_ids WHERE batch_ref = ?"
+_RECORD_IDS_OF = "SELECT batch_ref, record_index FROM record_ids WHERE batch_ref IN "
+# A batch's row with its records JSON (its own table since migration 7).
+_BATCH_WITH_RECORDS = (
+    "SELECT b.batch_id, b.log_index, b.edge, b.seq, b.last_ts, j.records_json, b.batch_ref"
+    " FROM batches b JOIN batch_records j ON j.batch_id = b.batch_id"
+)
+_STEP_BATCHES = f" WHERE {_IN_STEP} ORDER BY b.log_index"
 
 CLAIMS_SQL = (
     "SELECT i.content_id, m.manifest_id, m.creator, m.published_at, m.superseded_at,"
@@ -149,11 +146,21 @@ def next_window(
     return range(batches[first][0], batches[end - 1][0] + 1), records, end
 
 
-# A batch's row with its records JSON (its own table since migration 7).
-_BATCH_WITH_RECORDS = (
-    "SELECT b.batch_id, b.log_index, b.edge, b.seq, b.last_ts, j.records_json"
-    " FROM batches b JOIN batch_records j ON j.batch_id = b.batch_id"
-)
+RowsReader = Callable[[str, Sequence[Any]], Awaitable[list[Any]]]
+
+
+async def winning_indexes(read: RowsReader, batch_refs: Sequence[int]) -> dict[int, list[int]]:
+    """For each batch of ``batch_refs``, the indexes (sorted) of its records whose copy won
+    request-id dedup (``record_ids``): one statement, so one snapshot of the dedup. ``read``
+    runs ``?``-style SQL (a store's or the admin's ``_all``)."""
+    owned: dict[int, list[int]] = {}
+    if batch_refs:
+        sql = _RECORD_IDS_OF + "(" + ",".join("?" * len(batch_refs)) + ")"  # placeholders only
+        for batch_ref, index in await read(sql, list(batch_refs)):
+            owned.setdefault(int(batch_ref), []).append(int(index))
+    for indexes in owned.values():
+        indexes.sort()
+    return owned
 
 
 def copies_of(batch_id: str, log_index: int, edge: str, seq: int, last_ts: str,
@@ -177,31 +184,24 @@ class StepReads:
                 for r in rows]  # fmt: skip
 
     async def _winners(
-        self, start: int, stop: int, complete: frozenset[int] | None = None
+        self, start: int, stop: int, complete: frozenset[int] = frozenset()
     ) -> list[tuple[str, RecordFields]]:
         """The winning records of the batches at log indexes ``[start, stop)``, in log order
         and record order, with their batch ids. ``complete``: the log indexes of batches the
-        caller counted every copy of as a winner (``StepBatchInfo``); those are taken whole and
-        only the others' dedup rows are read (the caller re-checks the counts afterwards).
-        Without it, the dedup rows of the whole range are read in one statement."""
-        owned: dict[int, list[int]] = defaultdict(list)
-        if complete is None:
-            for batch_ref, index in await self._all(_WINNERS_SQL, (start, stop)):
-                owned[int(batch_ref)].append(int(index))
+        caller counted every copy of as a winner (``StepBatchInfo``); those are taken whole
+        (the caller re-checks the counts afterwards), the others' dedup rows are read in one
+        statement."""
+        rows = await self._all(_BATCH_WITH_RECORDS + _STEP_BATCHES, (start, stop))
+        owned = await winning_indexes(
+            self._all, [int(r[6]) for r in rows if int(r[1]) not in complete]
+        )
         winners: list[tuple[str, RecordFields]] = []
-        for batch_id, batch_ref, log_index, records_json in await self._all(
-            _RECORDS_SQL, (start, stop)
-        ):
-            fields = stored_record_fields(records_json)
-            if complete is not None and int(log_index) in complete:
-                winners += [(batch_id, f) for f in fields]
-                continue
-            if complete is not None:
-                rows = await self._all(_REF_WINNERS_SQL, (batch_ref,))
-                indexes = [int(r[0]) for r in rows]
-            else:
-                indexes = owned.get(int(batch_ref), [])
-            winners += [(batch_id, fields[i]) for i in sorted(indexes)]
+        for batch_id, log_index, _, _, _, records_json, batch_ref in rows:
+            if int(log_index) in complete:
+                winners += [(batch_id, f) for f in stored_record_fields(records_json)]
+            elif indexes := owned.get(int(batch_ref)):
+                fields = stored_record_fields(records_json)
+                winners += [(batch_id, fields[i]) for i in indexes]
         return winners
 
     async def read_step_summary(self, first_index: int, limit: int) -> StepSummary:
@@ -251,8 +251,8 @@ class StepReads:
     async def read_step_copies(self, first_index: int, limit: int) -> list[StepBatch]:
         """The batches at log indexes ``first_index`` to ``first_index + limit``, in log order,
         with every record copy (``copies_of``)."""
-        where = " WHERE b.log_index >= ? AND b.log_index < ? ORDER BY b.log_index"
-        rows = await self._all(_BATCH_WITH_RECORDS + where, (first_index, first_index + limit))
+        sql = _BATCH_WITH_RECORDS + _STEP_BATCHES
+        rows = await self._all(sql, (first_index, first_index + limit))
         return [
             copies_of(r[0], int(r[1]), r[2], int(r[3]), r[4], stored_record_fields(r[5]))
             for r in rows
@@ -263,5 +263,5 @@ class StepReads:
         r = rows[0]
         fields = stored_record_fields(r[5])
         batch = copies_of(r[0], int(r[1]), r[2], int(r[3]), r[4], fields)
-        indexes = sorted(int(w[0]) for w in await self._all(_BATCH_WINNERS_SQL, (batch_id,)))
+        indexes = (await winning_indexes(self._all, [int(r[6])])).get(int(r[6]), [])
         return batch, [(fields[i].request_id, fields[i].ts) for i in indexes]
