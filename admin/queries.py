@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from admin.db import AdminDb
+from billing.aggregate import add_sums
 from billing.ledger.step_reads import winning_indexes
 from billing.store.base import StoredCheckpoint, StoredManifest
 from provenance.batches import stored_record_fields
@@ -99,12 +100,7 @@ class Traffic:
     def add(self, other: Traffic) -> None:
         for target, source in ((self.hours, other.hours), (self.creators, other.creators)):
             for key, sums in source.items():
-                mine = target.get(key)
-                if mine is None:
-                    target[key] = list(sums)
-                else:
-                    for i, value in enumerate(sums):
-                        mine[i] += value
+                add_sums(target, key, sums)
 
     def by_hour(self) -> list[HourTraffic]:
         return [HourTraffic(hour, *self.hours[hour]) for hour in sorted(self.hours)]

@@ -18,11 +18,12 @@ scaled once, so aggregating millions of records does no Fraction arithmetic per 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from fractions import Fraction
 from math import isqrt
+from typing import TypeVar
 
 from billing.attribution import Attributed
 from provenance.records import SAMPLE_RATE_SCALE, parse_timestamp, sample_rate_ppm
@@ -93,6 +94,7 @@ def _scaled(total: int, total_sq: int, ppm: int) -> Estimate:
 # Per (period prefix of ts, creator, content, manifest, edge, use, sample_rate): records, hits,
 # bytes, bytes^2, cache bytes, cache bytes^2, saved, saved^2 -- plain ints, one dict lookup each.
 _RawKey = tuple[str, str, str, str, str, str, str]
+_Key = TypeVar("_Key", bound=Hashable)
 _PREFIX_CHARS = {HOUR: 13, DAY: 10}  # "2026-11-27T10" / "2026-11-27" of the fixed-width ts
 
 
@@ -117,6 +119,16 @@ def _sum_raw(attributed: Iterable[Attributed], prefix_chars: int) -> dict[_RawKe
         s[6] += saved
         s[7] += saved * saved
     return sums
+
+
+def add_sums(into: dict[_Key, list[int]], key: _Key, sums: Sequence[int]) -> None:
+    """Add ``sums`` element-wise to ``into[key]`` (a copy of them if the key is new)."""
+    total = into.get(key)
+    if total is None:
+        into[key] = list(sums)
+    else:
+        for i, value in enumerate(sums):
+            total[i] += value
 
 
 def _bucket_from(key: BucketKey, per_rate: Mapping[int, list[int]]) -> Bucket:

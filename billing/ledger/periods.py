@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from billing.aggregate import Bucket, BucketKey, _bucket_from
+from billing.aggregate import Bucket, BucketKey, _bucket_from, add_sums
 from billing.statements import DAY, HOUR, MONTH, Period, Statement, StatementLine
 from provenance.errors import FormatError
 from provenance.records import parse_timestamp, sample_rate_ppm
@@ -71,11 +71,7 @@ def buckets_from_rows(rows: Iterable[UsageRow]) -> list[Bucket]:
     for row in rows:
         key = BucketKey(parse_timestamp(row.start), row.creator, row.content_id,
                         row.manifest_id, row.edge, row.use)  # fmt: skip
-        per_rate = grouped.setdefault(key, {})
-        ppm = sample_rate_ppm(row.sample_rate)
-        total = per_rate.setdefault(ppm, [0] * 8)
-        for i, value in enumerate(row.sums):
-            total[i] += value
+        add_sums(grouped.setdefault(key, {}), sample_rate_ppm(row.sample_rate), row.sums)
     return [_bucket_from(key, per_rate) for key, per_rate in sorted(grouped.items())]
 
 

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from billing.aggregate import FROM_CACHE_TIERS, _sum_raw
+from billing.aggregate import FROM_CACHE_TIERS, _sum_raw, add_sums
 from billing.attribution import (
     ATTRIBUTED,
     DEFAULT_MAX_FUTURE_SKEW_S,
@@ -121,9 +121,7 @@ def _step_write(
 ) -> StepWrite:
     daily: dict[_HourKey, list[int]] = {}
     for (hour, creator, cid, mid, edge, use, rate), s in hourly.items():
-        total = daily.setdefault((hour[:10], creator, cid, mid, edge, use, rate), [0] * 8)
-        for i, value in enumerate(s):
-            total[i] += value
+        add_sums(daily, (hour[:10], creator, cid, mid, edge, use, rate), s)
     batch_rows = list(batches)
     return StepWrite(
         first_index=first_index,
@@ -133,15 +131,6 @@ def _step_write(
         counts=[(h, e, o, n) for (h, e, o), n in sorted(counts.items())],
         batches=batch_rows,
     )
-
-
-def _add_sums(into: dict[_HourKey, _Sums], key: _HourKey, sums: Sequence[int]) -> None:
-    total = into.get(key)
-    if total is None:
-        into[key] = list(sums)
-    else:
-        for i, value in enumerate(sums):
-            total[i] += value
 
 
 def _note_creator(totals: CreatorTotals, creator: str, sums: Sequence[int]) -> None:
@@ -173,7 +162,7 @@ def _fold_attributed(
     attributed: list[Attributed], hourly: dict[_HourKey, _Sums], totals: CreatorTotals
 ) -> None:
     for key, sums in _sum_raw(attributed, 13).items():
-        _add_sums(hourly, key, sums)
+        add_sums(hourly, key, sums)
     for a in attributed:
         cached = a.record.bytes if a.record.tier in FROM_CACHE_TIERS else 0
         _note_creator(totals, a.creator, (1, 0, a.record.bytes, 0, cached))
@@ -316,7 +305,7 @@ def plan_summary_step(
         by_outcome[name] += n
         if name == ATTRIBUTED:
             key = (g.hour, creator, g.content_id or "", manifest_id, g.edge, g.use, g.sample_rate)
-            _add_sums(hourly, key, g.sums)
+            add_sums(hourly, key, g.sums)
             _note_creator(totals, creator, g.sums)
     attributed = _attribute_each(mixed_winners, registry, now, counts, by_outcome)
     _fold_attributed(attributed, hourly, totals)
