@@ -58,6 +58,17 @@ class BatchCounters:
     dropped: int = 0
 
 
+def record_id_rows(
+    batch_ref: int, records: Sequence[Record | RecordFields]
+) -> list[tuple[str, int, int, int]]:
+    """A batch's request-id dedup rows (migration 8), as both backends write them: (request id,
+    batch_ref, record index, served), served 1 for the serving edge's copy (no upstream_of)."""
+    return [
+        (r.request_id, batch_ref, index, 1 if r.upstream_of is None else 0)
+        for index, r in enumerate(records)
+    ]
+
+
 def counters_hour(last_ts: str) -> str:
     """The hour a batch's counters count in: that of its last record (docs/billing.md §6)."""
     return last_ts[:13] + ":00:00.000Z"

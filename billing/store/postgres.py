@@ -46,12 +46,12 @@ from billing.store.base import (
     StoredBatch,
     StoredCheckpoint,
     counters_hour,
+    record_id_rows,
 )
 from billing.store.migrations import CREATE_MIGRATIONS_TABLE, MIGRATIONS
 from billing.store.postgres_registry import PostgresRegistryMixin
 from provenance.batches import ChainHead, header_canonical_bytes, header_from_obj
 from provenance.canonical_json import parse
-from provenance.records import Record, RecordFields
 from provenance.statement_leaves import StatementLeaf
 
 # pg_advisory_lock keys (one 64-bit namespace per database): ASCII "cachet" + a small tag.
@@ -93,10 +93,6 @@ def rows_affected(status: str) -> int:
     """The row count of an asyncpg command status such as ``UPDATE 3`` or ``INSERT 0 1``."""
     tail = status.rsplit(" ", 1)[-1]
     return int(tail) if tail.isdigit() else 0
-
-
-def _record_id_row(batch_ref: int, index: int, r: Record | RecordFields) -> tuple[Any, ...]:
-    return (r.request_id, batch_ref, index, 1 if r.upstream_of is None else 0)
 
 
 def _batch_from_row(row: Sequence[Any]) -> StoredBatch:
@@ -348,7 +344,7 @@ class PostgresStore(PostgresRegistryMixin):
             batch.batch_id,
             batch.records_json,
         )
-        rows = [_record_id_row(batch_ref, i, r) for i, r in enumerate(batch.records)]
+        rows = record_id_rows(batch_ref, batch.records)
         stored = await self._upsert_records(db, rows)
         if batch.counters is not None:  # the ledger's table, written with its batch
             c = batch.counters
@@ -367,7 +363,7 @@ class PostgresStore(PostgresRegistryMixin):
         return ApplyResult(Outcome.ACCEPTED, stored, len(rows) - stored)
 
     @staticmethod
-    async def _upsert_records(db: asyncpg.Connection, rows: list[tuple[Any, ...]]) -> int:
+    async def _upsert_records(db: asyncpg.Connection, rows: Sequence[tuple[Any, ...]]) -> int:
         """Upsert with the SQLite backend's row-by-row meaning; one statement when the batch's
         request ids are distinct (the usual case), else one statement per row."""
         if len({row[0] for row in rows}) == len(rows):

@@ -26,15 +26,21 @@ import hashlib
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from itertools import chain
+from typing import TYPE_CHECKING
 
 import aiosqlite
 
 from billing.errors import ChainForkError, ChainGapError
 from billing.ingest.decide import check_chain
-from billing.store.base import ApplyResult, IncomingBatch, Outcome, counters_hour
+from billing.store.base import (
+    ApplyResult,
+    IncomingBatch,
+    Outcome,
+    counters_hour,
+    record_id_rows,
+)
 from provenance.batches import ChainHead, header_canonical_bytes
-from provenance.records import Record, RecordFields
 
 # One group commit holds at most this many records (a bound on the transaction, not a wait).
 GROUP_MAX_RECORDS = 64_000
@@ -64,16 +70,6 @@ ROWS_PER_STATEMENT = (
 def upsert_rows_sql(count: int) -> str:
     """The dedup upsert of ``count`` records in one statement."""
     return _UPSERT_HEAD + ",".join([_ROW_PLACEHOLDERS] * count) + _UPSERT_TAIL
-
-
-def record_id_values(batch_ref: int, records: Sequence[Record | RecordFields]) -> list[Any]:
-    """The bound values of a batch's dedup rows, flat: (request id, batch_ref, index, served)
-    per record."""
-    values: list[Any] = []
-    extend = values.extend
-    for index, r in enumerate(records):
-        extend((r.request_id, batch_ref, index, 1 if r.upstream_of is None else 0))
-    return values
 
 
 # The ledger's table (billing/ledger/schema.py), written with the batch it describes.
@@ -205,12 +201,12 @@ class SqliteIngestMixin:
             "INSERT INTO batch_records (batch_id, records_json) VALUES (?, ?)",
             (batch.batch_id, batch.records_json),
         )
-        values, count = record_id_values(batch_ref, batch.records), len(batch.records)
+        rows = record_id_rows(batch_ref, batch.records)
         stored = 0
-        for start in range(0, count, ROWS_PER_STATEMENT):
-            rows = min(ROWS_PER_STATEMENT, count - start)
-            chunk = values[start * _RECORD_ID_COLUMNS : (start + rows) * _RECORD_ID_COLUMNS]
-            cursor = await db.execute(upsert_rows_sql(rows), chunk)
+        for start in range(0, len(rows), ROWS_PER_STATEMENT):
+            chunk = rows[start : start + ROWS_PER_STATEMENT]
+            values = tuple(chain.from_iterable(chunk))
+            cursor = await db.execute(upsert_rows_sql(len(chunk)), values)
             stored += max(cursor.rowcount, 0)
         if batch.counters is not None:
             c = batch.counters
@@ -223,4 +219,4 @@ class SqliteIngestMixin:
             " WHERE edge = ?",
             (h.seq, head_hash, now, batch.spool_lag, h.edge),
         )
-        return ApplyResult(Outcome.ACCEPTED, stored, count - stored)
+        return ApplyResult(Outcome.ACCEPTED, stored, len(rows) - stored)
