@@ -19,25 +19,16 @@ from admin.passwords import hash_password, is_password_match
 from admin.queries import CoordinatorQueries
 from admin.store import ADMIN, CREATOR, AdminStore, AuditEntry, UiUser
 from billing.config import CoordinatorConfig
-from billing.ingest.pipeline import records_json_of
 from billing.service import open_store
-from billing.store.base import EdgeKey, IncomingBatch
 from billing.store.sqlite import SqliteStore
-from provenance.batches import SealedBatch, batch_log_leaf_hash
 from provenance.records import format_timestamp
 from tests.component.admin.conftest import UI
-from tests.component.billing.fleet import Edge, signing_key
 from tests.component.billing.fleet import coordinator_config as make_config
+from tests.component.billing.fleet import enrolled, incoming_of
 
 pytestmark = pytest.mark.asyncio
 NOW = "2026-11-27T12:00:00.000Z"
 LATER = "2026-11-28T12:00:00.000Z"
-
-
-def incoming_of(sealed: SealedBatch) -> IncomingBatch:
-    batch_id = batch_log_leaf_hash(sealed.header, sealed.signature).hex()
-    return IncomingBatch(batch_id, sealed.header, sealed.signature, sealed.records,
-                         records_json_of(sealed))  # fmt: skip
 
 
 async def _coordinator_db(config: CoordinatorConfig) -> AdminDb:
@@ -292,11 +283,7 @@ async def test_dashboard_sums_follow_a_winner_that_moves_to_a_newer_batch(
     db = await connect(config)
     try:
         queries = CoordinatorQueries(db)
-        parent, child = Edge("edge-p", signing_key("edge-p")), Edge("edge-c", signing_key("edge-c"))
-        for edge in (parent, child):  # one-time tokens
-            await store.add_enrolment_token(f"t-{edge.name}", NOW, LATER)
-            key = EdgeKey(edge.name, "k", edge.verifier, NOW, None)
-            await store.enrol_edge(f"t-{edge.name}", edge.name, key, NOW)
+        parent, child = await enrolled(store, "edge-p", "edge-c")
         upstream = parent.seal([parent.record("r1", upstream_of="edge-c", bytes=10),
                                 parent.record("r2", bytes=20)])  # fmt: skip
         await store.apply_batch(incoming_of(upstream), NOW, secrets.token_hex(8))

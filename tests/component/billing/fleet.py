@@ -8,10 +8,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from billing.config import CoordinatorConfig
+from billing.ingest.pipeline import records_json_of
 from billing.service import Coordinator
+from billing.store.base import EdgeKey, IncomingBatch, Store
 from provenance.batches import (
     ZERO_HASH_HEX,
     SealedBatch,
+    batch_log_leaf_hash,
     format_sealed_batch,
     header_hash,
     seal_batch,
@@ -79,6 +82,26 @@ class Edge:
         self.prev = header_hash(batch.header)
         self.sent.append(batch)
         return batch
+
+
+def incoming_of(sealed: SealedBatch) -> IncomingBatch:
+    """A sealed batch as ingest hands it to the store (its id, fields and records JSON)."""
+    batch_id = batch_log_leaf_hash(sealed.header, sealed.signature).hex()
+    return IncomingBatch(
+        batch_id, sealed.header, sealed.signature, sealed.records, records_json_of(sealed)
+    )
+
+
+async def enrolled(store: Store, *names: str) -> list[Edge]:
+    """Edges of these names, each enrolled in ``store`` with a one-time token of its own (the
+    store checks no signature: ingest does)."""
+    now = format_timestamp(T0)
+    edges = []
+    for name in names:
+        await store.add_enrolment_token(f"t-{name}", now, format_timestamp(T0 + timedelta(1)))
+        await store.enrol_edge(f"t-{name}", name, EdgeKey(name, "k", "v", now, None), now)
+        edges.append(Edge(name, signing_key(name)))
+    return edges
 
 
 def body_of(batch: SealedBatch) -> bytes:

@@ -23,7 +23,6 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from billing.ingest.pipeline import records_json_of
 from billing.ledger.backend import ledger_store_for
 from billing.ledger.jobs import plan_from_summary, plan_record_by_record
 from billing.ledger.step_plan import PlannedStep, RegistrySnapshot
@@ -31,10 +30,10 @@ from billing.ledger.step_reads import StepReads
 from billing.ledger.store import Claim
 from billing.log.leaves import BatchLeaf
 from billing.registry.service import Actor, Registry
-from billing.store.base import EdgeKey, IncomingBatch, Store, StoredManifest
+from billing.store.base import EdgeKey, Store, StoredManifest
 from billing.store.postgres import PostgresStore
 from billing.store.sqlite import SqliteStore
-from provenance.batches import ZERO_HASH_HEX, batch_log_leaf_hash, header_hash, seal_batch
+from provenance.batches import ZERO_HASH_HEX, header_hash, seal_batch
 from provenance.canonical_json import MAX_SAFE_INTEGER
 from provenance.keys import SigningKey, format_verifier_key
 from provenance.manifests import (
@@ -45,6 +44,7 @@ from provenance.manifests import (
     sign_manifest,
 )
 from provenance.records import Record, format_timestamp
+from tests.component.billing.fleet import incoming_of
 
 T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
 
@@ -209,11 +209,9 @@ async def _fill(
         ]
         sealed = seal_batch(records, names[which], seqs[which], prev[which], keys[which])
         prev[which], seqs[which] = header_hash(sealed.header), seqs[which] + 1
-        batch_id = batch_log_leaf_hash(sealed.header, sealed.signature).hex()
-        incoming = IncomingBatch(batch_id, sealed.header, sealed.signature, sealed.records,
-                                 records_json_of(sealed))  # fmt: skip
+        incoming = incoming_of(sealed)
         await store.apply_batch(incoming, _at(0), secrets.token_hex(8))
-        ids.append(batch_id)
+        ids.append(incoming.batch_id)
     first = await store.log_size()
     nodes = [((0, first + i), b"\0" * 32) for i in range(len(ids))]
     await store.append_leaves(first, [BatchLeaf(i) for i in ids], nodes)

@@ -19,33 +19,20 @@ from typing import Any
 import pytest
 
 from billing.errors import ChainGapError
-from billing.ingest.pipeline import records_json_of
 from billing.service import open_store
-from billing.store.base import ApplyResult, EdgeKey, IncomingBatch, Outcome, Store
+from billing.store.base import ApplyResult, IncomingBatch, Outcome, Store
 from billing.store.sqlite import SqliteStore
-from provenance.batches import SealedBatch, batch_log_leaf_hash
 from tests.component.billing.conftest import Harness
-from tests.component.billing.fleet import Edge, body_of, coordinator_config, signing_key
+from tests.component.billing.fleet import (
+    Edge,
+    body_of,
+    coordinator_config,
+    enrolled,
+    incoming_of,
+)
 
 pytestmark = pytest.mark.asyncio
 NOW = "2026-11-27T12:00:00.000Z"
-
-
-def _incoming(sealed: SealedBatch) -> IncomingBatch:
-    batch_id = batch_log_leaf_hash(sealed.header, sealed.signature).hex()
-    return IncomingBatch(
-        batch_id, sealed.header, sealed.signature, sealed.records, records_json_of(sealed)
-    )
-
-
-async def _enrolled(store: Store, *names: str) -> list[Edge]:
-    edges = []
-    for name in names:
-        edge = Edge(name, signing_key(name))
-        await store.add_enrolment_token(f"t-{name}", NOW, "2026-11-28T00:00:00.000Z")
-        await store.enrol_edge(f"t-{name}", name, EdgeKey(name, "k", "v", NOW, None), NOW)
-        edges.append(edge)
-    return edges
 
 
 async def _count(store: Store, table: str) -> int:
@@ -62,10 +49,10 @@ async def test_edges_posting_at_once_are_all_stored_in_chain_order(
 ) -> None:
     store = await open_store(coordinator_config(tmp_path, db=store_dsn))
     try:
-        edges = await _enrolled(store, *(f"edge-{i}" for i in range(6)))
+        edges = await enrolled(store, *(f"edge-{i}" for i in range(6)))
 
         async def post_chain(edge: Edge) -> list[ApplyResult]:
-            return [await _apply(store, _incoming(edge.seal(count=4))) for _ in range(3)]
+            return [await _apply(store, incoming_of(edge.seal(count=4))) for _ in range(3)]
 
         results = await asyncio.gather(*(post_chain(edge) for edge in edges))
         assert {r.outcome for chain in results for r in chain} == {Outcome.ACCEPTED}
@@ -88,11 +75,11 @@ async def test_one_group_keeps_each_batch_own_outcome(tmp_path: Path) -> None:
     store = await open_store(coordinator_config(tmp_path))
     assert isinstance(store, SqliteStore)
     try:
-        a, b = await _enrolled(store, "edge-a", "edge-b")
-        first, second = _incoming(a.seal(count=3)), _incoming(a.seal(count=3))
+        a, b = await enrolled(store, "edge-a", "edge-b")
+        first, second = incoming_of(a.seal(count=3)), incoming_of(a.seal(count=3))
         a.seal()  # seq 2, never sent
-        gap = _incoming(a.seal())
-        failing = _incoming(b.seal(count=3))
+        gap = incoming_of(a.seal())
+        failing = incoming_of(b.seal(count=3))
         original = store._insert_batch
 
         async def insert_or_fail(db: Any, batch: IncomingBatch, now: str) -> ApplyResult:
@@ -158,8 +145,8 @@ async def test_a_failed_commit_acknowledges_no_batch_of_the_group(tmp_path: Path
     store = await open_store(coordinator_config(tmp_path))
     assert isinstance(store, SqliteStore)
     try:
-        edges = await _enrolled(store, "edge-a", "edge-b", "edge-c")
-        batches = [_incoming(edge.seal(count=2)) for edge in edges]
+        edges = await enrolled(store, "edge-a", "edge-b", "edge-c")
+        batches = [incoming_of(edge.seal(count=2)) for edge in edges]
         writer = store._db
         store._db = _CommitFails(writer)  # type: ignore[assignment]
         outcomes = await asyncio.gather(

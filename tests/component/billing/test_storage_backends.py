@@ -7,19 +7,25 @@ import asyncio
 import base64
 import secrets
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from billing.ingest.pipeline import records_json_of
 from billing.service import open_store
 from billing.store.base import EdgeKey, IncomingBatch, Outcome
 from billing.store.migrations import MIGRATIONS
 from billing.store.postgres import PostgresStore, pg_sql
 from billing.store.sqlite import SqliteStore
-from provenance.batches import batch_log_leaf_hash, header_canonical_bytes
-from tests.component.billing.fleet import Edge, coordinator_config, signing_key
+from provenance.batches import header_canonical_bytes
+from tests.component.billing.fleet import (
+    Edge,
+    coordinator_config,
+    enrolled,
+    incoming_of,
+    signing_key,
+)
 
 pytestmark = pytest.mark.asyncio
 NOW = "2026-11-27T12:00:00.000Z"
@@ -63,11 +69,15 @@ async def test_stores_opening_at_once_migrate_once(store_dsn: str | None, tmp_pa
 
 
 def _incoming(edge: Edge) -> IncomingBatch:
-    sealed = edge.seal(count=5)
-    batch_id = batch_log_leaf_hash(sealed.header, sealed.signature).hex()
-    return IncomingBatch(
-        batch_id, sealed.header, sealed.signature, sealed.records, records_json_of(sealed)
-    )
+    return incoming_of(edge.seal(count=5))
+
+
+async def _execute(db: Any, store_dsn: str | None, sql: str, values: Sequence[Any]) -> None:
+    """One ``?``-style statement in a store's transaction, on either backend."""
+    if store_dsn is None:
+        await db.execute(sql, values)
+    else:
+        await db.execute(pg_sql(sql), *values)
 
 
 async def test_two_writers_of_one_batch_apply_it_once(
@@ -180,12 +190,8 @@ async def test_migration_7_moves_each_batchs_records_json_to_its_own_table(
         record = (batch.records[0].request_id, batch.batch_id, h.edge, h.first_ts)
         try:
             async with store._transaction() as db:
-                if store_dsn is None:
-                    await db.execute(sql, params)
-                    await db.execute(_OLD_RECORD, record)
-                else:
-                    await db.execute(pg_sql(sql), *params)
-                    await db.execute(pg_sql(_OLD_RECORD), *record)
+                await _execute(db, store_dsn, sql, params)
+                await _execute(db, store_dsn, _OLD_RECORD, record)
         finally:
             await store.close()
     store = await open_store(config)
@@ -231,11 +237,7 @@ async def test_migration_8_keeps_each_records_dedup_winner(
     upstream = parent.seal([parent.record("r1", upstream_of="edge-c"), parent.record("r2"),
                             parent.record("r4", upstream_of="edge-c")])  # fmt: skip
     served = child.seal([child.record("r1")])
-    batches = [
-        IncomingBatch(batch_log_leaf_hash(s.header, s.signature).hex(), s.header, s.signature,
-                      s.records, records_json_of(s))
-        for s in (upstream, served)
-    ]  # fmt: skip
+    batches = [incoming_of(upstream), incoming_of(served)]
     # what migration 7's ingest stored: r1's winner is the serving edge's copy, r2 and r4 the
     # parent's (r4 an upstream_of copy, which a serving copy may still replace)
     winners = [("r1", batches[1], 0, None), ("r2", batches[0], 1, None),
@@ -250,21 +252,13 @@ async def test_migration_8_keeps_each_records_dedup_winner(
                     params = (b.batch_id, h.edge, h.seq, header_canonical_bytes(h).decode(),
                               base64.b64encode(b.signature).decode(), h.count, h.first_ts,
                               h.last_ts, NOW)  # fmt: skip
-                    rows = [(_V7_BATCH, params),
-                            ("INSERT INTO batch_records VALUES (?, ?)",
-                             (b.batch_id, b.records_json))]  # fmt: skip
-                    for sql, values in rows:
-                        if store_dsn is None:
-                            await db.execute(sql, values)
-                        else:
-                            await db.execute(pg_sql(sql), *values)
+                    await _execute(db, store_dsn, _V7_BATCH, params)
+                    await _execute(db, store_dsn, "INSERT INTO batch_records VALUES (?, ?)",
+                                   (b.batch_id, b.records_json))  # fmt: skip
                 for request_id, b, index, upstream_of in winners:
                     record = (request_id, b.batch_id, index, b.header.edge,
                               b.records[index].ts, upstream_of)  # fmt: skip
-                    if store_dsn is None:
-                        await db.execute(_V7_RECORD, record)
-                    else:
-                        await db.execute(pg_sql(_V7_RECORD), *record)
+                    await _execute(db, store_dsn, _V7_RECORD, record)
         finally:
             await store.close()
     store = await open_store(config)
@@ -283,13 +277,8 @@ async def test_migration_8_keeps_each_records_dedup_winner(
         assert location is not None and location.batch.batch_id == batches[1].batch_id
         assert location.record_index == 0
         # ingest goes on: a new batch_ref, and another copy of r2 is a duplicate
-        late = Edge("edge-n", signing_key("edge-n"))
-        await store.add_enrolment_token("t", NOW, "2026-11-28T00:00:00.000Z")
-        await store.enrol_edge("t", late.name, EdgeKey(late.name, "k", "v", NOW, None), NOW)
-        sealed = late.seal([late.record("r2"), late.record("r3"), late.record("r4")])
-        batch = IncomingBatch(batch_log_leaf_hash(sealed.header, sealed.signature).hex(),
-                              sealed.header, sealed.signature, sealed.records,
-                              records_json_of(sealed))  # fmt: skip
+        (late,) = await enrolled(store, "edge-n")
+        batch = incoming_of(late.seal([late.record("r2"), late.record("r3"), late.record("r4")]))
         result = await store.apply_batch(batch, NOW, secrets.token_hex(8))
         assert (result.outcome, result.records_stored, result.records_duplicate) == (
             Outcome.ACCEPTED, 2, 1,
