@@ -22,6 +22,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from tests.ports import free_port
+
 HOST = "127.0.0.1"
 NATS_BINARY = "/usr/sbin/nats-server"
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -30,13 +32,6 @@ START_TIMEOUT_S = 30.0
 
 class ServiceUnavailable(Exception):
     """This machine cannot run the private service; the message says why (a skip reason)."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:

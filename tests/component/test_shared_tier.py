@@ -19,7 +19,7 @@ from proxy.cache.tiers.shared import SharedTier
 from proxy.cache.tiers.shared_backend import AiocacheRedis
 from proxy.cache.tiers.shared_breaker import BreakerState
 from proxy.cache.tiers.shared_format import KEEP_STALE_S, encode_value, storage_key
-from tests.integration.conftest import find_free_port
+from tests.ports import free_port
 from tests.shared_redis import REDIS_URL, client, delete_prefix, ensure_redis, unique_prefix
 from tests.unit.cache_builders import stored_response
 
@@ -211,7 +211,7 @@ def test_a_dead_store_opens_the_breaker_and_deletes_wait_for_it(prefix: str) -> 
     async def main() -> None:
         with client() as r:
             r.set(storage_key(prefix, KEY), encode_value(KEY, (response(),)))
-        dead = f"redis://127.0.0.1:{find_free_port()}/0"
+        dead = f"redis://127.0.0.1:{free_port()}/0"
         tier = make_tier(prefix, dead, clock=lambda: now[0])
         tier.start()
         for n in range(3):

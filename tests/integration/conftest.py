@@ -24,17 +24,12 @@ from typing import Any
 
 import pytest
 
+from tests.ports import free_port
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 15.0
 CLIENT_TIMEOUT_S = 15.0
-
-
-def find_free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -179,7 +174,7 @@ class Proxy:
 
 
 def start_proxy(origin_url: str, cache_dir: Path, *flags: str) -> Proxy:
-    port, admin_port = find_free_port(), find_free_port()
+    port, admin_port = free_port(), free_port()
     cache_dir.mkdir(parents=True, exist_ok=True)
     log = cache_dir / "proxy.log"
     command = [

@@ -26,7 +26,8 @@ from admin.store import ADMIN, AdminStore, UiUser
 from billing.config import CoordinatorConfig
 from billing.store.sqlite import SqliteStore
 from tests.component.billing.fleet import Edge, body_of, signing_key
-from tests.integration.conftest import REPO_ROOT, find_free_port
+from tests.integration.conftest import REPO_ROOT
+from tests.ports import free_port
 from tests.services import create_database, drop_database, ensure_postgres
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
@@ -68,7 +69,7 @@ async def _write_previous_side_file(path: Path) -> None:
 class Coordinator:
     def __init__(self, data: Path, dsn: str, log: Path) -> None:
         self.data, self.dsn, self.log = data, dsn, log
-        self.port = find_free_port()
+        self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -27,7 +27,8 @@ from provenance.checkpoint import parse_checkpoint
 from provenance.keys import VerifierKey, parse_verifier_key
 from provenance.signed_note import open_note
 from tests.component.billing.fleet import Edge, body_of, signing_key
-from tests.integration.conftest import REPO_ROOT, find_free_port, http_request
+from tests.integration.conftest import REPO_ROOT, http_request
+from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
 START_TIMEOUT_S = 20.0
@@ -86,7 +87,7 @@ class Coordinator:
     """`python -m cachet coordinator --config FILE`, its stderr kept in a file."""
 
     def __init__(self, tmp: Path, settings: dict[str, object]) -> None:
-        self.port = find_free_port()
+        self.port = free_port()
         self.data, self.stderr_path = tmp / "data", tmp / "coordinator.stderr"
         lines = ["[coordinator]", *(f"{k} = {json.dumps(v)}" for k, v in settings.items())]
         self.config = tmp / "coordinator.toml"
@@ -200,7 +201,7 @@ def command_for(tmp_path: Path, mode: str) -> tuple[list[str], Path]:
 def test_witness_url_and_command_get_the_signed_checkpoint_as_served(
     tmp_path: Path, cleanup: list[Callable[[], None]]
 ) -> None:
-    witness = Witness(find_free_port())
+    witness = Witness(free_port())
     witness.start()
     cleanup.append(witness.stop)
     command, out = command_for(tmp_path, "ok")
@@ -249,7 +250,7 @@ def test_witness_url_and_command_get_the_signed_checkpoint_as_served(
 def test_a_witness_down_then_failing_gets_the_latest_checkpoint_once_it_recovers(
     tmp_path: Path, cleanup: list[Callable[[], None]]
 ) -> None:
-    witness = Witness(find_free_port())  # not started: the port refuses connections
+    witness = Witness(free_port())  # not started: the port refuses connections
     cleanup.append(witness.stop)
     url = f"http://127.0.0.1:{witness.port}/add?token=s3cret"
     coordinator = Coordinator(tmp_path, {

@@ -18,7 +18,8 @@ import pytest
 from provenance.keys import KeyRing, parse_verifier_key
 from provenance.receipts import parse_receipt, verify_receipt
 from tests.component.billing.fleet import Edge, body_of, signing_key
-from tests.integration.conftest import REPO_ROOT, find_free_port, http_request
+from tests.integration.conftest import REPO_ROOT, http_request
+from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
 START_TIMEOUT_S = 20.0
@@ -27,7 +28,7 @@ START_TIMEOUT_S = 20.0
 class CoordinatorProcess:
     def __init__(self, data: Path) -> None:
         self.data = data
-        self.port = find_free_port()
+        self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:

@@ -8,13 +8,8 @@ import signal
 import socket
 import time
 
-from tests.integration.conftest import (
-    Origin,
-    Proxy,
-    ProxyFactory,
-    find_free_port,
-    raw_exchange,
-)
+from tests.integration.conftest import Origin, Proxy, ProxyFactory, raw_exchange
+from tests.ports import free_port
 
 FRESH = ["Cache-Control", "max-age=300"]
 
@@ -78,7 +73,7 @@ def test_sigterm_with_idle_keep_alive_connections_exits_promptly(
 
 
 def test_errors_carry_request_id_and_via(proxy_factory: ProxyFactory) -> None:
-    dead = proxy_factory(f"http://127.0.0.1:{find_free_port()}")
+    dead = proxy_factory(f"http://127.0.0.1:{free_port()}")
     response = dead.get("/x", headers={"X-Request-ID": "err-1"})
     assert response.status == 502
     assert response.header("X-Request-ID") == "err-1"

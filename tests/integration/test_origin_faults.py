@@ -8,14 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.conftest import (
-    Origin,
-    Proxy,
-    ProxyFactory,
-    find_free_port,
-    read_until_close,
-    start_proxy,
-)
+from tests.integration.conftest import Origin, Proxy, ProxyFactory, read_until_close, start_proxy
+from tests.ports import free_port
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +26,7 @@ def assert_cache_status(response_status: str | None) -> None:
 
 
 def test_origin_refused_is_502(proxy_factory: ProxyFactory) -> None:
-    dead = proxy_factory(f"http://127.0.0.1:{find_free_port()}")
+    dead = proxy_factory(f"http://127.0.0.1:{free_port()}")
     response = dead.get("/anything")
     assert response.status == 502
     assert_cache_status(response.header("Cache-Status"))

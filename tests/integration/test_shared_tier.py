@@ -14,13 +14,8 @@ from collections.abc import Iterator
 import pytest
 
 from proxy.cache.tiers.shared_format import storage_key
-from tests.integration.conftest import (
-    Origin,
-    Proxy,
-    ProxyFactory,
-    find_free_port,
-    http_request,
-)
+from tests.integration.conftest import Origin, Proxy, ProxyFactory, http_request
+from tests.ports import free_port
 from tests.shared_redis import (
     REDIS_URL,
     client,
@@ -180,7 +175,7 @@ def test_responses_the_cache_must_not_share_never_reach_redis(
 def test_a_stopped_redis_never_fails_a_request_and_sharing_resumes_when_it_is_back(
     origin: Origin, proxy_factory: ProxyFactory, path: str
 ) -> None:
-    port = find_free_port()
+    port = free_port()
     prefix = unique_prefix()
     url = f"redis://127.0.0.1:{port}/0"
     with private_redis(port) as redis_proc:

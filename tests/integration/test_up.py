@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import find_free_port, http_request
+from tests.integration.conftest import http_request
+from tests.ports import free_port
 
 START_TIMEOUT_S = 60.0
 
@@ -52,7 +53,7 @@ def _get(url: str, timeout_s: float = 5.0) -> bytes:
 
 def start_stack(data: Path, extra_env: Mapping[str, str] | None = None) -> Stack:
     """`cachet up` on free ports; ``extra_env`` reaches every process of its tree."""
-    ports = [find_free_port() for _ in range(4)]
+    ports = [free_port() for _ in range(4)]
     output = data.parent / f"{data.name}-up-{time.monotonic_ns()}.out"
     env = {k: v for k, v in os.environ.items() if not k.startswith("CACHET_")}
     env.update(extra_env or {})

@@ -28,16 +28,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from provenance.batches import parse_sealed_batch
 from proxy.cache.tiers.disk import name_for
 from proxy.records.sealer import list_batches
-from tests.integration.conftest import (
-    REPO_ROOT,
-    Origin,
-    Proxy,
-    Response,
-    find_free_port,
-    http_request,
-    start_proxy,
-)
+from tests.integration.conftest import REPO_ROOT, Origin, Proxy, Response, http_request, start_proxy
 from tests.integration.test_records_process import records_pid, sealed_request_ids, wait_gone
+from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
 TOKEN = "workers-purge-token"
@@ -337,7 +330,7 @@ def test_a_client_port_taken_by_another_program_fails_the_start_with_one_line(
         port = taken.getsockname()[1]
         result = _run_proxy(
             "--workers", "2", "--listen", f"127.0.0.1:{port}", "--origin", origin.url,
-            "--admin-listen", f"127.0.0.1:{find_free_port()}", cache_dir=tmp_path,
+            "--admin-listen", f"127.0.0.1:{free_port()}", cache_dir=tmp_path,
         )  # fmt: skip
     assert result.returncode == 1
     assert "cachet proxy: worker" in result.stderr and "exited before it was ready" in result.stderr
@@ -352,7 +345,7 @@ def test_an_admin_port_in_use_fails_before_any_worker_starts(
         taken.listen()
         admin = taken.getsockname()[1]
         result = _run_proxy(
-            "--workers", "2", "--listen", f"127.0.0.1:{find_free_port()}", "--origin", origin.url,
+            "--workers", "2", "--listen", f"127.0.0.1:{free_port()}", "--origin", origin.url,
             "--admin-listen", f"127.0.0.1:{admin}", cache_dir=tmp_path,
         )  # fmt: skip
     assert result.returncode == 1
