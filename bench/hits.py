@@ -147,13 +147,17 @@ def start_servers(
         procs.start(f"origin-{target.name}", cmd, args.wrk_cpu, run_dir)
     template = find_template(args.nginx_template)
     conf = render_nginx_conf(template, run_dir / "nginx", anchor.origin_port, anchor.port)
-    procs.start(anchor.name, nginx_command(conf), args.server_cpu, run_dir)
+    args.session_pids = {
+        anchor.name: procs.start(anchor.name, nginx_command(conf), args.server_cpu, run_dir)
+    }
     if args.cachet_cmd.strip() == "nginx":
         conf_b = render_nginx_conf(template, run_dir / "nginx-b", subject.origin_port, subject.port)
         subject_cmd = nginx_command(conf_b)
     else:
         subject_cmd = subject_command(args, subject, run_dir)
-    procs.start(subject.name, subject_cmd, args.server_cpu, run_dir)
+    args.session_pids[subject.name] = procs.start(
+        subject.name, subject_cmd, args.server_cpu, run_dir
+    )
     for target in (anchor, subject):
         procs.wait_listening(f"origin-{target.name}", target.origin_port, 15)
         procs.wait_listening(target.name, target.port, 30)
@@ -181,6 +185,20 @@ def process_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def session_cpu_s(session: int) -> float:
+    """User + system CPU seconds of every live process in a session (a server's master,
+    workers and records process: each server was started in a session of its own)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(") ", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == session:
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def bench_size(
     args: argparse.Namespace, targets: tuple[Target, Target], size: str
 ) -> dict[str, Any]:
@@ -200,16 +218,28 @@ def bench_size(
         origin[target.name]["before_rounds"] = read_origin_count(target.origin_port)
     records_pid = getattr(args, "records_pid", None)
     records_cpu_before = process_cpu_s(records_pid) if records_pid else 0.0
+    sessions: dict[str, int] = getattr(args, "session_pids", {})
+    session_cpu_before = {name: session_cpu_s(pid) for name, pid in sessions.items()}
     forward = getattr(args, "forward", False)
     subject = next(t for t in targets if t.name == SUBJECT)
     batches_before = read_batches_posted(subject.origin_port) if forward else 0
     rounds = [run_round(targets, path, settings, index) for index in range(args.rounds)]
     records: dict[str, Any] = {}
+    requests = {t.name: sum(r[t.name]["requests_per_s"] for r in rounds) * args.duration_s
+                for t in targets}  # fmt: skip
+    records_cpu_s = 0.0
     if records_pid:
-        subject_requests = sum(r[SUBJECT]["requests_per_s"] for r in rounds) * args.duration_s
-        cpu_s = process_cpu_s(records_pid) - records_cpu_before
-        per_request_us = 1e6 * cpu_s / max(1.0, subject_requests)
-        records = {"records_process_cpu_s": cpu_s, "records_process_us_per_request": per_request_us}
+        records_cpu_s = process_cpu_s(records_pid) - records_cpu_before
+        per_request_us = 1e6 * records_cpu_s / max(1.0, requests[SUBJECT])
+        records = {"records_process_cpu_s": records_cpu_s,
+                   "records_process_us_per_request": per_request_us}  # fmt: skip
+    # CPU per request is steadier than requests/s on a shared machine: it does not care how
+    # much of the core the scheduler gave the server, only what each answer cost.
+    for name, pid in sessions.items():
+        cpu_s = session_cpu_s(pid) - session_cpu_before[name]
+        if name == SUBJECT:
+            cpu_s -= records_cpu_s  # reported on its own line
+        records[f"{name}_serving_us_per_request"] = 1e6 * cpu_s / max(1.0, requests[name])
     if forward:  # a forwarder that sent nothing measured nothing
         records["batches_forwarded"] = read_batches_posted(subject.origin_port) - batches_before
     for target in targets:
@@ -283,6 +313,15 @@ def format_table(size: str, result: dict[str, Any], args: argparse.Namespace) ->
         f" range {low:.2f}-{high:.2f}), {result['ratio_of_medians']:.2f} (ratio of medians);"
         f" p99 cachet/nginx: {result['p99_ratio']:.2f}"
     )
+    if f"{SUBJECT}_serving_us_per_request" in result:
+        anchor_us = result[f"{ANCHOR}_serving_us_per_request"]
+        subject_us = result[f"{SUBJECT}_serving_us_per_request"]
+        records_us = result.get("records_process_us_per_request", 0.0)
+        lines.append(
+            f"CPU per request: nginx {anchor_us:.2f} µs, cachet serving {subject_us:.2f} µs"
+            + (f" + records process {records_us:.2f} µs" if records_us else "")
+            + f"; nginx/cachet CPU: {anchor_us / max(1e-9, subject_us + records_us):.2f}"
+        )
     if "records_process_us_per_request" in result:
         where = "its own CPU" if args.records_cpu is not None else "the server CPU"
         if args.pause_records:

@@ -1,16 +1,22 @@
-"""The sealer's files on disk: batch names, the ``.meta`` file beside each batch, atomic writes.
+"""The sealer's files on disk: batch names, the answers and positions each batch carries,
+atomic writes.
 
-``batches/<seq>-<segment>-<offset>[-<skip>].batch`` is a sealed batch (``format_sealed_batch``
-layout), sent as is; the name's position is where the batch ends in the spool folder itself.
-``<batch>.meta`` holds what the batch file can't: the answers it stands for (for the
-coordinator's reconciliation) and where it ends in every spool folder (the folder itself and each
-worker's ``w<N>/``), so recovery after a crash between the batch and the marker resumes every
-spool exactly after the batch. It is written (renamed into place) BEFORE the batch and travels
-with it (``acked/``, ``quarantine/``).
+``batches/<seq>-<segment>-<offset>[-<skip>].batch`` is a sealed batch: its first line is the
+batch in the ``format_sealed_batch`` layout, the bytes the forwarder sends; its second line is
+the batch's meta (``BatchMeta``): what the batch itself can't hold, the answers it stands for
+(for the coordinator's reconciliation) and where it ends in every spool folder (the folder
+itself and each worker's ``w<N>/``), so recovery after a crash between the batch and the marker
+resumes every spool exactly after the batch. Canonical JSON holds no raw newline, so the first
+newline ends the batch. One file per batch: the meta is fsynced with the batch, and moving a
+batch is one rename, which is whole or not at all.
+
+Batches sealed before the meta moved into the file have it beside them in ``<batch>.meta``;
+``read_batch_file`` reads either, and moves and deletes take the old file along.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -97,10 +103,31 @@ def parse_meta(data: bytes) -> BatchMeta | None:
         return None
 
 
+def split_batch_file(data: bytes) -> tuple[bytes, BatchMeta | None]:
+    """(the sealed batch's bytes, its meta) from a batch file's bytes; meta None when the file
+    has none (sealed before meta moved into it) or it is unreadable."""
+    end = data.find(b"\n")
+    if end < 0:
+        return data, None
+    return data[:end], parse_meta(data[end + 1 :])
+
+
+def read_batch_file(batch_path: Path) -> tuple[bytes, BatchMeta | None]:
+    """A batch file's sealed batch and its meta (from the file, or an older batch's ``.meta``
+    beside it). OSError if the batch file can't be read."""
+    body, meta = split_batch_file(batch_path.read_bytes())
+    if meta is None:
+        try:
+            meta = parse_meta(meta_path(batch_path).read_bytes())
+        except OSError:
+            meta = None
+    return body, meta
+
+
 def read_meta(batch_path: Path) -> BatchMeta | None:
-    """A batch's meta file, or None (batches sealed before meta files existed, or unreadable)."""
+    """A batch's meta, or None (batches sealed before meta existed, or unreadable)."""
     try:
-        return parse_meta(meta_path(batch_path).read_bytes())
+        return read_batch_file(batch_path)[1]
     except OSError:
         return None
 
@@ -110,16 +137,18 @@ def read_counters(batch_path: Path) -> BatchCounters | None:
     return None if meta is None else meta.counters
 
 
-def move_batch(path: Path, folder: Path) -> None:
-    """Move a batch and its meta file into ``folder`` (meta first: a batch is never left
-    without it), durably."""
+def move_batch(path: Path, folder: Path, *, durable: bool = True) -> None:
+    """Move a batch (and an older batch's ``.meta`` beside it, first) into ``folder``.
+    ``durable``: fsync both folders, so the move survives a machine crash. The forwarder's
+    moves to ``acked/`` don't need it: a move lost in a crash leaves the batch pending, and
+    sending it again is acknowledged as a duplicate."""
     folder.mkdir(exist_ok=True)
-    meta = meta_path(path)
-    if meta.exists():
-        os.replace(meta, folder / meta.name)
+    with contextlib.suppress(FileNotFoundError):
+        os.replace(meta_path(path), meta_path(folder / path.name))
     os.replace(path, folder / path.name)
-    fsync_directory(folder)
-    fsync_directory(path.parent)
+    if durable:
+        fsync_directory(folder)
+        fsync_directory(path.parent)
 
 
 def delete_batch(path: Path) -> None:
@@ -140,16 +169,6 @@ def write_atomically(path: Path, data: bytes) -> None:
         os.close(fd)
     os.replace(temp, path)
     fsync_directory(path.parent)
-
-
-def write_replacing(path: Path, data: bytes) -> None:
-    """temp + rename, no fsync of its own: for a batch's meta, written just before the batch,
-    whose fsync of the folder then makes the name durable. A process crash keeps both (the page
-    cache survives it); after a machine crash a meta file may be empty, and recovery then falls
-    back to the batch's name and the marker (docs/design/spool.md)."""
-    temp = path.with_name(path.name + ".tmp")
-    temp.write_bytes(data)
-    os.replace(temp, path)
 
 
 def fsync_directory(directory: Path) -> None:

@@ -192,6 +192,8 @@ class RecordsPipeline:
         self.write_status()
         async with contextlib.AsyncExitStack() as resources:
             self.forwarder = await self._open_forwarder(resources)
+            if self.forwarder is not None:
+                self.sealer.on_batches = self.forwarder.add
             tasks = [asyncio.create_task(self.sealer.run(_clock_ms, stop))]
             if self.forwarder is not None:
                 tasks.append(asyncio.create_task(self.forwarder.run(stop)))

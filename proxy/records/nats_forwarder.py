@@ -10,7 +10,7 @@ HTTP 2xx. A file that does not parse as a sealed batch is quarantined; NATS erro
 with the Forwarder's back-off. Headers ``Cachet-Edge``/``Cachet-Seq`` let workers wait for an
 edge's earlier batch; ``Cachet-Spool-Lag`` reports the spool's backlog; ``Cachet-Requests-Served``,
 ``Cachet-Records-Emitted`` and ``Cachet-Records-Dropped`` carry the batch's reconciliation
-counters (its ``.meta``).
+counters (the batch file's meta line).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from nats.aio.client import Client as NatsClient
 
 from provenance.batches import batch_log_leaf_hash, parse_sealed_batch
 from provenance.errors import CachetError
-from proxy.records.batch_files import read_counters
+from proxy.records.batch_files import move_batch, read_batch_file
 from proxy.records.forwarder import Forwarder
 
 log = logging.getLogger(__name__)
@@ -47,13 +47,16 @@ class NatsForwarder(Forwarder):
         self.duplicates = 0
 
     async def _forward(self, path: Path) -> float | None:
-        data = await asyncio.to_thread(path.read_bytes)
+        try:
+            data, meta = await asyncio.to_thread(read_batch_file, path)
+        except FileNotFoundError:  # gone since it was queued
+            return None
         try:
             sealed = parse_sealed_batch(data)
         except CachetError as exc:
             self.failures["quarantined"] += 1
             log.error("nats forwarder: batch %s unreadable (%s); quarantined", path.name, exc)
-            await asyncio.to_thread(self._move, path, "quarantine")
+            await asyncio.to_thread(move_batch, path, self.batches_dir / "quarantine")
             return None
         header = sealed.header
         headers = {
@@ -62,8 +65,8 @@ class NatsForwarder(Forwarder):
             "Cachet-Seq": str(header.seq),
             "Cachet-Spool-Lag": str(max(0, self.lag_count - 1)),
         }
-        counters = await asyncio.to_thread(read_counters, path)
-        if counters is not None:  # reconciliation, as the HTTP forwarder sends them
+        if meta is not None:  # reconciliation, as the HTTP forwarder sends them
+            counters = meta.counters
             headers["Cachet-Requests-Served"] = str(counters.served)
             headers["Cachet-Records-Emitted"] = str(counters.emitted)
             headers["Cachet-Records-Dropped"] = str(counters.dropped)
@@ -78,6 +81,6 @@ class NatsForwarder(Forwarder):
             log.warning("nats forwarder: publish failed: %s", type(exc).__name__)
             return 0.0
         self.duplicates += int(bool(ack.duplicate))
-        await asyncio.to_thread(self._acknowledged, path)
+        self._acknowledged(path)
         self.acked += 1
         return None

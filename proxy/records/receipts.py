@@ -38,6 +38,7 @@ from provenance.batches import (
 from provenance.errors import FormatError
 from provenance.merkle import MerkleTree
 from provenance.records import Record, record_from_obj, record_leaf_hash, record_to_obj
+from proxy.records.batch_files import split_batch_file
 from proxy.records.sealer import list_batches, spool_folders
 from proxy.records.segments import decode_chunk, scan_frames
 from proxy.records.spool import list_segments, segment_name
@@ -112,12 +113,14 @@ class ReceiptIndex:
         return self._from_spool(request_id)
 
     def _read_batch(self, path: Path) -> bytes | None:
-        """A listed batch file's bytes, also if the forwarder moved it to acked/ meanwhile."""
+        """A listed batch file's sealed batch (its first line), also if the forwarder moved it
+        to acked/ meanwhile."""
         for candidate in (path, self.batches_dir / "acked" / path.name):
             try:
-                return candidate.read_bytes()
+                data = candidate.read_bytes()
             except FileNotFoundError:
                 continue
+            return split_batch_file(data)[0]
         return None
 
     def _from_batch(self, path: Path, request_id: str) -> dict[str, Any] | None:

@@ -5,9 +5,10 @@ serving process appends to its own), sealed together into the edge's one chain.
 
 Files (see docs/design/spool.md and ``batch_files``):
 
-- ``batches/<seq>-<segment>-<offset>[-<skip>].batch`` and its ``.meta``: a sealed batch in the
-  ``format_sealed_batch`` layout, written temp + fsync + rename + fsync(dir) after its meta file
-  (answers it stands for; where it ends in every spool), so each exists whole or not at all.
+- ``batches/<seq>-<segment>-<offset>[-<skip>].batch``: a sealed batch in the
+  ``format_sealed_batch`` layout and, on the line after it, its meta (answers it stands for;
+  where it ends in every spool), written temp + fsync + rename + fsync(dir), so it exists
+  whole or not at all.
 - ``spool/sealed.json``: ``{"seq", "header_hash", "segment", "offset", "skip", "spools"}`` of the
   last sealed batch (the folder's own position, and each worker spool's), written atomically
   AFTER the batch file. Recovery trusts the newest batch file over this marker, so a crash
@@ -53,10 +54,9 @@ from proxy.records.batch_files import (
     list_batches,
     meta_path,
     parse_batch_name,
+    read_batch_file,
     read_counters,
-    read_meta,
     write_atomically,
-    write_replacing,
 )
 from proxy.records.chunk_check import ChunkChecker, seconds_are_real
 from proxy.records.segments import (
@@ -179,6 +179,8 @@ class Sealer:
         self.seal_latency_s_sum = 0.0
         self.last_seal_latency_s = 0.0
         self.on_seal: Callable[[float, int], None] | None = None  # (latency_s, records)
+        # Batches sealed by ``run``, in seq order (the records process's forwarder queues them).
+        self.on_batches: Callable[[list[Path]], None] | None = None
         self._sources: dict[str, _Source] = {}
         self._pending = _Pending()
         self._unsealed: Counter[str] = Counter()  # pending records per spool
@@ -217,8 +219,8 @@ class Sealer:
         self.seal_ready(0, force=True)
 
     def _marker_from_batch(self, seq: int, path: Path, marker: Marker | None) -> Marker:
-        header = _parse_sealed_batch(path.read_bytes()).header
-        meta = read_meta(path)
+        body, meta = read_batch_file(path)
+        header = _parse_sealed_batch(body).header
         if meta is not None:
             positions = dict(meta.positions)
         else:  # a batch from before meta files: its name holds the folder's own position
@@ -477,14 +479,14 @@ class Sealer:
             self.key,
         )
         header_bytes = header_canonical_bytes(header)
-        body = b"".join((b'{"header":', header_bytes, b',"records":[',
-                         b",".join(payloads), b'],"signature":"', base64.b64encode(signature),
-                         b'"}'))  # fmt: skip
-        path = self.batches_dir / batch_name(seq, *positions.get(ROOT_SPOOL, (0, 0, 0)))
         counters = BatchCounters(sum(pending.served[start:stop]), count,
                                  sum(pending.dropped[start:stop]))  # fmt: skip
-        write_replacing(meta_path(path), BatchMeta(counters, positions).to_json())
-        write_atomically(path, body)
+        # The batch, then its meta on the line after it (batch_files): one file, one fsync.
+        data = b"".join((b'{"header":', header_bytes, b',"records":[',
+                         b",".join(payloads), b'],"signature":"', base64.b64encode(signature),
+                         b'"}\n', BatchMeta(counters, positions).to_json()))  # fmt: skip
+        path = self.batches_dir / batch_name(seq, *positions.get(ROOT_SPOOL, (0, 0, 0)))
+        write_atomically(path, data)
         head = hashlib.sha256(header_bytes).hexdigest()  # header_hash(), bytes made once
         self._unmarked = (seq, head, positions)
         self.chain_head = (seq, head)
@@ -522,9 +524,13 @@ class Sealer:
             await asyncio.to_thread(self.recover)
         poll_s = min(0.25, max(0.01, self.max_interval_ms / 4000))
         while not stop.is_set():
-            await asyncio.to_thread(self.seal_ready, clock_ms())
+            self._announce(await asyncio.to_thread(self.seal_ready, clock_ms()))
             try:
                 await asyncio.wait_for(stop.wait(), poll_s)
             except TimeoutError:
                 pass
-        await asyncio.to_thread(self.seal_ready, clock_ms(), True)
+        self._announce(await asyncio.to_thread(self.seal_ready, clock_ms(), True))
+
+    def _announce(self, written: list[Path]) -> None:
+        if written and self.on_batches is not None:
+            self.on_batches(written)

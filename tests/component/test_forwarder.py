@@ -12,7 +12,14 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from proxy.records.batch_files import BatchCounters, BatchMeta, batch_name, list_batches, meta_path
+from proxy.records.batch_files import (
+    BatchCounters,
+    BatchMeta,
+    batch_name,
+    list_batches,
+    meta_path,
+    read_batch_file,
+)
 from proxy.records.forwarder import Forwarder
 
 MakeServer = Callable[[web.Application], Awaitable[TestServer]]
@@ -171,7 +178,7 @@ async def test_network_error_is_retried(tmp_path: Path) -> None:
 
 
 @pytest.mark.asyncio
-async def test_sends_the_batch_counters_and_keeps_its_meta_beside_it_on_ack(
+async def test_an_older_batchs_meta_file_beside_it_is_read_and_moved_with_it(
     tmp_path: Path, aiohttp_server: MakeServer
 ) -> None:
     """docs/billing.md "Reconciliation": the answers a batch stands for go with it."""
@@ -205,3 +212,95 @@ async def test_sends_the_batch_counters_and_keeps_its_meta_beside_it_on_ack(
     assert not meta_path(first).exists()  # moved with its batch: recovery may read it there
     assert meta_path(tmp_path / "acked" / first.name).read_bytes() == meta.to_json()
     assert acked(tmp_path) == [0, 1]
+
+
+@pytest.mark.asyncio
+async def test_sends_only_the_batch_line_with_the_counters_of_its_meta_line(
+    tmp_path: Path, aiohttp_server: MakeServer
+) -> None:
+    """A batch file is the batch, a newline, its meta: the coordinator gets the batch's bytes
+    exactly (its signature covers them) and the meta only as the reconciliation headers."""
+    seen: list[tuple[dict[str, str], bytes]] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        seen.append((dict(request.headers), await request.read()))
+        return web.Response(status=200, body=b"{}")
+
+    app = web.Application()
+    app.router.add_post("/v1/batches", handle)
+    server = await aiohttp_server(app)
+    path = tmp_path / batch_name(0, 3, 40)
+    meta = BatchMeta(BatchCounters(served=7, emitted=5, dropped=2), {"": (3, 40, 0)})
+    path.write_bytes(b'{"batch":0}\n' + meta.to_json())
+    stop = asyncio.Event()
+    async with aiohttp.ClientSession() as session:
+        forwarder = Forwarder(tmp_path, str(server.make_url("/")), session)
+        task = asyncio.create_task(forwarder.run(stop))
+        for _ in range(500):
+            if not list_batches(tmp_path):
+                break
+            await asyncio.sleep(0.01)
+        stop.set()
+        await task
+    headers, body = seen[0]
+    assert body == b'{"batch":0}'
+    assert headers["X-Cachet-Requests-Served"] == "7"
+    assert headers["X-Cachet-Records-Emitted"] == "5"
+    assert headers["X-Cachet-Records-Dropped"] == "2"
+    assert read_batch_file(tmp_path / "acked" / path.name) == (b'{"batch":0}', meta)
+
+
+@pytest.mark.asyncio
+async def test_news_of_sealed_batches_is_queued_and_lost_news_is_found_in_the_folder(
+    tmp_path: Path, aiohttp_server: MakeServer
+) -> None:
+    """The sealer tells the forwarder what it sealed (no folder listing per batch); a batch
+    whose news never came (a gap in the seqs) is still sent, in order, never skipped."""
+    coordinator = FakeCoordinator([])
+    app = web.Application()
+    app.router.add_post("/v1/batches", coordinator.handle)
+    server = await aiohttp_server(app)
+    write_batches(tmp_path, 2)  # a previous run's: found by the first listing
+    stop = asyncio.Event()
+    async with aiohttp.ClientSession() as session:
+        forwarder = Forwarder(tmp_path, str(server.make_url("/")), session, poll_s=30)
+        task = asyncio.create_task(forwarder.run(stop))
+        for seq in range(2, 7):
+            (tmp_path / batch_name(seq, 0, seq)).write_bytes(b'{"batch":%d}' % seq)
+        forwarder.add([tmp_path / batch_name(2, 0, 2), tmp_path / batch_name(3, 0, 3)])
+        forwarder.add([tmp_path / batch_name(5, 0, 5)])  # the news of 4 was lost
+        forwarder.add([tmp_path / batch_name(6, 0, 6), tmp_path / batch_name(6, 0, 6)])
+        for _ in range(500):
+            if len(coordinator.received) == 7:
+                break
+            await asyncio.sleep(0.01)
+        assert forwarder.lag_count == 0
+        stop.set()
+        await task
+    assert coordinator.received == [b'{"batch":%d}' % seq for seq in range(7)]
+    assert acked(tmp_path) == list(range(7))
+
+
+@pytest.mark.asyncio
+async def test_a_batch_deleted_after_it_was_queued_is_passed_over(
+    tmp_path: Path, aiohttp_server: MakeServer
+) -> None:
+    coordinator = FakeCoordinator([])
+    app = web.Application()
+    app.router.add_post("/v1/batches", coordinator.handle)
+    server = await aiohttp_server(app)
+    write_batches(tmp_path, 3)
+    async with aiohttp.ClientSession() as session:
+        forwarder = Forwarder(tmp_path, str(server.make_url("/")), session)
+        forwarder.add([tmp_path / batch_name(2, 0, 2)])  # lists the folder: 0, 1, 2 queued
+        (tmp_path / batch_name(1, 0, 1)).unlink()
+        stop = asyncio.Event()
+        task = asyncio.create_task(forwarder.run(stop))
+        for _ in range(500):
+            if not list_batches(tmp_path):
+                break
+            await asyncio.sleep(0.01)
+        stop.set()
+        await task
+    assert coordinator.received == [b'{"batch":0}', b'{"batch":2}']
+    assert acked(tmp_path) == [0, 2]

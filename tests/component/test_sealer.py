@@ -29,6 +29,7 @@ from provenance.records import (
     record_leaf_hash,
     record_to_canonical_bytes,
 )
+from proxy.records.batch_files import read_batch_file
 from proxy.records.receipts import ReceiptIndex
 from proxy.records.sealer import Sealer, check_record, list_batches
 from proxy.records.spool import SpoolWriter, list_segments
@@ -66,7 +67,7 @@ def spool_records(spool_dir: Path, ids: range, segment_bytes: int = 64 << 20) ->
 def sealed_ids(batches_dir: Path) -> list[str]:
     ids = []
     for _, path in list_batches(batches_dir):
-        ids += [r.request_id for r in parse_sealed_batch(path.read_bytes()).records]
+        ids += [r.request_id for r in parse_sealed_batch(read_batch_file(path)[0]).records]
     return ids
 
 
@@ -118,12 +119,12 @@ def test_seals_full_batches_and_chains_them(tmp_path: Path) -> None:
     assert len(paths) == 3
     head = None
     for seq, path in enumerate(paths):
-        batch = parse_sealed_batch(path.read_bytes())
+        batch = parse_sealed_batch(read_batch_file(path)[0])
         verify_batch(batch, KeyRing([KEY.verifier]))
         verify_chain(head, batch.header)  # prev = hash of the previous header, seq + 1
         assert batch.header.seq == seq
         head = head_of(batch.header)
-    assert parse_sealed_batch(paths[0].read_bytes()).header.prev == ZERO_HASH_HEX
+    assert parse_sealed_batch(read_batch_file(paths[0])[0]).header.prev == ZERO_HASH_HEX
     assert sealed_ids(tmp_path / "batches") == [f"req-{i}" for i in range(25)]
     assert sealer.chain_head == (2, head.header_hash if head else "")
 
@@ -180,7 +181,8 @@ def test_crash_between_batch_and_marker_seals_once(
     second.recover()
     assert sealed_ids(tmp_path / "batches") == [f"req-{i}" for i in range(11)]
     headers = [
-        parse_sealed_batch(p.read_bytes()).header for _, p in list_batches(tmp_path / "batches")
+        parse_sealed_batch(read_batch_file(p)[0]).header
+        for _, p in list_batches(tmp_path / "batches")
     ]
     assert [h.seq for h in headers] == [0, 1, 2]
     assert headers[2].prev == header_hash(headers[1])
@@ -234,7 +236,7 @@ def test_signature_is_over_the_header(tmp_path: Path) -> None:
     spool_records(tmp_path / "spool", range(2))
     make_sealer(tmp_path).recover()
     ((_, path),) = list_batches(tmp_path / "batches")
-    batch = parse_sealed_batch(path.read_bytes())
+    batch = parse_sealed_batch(read_batch_file(path)[0])
     assert base64.b64encode(batch.signature).decode() in path.read_text()
     verify_batch(batch, KeyRing([KEY.verifier]))
 

@@ -12,7 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from provenance.batches import header_hash, parse_sealed_batch
+from provenance.batches import header_hash, parse_sealed_batch, verify_batch
+from provenance.keys import KeyRing
+from proxy.records.batch_files import BatchCounters, read_batch_file
 from proxy.records.sealer import Sealer, list_batches, parse_batch_name, read_counters
 from proxy.records.spool import SpoolWriter
 from tests.component.test_sealer import EDGE, KEY, record, sealed_ids
@@ -81,7 +83,8 @@ def test_crash_between_a_mid_frame_batch_and_its_marker_seals_once(
     second.recover()
     assert sealed_ids(tmp_path / "batches") == [f"req-{i}" for i in range(15)]
     headers = [
-        parse_sealed_batch(p.read_bytes()).header for _, p in list_batches(tmp_path / "batches")
+        parse_sealed_batch(read_batch_file(p)[0]).header
+        for _, p in list_batches(tmp_path / "batches")
     ]
     assert [h.seq for h in headers] == [0, 1]
     assert headers[1].prev == header_hash(headers[0])
@@ -152,12 +155,20 @@ def _answers_up_to_last_record(flushes: list[list[str]]) -> dict[str, int]:
     return total
 
 
-def test_each_batch_has_its_counters_file_beside_it(tmp_path: Path) -> None:
+def test_each_batch_file_is_the_sealed_batch_then_its_meta_on_the_next_line(
+    tmp_path: Path,
+) -> None:
+    """One file per batch (docs/design/spool.md): the first line is exactly what the forwarder
+    sends and the coordinator verifies, the second the answers and spool positions."""
     spool_flushes(tmp_path / "spool", [range(4)])
     make_sealer(tmp_path).recover()
-    names = sorted(os.listdir(tmp_path / "batches"))
-    assert len(names) == 2
-    assert names[0].endswith(".batch") and names[1] == names[0] + ".meta"
+    [name] = os.listdir(tmp_path / "batches")
+    batch, meta = read_batch_file(tmp_path / "batches" / name)
+    assert name.endswith(".batch") and b"\n" not in batch
+    verify_batch(parse_sealed_batch(batch), KeyRing([KEY.verifier]))
+    assert meta is not None and meta.counters == BatchCounters(served=4, emitted=4, dropped=0)
+    parsed = parse_batch_name(name)
+    assert parsed is not None and meta.positions[""] == parsed[1:]
 
 
 def test_a_backlog_is_read_a_few_segments_at_a_time_and_sealed_once(

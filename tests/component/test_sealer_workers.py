@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from provenance.batches import chain_head as head_of
 from provenance.batches import parse_sealed_batch, verify_chain
+from proxy.records.batch_files import meta_path, read_batch_file
 from proxy.records.receipts import ReceiptIndex
 from proxy.records.sealer import Sealer, list_batches, read_counters
 from proxy.records.spool import SpoolWriter
@@ -38,7 +39,7 @@ def sealed(tmp_path: Path) -> Counter[str]:
     seen: Counter[str] = Counter()
     head = None
     for seq, path in list_batches(tmp_path / "batches"):
-        batch = parse_sealed_batch(path.read_bytes())
+        batch = parse_sealed_batch(read_batch_file(path)[0])
         assert batch.header.seq == seq
         verify_chain(head, batch.header)
         head = head_of(batch.header)
@@ -85,6 +86,32 @@ def test_a_crash_between_batch_and_marker_resumes_every_spool_from_the_batch(
         patch.setattr(Sealer, "_write_marker", crash)
         with pytest.raises(OSError, match="simulated"):
             first.seal_ready(0, force=True)
+    write(tmp_path / "spool" / "w1", range(104, 106))
+    make_sealer(tmp_path, max_records=100).recover()
+    assert sealed(tmp_path) == Counter(f"req-{i}" for i in [*range(6), *range(100, 106)])
+
+
+def test_a_batch_with_its_meta_in_a_file_beside_it_still_resumes_every_spool(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches sealed before the meta moved into the batch file kept it in ``<batch>.meta``:
+    recovery after a crash between such a batch and the marker reads it there."""
+    first = make_sealer(tmp_path, max_records=100)
+    first.recover()
+    write(tmp_path / "spool" / "w0", range(0, 6))
+    write(tmp_path / "spool" / "w1", range(100, 104))
+    with monkeypatch.context() as patch:
+
+        def crash(*_args: object) -> None:
+            raise OSError("simulated crash")
+
+        patch.setattr(Sealer, "_write_marker", crash)
+        with pytest.raises(OSError, match="simulated"):
+            first.seal_ready(0, force=True)
+    [(_, path)] = list_batches(tmp_path / "batches")
+    batch, meta_line = path.read_bytes().split(b"\n")
+    path.write_bytes(batch)
+    meta_path(path).write_bytes(meta_line)
     write(tmp_path / "spool" / "w1", range(104, 106))
     make_sealer(tmp_path, max_records=100).recover()
     assert sealed(tmp_path) == Counter(f"req-{i}" for i in [*range(6), *range(100, 106)])

@@ -23,6 +23,7 @@ import nats
 import pytest
 
 from provenance.batches import SealedBatch, parse_sealed_batch
+from proxy.records.batch_files import read_batch_file
 from proxy.records.sealer import list_batches
 from tests.integration.conftest import Origin, Proxy, start_proxy
 from tests.services import NATS_URL, ensure_nats
@@ -37,7 +38,7 @@ def sealed_request_ids(records_dir: Path) -> Counter[str]:
     seen: Counter[str] = Counter()
     for folder in ("", "acked", "quarantine"):
         for _, path in list_batches(records_dir / "batches" / folder):
-            seen.update(r.request_id for r in parse_sealed_batch(path.read_bytes()).records)
+            seen.update(r.request_id for r in parse_sealed_batch(read_batch_file(path)[0]).records)
     return seen
 
 

@@ -14,6 +14,7 @@ import pytest
 
 from provenance.batches import parse_sealed_batch
 from provenance.keys import generate_signing_key
+from proxy.records.batch_files import read_batch_file
 from proxy.records.sealer import Sealer, list_batches
 from proxy.records.spool import SpoolWriter
 
@@ -75,7 +76,7 @@ def test_sigkill_loses_no_flushed_record_and_duplicates_none(tmp_path: Path) -> 
     Sealer(spool_dir, batches_dir, key, EDGE, max_records=50).recover()
     sealed: list[str] = []
     for _, path in list_batches(batches_dir):
-        sealed += [r.request_id for r in parse_sealed_batch(path.read_bytes()).records]
+        sealed += [r.request_id for r in parse_sealed_batch(read_batch_file(path)[0]).records]
     assert len(flushed) > 100
     assert len(sealed) == len(set(sealed)), "a record was sealed twice"
     assert flushed <= set(sealed), f"lost {len(flushed - set(sealed))} flushed records"

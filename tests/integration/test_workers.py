@@ -27,6 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from provenance.batches import parse_sealed_batch
 from proxy.cache.tiers.disk import name_for
+from proxy.records.batch_files import read_batch_file
 from proxy.records.sealer import list_batches
 from tests.integration.conftest import REPO_ROOT, Origin, Proxy, Response, http_request, start_proxy
 from tests.integration.test_records_process import records_pid, sealed_request_ids, wait_gone
@@ -277,7 +278,7 @@ def test_sigterm_stops_every_process_with_exit_0_and_seals_every_record(
     assert all(sealed[request_id] == 1 for request_id in ids)
     seqs = [seq for seq, _ in list_batches(tmp_path / "records" / "batches")]
     edges = {
-        parse_sealed_batch(path.read_bytes()).header.edge
+        parse_sealed_batch(read_batch_file(path)[0]).header.edge
         for _, path in list_batches(tmp_path / "records" / "batches")
     }
     assert seqs == list(range(len(seqs))) and len(edges) == 1
