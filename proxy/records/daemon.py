@@ -29,7 +29,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -245,6 +245,14 @@ async def _main(settings: PipelineSettings) -> int:
     return 0
 
 
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on every supported platform
+        return None
+    return uvloop.new_event_loop
+
+
 def main(argv: list[str] | None = None) -> int:
     settings = _parse_args(sys.argv[1:] if argv is None else argv)
     fastrecords.use_environment(os.environ)
@@ -255,7 +263,10 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     try:
-        return asyncio.run(_main(settings))
+        # uvloop, as the serving processes: the forwarder's POSTs and thread hops spent as much
+        # CPU in the standard loop's scheduling (timer heap, selector) as in aiohttp itself.
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            return runner.run(_main(settings))
     except Exception:
         log.exception("records process failed")
         return 1

@@ -1,0 +1,172 @@
+"""The records process end to end, alone on one core: seal + sign + forward, CPU per record.
+
+Run (from the repo root): .venv/bin/python bench/records_process.py [--records N] [--rate R]
+    [--batch N] [--rounds K] [--cpu C] [--load-cpu C] [--dir P]
+
+What recording costs an edge beyond its serving process is this process's CPU
+(docs/design/spool.md): it reads the spool, checks every record, hashes, signs and fsyncs
+batches, compresses them and POSTs them to the coordinator. `bench/hits.py --forward` measures
+it under a wrk load, where its share moves with the scheduler and the other sessions on the
+machine; here nothing else runs on its core. Per round:
+
+1. a fresh records folder with an edge key, and `python -m proxy.records.daemon` (pinned to
+   `--cpu`) forwarding to `bench/origin.py`, which acknowledges every `POST /v1/batches` (pinned,
+   with this script, to `--load-cpu`);
+2. once it is up (its status file), its CPU time is read; this script then appends `--records`
+   hit records to the spool at `--rate` per second, as the serving process does (`RecordEncoder`
+   hit templates over 100 objects, a flush every 16 records);
+3. when the coordinator has acknowledged every record's batch, its CPU time is read again.
+
+Reports CPU µs (user + system, all threads) per record of each round, and the median. Start-up
+is outside the timed span; every poll, seal and POST of the steady state is inside.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from hits import process_cpu_s
+from services import BenchError
+
+from cachet.keyfiles import write_private_key
+from provenance.keys import generate_signing_key
+from proxy.records.emit import Attribution, RecordEncoder
+from proxy.records.spool import SpoolWriter
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+EDGE = "edge-bench"
+
+
+def write_hits(spool_dir: Path, count: int, rate: int) -> None:
+    """Append ``count`` hit records at ``rate`` per second, flushing every 16 (as the hit path
+    does under load: one write per loop iteration)."""
+    encoder = RecordEncoder(EDGE, "1")
+    templates = [
+        encoder.hit_template(
+            200,
+            1024 + n,
+            Attribution("sha256:" + f"{n:064x}", "alice", "sha256:" + "ab" * 32),
+            f"http://127.0.0.1:8080/obj-{n}",
+        )
+        for n in range(100)
+    ]
+    writer = SpoolWriter(spool_dir)
+    writer.open()
+    started = time.monotonic()
+    for i in range(count):
+        writer.append(encoder.encode_hit(templates[i % 100], time.time(), f"r{i:x}"))
+        if i % 16 == 15:
+            writer.flush()
+            ahead_s = (i + 1) / rate - (time.monotonic() - started)
+            if ahead_s > 0.002:
+                time.sleep(ahead_s)
+    writer.close()
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def acked_records(records_dir: Path) -> int:
+    try:
+        return int(json.loads((records_dir / "status.json").read_bytes())["acked"])
+    except (OSError, ValueError, KeyError):
+        return -1
+
+
+def one_round(args: argparse.Namespace, origin_port: int) -> float:
+    with tempfile.TemporaryDirectory(dir=args.dir) as folder:
+        records_dir = Path(folder) / "records"
+        key = generate_signing_key(EDGE, os.urandom(32))
+        (records_dir / "keys").mkdir(parents=True)
+        write_private_key(records_dir / "keys" / f"{EDGE}.key", key)
+        command = [
+            "taskset", "-c", str(args.cpu), sys.executable, "-m", "proxy.records.daemon",
+            "--records-dir", str(records_dir), "--edge", EDGE,
+            "--batch-max-records", str(args.batch),
+            "--coordinator", f"http://127.0.0.1:{origin_port}", "--status-interval", "0.2",
+        ]  # fmt: skip
+        daemon = subprocess.Popen(command, stdin=subprocess.PIPE, cwd=folder)
+        try:
+            deadline = time.monotonic() + 30
+            while acked_records(records_dir) < 0:
+                if daemon.poll() is not None or time.monotonic() > deadline:
+                    raise BenchError("the records process did not start")
+                time.sleep(0.05)
+            before = process_cpu_s(daemon.pid)
+            write_hits(records_dir / "spool", args.records, args.rate)
+            batches = -(-args.records // args.batch)
+            deadline = time.monotonic() + 60 + args.records / 10_000
+            while len(list((records_dir / "batches" / "acked").glob("*.batch"))) < batches:
+                if daemon.poll() is not None or time.monotonic() > deadline:
+                    raise BenchError("the records process did not forward every batch in time")
+                time.sleep(0.05)
+            cost: float = (process_cpu_s(daemon.pid) - before) / args.records
+            return cost
+        finally:
+            assert daemon.stdin is not None
+            daemon.stdin.close()  # end of file on stdin: it seals what is left and exits
+            try:
+                daemon.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                daemon.kill()
+                daemon.wait()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--records", type=int, default=300_000)
+    parser.add_argument("--rate", type=int, default=60_000, help="records appended per second")
+    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--cpu", type=int, default=0, help="the records process's CPU")
+    parser.add_argument("--load-cpu", type=int, default=1, help="this script and the origin")
+    parser.add_argument("--port", type=int, default=18077)
+    parser.add_argument("--dir", help="parent folder of the records folder (default: temp)")
+    args = parser.parse_args()
+    os.sched_setaffinity(0, {args.load_cpu})
+    origin = subprocess.Popen(
+        ["taskset", "-c", str(args.load_cpu), sys.executable, str(REPO_ROOT / "bench/origin.py"),
+         "--listen", f"127.0.0.1:{args.port}"],
+        stdout=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 15
+        while not listening(args.port):
+            if time.monotonic() > deadline:
+                raise BenchError(f"bench/origin.py did not listen on {args.port}")
+            time.sleep(0.05)
+        costs = []
+        for index in range(args.rounds):
+            costs.append(one_round(args, args.port))
+            print(f"  round {index + 1}: {costs[-1] * 1e6:.2f} µs CPU per record", flush=True)
+    except BenchError as exc:
+        print(f"records_process.py: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        os.killpg(origin.pid, signal.SIGTERM)
+        origin.wait()
+    median = statistics.median(costs)
+    print(
+        f"records process (seal + sign + forward, {args.records:,} hit records at "
+        f"{args.rate:,}/s, batches of {args.batch}) on CPU {args.cpu}: median "
+        f"{median * 1e6:.2f} µs CPU per record ({1 / median:,.0f} records per CPU-second), "
+        f"rounds {', '.join(f'{c * 1e6:.2f}' for c in costs)}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
