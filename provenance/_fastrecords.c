@@ -580,8 +580,245 @@ static PyObject *set_sha256_lanes(PyObject *module, PyObject *arg) {
     return PyBool_FromLong(previous);
 }
 
+
+/* ---- runs of spool frames (proxy/records/segments.py, the sealer's common case) ---------- */
+
+enum { FRAME_HEADER = 8, MAX_FRAME_PAYLOAD = 1 << 20 };
+
+static unsigned long be32(const char *p) {
+    const unsigned char *u = (const unsigned char *)p;
+    return ((unsigned long)u[0] << 24) | ((unsigned long)u[1] << 16) |
+           ((unsigned long)u[2] << 8) | (unsigned long)u[3];
+}
+
+/* [0-9]{1,18} up to `lim` or a non-digit; its value in *out. */
+static const char *counter(const char *p, const char *lim, long long *out) {
+    if (p == NULL) return NULL;
+    const char *q = p;
+    long long v = 0;
+    while (q < lim && DIGIT(*q) && q - p < 19) v = v * 10 + (*q++ - '0');
+    if (q == p || q - p > 18) return NULL;
+    *out = v;
+    return q;
+}
+
+/* The whole of [p, lim) is "#served=N,dropped=M" (segments.py's counters line). */
+static int counters_line(const char *p, const char *lim, long long *served, long long *dropped) {
+    p = counter(LIT(p, "#served="), lim, served);
+    p = counter(LIT(p, ",dropped="), lim, dropped);
+    return p != NULL && p == lim;
+}
+
+/* crc32(data[at:at+n], value) through the Python callable `crc32` (zlib's interface); -1 with
+ * an exception set on failure. */
+static long long crc_of(PyObject *crc32, const char *at, Py_ssize_t n, unsigned long value) {
+    PyObject *view = PyMemoryView_FromMemory((char *)at, n, PyBUF_READ);
+    if (view == NULL) return -1;
+    PyObject *start = PyLong_FromUnsignedLong(value);
+    PyObject *result = start == NULL ? NULL : PyObject_CallFunctionObjArgs(crc32, view, start, NULL);
+    Py_DECREF(view);
+    Py_XDECREF(start);
+    if (result == NULL) return -1;
+    unsigned long crc = PyLong_AsUnsignedLong(result);
+    Py_DECREF(result);
+    if (crc == (unsigned long)-1 && PyErr_Occurred()) return -1;
+    return (long long)(crc & 0xffffffffUL);
+}
+
+typedef struct {
+    const char *p, *q; /* a record's bytes */
+    span_t ts;
+} span_pair_t;
+
+PyDoc_STRVAR(scan_spool_run_doc,
+"scan_spool_run(data, start, base, segment, edge, crc32, /)\n--\n\n"
+"The run of consecutive spool frames from data[start] whose every record is a valid record\n"
+"of `edge` (bytes) with a real frame CRC (`crc32`: zlib's crc32 or an equal), as\n"
+"proxy/records/segments.py frames and decodes them. Stops before the first frame that is\n"
+"missing, torn, corrupt, or holds anything else (an invalid record, another edge's, an odd\n"
+"counters line): the caller reads that one its own way. Returns (end, records, stamps,\n"
+"seconds, leaves, end_segments, end_offsets, end_skips, served, dropped, first_count): `end`\n"
+"the offset past the run (start if it is empty); per record its bytes, its ts, its RFC 9162\n"
+"leaf hash, the spool position just after it in three lists (segment, base + frame offset,\n"
+"index + 1; or segment, base + frame end, 0 for a frame's last record) and the answers it\n"
+"stands for (1 and 0; a frame's last record also takes the frame's answers beyond its\n"
+"records, from its counters line); the distinct ts seconds as scan_records gives them, for\n"
+"the caller's calendar check; and how many records the first frame holds.");
+
+static PyObject *scan_spool_run(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "scan_spool_run takes 6 arguments");
+        return NULL;
+    }
+    if (!PyLong_CheckExact(args[3]) || !PyBytes_Check(args[4]) || !PyCallable_Check(args[5])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "scan_spool_run: segment must be an int, edge bytes, crc32 callable");
+        return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) return NULL;
+    PyObject *result = NULL, *records = NULL, *stamps = NULL, *seconds = NULL, *leaves = NULL;
+    PyObject *end_segments = NULL, *end_offsets = NULL, *end_skips = NULL, *served_list = NULL;
+    PyObject *dropped_list = NULL, *one = NULL, *zero = NULL;
+    lane_message_t *messages = NULL;
+    span_pair_t *spans = NULL;
+    size_t count = 0, capacity = 0, spans_capacity = 0;
+    Py_ssize_t start = PyLong_AsSsize_t(args[1]);
+    long long base = PyLong_AsLongLong(args[2]);
+    PyObject *segment_number = args[3];
+    const char *edge = PyBytes_AS_STRING(args[4]);
+    Py_ssize_t edge_n = PyBytes_GET_SIZE(args[4]);
+    PyObject *crc32 = args[5];
+    Py_ssize_t first_count = -1;
+    if (PyErr_Occurred()) goto done;
+    if (start < 0 || start > view.len) {
+        PyErr_SetString(PyExc_ValueError, "scan_spool_run: start out of range");
+        goto done;
+    }
+    records = PyList_New(0);
+    stamps = PyList_New(0);
+    seconds = PyList_New(0);
+    end_segments = PyList_New(0);
+    end_offsets = PyList_New(0);
+    end_skips = PyList_New(0);
+    served_list = PyList_New(0);
+    dropped_list = PyList_New(0);
+    one = PyLong_FromLong(1);
+    zero = PyLong_FromLong(0);
+    if (records == NULL || stamps == NULL || seconds == NULL || end_segments == NULL ||
+        end_offsets == NULL || end_skips == NULL || served_list == NULL || dropped_list == NULL ||
+        one == NULL || zero == NULL)
+        goto done;
+    const char *data = (const char *)view.buf, *second = NULL;
+    Py_ssize_t offset = start;
+    for (;;) {
+        if (view.len - offset < FRAME_HEADER) break;
+        unsigned long size = be32(data + offset), stored = be32(data + offset + 4);
+        if (size == 0 || size > MAX_FRAME_PAYLOAD ||
+            (Py_ssize_t)size > view.len - offset - FRAME_HEADER)
+            break;
+        const char *payload = data + offset + FRAME_HEADER, *lim = payload + size;
+        long long crc = crc_of(crc32, data + offset, 4, 0);
+        if (crc >= 0) crc = crc_of(crc32, payload, (Py_ssize_t)size, (unsigned long)crc);
+        if (crc < 0) goto done;
+        if ((unsigned long)crc != stored) break;
+        /* A last line starting with '#' (after a newline) can only be the counters line. */
+        const char *body_end = lim;
+        long long frame_served = -1, frame_dropped = 0;
+        const char *last_line = lim;
+        while (last_line > payload && last_line[-1] != '\n') last_line--;
+        if (last_line > payload && last_line < lim && *last_line == '#') {
+            if (!counters_line(last_line, lim, &frame_served, &frame_dropped)) break;
+            body_end = last_line - 1;
+        }
+        /* Check every record of the frame before taking any. */
+        Py_ssize_t frame_records = 0;
+        const char *p = payload;
+        int valid = p < body_end;
+        while (valid) {
+            record_t r;
+            const char *q = record(p, body_end, &r);
+            if (q == NULL || r.edge.n != edge_n || memcmp(r.edge.p, edge, (size_t)edge_n) != 0) {
+                valid = 0;
+                break;
+            }
+            if ((size_t)frame_records == spans_capacity) {
+                spans_capacity = spans_capacity ? 2 * spans_capacity : 64;
+                span_pair_t *grown = PyMem_Realloc(spans, spans_capacity * sizeof *spans);
+                if (grown == NULL) {
+                    PyErr_NoMemory();
+                    goto done;
+                }
+                spans = grown;
+            }
+            spans[frame_records++] = (span_pair_t){p, q, r.ts};
+            if (q == body_end) break;
+            if (*q != '\n') {
+                valid = 0;
+                break;
+            }
+            p = q + 1;
+        }
+        if (!valid) break;
+        long long extra = frame_served < 0 ? 0 : frame_served - frame_records;
+        if (extra < 0) extra = 0;
+        PyObject *frame_offset = PyLong_FromLongLong(base + offset);
+        PyObject *frame_end = PyLong_FromLongLong(base + offset + FRAME_HEADER + (long long)size);
+        int failed = frame_offset == NULL || frame_end == NULL;
+        for (Py_ssize_t index = 0; !failed && index < frame_records; index++) {
+            const span_pair_t *span = &spans[index];
+            int last = index == frame_records - 1;
+            if (PyList_Append(end_segments, segment_number) < 0 ||
+                PyList_Append(end_offsets, last ? frame_end : frame_offset) < 0 ||
+                append_new(end_skips, PyLong_FromSsize_t(last ? 0 : index + 1)) < 0 ||
+                append_new(records, PyBytes_FromStringAndSize(span->p, span->q - span->p)) < 0 ||
+                append_new(stamps, PyBytes_FromStringAndSize(span->ts.p, span->ts.n)) < 0) {
+                failed = 1;
+                break;
+            }
+            if (second == NULL || memcmp(second, span->ts.p, 19) != 0) {
+                second = span->ts.p;
+                if (append_new(seconds, PyBytes_FromStringAndSize(second, 19)) < 0) {
+                    failed = 1;
+                    break;
+                }
+            }
+            if (last && (extra || frame_dropped)) {
+                if (append_new(served_list, PyLong_FromLongLong(1 + extra)) < 0 ||
+                    append_new(dropped_list, PyLong_FromLongLong(frame_dropped)) < 0)
+                    failed = 1;
+            } else if (PyList_Append(served_list, one) < 0 ||
+                       PyList_Append(dropped_list, zero) < 0) {
+                failed = 1;
+            }
+            if (!failed && count == capacity) {
+                capacity = capacity ? 2 * capacity : 256;
+                lane_message_t *grown = PyMem_Realloc(messages, capacity * sizeof *messages);
+                if (grown == NULL) {
+                    PyErr_NoMemory();
+                    failed = 1;
+                } else {
+                    messages = grown;
+                }
+            }
+            if (!failed)
+                messages[count++] = (lane_message_t){(const unsigned char *)span->p, NULL,
+                                                     (size_t)(span->q - span->p), 0, 0x00, NULL};
+        }
+        Py_XDECREF(frame_offset);
+        Py_XDECREF(frame_end);
+        if (failed) goto done;
+        if (first_count < 0) first_count = frame_records;
+        offset = offset + FRAME_HEADER + (Py_ssize_t)size;
+    }
+    leaves = digest_list(messages, count);
+    if (leaves == NULL) goto done;
+    result = Py_BuildValue("(nOOOOOOOOOn)", offset, records, stamps, seconds, leaves,
+                           end_segments, end_offsets, end_skips, served_list, dropped_list,
+                           first_count < 0 ? 0 : first_count);
+done:
+    Py_XDECREF(records);
+    Py_XDECREF(stamps);
+    Py_XDECREF(seconds);
+    Py_XDECREF(leaves);
+    Py_XDECREF(end_segments);
+    Py_XDECREF(end_offsets);
+    Py_XDECREF(end_skips);
+    Py_XDECREF(served_list);
+    Py_XDECREF(dropped_list);
+    Py_XDECREF(one);
+    Py_XDECREF(zero);
+    PyMem_Free(messages);
+    PyMem_Free(spans);
+    PyBuffer_Release(&view);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"scan_records", (PyCFunction)(void (*)(void))scan_records, METH_FASTCALL, scan_records_doc},
+    {"scan_spool_run", (PyCFunction)(void (*)(void))scan_spool_run, METH_FASTCALL,
+     scan_spool_run_doc},
     {"merkle_root", merkle_root, METH_O, merkle_root_doc},
     {"leaf_hashes", leaf_hashes, METH_O, leaf_hashes_doc},
     {"set_sha256_lanes", set_sha256_lanes, METH_O, set_sha256_lanes_doc},

@@ -14,6 +14,27 @@ def scan_records(
     tuple[list[bytes] | None, list[bytes] | None, list[bytes], list[Any] | None, list[bytes] | None]
     | None
 ): ...
+def scan_spool_run(
+    data: bytes | memoryview,
+    start: int,
+    base: int,
+    segment: int,
+    edge: bytes,
+    crc32: Any,
+    /,
+) -> tuple[
+    int,
+    list[bytes],
+    list[bytes],
+    list[bytes],
+    list[bytes],
+    list[int],
+    list[int],
+    list[int],
+    list[int],
+    list[int],
+    int,
+]: ...
 def merkle_root(leaf_hashes: Sequence[bytes], /) -> bytes: ...
 def set_sha256_lanes(on: bool, /) -> bool: ...
 def leaf_hashes(entries: Sequence[bytes], /) -> list[bytes]: ...

@@ -41,6 +41,9 @@ ScanRecords = Callable[
 ]
 
 scan_records: ScanRecords | None = None
+# (data, start, base, segment, edge, crc32) -> (end, records, stamps, seconds, leaves, ends,
+# served, dropped, first_count): proxy.records.sealer's runs of valid frames (see the C doc)
+scan_spool_run: Callable[..., tuple[Any, ...]] | None = None
 merkle_root: Callable[[Sequence[bytes]], bytes] | None = None
 leaf_hashes: Callable[[Sequence[bytes]], list[bytes]] | None = None
 set_sha256_lanes: Callable[[bool], bool] | None = None
@@ -48,6 +51,7 @@ try:
     from provenance import _fastrecords
 
     scan_records = _fastrecords.scan_records
+    scan_spool_run = _fastrecords.scan_spool_run
     merkle_root = _fastrecords.merkle_root
     leaf_hashes = _fastrecords.leaf_hashes
     set_sha256_lanes = _fastrecords.set_sha256_lanes
@@ -63,9 +67,9 @@ def use_environment(environ: Mapping[str, str]) -> None:
     (to compare the two; call before any ``ChunkChecker`` is made). ``CACHET_SHA256_LANES=0``
     or ``1``: hash one at a time through OpenSSL, or eight at a time, whatever the CPU (to
     compare the two; ``1`` raises ValueError without AVX2)."""
-    global scan_records, merkle_root, leaf_hashes
+    global scan_records, scan_spool_run, merkle_root, leaf_hashes
     if environ.get(PURE_PYTHON_VARIABLE) == "1":
-        scan_records = merkle_root = leaf_hashes = None
+        scan_records = scan_spool_run = merkle_root = leaf_hashes = None
     lanes = environ.get(SHA256_LANES_VARIABLE)
     if lanes in ("0", "1") and set_sha256_lanes is not None:
         set_sha256_lanes(lanes == "1")

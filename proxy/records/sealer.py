@@ -33,9 +33,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import repeat
 from pathlib import Path
+from typing import Any
 
+from provenance import fastrecords
 from provenance.batches import ZERO_HASH_HEX, chain_head, header_canonical_bytes, seal_header
 from provenance.batches import parse_sealed_batch as _parse_sealed_batch
+from provenance.compression import crc32
 from provenance.errors import FormatError
 from provenance.keys import SigningKey
 from provenance.merkle import leaf_hash
@@ -60,11 +63,12 @@ from proxy.records.batch_files import (
 )
 from proxy.records.chunk_check import ChunkChecker, seconds_are_real
 from proxy.records.segments import (
+    FRAME_HEADER_BYTES,
     Chunk,
     decode_chunk,
     encode_frame,
     find_next_frame,
-    scan_frames,
+    frame_at,
 )
 from proxy.records.spool import list_segments, quarantine_bytes, segment_name
 
@@ -141,14 +145,22 @@ class _Pending:
     leaves: list[bytes] = field(default_factory=list)  # each record's RFC 9162 leaf hash
     stamps: list[bytes] = field(default_factory=list)  # each record's ts
     sources: list[str] = field(default_factory=list)  # the spool each record came from
-    ends: list[Position] = field(default_factory=list)  # position just after each record
+    # The spool position just after each record, as three lists of ints (a tuple per record
+    # was a GC-tracked allocation per record): segment, frame offset, records of it sealed.
+    end_segments: list[int] = field(default_factory=list)
+    end_offsets: list[int] = field(default_factory=list)
+    end_skips: list[int] = field(default_factory=list)
     seen_ms: list[int] = field(default_factory=list)
     served: list[int] = field(default_factory=list)  # answers each record stands for
     dropped: list[int] = field(default_factory=list)
 
     def drop_first(self, count: int) -> None:
         del self.payloads[:count], self.leaves[:count], self.stamps[:count], self.sources[:count]
-        del self.ends[:count], self.seen_ms[:count], self.served[:count], self.dropped[:count]
+        del self.end_segments[:count], self.end_offsets[:count], self.end_skips[:count]
+        del self.seen_ms[:count], self.served[:count], self.dropped[:count]
+
+    def end_of(self, index: int) -> Position:
+        return (self.end_segments[index], self.end_offsets[index], self.end_skips[index])
 
 
 Marker = tuple[int, str, dict[str, Position]]  # (seq, header hash, position of every spool)
@@ -187,6 +199,8 @@ class Sealer:
         self._carried = (0, 0)  # (served, dropped) of invalid records, for the next valid one
         self._seconds_ok: dict[bytes, bool] = {}
         self._chunk_checker = ChunkChecker(edge)
+        self._scan_run = fastrecords.scan_spool_run  # None: pure Python, or tests' reference
+        self._edge_bytes = edge.encode()
         self._recovered = False
         self._unmarked: Marker | None = None  # the newest batch's marker, not yet written
         self._marked_positions: dict[str, Position] = {}
@@ -320,14 +334,24 @@ class Sealer:
             data = file.read()
             if data:
                 os.fsync(file.fileno())  # no batch may outlive the spool bytes it covers
-        consumed = 0
+        consumed, slow_until, scan_run = 0, 0, self._scan_run
         while consumed < len(data):
-            scan = scan_frames(data, consumed)
-            self._take(name, source, number, base + consumed, base, scan.payloads, scan.ends,
-                       now_ms)  # fmt: skip
-            consumed = scan.end
-            if consumed == len(data):
-                break
+            if scan_run is not None and consumed >= slow_until:
+                # The common case: a run of whole, valid frames, checked, hashed and laid out
+                # in compiled code (provenance/_fastrecords.c), queued with list operations.
+                run = scan_run(data, consumed, base, number, self._edge_bytes, crc32)
+                if run[0] > consumed:
+                    if self._take_run(name, source, run, now_ms):
+                        consumed = run[0]
+                        continue
+                    slow_until = run[0]  # a ts that is no calendar instant: frame by frame
+            # Anything else, one frame at a time: the chunk check, or record by record.
+            end = frame_at(data, consumed)
+            if end >= 0:
+                self._take(name, source, number, base + consumed, base,
+                           [data[consumed + FRAME_HEADER_BYTES : end]], [end], now_ms)  # fmt: skip
+                consumed = end
+                continue
             resume = find_next_frame(data, consumed)
             if resume < 0 and is_last:
                 break  # being written, or a torn tail the writer's open() sets aside
@@ -339,6 +363,42 @@ class Sealer:
             consumed = resume
             source.skip = 0
         source.cursor = (number, base + consumed)
+
+    def _take_run(self, name: str, source: _Source, run: tuple[Any, ...], now_ms: int) -> bool:
+        """Queue a run of valid frames from ``scan_spool_run``: the same records, stamps,
+        positions and answers ``_take`` queues frame by frame. False (nothing queued) if a
+        ``ts`` is no calendar instant."""
+        _, records, stamps, seconds, leaves, segments, offsets, skips, served, dropped, first = run
+        cache = self._seconds_ok
+        if len(cache) > 100_000:
+            cache.clear()
+        if not seconds_are_real(seconds, cache):
+            return False
+        skip, source.skip = source.skip, 0  # only the first frame read can be part-sealed
+        if skip:
+            drop = min(skip, first)
+            del records[:drop], stamps[:drop], leaves[:drop], segments[:drop], offsets[:drop]
+            del skips[:drop], served[:drop], dropped[:drop]
+        count = len(records)
+        if not count:
+            return True
+        if self._carried != (0, 0):  # answers of invalid records before this one
+            served[0] += self._carried[0]
+            dropped[0] += self._carried[1]
+            self._carried = (0, 0)
+        pending = self._pending
+        pending.payloads += records
+        pending.leaves += leaves
+        pending.stamps += stamps
+        pending.sources += repeat(name, count)
+        pending.end_segments += segments
+        pending.end_offsets += offsets
+        pending.end_skips += skips
+        pending.seen_ms += repeat(now_ms, count)
+        pending.served += served
+        pending.dropped += dropped
+        self._unsealed[name] += count
+        return True
 
     def _take(
         self,
@@ -385,8 +445,11 @@ class Sealer:
             pending.leaves += checked.leaves[skip:] if skip else checked.leaves
             pending.stamps += checked.stamps[skip:] if skip else checked.stamps
             pending.sources += repeat(name, count)
-            pending.ends += zip(repeat(number, count - 1), repeat(start), range(skip + 1, total))
-            pending.ends.append((number, end, 0))
+            pending.end_segments += repeat(number, count)
+            pending.end_offsets += repeat(start, count - 1)
+            pending.end_offsets.append(end)
+            pending.end_skips += range(skip + 1, total)
+            pending.end_skips.append(0)
             pending.seen_ms += repeat(now_ms, count)
             pending.served += served
             pending.dropped += dropped
@@ -425,7 +488,9 @@ class Sealer:
             pending.leaves.append(leaf_hash(record))
             pending.stamps.append(ts.encode())
             pending.sources.append(name)
-            pending.ends.append((number, end, 0) if index == last else (number, start, index + 1))
+            pending.end_segments.append(number)
+            pending.end_offsets.append(end if index == last else start)
+            pending.end_skips.append(0 if index == last else index + 1)
             pending.seen_ms.append(now_ms)
             pending.served.append(served)
             pending.dropped.append(dropped)
@@ -450,7 +515,7 @@ class Sealer:
             name = pending.sources[index]
             if name not in found:
                 found.add(name)
-                positions[name] = pending.ends[index]
+                positions[name] = pending.end_of(index)
                 if len(found) == len(sources):
                     break
         in_batch = (Counter(pending.sources[start : start + count]) if len(sources) > 1

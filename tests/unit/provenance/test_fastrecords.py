@@ -42,13 +42,15 @@ def test_the_compiled_module_is_built() -> None:
 
 
 def test_the_environment_switch_turns_it_off_and_nothing_else_does() -> None:
+    run, root, leaves = fastrecords.scan_spool_run, fastrecords.merkle_root, fastrecords.leaf_hashes
     try:
         fastrecords.use_environment({"CACHET_PURE_PYTHON": "0"})
-        assert fastrecords.scan_records is scan
+        assert fastrecords.scan_records is scan and fastrecords.scan_spool_run is run
         fastrecords.use_environment({"CACHET_PURE_PYTHON": "1"})
-        assert fastrecords.scan_records is None
+        assert fastrecords.scan_records is None and fastrecords.scan_spool_run is None
     finally:
-        fastrecords.scan_records = scan
+        fastrecords.scan_records, fastrecords.scan_spool_run = scan, run
+        fastrecords.merkle_root, fastrecords.leaf_hashes = root, leaves
 
 
 Expected = tuple[list[bytes], list[bytes], set[bytes], list[RecordFields], list[bytes]]
