@@ -41,7 +41,7 @@ class NatsForwarder(Forwarder):
         publish_timeout_s: float = 5.0,
         **options: Any,
     ) -> None:
-        super().__init__(batches_dir, "nats:", None, **options)  # type: ignore[arg-type]
+        super().__init__(batches_dir, "nats:", None, **options)
         self.nc, self.subject_prefix = nc, subject_prefix
         self.publish_timeout_s = publish_timeout_s
         self.duplicates = 0

@@ -6,6 +6,7 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -39,6 +40,20 @@ class FakeCoordinator:
         self.received.append(await request.read())  # aiohttp inflates Content-Encoding: gzip
         status, headers, body = self.script.pop(0) if self.script else (200, {}, b"{}")
         return web.Response(status=status, headers=headers, body=body)
+
+
+@pytest.fixture(autouse=True, params=["own-connection", "aiohttp"])
+def client(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test twice: with the forwarder's own HTTP/1.1 connection to a plain-http
+    coordinator (proxy/records/plain_http.py, the default) and with aiohttp (https)."""
+    if request.param == "aiohttp":
+        original = Forwarder.__init__
+
+        def with_aiohttp(self: Forwarder, *args: Any, **kwargs: Any) -> None:
+            original(self, *args, **{**kwargs, "plain_http": False})
+
+        monkeypatch.setattr(Forwarder, "__init__", with_aiohttp)
+    return str(request.param)
 
 
 def write_batches(batches_dir: Path, count: int) -> None:
