@@ -14,7 +14,8 @@ setup(
         Extension(
             "provenance._fastrecords",
             ["provenance/_fastrecords.c"],
-            depends=["provenance/_sha256_lanes.h"],  # eight-lane SHA-256, included by the .c
+            # eight-lane SHA-256 and the SHA extensions, included by the .c
+            depends=["provenance/_sha256_lanes.h", "provenance/_sha256_ni.h"],
             libraries=["crypto"],  # OpenSSL's SHA-256, as Python's hashlib uses
             extra_compile_args=["-O2", "-Wall", "-Wextra", "-Werror=implicit-function-declaration"],
             optional=True,

@@ -47,6 +47,7 @@ scan_spool_run: Callable[..., tuple[Any, ...]] | None = None
 merkle_root: Callable[[Sequence[bytes]], bytes] | None = None
 leaf_hashes: Callable[[Sequence[bytes]], list[bytes]] | None = None
 set_sha256_lanes: Callable[[bool], bool] | None = None
+set_sha256_ni: Callable[[bool], bool] | None = None
 try:
     from provenance import _fastrecords
 
@@ -55,21 +56,27 @@ try:
     merkle_root = _fastrecords.merkle_root
     leaf_hashes = _fastrecords.leaf_hashes
     set_sha256_lanes = _fastrecords.set_sha256_lanes
+    set_sha256_ni = _fastrecords.set_sha256_ni
 except ImportError:  # built without a compiler: the regular expressions serve
     pass
 
 PURE_PYTHON_VARIABLE = "CACHET_PURE_PYTHON"
 SHA256_LANES_VARIABLE = "CACHET_SHA256_LANES"
+SHA256_NI_VARIABLE = "CACHET_SHA256_NI"
 
 
 def use_environment(environ: Mapping[str, str]) -> None:
     """``CACHET_PURE_PYTHON=1``: run the regular expressions even where the module is built
     (to compare the two; call before any ``ChunkChecker`` is made). ``CACHET_SHA256_LANES=0``
     or ``1``: hash one at a time through OpenSSL, or eight at a time, whatever the CPU (to
-    compare the two; ``1`` raises ValueError without AVX2)."""
+    compare the two; ``1`` raises ValueError without AVX2). ``CACHET_SHA256_NI=0`` or ``1``:
+    OpenSSL, or the CPU's SHA extensions directly (``1`` raises ValueError without them)."""
     global scan_records, scan_spool_run, merkle_root, leaf_hashes
     if environ.get(PURE_PYTHON_VARIABLE) == "1":
         scan_records = scan_spool_run = merkle_root = leaf_hashes = None
     lanes = environ.get(SHA256_LANES_VARIABLE)
     if lanes in ("0", "1") and set_sha256_lanes is not None:
         set_sha256_lanes(lanes == "1")
+    ni = environ.get(SHA256_NI_VARIABLE)
+    if ni in ("0", "1") and set_sha256_ni is not None:
+        set_sha256_ni(ni == "1")

@@ -300,6 +300,7 @@ def test_bad_arguments_raise_instead_of_reading_out_of_bounds(
 
 merkle_root = fastrecords.merkle_root
 set_lanes = fastrecords.set_sha256_lanes
+set_ni = fastrecords.set_sha256_ni
 
 
 def lanes_available() -> bool:
@@ -313,19 +314,35 @@ def lanes_available() -> bool:
     return True
 
 
+def ni_available() -> bool:
+    """Whether this CPU has the SHA extensions (``_sha256_ni.h``)."""
+    assert set_ni is not None
+    try:
+        previous = set_ni(True)
+    except ValueError:
+        return False
+    set_ni(previous)
+    return True
+
+
 def hashings() -> Iterator[str]:
     """Run the caller's checks once per hashing path the module has on this CPU: OpenSSL one
-    message at a time, and eight AVX2 lanes (``_sha256_lanes.h``); import picks one by the
-    CPU, so each path is tested whichever that is."""
-    assert set_lanes is not None
-    previous = set_lanes(False)
+    message at a time, eight AVX2 lanes (``_sha256_lanes.h``) and the SHA extensions
+    (``_sha256_ni.h``); import picks by the CPU, so each path is tested whichever that is."""
+    assert set_lanes is not None and set_ni is not None
+    previous, previous_ni = set_lanes(False), set_ni(False)
     try:
         yield "openssl"
         if lanes_available():
             set_lanes(True)
             yield "lanes"
+            set_lanes(False)
+        if ni_available():
+            set_ni(True)
+            yield "sha-ni"
     finally:
         set_lanes(previous)
+        set_ni(previous_ni)
 
 
 @needs_module
@@ -365,6 +382,35 @@ def test_leaf_hashes_at_every_length_across_block_boundaries() -> None:
         assert compiled_leaf_hashes(entries) == [leaf_hash(entry) for entry in entries]
         for size in range(12):  # fewer messages than lanes, and lanes left idle at the end
             assert compiled_leaf_hashes(entries[:size]) == [leaf_hash(e) for e in entries[:size]]
+
+
+@needs_module
+def test_leaf_hashes_either_side_of_the_sha_extensions_buffer() -> None:
+    """_sha256_ni.h pads a message in one 2048-byte buffer and leaves longer ones to OpenSSL:
+    entries of 2038 bytes (with the prefix and padding, 32 blocks) and 2039 (33) both hash
+    right, as do runs of long and short ones mixed."""
+    assert compiled_leaf_hashes is not None
+    entries = [bytes((i * 13 + j) % 256 for j in range(i)) for i in range(2028, 2050)]
+    entries += [b"x" * 5000, b"", b"y" * 2038, b"z" * 70_000]
+    for _ in hashings():
+        assert compiled_leaf_hashes(entries) == [leaf_hash(entry) for entry in entries]
+
+
+@needs_module
+def test_the_sha_extensions_switch_reports_and_the_environment_sets_it() -> None:
+    assert set_ni is not None
+    previous = set_ni(False)
+    try:
+        fastrecords.use_environment({"CACHET_SHA256_NI": "0"})
+        assert set_ni(False) is False
+        if ni_available():
+            fastrecords.use_environment({"CACHET_SHA256_NI": "1"})
+            assert set_ni(False) is True
+        else:
+            with pytest.raises(ValueError, match="SHA extensions"):
+                set_ni(True)
+    finally:
+        set_ni(previous)
 
 
 @needs_module
