@@ -10,7 +10,8 @@
  * by the end of the run; the input is untrusted (a spool file, an edge's POST body).
  *
  * Hashes of a whole batch go eight at a time through _sha256_lanes.h where the CPU has AVX2 but no
- * SHA instructions, else one at a time through OpenSSL; both give the same bytes.
+ * SHA instructions, through the SHA instructions directly (_sha256_ni.h) where it has them, else
+ * one at a time through OpenSSL; all give the same bytes.
  *
  * No I/O; no state between calls but a reused hashing context and that choice: each call is a
  * function of its arguments alone. */
