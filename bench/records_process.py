@@ -36,11 +36,12 @@ import time
 from pathlib import Path
 
 from hits import process_cpu_s
+from seal_spool import hit_templates
 from services import BenchError
 
 from cachet.keyfiles import write_private_key
 from provenance.keys import generate_signing_key
-from proxy.records.emit import Attribution, RecordEncoder
+from proxy.records.emit import RecordEncoder
 from proxy.records.spool import SpoolWriter
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -52,15 +53,7 @@ def write_hits(spool_dir: Path, count: int, rate: int) -> None:
     """Append ``count`` hit records at ``rate`` per second, flushing every 16 (as the hit path
     does under load: one write per loop iteration)."""
     encoder = RecordEncoder(EDGE, "1")
-    templates = [
-        encoder.hit_template(
-            200,
-            1024 + n,
-            Attribution("sha256:" + f"{n:064x}", "alice", "sha256:" + "ab" * 32),
-            f"http://127.0.0.1:8080/obj-{n}",
-        )
-        for n in range(100)
-    ]
+    templates = hit_templates(encoder)
     writer = SpoolWriter(spool_dir)
     writer.open()
     started = time.monotonic()

@@ -57,10 +57,10 @@ def fill_spool(spool_dir: Path, count: int) -> None:
     writer.close()
 
 
-def fill_spool_with_hits(spool_dir: Path, count: int, objects: int = 100) -> None:
-    """What the hit path (proxy/handler.py _record_hit) appends, at ~30k hits/s."""
-    encoder = RecordEncoder(EDGE, "1")
-    templates = [
+def hit_templates(encoder: RecordEncoder, objects: int = 100) -> list[tuple[bytes, bytes, bytes]]:
+    """The hit path's record templates (proxy/handler.py _record_hit) for ``objects`` stored
+    responses of 1 KiB, attributed, with cache key hashes."""
+    return [
         encoder.hit_template(
             200,
             1024 + n,
@@ -69,6 +69,12 @@ def fill_spool_with_hits(spool_dir: Path, count: int, objects: int = 100) -> Non
         )
         for n in range(objects)
     ]
+
+
+def fill_spool_with_hits(spool_dir: Path, count: int, objects: int = 100) -> None:
+    """What the hit path (proxy/handler.py _record_hit) appends, at ~30k hits/s."""
+    encoder = RecordEncoder(EDGE, "1")
+    templates = hit_templates(encoder, objects)
     writer = SpoolWriter(spool_dir)
     writer.open()
     start = 1_795_000_000.0
@@ -106,9 +112,7 @@ def time_polls(count: int, batch: int, parent: str | None, rate: int = 30_000) -
         sealer = Sealer(root / "spool", root / "batches", key, EDGE, max_records=batch)
         sealer.recover()
         encoder = RecordEncoder(EDGE, "1")
-        templates = [encoder.hit_template(200, 1024 + n, Attribution("sha256:" + f"{n:064x}",
-                     "alice", "sha256:" + "ab" * 32), f"http://127.0.0.1:8080/obj-{n}")
-                     for n in range(100)]  # fmt: skip
+        templates = hit_templates(encoder)
         now_s, elapsed = 1_795_000_000.0, 0.0
         for first in range(0, count, per_poll):
             for i in range(first, min(count, first + per_poll)):

@@ -27,17 +27,37 @@ MakeServer = Callable[[web.Application], Awaitable[TestServer]]
 Reply = tuple[int, dict[str, str], bytes]
 
 
+async def coordinator_url(coordinator: FakeCoordinator, make_server: MakeServer) -> str:
+    app = web.Application()
+    app.router.add_post("/v1/batches", coordinator.handle)
+    return str((await make_server(app)).make_url("/"))
+
+
+async def drain(forwarder: Forwarder, batches_dir: Path) -> None:
+    """Run the forwarder until no batch is left to send (5 s at most), then stop it."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(forwarder.run(stop))
+    for _ in range(500):
+        if not list_batches(batches_dir):
+            break
+        await asyncio.sleep(0.01)
+    stop.set()
+    await task
+
+
 class FakeCoordinator:
     """Answers each POST with the next scripted reply (then 200) and keeps what it received."""
 
     def __init__(self, script: list[Reply]) -> None:
         self.script = list(script)
         self.received: list[bytes] = []
+        self.headers: list[dict[str, str]] = []
 
     async def handle(self, request: web.Request) -> web.Response:
         assert request.headers["Content-Encoding"] == "gzip"
         assert request.content_type == "application/json"
         self.received.append(await request.read())  # aiohttp inflates Content-Encoding: gzip
+        self.headers.append(dict(request.headers))
         status, headers, body = self.script.pop(0) if self.script else (200, {}, b"{}")
         return web.Response(status=status, headers=headers, body=body)
 
@@ -66,9 +86,7 @@ async def forward(
     tmp_path: Path, make_server: MakeServer, script: list[Reply], count: int, max_acked: int = 10
 ) -> tuple[FakeCoordinator, Forwarder, list[float]]:
     coordinator = FakeCoordinator(script)
-    app = web.Application()
-    app.router.add_post("/v1/batches", coordinator.handle)
-    server = await make_server(app)
+    url = await coordinator_url(coordinator, make_server)
     write_batches(tmp_path, count)
     delays: list[float] = []
 
@@ -76,23 +94,11 @@ async def forward(
         delays.append(delay_s)
         await asyncio.sleep(0)
 
-    stop = asyncio.Event()
     async with aiohttp.ClientSession() as session:
         forwarder = Forwarder(
-            tmp_path,
-            str(server.make_url("/")),
-            session,
-            sleep=fake_sleep,
-            jitter=lambda h: h,
-            max_acked=max_acked,
+            tmp_path, url, session, sleep=fake_sleep, jitter=lambda h: h, max_acked=max_acked
         )
-        task = asyncio.create_task(forwarder.run(stop))
-        for _ in range(500):
-            if not list_batches(tmp_path):
-                break
-            await asyncio.sleep(0.01)
-        stop.set()
-        await task
+        await drain(forwarder, tmp_path)
     return coordinator, forwarder, delays
 
 
@@ -197,29 +203,15 @@ async def test_an_older_batchs_meta_file_beside_it_is_read_and_moved_with_it(
     tmp_path: Path, aiohttp_server: MakeServer
 ) -> None:
     """docs/billing.md "Reconciliation": the answers a batch stands for go with it."""
-    seen: list[dict[str, str]] = []
-
-    async def handle(request: web.Request) -> web.Response:
-        seen.append(dict(request.headers))
-        return web.Response(status=200, body=b"{}")
-
-    app = web.Application()
-    app.router.add_post("/v1/batches", handle)
-    server = await aiohttp_server(app)
+    coordinator = FakeCoordinator([])
+    url = await coordinator_url(coordinator, aiohttp_server)
     write_batches(tmp_path, 2)
     first = tmp_path / batch_name(0, 0, 0)
     meta = BatchMeta(BatchCounters(served=12, emitted=9, dropped=1), {"": (0, 0, 0)})
     meta_path(first).write_bytes(meta.to_json())
-    stop = asyncio.Event()
     async with aiohttp.ClientSession() as session:
-        forwarder = Forwarder(tmp_path, str(server.make_url("/")), session)
-        task = asyncio.create_task(forwarder.run(stop))
-        for _ in range(500):
-            if not list_batches(tmp_path):
-                break
-            await asyncio.sleep(0.01)
-        stop.set()
-        await task
+        await drain(Forwarder(tmp_path, url, session), tmp_path)
+    seen = coordinator.headers
     assert seen[0]["X-Cachet-Requests-Served"] == "12"
     assert seen[0]["X-Cachet-Records-Emitted"] == "9"
     assert seen[0]["X-Cachet-Records-Dropped"] == "1"
@@ -235,29 +227,14 @@ async def test_sends_only_the_batch_line_with_the_counters_of_its_meta_line(
 ) -> None:
     """A batch file is the batch, a newline, its meta: the coordinator gets the batch's bytes
     exactly (its signature covers them) and the meta only as the reconciliation headers."""
-    seen: list[tuple[dict[str, str], bytes]] = []
-
-    async def handle(request: web.Request) -> web.Response:
-        seen.append((dict(request.headers), await request.read()))
-        return web.Response(status=200, body=b"{}")
-
-    app = web.Application()
-    app.router.add_post("/v1/batches", handle)
-    server = await aiohttp_server(app)
+    coordinator = FakeCoordinator([])
+    url = await coordinator_url(coordinator, aiohttp_server)
     path = tmp_path / batch_name(0, 3, 40)
     meta = BatchMeta(BatchCounters(served=7, emitted=5, dropped=2), {"": (3, 40, 0)})
     path.write_bytes(b'{"batch":0}\n' + meta.to_json())
-    stop = asyncio.Event()
     async with aiohttp.ClientSession() as session:
-        forwarder = Forwarder(tmp_path, str(server.make_url("/")), session)
-        task = asyncio.create_task(forwarder.run(stop))
-        for _ in range(500):
-            if not list_batches(tmp_path):
-                break
-            await asyncio.sleep(0.01)
-        stop.set()
-        await task
-    headers, body = seen[0]
+        await drain(Forwarder(tmp_path, url, session), tmp_path)
+    headers, body = coordinator.headers[0], coordinator.received[0]
     assert body == b'{"batch":0}'
     assert headers["X-Cachet-Requests-Served"] == "7"
     assert headers["X-Cachet-Records-Emitted"] == "5"
@@ -272,13 +249,11 @@ async def test_news_of_sealed_batches_is_queued_and_lost_news_is_found_in_the_fo
     """The sealer tells the forwarder what it sealed (no folder listing per batch); a batch
     whose news never came (a gap in the seqs) is still sent, in order, never skipped."""
     coordinator = FakeCoordinator([])
-    app = web.Application()
-    app.router.add_post("/v1/batches", coordinator.handle)
-    server = await aiohttp_server(app)
+    url = await coordinator_url(coordinator, aiohttp_server)
     write_batches(tmp_path, 2)  # a previous run's: found by the first listing
     stop = asyncio.Event()
     async with aiohttp.ClientSession() as session:
-        forwarder = Forwarder(tmp_path, str(server.make_url("/")), session, poll_s=30)
+        forwarder = Forwarder(tmp_path, url, session, poll_s=30)
         task = asyncio.create_task(forwarder.run(stop))
         for seq in range(2, 7):
             (tmp_path / batch_name(seq, 0, seq)).write_bytes(b'{"batch":%d}' % seq)
@@ -301,21 +276,12 @@ async def test_a_batch_deleted_after_it_was_queued_is_passed_over(
     tmp_path: Path, aiohttp_server: MakeServer
 ) -> None:
     coordinator = FakeCoordinator([])
-    app = web.Application()
-    app.router.add_post("/v1/batches", coordinator.handle)
-    server = await aiohttp_server(app)
+    url = await coordinator_url(coordinator, aiohttp_server)
     write_batches(tmp_path, 3)
     async with aiohttp.ClientSession() as session:
-        forwarder = Forwarder(tmp_path, str(server.make_url("/")), session)
+        forwarder = Forwarder(tmp_path, url, session)
         forwarder.add([tmp_path / batch_name(2, 0, 2)])  # lists the folder: 0, 1, 2 queued
         (tmp_path / batch_name(1, 0, 1)).unlink()
-        stop = asyncio.Event()
-        task = asyncio.create_task(forwarder.run(stop))
-        for _ in range(500):
-            if not list_batches(tmp_path):
-                break
-            await asyncio.sleep(0.01)
-        stop.set()
-        await task
+        await drain(forwarder, tmp_path)
     assert coordinator.received == [b'{"batch":0}', b'{"batch":2}']
     assert acked(tmp_path) == [0, 2]

@@ -71,9 +71,8 @@ def test_a_worker_spool_that_appears_later_is_sealed_too(tmp_path: Path) -> None
     assert sealed(tmp_path) == Counter(f"req-{i}" for i in [*range(12), *range(50, 53)])
 
 
-def test_a_crash_between_batch_and_marker_resumes_every_spool_from_the_batch(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def seal_then_crash_before_the_marker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two worker spools sealed into one batch, and the process gone before the marker."""
     first = make_sealer(tmp_path, max_records=100)
     first.recover()
     write(tmp_path / "spool" / "w0", range(0, 6))
@@ -86,6 +85,12 @@ def test_a_crash_between_batch_and_marker_resumes_every_spool_from_the_batch(
         patch.setattr(Sealer, "_write_marker", crash)
         with pytest.raises(OSError, match="simulated"):
             first.seal_ready(0, force=True)
+
+
+def test_a_crash_between_batch_and_marker_resumes_every_spool_from_the_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seal_then_crash_before_the_marker(tmp_path, monkeypatch)
     write(tmp_path / "spool" / "w1", range(104, 106))
     make_sealer(tmp_path, max_records=100).recover()
     assert sealed(tmp_path) == Counter(f"req-{i}" for i in [*range(6), *range(100, 106)])
@@ -96,18 +101,7 @@ def test_a_batch_with_its_meta_in_a_file_beside_it_still_resumes_every_spool(
 ) -> None:
     """Batches sealed before the meta moved into the batch file kept it in ``<batch>.meta``:
     recovery after a crash between such a batch and the marker reads it there."""
-    first = make_sealer(tmp_path, max_records=100)
-    first.recover()
-    write(tmp_path / "spool" / "w0", range(0, 6))
-    write(tmp_path / "spool" / "w1", range(100, 104))
-    with monkeypatch.context() as patch:
-
-        def crash(*_args: object) -> None:
-            raise OSError("simulated crash")
-
-        patch.setattr(Sealer, "_write_marker", crash)
-        with pytest.raises(OSError, match="simulated"):
-            first.seal_ready(0, force=True)
+    seal_then_crash_before_the_marker(tmp_path, monkeypatch)
     [(_, path)] = list_batches(tmp_path / "batches")
     batch, meta_line = path.read_bytes().split(b"\n")
     path.write_bytes(batch)

@@ -8,7 +8,7 @@ check of ``ts`` (RFC 3339 §5.7) stays the caller's, once per second it reports.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from hypothesis import given, settings
@@ -397,23 +397,6 @@ def test_leaf_hashes_either_side_of_the_sha_extensions_buffer() -> None:
 
 
 @needs_module
-def test_the_sha_extensions_switch_reports_and_the_environment_sets_it() -> None:
-    assert set_ni is not None
-    previous = set_ni(False)
-    try:
-        fastrecords.use_environment({"CACHET_SHA256_NI": "0"})
-        assert set_ni(False) is False
-        if ni_available():
-            fastrecords.use_environment({"CACHET_SHA256_NI": "1"})
-            assert set_ni(False) is True
-        else:
-            with pytest.raises(ValueError, match="SHA extensions"):
-                set_ni(True)
-    finally:
-        set_ni(previous)
-
-
-@needs_module
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.binary(max_size=1200), max_size=40))
 def test_leaf_hashes_of_any_entries(entries: list[bytes]) -> None:
@@ -442,21 +425,31 @@ def test_leaf_hashes_refuse_what_is_not_bytes() -> None:
 
 
 @needs_module
-def test_the_lanes_switch_reports_and_the_environment_sets_it() -> None:
-    assert set_lanes is not None
-    previous = set_lanes(False)
+@pytest.mark.parametrize(
+    ("setter", "variable", "available", "missing"),
+    [
+        ("set_sha256_lanes", "CACHET_SHA256_LANES", lanes_available, "AVX2"),
+        ("set_sha256_ni", "CACHET_SHA256_NI", ni_available, "SHA extensions"),
+    ],
+)
+def test_the_hashing_switches_report_and_the_environment_sets_them(
+    setter: str, variable: str, available: Callable[[], bool], missing: str
+) -> None:
+    switch = getattr(fastrecords, setter)
+    assert switch is not None
+    previous = switch(False)
     try:
-        assert set_lanes(False) is False
-        fastrecords.use_environment({"CACHET_SHA256_LANES": "0"})
-        assert set_lanes(False) is False
-        if lanes_available():
-            fastrecords.use_environment({"CACHET_SHA256_LANES": "1"})
-            assert set_lanes(False) is True
+        assert switch(False) is False
+        fastrecords.use_environment({variable: "0"})
+        assert switch(False) is False
+        if available():
+            fastrecords.use_environment({variable: "1"})
+            assert switch(False) is True
         else:
-            with pytest.raises(ValueError, match="AVX2"):
-                set_lanes(True)
+            with pytest.raises(ValueError, match=missing):
+                switch(True)
     finally:
-        set_lanes(previous)
+        switch(previous)
 
 
 @needs_module
