@@ -41,8 +41,9 @@ ScanRecords = Callable[
 ]
 
 scan_records: ScanRecords | None = None
-# (data, start, base, segment, edge, crc32) -> (end, records, stamps, seconds, leaves, ends,
-# served, dropped, first_count): proxy.records.sealer's runs of valid frames (see the C doc)
+# (data, start, base, segment, edge, crc32) -> (end, records, stamps, seconds, leaves,
+# end_segments, end_offsets, end_skips, served, dropped, first_count): the sealer's runs of
+# valid frames (proxy.records.sealer; the C function's doc string says more)
 scan_spool_run: Callable[..., tuple[Any, ...]] | None = None
 merkle_root: Callable[[Sequence[bytes]], bytes] | None = None
 leaf_hashes: Callable[[Sequence[bytes]], list[bytes]] | None = None
