@@ -662,9 +662,10 @@ PyDoc_STRVAR(scan_spool_run_doc,
 "of `edge` (bytes) with a real frame CRC (`crc32`: zlib's crc32 or an equal), as\n"
 "proxy/records/segments.py frames and decodes them. Stops before the first frame that is\n"
 "missing, torn, corrupt, or holds anything else (an invalid record, another edge's, an odd\n"
-"counters line): the caller reads that one its own way. Returns (end, records, stamps,\n"
+"counters line): the caller reads that one its own way. Returns (end, starts, stops, stamps,\n"
 "seconds, leaves, end_segments, end_offsets, end_skips, served, dropped, first_count): `end`\n"
-"the offset past the run (start if it is empty); per record its bytes, its ts, its RFC 9162\n"
+"the offset past the run (start if it is empty); per record where its bytes are in `data`\n"
+"(data[start:stop], not copied: join_spans builds a batch from them), its ts, its RFC 9162\n"
 "leaf hash, the spool position just after it in three lists (segment, base + frame offset,\n"
 "index + 1; or segment, base + frame end, 0 for a frame's last record) and the answers it\n"
 "stands for (1 and 0; a frame's last record also takes the frame's answers beyond its\n"
@@ -684,8 +685,8 @@ static PyObject *scan_spool_run(PyObject *module, PyObject *const *args, Py_ssiz
     }
     Py_buffer view;
     if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) return NULL;
-    PyObject *result = NULL, *records = NULL, *stamps = NULL, *seconds = NULL, *leaves = NULL;
-    PyObject *end_segments = NULL, *end_offsets = NULL, *end_skips = NULL, *served_list = NULL;
+    PyObject *result = NULL, *starts = NULL, *stops = NULL, *stamps = NULL, *seconds = NULL;
+    PyObject *leaves = NULL, *end_segments = NULL, *end_offsets = NULL, *end_skips = NULL, *served_list = NULL;
     PyObject *dropped_list = NULL, *one = NULL, *zero = NULL;
     lane_message_t *messages = NULL;
     span_pair_t *spans = NULL;
@@ -702,7 +703,8 @@ static PyObject *scan_spool_run(PyObject *module, PyObject *const *args, Py_ssiz
         PyErr_SetString(PyExc_ValueError, "scan_spool_run: start out of range");
         goto done;
     }
-    records = PyList_New(0);
+    starts = PyList_New(0);
+    stops = PyList_New(0);
     stamps = PyList_New(0);
     seconds = PyList_New(0);
     end_segments = PyList_New(0);
@@ -712,7 +714,7 @@ static PyObject *scan_spool_run(PyObject *module, PyObject *const *args, Py_ssiz
     dropped_list = PyList_New(0);
     one = PyLong_FromLong(1);
     zero = PyLong_FromLong(0);
-    if (records == NULL || stamps == NULL || seconds == NULL || end_segments == NULL ||
+    if (starts == NULL || stops == NULL || stamps == NULL || seconds == NULL || end_segments == NULL ||
         end_offsets == NULL || end_skips == NULL || served_list == NULL || dropped_list == NULL ||
         one == NULL || zero == NULL)
         goto done;
@@ -778,7 +780,8 @@ static PyObject *scan_spool_run(PyObject *module, PyObject *const *args, Py_ssiz
             if (PyList_Append(end_segments, segment_number) < 0 ||
                 PyList_Append(end_offsets, last ? frame_end : frame_offset) < 0 ||
                 append_new(end_skips, PyLong_FromSsize_t(last ? 0 : index + 1)) < 0 ||
-                append_new(records, PyBytes_FromStringAndSize(span->p, span->q - span->p)) < 0 ||
+                append_new(starts, PyLong_FromSsize_t(span->p - data)) < 0 ||
+                append_new(stops, PyLong_FromSsize_t(span->q - data)) < 0 ||
                 append_new(stamps, PyBytes_FromStringAndSize(span->ts.p, span->ts.n)) < 0) {
                 failed = 1;
                 break;
@@ -820,11 +823,12 @@ static PyObject *scan_spool_run(PyObject *module, PyObject *const *args, Py_ssiz
     }
     leaves = digest_list(messages, count);
     if (leaves == NULL) goto done;
-    result = Py_BuildValue("(nOOOOOOOOOn)", offset, records, stamps, seconds, leaves,
+    result = Py_BuildValue("(nOOOOOOOOOOn)", offset, starts, stops, stamps, seconds, leaves,
                            end_segments, end_offsets, end_skips, served_list, dropped_list,
                            first_count < 0 ? 0 : first_count);
 done:
-    Py_XDECREF(records);
+    Py_XDECREF(starts);
+    Py_XDECREF(stops);
     Py_XDECREF(stamps);
     Py_XDECREF(seconds);
     Py_XDECREF(leaves);
@@ -841,10 +845,73 @@ done:
     return result;
 }
 
+
+PyDoc_STRVAR(join_spans_doc,
+"join_spans(buffers, starts, stops, separator, /)\n--\n\n"
+"separator.join(b[s:e] for b, s, e in zip(buffers, starts, stops)) in one copy: the sealer's\n"
+"records body from the spool bytes they lie in (scan_spool_run). Lists of equal length;\n"
+"buffers are bytes, starts and stops ints with 0 <= start <= stop <= len(buffer); else\n"
+"TypeError or ValueError.");
+
+static PyObject *join_spans(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "join_spans takes 4 arguments");
+        return NULL;
+    }
+    PyObject *buffers = args[0], *starts = args[1], *stops = args[2], *separator = args[3];
+    if (!PyList_Check(buffers) || !PyList_Check(starts) || !PyList_Check(stops) ||
+        !PyBytes_Check(separator)) {
+        PyErr_SetString(PyExc_TypeError, "join_spans: three lists and a bytes separator");
+        return NULL;
+    }
+    Py_ssize_t count = PyList_GET_SIZE(buffers), sep_n = PyBytes_GET_SIZE(separator);
+    if (PyList_GET_SIZE(starts) != count || PyList_GET_SIZE(stops) != count) {
+        PyErr_SetString(PyExc_ValueError, "join_spans: lists of different lengths");
+        return NULL;
+    }
+    Py_ssize_t total = count > 0 ? sep_n * (count - 1) : 0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *buffer = PyList_GET_ITEM(buffers, i);
+        if (!PyBytes_Check(buffer)) {
+            PyErr_SetString(PyExc_TypeError, "join_spans: buffers must be bytes");
+            return NULL;
+        }
+        Py_ssize_t start = PyLong_AsSsize_t(PyList_GET_ITEM(starts, i));
+        Py_ssize_t stop = PyLong_AsSsize_t(PyList_GET_ITEM(stops, i));
+        if ((start == -1 || stop == -1) && PyErr_Occurred()) return NULL;
+        if (start < 0 || start > stop || stop > PyBytes_GET_SIZE(buffer)) {
+            PyErr_SetString(PyExc_ValueError, "join_spans: a span outside its buffer");
+            return NULL;
+        }
+        if (stop - start > PY_SSIZE_T_MAX - total) {
+            PyErr_SetString(PyExc_OverflowError, "join_spans: too large");
+            return NULL;
+        }
+        total += stop - start;
+    }
+    PyObject *joined = PyBytes_FromStringAndSize(NULL, total);
+    if (joined == NULL) return NULL;
+    char *out = PyBytes_AS_STRING(joined);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *buffer = PyList_GET_ITEM(buffers, i);
+        Py_ssize_t start = PyLong_AsSsize_t(PyList_GET_ITEM(starts, i));
+        Py_ssize_t stop = PyLong_AsSsize_t(PyList_GET_ITEM(stops, i));
+        if (i > 0) {
+            memcpy(out, PyBytes_AS_STRING(separator), (size_t)sep_n);
+            out += sep_n;
+        }
+        memcpy(out, PyBytes_AS_STRING(buffer) + start, (size_t)(stop - start));
+        out += stop - start;
+    }
+    return joined;
+}
+
 static PyMethodDef methods[] = {
     {"scan_records", (PyCFunction)(void (*)(void))scan_records, METH_FASTCALL, scan_records_doc},
     {"scan_spool_run", (PyCFunction)(void (*)(void))scan_spool_run, METH_FASTCALL,
      scan_spool_run_doc},
+    {"join_spans", (PyCFunction)(void (*)(void))join_spans, METH_FASTCALL, join_spans_doc},
     {"merkle_root", merkle_root, METH_O, merkle_root_doc},
     {"leaf_hashes", leaf_hashes, METH_O, leaf_hashes_doc},
     {"set_sha256_lanes", set_sha256_lanes, METH_O, set_sha256_lanes_doc},

@@ -24,7 +24,8 @@ def scan_spool_run(
     /,
 ) -> tuple[
     int,
-    list[bytes],
+    list[int],
+    list[int],
     list[bytes],
     list[bytes],
     list[bytes],
@@ -35,6 +36,9 @@ def scan_spool_run(
     list[int],
     int,
 ]: ...
+def join_spans(
+    buffers: list[bytes], starts: list[int], stops: list[int], separator: bytes, /
+) -> bytes: ...
 def merkle_root(leaf_hashes: Sequence[bytes], /) -> bytes: ...
 def set_sha256_lanes(on: bool, /) -> bool: ...
 def set_sha256_ni(on: bool, /) -> bool: ...

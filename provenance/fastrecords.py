@@ -41,10 +41,22 @@ ScanRecords = Callable[
 ]
 
 scan_records: ScanRecords | None = None
-# (data, start, base, segment, edge, crc32) -> (end, records, stamps, seconds, leaves,
+# (data, start, base, segment, edge, crc32) -> (end, starts, stops, stamps, seconds, leaves,
 # end_segments, end_offsets, end_skips, served, dropped, first_count): the sealer's runs of
 # valid frames (proxy.records.sealer; the C function's doc string says more)
 scan_spool_run: Callable[..., tuple[Any, ...]] | None = None
+
+
+def _join_spans(
+    buffers: list[bytes], starts: list[int], stops: list[int], separator: bytes
+) -> bytes:
+    """``separator.join(b[s:e] ...)``: what the compiled join_spans does in one copy."""
+    return separator.join(
+        buffer[start:stop] for buffer, start, stop in zip(buffers, starts, stops, strict=True)
+    )
+
+
+join_spans: Callable[[list[bytes], list[int], list[int], bytes], bytes] = _join_spans
 merkle_root: Callable[[Sequence[bytes]], bytes] | None = None
 leaf_hashes: Callable[[Sequence[bytes]], list[bytes]] | None = None
 set_sha256_lanes: Callable[[bool], bool] | None = None
@@ -54,6 +66,7 @@ try:
 
     scan_records = _fastrecords.scan_records
     scan_spool_run = _fastrecords.scan_spool_run
+    join_spans = _fastrecords.join_spans
     merkle_root = _fastrecords.merkle_root
     leaf_hashes = _fastrecords.leaf_hashes
     set_sha256_lanes = _fastrecords.set_sha256_lanes

@@ -141,7 +141,12 @@ class _Source:
 class _Pending:
     """Records read from the spools and not yet sealed, in reading order."""
 
-    payloads: list[bytes] = field(default_factory=list)
+    # Each record is buffers[i][starts[i]:stops[i]]: a record read in a run of frames stays in
+    # the segment bytes it was read from (making a bytes object of each cost more than
+    # checking it); the batch body is joined from the spans in one copy (join_spans).
+    buffers: list[bytes] = field(default_factory=list)
+    starts: list[int] = field(default_factory=list)
+    stops: list[int] = field(default_factory=list)
     leaves: list[bytes] = field(default_factory=list)  # each record's RFC 9162 leaf hash
     stamps: list[bytes] = field(default_factory=list)  # each record's ts
     sources: list[str] = field(default_factory=list)  # the spool each record came from
@@ -155,9 +160,19 @@ class _Pending:
     dropped: list[int] = field(default_factory=list)
 
     def drop_first(self, count: int) -> None:
-        del self.payloads[:count], self.leaves[:count], self.stamps[:count], self.sources[:count]
+        del self.buffers[:count], self.starts[:count], self.stops[:count]
+        del self.leaves[:count], self.stamps[:count], self.sources[:count]
         del self.end_segments[:count], self.end_offsets[:count], self.end_skips[:count]
         del self.seen_ms[:count], self.served[:count], self.dropped[:count]
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def add_records(self, records: list[bytes]) -> None:
+        """Records that are bytes objects of their own (read frame by frame)."""
+        self.buffers += records
+        self.starts += repeat(0, len(records))
+        self.stops += map(len, records)
 
     def end_of(self, index: int) -> Position:
         return (self.end_segments[index], self.end_offsets[index], self.end_skips[index])
@@ -285,7 +300,7 @@ class Sealer:
             read_all = self._read_spools(now_ms)
             sealed = 0
             try:
-                while len(pending.payloads) - sealed >= self.max_records:
+                while len(pending) - sealed >= self.max_records:
                     written.append(self._seal(sealed, self.max_records))
                     sealed += self.max_records
             finally:  # what is sealed is never pending again, even if a later batch failed
@@ -294,9 +309,9 @@ class Sealer:
                 pending.drop_first(sealed)
             if read_all:
                 break
-        if pending.payloads and (force or now_ms - pending.seen_ms[0] >= self.max_interval_ms):
-            written.append(self._seal(0, len(pending.payloads)))
-            pending.drop_first(len(pending.payloads))
+        if len(pending) and (force or now_ms - pending.seen_ms[0] >= self.max_interval_ms):
+            written.append(self._seal(0, len(pending)))
+            pending.drop_first(len(pending))
         if self._unmarked is not None and (
             force or time.monotonic() - self._marked_at >= MARKER_INTERVAL_S
         ):
@@ -317,7 +332,7 @@ class Sealer:
     def _read_source(self, name: str, source: _Source, now_ms: int) -> bool:
         numbers = [n for n in list_segments(source.directory) if n >= source.cursor[0]]
         for number in numbers:
-            if len(self._pending.payloads) >= max(READ_AHEAD_RECORDS, 2 * self.max_records):
+            if len(self._pending) >= max(READ_AHEAD_RECORDS, 2 * self.max_records):
                 return False
             if number > source.cursor[0]:
                 source.cursor, source.skip = (number, 0), 0
@@ -341,7 +356,7 @@ class Sealer:
                 # in compiled code (provenance/_fastrecords.c), queued with list operations.
                 run = scan_run(data, consumed, base, number, self._edge_bytes, crc32)
                 if run[0] > consumed:
-                    if self._take_run(name, source, run, now_ms):
+                    if self._take_run(name, source, data, run, now_ms):
                         consumed = run[0]
                         continue
                     slow_until = run[0]  # a ts that is no calendar instant: frame by frame
@@ -364,11 +379,26 @@ class Sealer:
             source.skip = 0
         source.cursor = (number, base + consumed)
 
-    def _take_run(self, name: str, source: _Source, run: tuple[Any, ...], now_ms: int) -> bool:
+    def _take_run(
+        self, name: str, source: _Source, data: bytes, run: tuple[Any, ...], now_ms: int
+    ) -> bool:
         """Queue a run of valid frames from ``scan_spool_run``: the same records, stamps,
         positions and answers ``_take`` queues frame by frame. False (nothing queued) if a
         ``ts`` is no calendar instant."""
-        _, records, stamps, seconds, leaves, segments, offsets, skips, served, dropped, first = run
+        (
+            _,
+            starts,
+            stops,
+            stamps,
+            seconds,
+            leaves,
+            segments,
+            offsets,
+            skips,
+            served,
+            dropped,
+            first,
+        ) = run
         cache = self._seconds_ok
         if len(cache) > 100_000:
             cache.clear()
@@ -377,9 +407,9 @@ class Sealer:
         skip, source.skip = source.skip, 0  # only the first frame read can be part-sealed
         if skip:
             drop = min(skip, first)
-            del records[:drop], stamps[:drop], leaves[:drop], segments[:drop], offsets[:drop]
-            del skips[:drop], served[:drop], dropped[:drop]
-        count = len(records)
+            del starts[:drop], stops[:drop], stamps[:drop], leaves[:drop], segments[:drop]
+            del offsets[:drop], skips[:drop], served[:drop], dropped[:drop]
+        count = len(starts)
         if not count:
             return True
         if self._carried != (0, 0):  # answers of invalid records before this one
@@ -387,7 +417,9 @@ class Sealer:
             dropped[0] += self._carried[1]
             self._carried = (0, 0)
         pending = self._pending
-        pending.payloads += records
+        pending.buffers += repeat(data, count)
+        pending.starts += starts
+        pending.stops += stops
         pending.leaves += leaves
         pending.stamps += stamps
         pending.sources += repeat(name, count)
@@ -420,7 +452,7 @@ class Sealer:
         pending, cache, check = self._pending, self._seconds_ok, self._chunk_checker.check
         if len(cache) > 100_000:
             cache.clear()
-        before = len(pending.payloads)
+        before = len(pending)
         for payload, relative_end in zip(payloads, ends, strict=True):
             end = base + relative_end
             skip, source.skip = source.skip, 0  # only the first frame read can be part-sealed
@@ -441,7 +473,7 @@ class Sealer:
             self._carried = (0, 0)
             served[-1] += max(0, checked.served - total)  # the frame's extra answers
             dropped[-1] += checked.dropped
-            pending.payloads += records[skip:] if skip else records
+            pending.add_records(records[skip:] if skip else records)
             pending.leaves += checked.leaves[skip:] if skip else checked.leaves
             pending.stamps += checked.stamps[skip:] if skip else checked.stamps
             pending.sources += repeat(name, count)
@@ -454,7 +486,7 @@ class Sealer:
             pending.served += served
             pending.dropped += dropped
             start = end
-        self._unsealed[name] += len(pending.payloads) - before
+        self._unsealed[name] += len(pending) - before
 
     def _take_each(
         self,
@@ -484,7 +516,7 @@ class Sealer:
                 self._quarantine_record(source.directory, number, end, index, record)
                 continue
             self._carried = (0, 0)
-            pending.payloads.append(record)
+            pending.add_records([record])
             pending.leaves.append(leaf_hash(record))
             pending.stamps.append(ts.encode())
             pending.sources.append(name)
@@ -529,7 +561,7 @@ class Sealer:
         """Seal pending records ``start`` to ``start + count``; the caller drops them."""
         started = time.perf_counter()
         pending, stop = self._pending, start + count
-        payloads, stamps = pending.payloads[start:stop], pending.stamps[start:stop]
+        stamps = pending.stamps[start:stop]
         leaves = pending.leaves[start:stop]
         positions = self._positions_after(start, count)
         seq, prev = (0, ZERO_HASH_HEX) if self.chain_head is None else (
@@ -547,9 +579,11 @@ class Sealer:
         counters = BatchCounters(sum(pending.served[start:stop]), count,
                                  sum(pending.dropped[start:stop]))  # fmt: skip
         # The batch, then its meta on the line after it (batch_files): one file, one fsync.
-        data = b"".join((b'{"header":', header_bytes, b',"records":[',
-                         b",".join(payloads), b'],"signature":"', base64.b64encode(signature),
-                         b'"}\n', BatchMeta(counters, positions).to_json()))  # fmt: skip
+        records = fastrecords.join_spans(pending.buffers[start:stop], pending.starts[start:stop],
+                                         pending.stops[start:stop], b",")  # fmt: skip
+        data = b"".join((b'{"header":', header_bytes, b',"records":[', records,
+                         b'],"signature":"', base64.b64encode(signature), b'"}\n',
+                         BatchMeta(counters, positions).to_json()))  # fmt: skip
         path = self.batches_dir / batch_name(seq, *positions.get(ROOT_SPOOL, (0, 0, 0)))
         write_atomically(path, data)
         head = hashlib.sha256(header_bytes).hexdigest()  # header_hash(), bytes made once

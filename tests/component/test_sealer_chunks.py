@@ -189,7 +189,7 @@ def test_a_backlog_is_read_a_few_segments_at_a_time_and_sealed_once(
     original = Sealer._read_segment
 
     def spy(self: Sealer, *args: object, **kwargs: object) -> None:
-        read_sizes.append(len(self._pending.payloads))
+        read_sizes.append(len(self._pending))
         original(self, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(Sealer, "_read_segment", spy)

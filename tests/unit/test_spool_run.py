@@ -59,9 +59,11 @@ def reference(data: bytes, start: int, base: int, segment: int) -> tuple[Any, ..
 
 def compiled(data: bytes, start: int, base: int, segment: int) -> tuple[Any, ...]:
     assert run is not None
-    end, records_, stamps, seconds, leaves, *rest = run(data, start, base, segment,
-                                                        EDGE.encode(), crc32)  # fmt: skip
+    end, starts, stops, stamps, seconds, leaves, *rest = run(data, start, base, segment,
+                                                             EDGE.encode(), crc32)  # fmt: skip
     assert set(seconds) == {stamp[:19] for stamp in stamps}
+    records_ = [data[first:last] for first, last in zip(starts, stops, strict=True)]
+    assert fastrecords.join_spans([data] * len(starts), starts, stops, b",") == b",".join(records_)
     return (end, records_, stamps, leaves, *rest)
 
 
@@ -186,3 +188,42 @@ def test_a_crc_function_that_fails_raises_and_leaks_nothing() -> None:
 
     with pytest.raises(OSError, match="no crc"):
         run(data, 0, 0, 0, EDGE.encode(), broken)
+
+
+@needs_module
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.binary(max_size=40), st.data()), max_size=8), st.binary(max_size=3))
+def test_join_spans_is_the_join_of_the_slices(
+    parts: list[tuple[bytes, st.DataObject]], separator: bytes
+) -> None:
+    buffers, starts, stops = [], [], []
+    for buffer, choice in parts:
+        first = choice.draw(st.integers(0, len(buffer)))
+        buffers.append(buffer)
+        starts.append(first)
+        stops.append(choice.draw(st.integers(first, len(buffer))))
+    expected = separator.join(b[s:e] for b, s, e in zip(buffers, starts, stops, strict=True))
+    assert fastrecords.join_spans(buffers, starts, stops, separator) == expected
+    assert fastrecords._join_spans(buffers, starts, stops, separator) == expected
+
+
+@needs_module
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (([b"ab"], [0], [3], b","), ValueError),
+        (([b"ab"], [2], [1], b","), ValueError),
+        (([b"ab"], [-1], [1], b","), ValueError),
+        (([b"ab"], [0], [1, 2], b","), ValueError),
+        (([b"ab"], [0], ["1"], b","), TypeError),
+        ((["ab"], [0], [1], b","), TypeError),
+        (((b"ab",), [0], [1], b","), TypeError),
+        (([b"ab"], [0], [1], ","), TypeError),
+        (([b"ab"], [0], [2**70], b","), OverflowError),
+    ],
+)
+def test_join_spans_refuses_spans_outside_their_buffers(
+    args: tuple[Any, ...], error: type[Exception]
+) -> None:
+    with pytest.raises(error):
+        fastrecords.join_spans(*args)
