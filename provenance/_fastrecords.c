@@ -358,6 +358,17 @@ static int append_new(PyObject *list, PyObject *item) {
     return rc;
 }
 
+/* `items` with room for item `count` (doubling `*capacity` when full), or NULL with
+ * MemoryError set; `items` stays valid and the caller's to free either way. */
+static void *room_for(void *items, size_t *capacity, size_t count, size_t item_size) {
+    if (count < *capacity) return items;
+    size_t wanted = *capacity ? 2 * *capacity : 64;
+    void *grown = PyMem_Realloc(items, wanted * item_size);
+    if (grown == NULL) return PyErr_NoMemory();
+    *capacity = wanted;
+    return grown;
+}
+
 PyDoc_STRVAR(scan_records_doc,
 "scan_records(data, start, end, separator, edge, want, fields_type, /)\n--\n\n"
 "Check data[start:end] as one or more canonical records joined by the byte `separator`.\n"
@@ -435,15 +446,9 @@ static PyObject *scan_records(PyObject *module, PyObject *const *args, Py_ssize_
         if ((want & WANT_FIELDS) && append_new(fields, fields_of(&r, type, last)) < 0)
             goto done;
         if (want & WANT_LEAVES) { /* hashed together once all are valid */
-            if (count == capacity) {
-                capacity = capacity ? 2 * capacity : 64;
-                lane_message_t *grown = PyMem_Realloc(messages, capacity * sizeof *messages);
-                if (grown == NULL) {
-                    PyErr_NoMemory();
-                    goto done;
-                }
-                messages = grown;
-            }
+            lane_message_t *grown = room_for(messages, &capacity, count, sizeof *messages);
+            if (grown == NULL) goto done;
+            messages = grown;
             messages[count++] = (lane_message_t){(const unsigned char *)p, NULL,
                                                  (size_t)(q - p), 0, 0x00, NULL};
         }
@@ -575,17 +580,23 @@ PyDoc_STRVAR(set_sha256_lanes_doc,
 "previous setting. Only for tests and benches: import chooses what pays on this CPU.\n"
 "ValueError to turn lanes on where the CPU lacks AVX2 or this is not an x86-64 build.");
 
-static PyObject *set_sha256_lanes(PyObject *module, PyObject *arg) {
-    (void)module;
+/* Set a hashing path's flag from `arg` (turning it on only where `available`); the old value. */
+static PyObject *switch_path(int *flag, PyObject *arg, int available, const char *missing) {
     int on = PyObject_IsTrue(arg);
     if (on < 0) return NULL;
-    if (on && !sha256_lanes_available()) {
-        PyErr_SetString(PyExc_ValueError, "eight-lane SHA-256 needs AVX2 on x86-64");
+    if (on && !available) {
+        PyErr_SetString(PyExc_ValueError, missing);
         return NULL;
     }
-    int previous = use_lanes;
-    use_lanes = on;
+    int previous = *flag;
+    *flag = on;
     return PyBool_FromLong(previous);
+}
+
+static PyObject *set_sha256_lanes(PyObject *module, PyObject *arg) {
+    (void)module;
+    return switch_path(&use_lanes, arg, sha256_lanes_available(),
+                       "eight-lane SHA-256 needs AVX2 on x86-64");
 }
 
 PyDoc_STRVAR(set_sha256_ni_doc,
@@ -596,15 +607,8 @@ PyDoc_STRVAR(set_sha256_ni_doc,
 
 static PyObject *set_sha256_ni(PyObject *module, PyObject *arg) {
     (void)module;
-    int on = PyObject_IsTrue(arg);
-    if (on < 0) return NULL;
-    if (on && !sha256_ni_available()) {
-        PyErr_SetString(PyExc_ValueError, "this CPU has no SHA extensions (or this is no x86-64)");
-        return NULL;
-    }
-    int previous = use_ni;
-    use_ni = on;
-    return PyBool_FromLong(previous);
+    return switch_path(&use_ni, arg, sha256_ni_available(),
+                       "this CPU has no SHA extensions (or this is no x86-64)");
 }
 
 /* ---- runs of spool frames (proxy/records/segments.py, the sealer's common case) ---------- */
@@ -641,7 +645,8 @@ static long long crc_of(PyObject *crc32, const char *at, Py_ssize_t n, unsigned 
     PyObject *view = PyMemoryView_FromMemory((char *)at, n, PyBUF_READ);
     if (view == NULL) return -1;
     PyObject *start = PyLong_FromUnsignedLong(value);
-    PyObject *result = start == NULL ? NULL : PyObject_CallFunctionObjArgs(crc32, view, start, NULL);
+    PyObject *result =
+        start == NULL ? NULL : PyObject_CallFunctionObjArgs(crc32, view, start, NULL);
     Py_DECREF(view);
     Py_XDECREF(start);
     if (result == NULL) return -1;
@@ -686,8 +691,8 @@ static PyObject *scan_spool_run(PyObject *module, PyObject *const *args, Py_ssiz
     Py_buffer view;
     if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) return NULL;
     PyObject *result = NULL, *starts = NULL, *stops = NULL, *stamps = NULL, *seconds = NULL;
-    PyObject *leaves = NULL, *end_segments = NULL, *end_offsets = NULL, *end_skips = NULL, *served_list = NULL;
-    PyObject *dropped_list = NULL, *one = NULL, *zero = NULL;
+    PyObject *leaves = NULL, *end_segments = NULL, *end_offsets = NULL, *end_skips = NULL;
+    PyObject *served_list = NULL, *dropped_list = NULL, *one = NULL, *zero = NULL;
     lane_message_t *messages = NULL;
     span_pair_t *spans = NULL;
     size_t count = 0, capacity = 0, spans_capacity = 0;
@@ -714,9 +719,9 @@ static PyObject *scan_spool_run(PyObject *module, PyObject *const *args, Py_ssiz
     dropped_list = PyList_New(0);
     one = PyLong_FromLong(1);
     zero = PyLong_FromLong(0);
-    if (starts == NULL || stops == NULL || stamps == NULL || seconds == NULL || end_segments == NULL ||
-        end_offsets == NULL || end_skips == NULL || served_list == NULL || dropped_list == NULL ||
-        one == NULL || zero == NULL)
+    if (starts == NULL || stops == NULL || stamps == NULL || seconds == NULL ||
+        end_segments == NULL || end_offsets == NULL || end_skips == NULL || served_list == NULL ||
+        dropped_list == NULL || one == NULL || zero == NULL)
         goto done;
     const char *data = (const char *)view.buf, *second = NULL;
     Py_ssize_t offset = start;
@@ -751,15 +756,10 @@ static PyObject *scan_spool_run(PyObject *module, PyObject *const *args, Py_ssiz
                 valid = 0;
                 break;
             }
-            if ((size_t)frame_records == spans_capacity) {
-                spans_capacity = spans_capacity ? 2 * spans_capacity : 64;
-                span_pair_t *grown = PyMem_Realloc(spans, spans_capacity * sizeof *spans);
-                if (grown == NULL) {
-                    PyErr_NoMemory();
-                    goto done;
-                }
-                spans = grown;
-            }
+            span_pair_t *grown = room_for(spans, &spans_capacity, (size_t)frame_records,
+                                          sizeof *spans);
+            if (grown == NULL) goto done;
+            spans = grown;
             spans[frame_records++] = (span_pair_t){p, q, r.ts};
             if (q == body_end) break;
             if (*q != '\n') {
@@ -801,19 +801,15 @@ static PyObject *scan_spool_run(PyObject *module, PyObject *const *args, Py_ssiz
                        PyList_Append(dropped_list, zero) < 0) {
                 failed = 1;
             }
-            if (!failed && count == capacity) {
-                capacity = capacity ? 2 * capacity : 256;
-                lane_message_t *grown = PyMem_Realloc(messages, capacity * sizeof *messages);
-                if (grown == NULL) {
-                    PyErr_NoMemory();
-                    failed = 1;
-                } else {
-                    messages = grown;
-                }
+            lane_message_t *grown =
+                failed ? NULL : room_for(messages, &capacity, count, sizeof *messages);
+            if (grown == NULL) {
+                failed = 1;
+                break;
             }
-            if (!failed)
-                messages[count++] = (lane_message_t){(const unsigned char *)span->p, NULL,
-                                                     (size_t)(span->q - span->p), 0, 0x00, NULL};
+            messages = grown;
+            messages[count++] = (lane_message_t){(const unsigned char *)span->p, NULL,
+                                                 (size_t)(span->q - span->p), 0, 0x00, NULL};
         }
         Py_XDECREF(frame_offset);
         Py_XDECREF(frame_end);

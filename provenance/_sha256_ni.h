@@ -2,8 +2,9 @@
  * on CPUs that have them. OpenSSL uses the same instructions there, but each hash through its
  * EVP calls (init, two or three updates, final) costs ~100 ns more: measured here, 520 against
  * 475 ns for a 500-byte record's leaf, 280 against 140 ns per leaf for a batch's tree (65-byte
- * nodes) (docs/design/spool.md). Messages are prefix || a || b (lane_message_t, _sha256_lanes.h), so
- * blocks are assembled as in the lanes; the compression function follows the instruction set's
+ * nodes) (docs/design/spool.md). Messages are prefix || a || b (lane_message_t, as the lanes
+ * take them), padded once in a buffer of NI_WHOLE_BYTES (longer ones stay with OpenSSL); the
+ * compression function follows the instruction set's
  * four-rounds-at-a-time shape (SHA256RNDS2 does two rounds on the state held as ABEF and CDGH;
  * SHA256MSG1/MSG2 and a PALIGNR extend the message schedule).
  *

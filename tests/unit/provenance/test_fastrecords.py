@@ -303,26 +303,24 @@ set_lanes = fastrecords.set_sha256_lanes
 set_ni = fastrecords.set_sha256_ni
 
 
-def lanes_available() -> bool:
-    """Whether this CPU runs the eight-lane SHA-256 (AVX2 on x86-64)."""
-    assert set_lanes is not None
+def available(switch: Callable[[bool], bool] | None) -> bool:
+    """Whether this CPU runs the hashing path ``switch`` turns on (``set_sha256_lanes``: AVX2
+    on x86-64; ``set_sha256_ni``: the SHA extensions)."""
+    assert switch is not None
     try:
-        previous = set_lanes(True)
+        previous = switch(True)
     except ValueError:
         return False
-    set_lanes(previous)
+    switch(previous)
     return True
+
+
+def lanes_available() -> bool:
+    return available(set_lanes)
 
 
 def ni_available() -> bool:
-    """Whether this CPU has the SHA extensions (``_sha256_ni.h``)."""
-    assert set_ni is not None
-    try:
-        previous = set_ni(True)
-    except ValueError:
-        return False
-    set_ni(previous)
-    return True
+    return available(set_ni)
 
 
 def hashings() -> Iterator[str]:
