@@ -24,7 +24,6 @@ is outside the timed span; every poll, seal and POST of the steady state is insi
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import socket
@@ -41,6 +40,7 @@ from services import BenchError
 
 from cachet.keyfiles import write_private_key
 from provenance.keys import generate_signing_key
+from proxy.records.daemon import read_status
 from proxy.records.emit import RecordEncoder
 from proxy.records.spool import SpoolWriter
 
@@ -72,13 +72,6 @@ def listening(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
-def acked_records(records_dir: Path) -> int:
-    try:
-        return int(json.loads((records_dir / "status.json").read_bytes())["acked"])
-    except (OSError, ValueError, KeyError):
-        return -1
-
-
 def one_round(args: argparse.Namespace, origin_port: int) -> float:
     with tempfile.TemporaryDirectory(dir=args.dir) as folder:
         records_dir = Path(folder) / "records"
@@ -94,7 +87,7 @@ def one_round(args: argparse.Namespace, origin_port: int) -> float:
         daemon = subprocess.Popen(command, stdin=subprocess.PIPE, cwd=folder)
         try:
             deadline = time.monotonic() + 30
-            while acked_records(records_dir) < 0:
+            while read_status(records_dir).pid == 0:  # no report yet
                 if daemon.poll() is not None or time.monotonic() > deadline:
                     raise BenchError("the records process did not start")
                 time.sleep(0.05)
@@ -102,7 +95,7 @@ def one_round(args: argparse.Namespace, origin_port: int) -> float:
             write_hits(records_dir / "spool", args.records, args.rate)
             batches = -(-args.records // args.batch)
             deadline = time.monotonic() + 60 + args.records / 10_000
-            while len(list((records_dir / "batches" / "acked").glob("*.batch"))) < batches:
+            while read_status(records_dir).acked < batches:
                 if daemon.poll() is not None or time.monotonic() > deadline:
                     raise BenchError("the records process did not forward every batch in time")
                 time.sleep(0.05)

@@ -104,37 +104,37 @@ class PlainHttpPoster:
 
     @staticmethod
     async def _read_body(reader: asyncio.StreamReader, answer: dict[str, str]) -> bytes:
-        if "chunked" in answer.get("transfer-encoding", "").lower():
-            parts: list[bytes] = []
-            size = 0
-            while True:
-                line = await reader.readuntil(b"\r\n")
-                chunk = int(line.split(b";", 1)[0].strip() or b"x", 16)
-                size += chunk
-                if size > MAX_BODY_BYTES:
-                    raise PlainHttpError("answer body too large")
-                if chunk == 0:
-                    while await reader.readuntil(b"\r\n") != b"\r\n":  # trailer fields
-                        pass
-                    return b"".join(parts)
-                parts.append(await reader.readexactly(chunk))
-                if await reader.readexactly(2) != b"\r\n":
-                    raise PlainHttpError("malformed chunk")
         length = answer.get("content-length")
-        if length is not None:
+        chunked = "chunked" in answer.get("transfer-encoding", "").lower()
+        if length is not None and not chunked:
             if not length.isdigit() or int(length) > MAX_BODY_BYTES:
                 raise PlainHttpError(f"bad Content-Length: {length[:40]!r}")
             return await reader.readexactly(int(length))
-        answer["connection"] = "close"  # the body ends where the connection does
-        data = await reader.read(MAX_BODY_BYTES + 1)
-        while data and len(data) <= MAX_BODY_BYTES and not reader.at_eof():
-            more = await reader.read(MAX_BODY_BYTES + 1 - len(data))
-            if not more:
-                break
-            data += more
-        if len(data) > MAX_BODY_BYTES:
-            raise PlainHttpError("answer body too large")
-        return data
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            if chunked:
+                line = await reader.readuntil(b"\r\n")
+                want = int(line.split(b";", 1)[0].strip() or b"x", 16)
+                if want == 0:
+                    while await reader.readuntil(b"\r\n") != b"\r\n":  # trailer fields
+                        pass
+                    break
+                if size + want > MAX_BODY_BYTES:
+                    raise PlainHttpError("answer body too large")
+                part = await reader.readexactly(want)
+                if await reader.readexactly(2) != b"\r\n":
+                    raise PlainHttpError("malformed chunk")
+            else:  # the body ends where the connection does
+                answer["connection"] = "close"
+                part = await reader.read(64 * 1024)
+                if not part:
+                    break
+            size += len(part)
+            if size > MAX_BODY_BYTES:
+                raise PlainHttpError("answer body too large")
+            parts.append(part)
+        return b"".join(parts)
 
     def close(self) -> None:
         if self._writer is not None:
