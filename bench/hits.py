@@ -176,6 +176,14 @@ def records_process_pid(run_dir: Path, timeout_s: float = 15.0) -> int | None:
     return None
 
 
+def move_process(pid: int, cpu: int) -> None:
+    """Pin every thread of ``pid`` to ``cpu``: sched_setaffinity(pid) moves its main thread
+    only, and the records process seals in a worker thread that already exists by now."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(ProcessLookupError):
+            os.sched_setaffinity(int(task.name), {cpu})
+
+
 def process_cpu_s(pid: int) -> float:
     """User + system CPU seconds a process has used (/proc/<pid>/stat)."""
     try:
@@ -377,7 +385,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.cachet_cmd.strip() != "nginx":
             args.records_pid = records_process_pid(run_dir)
             if args.records_pid and args.records_cpu is not None:
-                os.sched_setaffinity(args.records_pid, {args.records_cpu})
+                move_process(args.records_pid, args.records_cpu)
             if args.records_pid and args.pause_records:
                 os.kill(args.records_pid, signal.SIGSTOP)
         print(f"servers up (logs in {run_dir})", flush=True)

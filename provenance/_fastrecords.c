@@ -50,6 +50,9 @@ enum { LANES_FROM = 3 };
  * hash and half of a node's. Longer messages go to OpenSSL, whose unrolled code hashes long
  * runs of blocks faster. Switchable for the tests (set_sha256_ni). */
 static int use_ni;
+/* Two messages at a time through the SHA extensions (sha256_ni_pair); switchable for the tests
+ * and for comparing (set_sha256_ni_pairs). */
+static int use_ni_pairs = 1;
 
 /* Every message's hash into its ``out``; 0 if OpenSSL failed. */
 static int hash_all(lane_message_t *messages, size_t count) {
@@ -57,11 +60,25 @@ static int hash_all(lane_message_t *messages, size_t count) {
         sha256_lanes(messages, count);
         return 1;
     }
+    const lane_message_t *waiting = NULL; /* a message that fits, waiting for a partner */
     for (size_t i = 0; i < count; i++) {
         const lane_message_t *m = &messages[i];
-        if (use_ni && sha256_ni_fits(m)) sha256_ni_message(m);
-        else if (!hash2(m->prefix, m->a, m->an, m->b, m->bn, m->out)) return 0;
+        if (use_ni && sha256_ni_fits(m)) {
+            if (use_ni_pairs && waiting == NULL) {
+                waiting = m;
+                continue;
+            }
+            if (waiting != NULL) {
+                sha256_ni_pair(waiting, m);
+                waiting = NULL;
+            } else {
+                sha256_ni_message(m);
+            }
+        } else if (!hash2(m->prefix, m->a, m->an, m->b, m->bn, m->out)) {
+            return 0;
+        }
     }
+    if (waiting != NULL) sha256_ni_message(waiting);
     return 1;
 }
 
@@ -611,6 +628,16 @@ static PyObject *set_sha256_ni(PyObject *module, PyObject *arg) {
                        "this CPU has no SHA extensions (or this is no x86-64)");
 }
 
+PyDoc_STRVAR(set_sha256_ni_pairs_doc,
+"set_sha256_ni_pairs(on, /)\n--\n\n"
+"With the SHA extensions on, hash two messages side by side if `on`, else one at a time;\n"
+"returns the previous setting. Only for tests and benches: on by default.");
+
+static PyObject *set_sha256_ni_pairs(PyObject *module, PyObject *arg) {
+    (void)module;
+    return switch_path(&use_ni_pairs, arg, 1, "");
+}
+
 /* ---- runs of spool frames (proxy/records/segments.py, the sealer's common case) ---------- */
 
 enum { FRAME_HEADER = 8, MAX_FRAME_PAYLOAD = 1 << 20 };
@@ -912,6 +939,7 @@ static PyMethodDef methods[] = {
     {"leaf_hashes", leaf_hashes, METH_O, leaf_hashes_doc},
     {"set_sha256_lanes", set_sha256_lanes, METH_O, set_sha256_lanes_doc},
     {"set_sha256_ni", set_sha256_ni, METH_O, set_sha256_ni_doc},
+    {"set_sha256_ni_pairs", set_sha256_ni_pairs, METH_O, set_sha256_ni_pairs_doc},
     {NULL, NULL, 0, NULL},
 };
 

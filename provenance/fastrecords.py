@@ -61,6 +61,7 @@ merkle_root: Callable[[Sequence[bytes]], bytes] | None = None
 leaf_hashes: Callable[[Sequence[bytes]], list[bytes]] | None = None
 set_sha256_lanes: Callable[[bool], bool] | None = None
 set_sha256_ni: Callable[[bool], bool] | None = None
+set_sha256_ni_pairs: Callable[[bool], bool] | None = None
 try:
     from provenance import _fastrecords
 
@@ -71,12 +72,14 @@ try:
     leaf_hashes = _fastrecords.leaf_hashes
     set_sha256_lanes = _fastrecords.set_sha256_lanes
     set_sha256_ni = _fastrecords.set_sha256_ni
+    set_sha256_ni_pairs = _fastrecords.set_sha256_ni_pairs
 except ImportError:  # built without a compiler: the regular expressions serve
     pass
 
 PURE_PYTHON_VARIABLE = "CACHET_PURE_PYTHON"
 SHA256_LANES_VARIABLE = "CACHET_SHA256_LANES"
 SHA256_NI_VARIABLE = "CACHET_SHA256_NI"
+SHA256_NI_PAIRS_VARIABLE = "CACHET_SHA256_NI_PAIRS"
 
 
 def use_environment(environ: Mapping[str, str]) -> None:
@@ -84,7 +87,9 @@ def use_environment(environ: Mapping[str, str]) -> None:
     (to compare the two; call before any ``ChunkChecker`` is made). ``CACHET_SHA256_LANES=0``
     or ``1``: hash one at a time through OpenSSL, or eight at a time, whatever the CPU (to
     compare the two; ``1`` raises ValueError without AVX2). ``CACHET_SHA256_NI=0`` or ``1``:
-    OpenSSL, or the CPU's SHA extensions directly (``1`` raises ValueError without them)."""
+    OpenSSL, or the CPU's SHA extensions directly (``1`` raises ValueError without them).
+    ``CACHET_SHA256_NI_PAIRS=0``: with the SHA extensions, one message at a time instead of two
+    side by side (to compare the two)."""
     global scan_records, scan_spool_run, merkle_root, leaf_hashes
     if environ.get(PURE_PYTHON_VARIABLE) == "1":
         scan_records = scan_spool_run = merkle_root = leaf_hashes = None
@@ -94,3 +99,6 @@ def use_environment(environ: Mapping[str, str]) -> None:
     ni = environ.get(SHA256_NI_VARIABLE)
     if ni in ("0", "1") and set_sha256_ni is not None:
         set_sha256_ni(ni == "1")
+    pairs = environ.get(SHA256_NI_PAIRS_VARIABLE)
+    if pairs in ("0", "1") and set_sha256_ni_pairs is not None:
+        set_sha256_ni_pairs(pairs == "1")

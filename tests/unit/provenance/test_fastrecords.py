@@ -301,6 +301,7 @@ def test_bad_arguments_raise_instead_of_reading_out_of_bounds(
 merkle_root = fastrecords.merkle_root
 set_lanes = fastrecords.set_sha256_lanes
 set_ni = fastrecords.set_sha256_ni
+set_ni_pairs = fastrecords.set_sha256_ni_pairs
 
 
 def available(switch: Callable[[bool], bool] | None) -> bool:
@@ -326,9 +327,10 @@ def ni_available() -> bool:
 def hashings() -> Iterator[str]:
     """Run the caller's checks once per hashing path the module has on this CPU: OpenSSL one
     message at a time, eight AVX2 lanes (``_sha256_lanes.h``) and the SHA extensions
-    (``_sha256_ni.h``); import picks by the CPU, so each path is tested whichever that is."""
-    assert set_lanes is not None and set_ni is not None
-    previous, previous_ni = set_lanes(False), set_ni(False)
+    (``_sha256_ni.h``) one message at a time and two side by side; import picks by the CPU,
+    so each path is tested whichever that is."""
+    assert set_lanes is not None and set_ni is not None and set_ni_pairs is not None
+    previous, previous_ni, previous_pairs = set_lanes(False), set_ni(False), set_ni_pairs(False)
     try:
         yield "openssl"
         if lanes_available():
@@ -338,9 +340,12 @@ def hashings() -> Iterator[str]:
         if ni_available():
             set_ni(True)
             yield "sha-ni"
+            set_ni_pairs(True)
+            yield "sha-ni pairs"
     finally:
         set_lanes(previous)
         set_ni(previous_ni)
+        set_ni_pairs(previous_pairs)
 
 
 @needs_module
