@@ -1,7 +1,7 @@
 """The records process end to end, alone on one core: seal + sign + forward, CPU per record.
 
 Run (from the repo root): .venv/bin/python bench/records_process.py [--records N] [--rate R]
-    [--batch N] [--rounds K] [--cpu C] [--load-cpu C] [--dir P]
+    [--batch N] [--rounds K] [--cpu C] [--load-cpu C] [--dir P] [--no-forward]
 
 What recording costs an edge beyond its serving process is this process's CPU
 (docs/design/spool.md): it reads the spool, checks every record, hashes, signs and fsyncs
@@ -40,7 +40,8 @@ from services import BenchError
 
 from cachet.keyfiles import write_private_key
 from provenance.keys import generate_signing_key
-from proxy.records.daemon import read_status
+from proxy.records.batch_files import DEFAULT_BATCH_MAX_RECORDS
+from proxy.records.daemon import PipelineStatus, read_status
 from proxy.records.emit import RecordEncoder
 from proxy.records.spool import SpoolWriter
 
@@ -72,6 +73,14 @@ def listening(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
+def done(status: PipelineStatus, args: argparse.Namespace, batches: int) -> bool:
+    """Every record's batch acknowledged (or, with --no-forward, every record sealed)."""
+    records: int = args.records
+    if args.no_forward:
+        return status.sealed_records >= records
+    return status.acked >= batches
+
+
 def one_round(args: argparse.Namespace, origin_port: int) -> float:
     with tempfile.TemporaryDirectory(dir=args.dir) as folder:
         records_dir = Path(folder) / "records"
@@ -82,8 +91,10 @@ def one_round(args: argparse.Namespace, origin_port: int) -> float:
             "taskset", "-c", str(args.cpu), sys.executable, "-m", "proxy.records.daemon",
             "--records-dir", str(records_dir), "--edge", EDGE,
             "--batch-max-records", str(args.batch),
-            "--coordinator", f"http://127.0.0.1:{origin_port}", "--status-interval", "0.2",
+            "--status-interval", "0.2",
         ]  # fmt: skip
+        if not args.no_forward:
+            command += ["--coordinator", f"http://127.0.0.1:{origin_port}"]
         daemon = subprocess.Popen(command, stdin=subprocess.PIPE, cwd=folder)
         try:
             deadline = time.monotonic() + 30
@@ -95,7 +106,7 @@ def one_round(args: argparse.Namespace, origin_port: int) -> float:
             write_hits(records_dir / "spool", args.records, args.rate)
             batches = -(-args.records // args.batch)
             deadline = time.monotonic() + 60 + args.records / 10_000
-            while read_status(records_dir).acked < batches:
+            while not done(read_status(records_dir), args, batches):
                 if daemon.poll() is not None or time.monotonic() > deadline:
                     raise BenchError("the records process did not forward every batch in time")
                 time.sleep(0.05)
@@ -115,12 +126,17 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--records", type=int, default=300_000)
     parser.add_argument("--rate", type=int, default=60_000, help="records appended per second")
-    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--batch", type=int, default=DEFAULT_BATCH_MAX_RECORDS)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--cpu", type=int, default=0, help="the records process's CPU")
     parser.add_argument("--load-cpu", type=int, default=1, help="this script and the origin")
     parser.add_argument("--port", type=int, default=18077)
     parser.add_argument("--dir", help="parent folder of the records folder (default: temp)")
+    parser.add_argument(
+        "--no-forward",
+        action="store_true",
+        help="no coordinator: seal and sign only (the difference is what forwarding costs)",
+    )
     args = parser.parse_args()
     os.sched_setaffinity(0, {args.load_cpu})
     origin = subprocess.Popen(

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from proxy.cache.tiers.shared_format import check_shared_cache_url
 from proxy.config_values import ConfigError, Kind, OriginConfig, parse_host, parse_value
+from proxy.records.batch_files import DEFAULT_BATCH_MAX_RECORDS
 from proxy.sizes import format_size
 
 __all__ = [
@@ -80,7 +81,7 @@ class ProxyConfig:
     sample_rate: str = "1"
     spool_max_bytes: int = 1 * GiB
     spool_full_policy: str = "drop"
-    batch_max_records: int = 1000
+    batch_max_records: int = DEFAULT_BATCH_MAX_RECORDS
     batch_max_interval_ms: int = 1000
     manifests_dir: str | None = None
     training_use_header: str = "X-Cachet-Use"

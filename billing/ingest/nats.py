@@ -300,7 +300,8 @@ class IngestWorker:
             if delay_s is not None:
                 return Verdict(Disposition.RETRY, delay_s)
             counters = counters_of(nats_counter_headers(headers))
-            await self._ingestor.ingest(message.data, None, spool_lag_of(headers), counters)
+            encoding = headers.get("Content-Encoding") if headers else None  # gzip from edges
+            await self._ingestor.ingest(message.data, encoding, spool_lag_of(headers), counters)
         except PushbackError:
             return Verdict(Disposition.RETRY)
         except CachetError as exc:

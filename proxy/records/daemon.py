@@ -37,6 +37,7 @@ from typing import Any
 from cachet.keyfiles import read_signing_key
 from provenance import fastrecords
 from proxy.parent_pipe import stop_at_end_of_stdin
+from proxy.records.batch_files import DEFAULT_BATCH_MAX_RECORDS
 from proxy.records.forwarder import Forwarder
 from proxy.records.sealer import Sealer
 
@@ -94,7 +95,7 @@ def read_status(records_dir: Path) -> PipelineStatus:
 class PipelineSettings:
     records_dir: Path
     edge_id: str
-    batch_max_records: int = 1000
+    batch_max_records: int = DEFAULT_BATCH_MAX_RECORDS
     batch_max_interval_ms: int = 1000
     coordinator: str | None = None
     nats_url: str | None = None
@@ -126,7 +127,7 @@ def _parse_args(argv: list[str]) -> PipelineSettings:
     parser = argparse.ArgumentParser(prog="python -m proxy.records.daemon")
     parser.add_argument("--records-dir", required=True, type=Path)
     parser.add_argument("--edge", required=True)
-    parser.add_argument("--batch-max-records", type=int, default=1000)
+    parser.add_argument("--batch-max-records", type=int, default=DEFAULT_BATCH_MAX_RECORDS)
     parser.add_argument("--batch-max-interval-ms", type=int, default=1000)
     parser.add_argument("--coordinator")
     parser.add_argument("--nats-url-env")

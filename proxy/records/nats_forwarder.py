@@ -10,7 +10,8 @@ HTTP 2xx. A file that does not parse as a sealed batch is quarantined; NATS erro
 with the Forwarder's back-off. Headers ``Cachet-Edge``/``Cachet-Seq`` let workers wait for an
 edge's earlier batch; ``Cachet-Spool-Lag`` reports the spool's backlog; ``Cachet-Requests-Served``,
 ``Cachet-Records-Emitted`` and ``Cachet-Records-Dropped`` carry the batch's reconciliation
-counters (the batch file's meta line).
+counters (the batch file's meta line). The payload is the batch gzip-compressed, with
+``Content-Encoding: gzip`` (the ingest workers inflate it as the HTTP endpoint does).
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ import nats.errors
 from nats.aio.client import Client as NatsClient
 
 from provenance.batches import batch_log_leaf_hash, parse_sealed_batch
+from provenance.compression import gzip_compress
 from provenance.errors import CachetError
-from proxy.records.batch_files import move_batch, read_batch_file
+from proxy.records.batch_files import BatchMeta, move_batch, read_batch_file
 from proxy.records.forwarder import Forwarder
 
 log = logging.getLogger(__name__)
@@ -46,9 +48,15 @@ class NatsForwarder(Forwarder):
         self.publish_timeout_s = publish_timeout_s
         self.duplicates = 0
 
+    @staticmethod
+    def _prepare_message(path: Path) -> tuple[bytes, BatchMeta | None, bytes]:
+        """The batch, its meta and the gzip payload, in one thread hop."""
+        data, meta = read_batch_file(path)
+        return data, meta, gzip_compress(data)
+
     async def _forward(self, path: Path) -> float | None:
         try:
-            data, meta = await asyncio.to_thread(read_batch_file, path)
+            data, meta, payload = await asyncio.to_thread(self._prepare_message, path)
         except FileNotFoundError:  # gone since it was queued
             return None
         try:
@@ -64,6 +72,9 @@ class NatsForwarder(Forwarder):
             "Cachet-Edge": header.edge,
             "Cachet-Seq": str(header.seq),
             "Cachet-Spool-Lag": str(max(0, self.lag_count - 1)),
+            # gzip, as the HTTP forwarder's bodies: a batch of 4,000 hit records is ~1.8 MB,
+            # over JetStream's default max_payload of 1 MB, and ~200 KB compressed.
+            "Content-Encoding": "gzip",
         }
         if meta is not None:  # reconciliation, as the HTTP forwarder sends them
             counters = meta.counters
@@ -73,7 +84,7 @@ class NatsForwarder(Forwarder):
         self.sent += 1
         try:
             ack = await self.nc.jetstream().publish(
-                f"{self.subject_prefix}.{header.edge}", data,
+                f"{self.subject_prefix}.{header.edge}", payload,
                 timeout=self.publish_timeout_s, headers=headers,
             )  # fmt: skip
         except (nats.errors.Error, TimeoutError, OSError) as exc:

@@ -49,6 +49,7 @@ from provenance.records import (
 )
 from proxy.records.batch_files import (
     BATCH_SUFFIX,
+    DEFAULT_BATCH_MAX_RECORDS,
     BatchCounters,
     BatchMeta,
     Position,
@@ -191,7 +192,7 @@ class Sealer:
         key: SigningKey,
         edge: str,
         *,
-        max_records: int = 1000,
+        max_records: int = DEFAULT_BATCH_MAX_RECORDS,
         max_interval_ms: int = 1000,
     ) -> None:
         if key.name != edge:

@@ -10,6 +10,7 @@ crashed records process comes back without the proxy stopping to serve.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import http.client
 import json
 import os
@@ -216,7 +217,9 @@ async def _read_stream(prefix: str) -> list[SealedBatch]:
         for seq in range(info.state.first_seq, info.state.last_seq + 1):
             message = await js.get_msg(prefix, seq)
             assert message.data is not None
-            batches.append(parse_sealed_batch(message.data))
+            # gzip, said so in the headers (RFC 9110 §8.4), as the HTTP forwarder's bodies
+            assert (message.headers or {}).get("Content-Encoding") == "gzip"
+            batches.append(parse_sealed_batch(gzip.decompress(message.data)))
         return batches
     finally:
         await nc.close()

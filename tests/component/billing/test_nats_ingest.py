@@ -18,6 +18,7 @@ from billing.ingest.nats import IngestWorker, StreamNames, connect, ensure_strea
 from billing.log.integrate import EMPTY_LOG, integrate, root_of
 from billing.service import Coordinator
 from provenance.batches import SealedBatch, batch_log_leaf_hash, format_sealed_batch
+from provenance.compression import gzip_compress
 from tests.component.billing.fleet import Edge, FakeClock, coordinator_config, signing_key
 from tests.services import NATS_URL, ensure_nats
 
@@ -220,5 +221,34 @@ async def test_counters_on_the_message_are_stored_with_the_batch(
         )
         assert [tuple(row) for row in rows] == [(7, 3, 1)]
         assert await _stored_records(c) == 3  # dropped 9 > served - emitted: refused
+    finally:
+        await c.close()
+
+
+async def test_gzip_payloads_are_inflated_and_a_corrupt_one_is_refused(
+    store_dsn: str | None, nats_stream: tuple[NatsClient, StreamNames], tmp_path: Path
+) -> None:
+    """Edges publish their batches gzip-compressed with ``Content-Encoding: gzip`` (RFC 9110
+    §8.4, as their HTTP bodies; proxy/records/nats_forwarder.py): the worker inflates them. A
+    payload that says gzip and is not is refused with its reason, never stored."""
+    nc, names = nats_stream
+    edge = Edge("edge-z", signing_key("edge-z"))
+    c = await _coordinator(tmp_path, store_dsn, [edge])
+    try:
+        for batch, payload in (
+            (first := edge.seal(count=6), gzip_compress(format_sealed_batch(first))),
+            (second := edge.seal(count=3), b"\x1f\x8b not gzip at all"),
+        ):
+            await nc.jetstream().publish(
+                names.subject_of("edge-z"), payload,
+                headers={"Nats-Msg-Id": batch_log_leaf_hash(batch.header, batch.signature).hex(),
+                         "Cachet-Edge": "edge-z", "Cachet-Seq": str(batch.header.seq),
+                         "Content-Encoding": "gzip"},
+            )  # fmt: skip
+        worker = _worker(nc, names, c)
+        await _drain(worker, 2, refused_too=True)
+        assert (worker.applied, worker.refused) == (1, 1)
+        assert await _stored_records(c) == 6
+        assert second.header.seq == first.header.seq + 1
     finally:
         await c.close()
