@@ -40,7 +40,7 @@ DECOMPRESS_ERRORS: tuple[type[Exception], ...] = tuple({zlib.error, zlib_module.
 crc32: Callable[..., int] = zlib_module.crc32
 
 
-def gzip_compress(data: bytes) -> bytes:
+def gzip_compress(data: bytes | memoryview) -> bytes:
     """One gzip member holding ``data``, with MTIME 0 (RFC 1952 §2.3.1: no time stamp): no
     clock read, and the same bytes for the same data."""
     if _igzip is not None:

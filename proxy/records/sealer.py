@@ -582,11 +582,11 @@ class Sealer:
         # The batch, then its meta on the line after it (batch_files): one file, one fsync.
         records = fastrecords.join_spans(pending.buffers[start:stop], pending.starts[start:stop],
                                          pending.stops[start:stop], b",")  # fmt: skip
-        data = b"".join((b'{"header":', header_bytes, b',"records":[', records,
-                         b'],"signature":"', base64.b64encode(signature), b'"}\n',
-                         BatchMeta(counters, positions).to_json()))  # fmt: skip
+        parts = (b'{"header":', header_bytes, b',"records":[', records,
+                 b'],"signature":"', base64.b64encode(signature), b'"}\n',
+                 BatchMeta(counters, positions).to_json())  # fmt: skip
         path = self.batches_dir / batch_name(seq, *positions.get(ROOT_SPOOL, (0, 0, 0)))
-        write_atomically(path, data)
+        write_atomically(path, parts)
         head = hashlib.sha256(header_bytes).hexdigest()  # header_hash(), bytes made once
         self._unmarked = (seq, head, positions)
         self.chain_head = (seq, head)
