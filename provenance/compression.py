@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import gzip
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Protocol, cast
 
@@ -48,13 +48,32 @@ def gzip_compress(data: bytes | memoryview) -> bytes:
     return gzip.compress(data, compresslevel=ZLIB_LEVEL, mtime=0)
 
 
+def gzip_compress_parts(parts: Sequence[bytes | memoryview]) -> bytes:
+    """One gzip member holding the parts one after the other (the same bytes as
+    ``gzip_compress`` of them joined, with ISA-L), without joining them into one copy first."""
+    if _igzip is not None:
+        compressor = zlib_module.compressobj(ISAL_LEVEL, zlib_module.DEFLATED, 31)
+    else:
+        compressor = zlib.compressobj(ZLIB_LEVEL, zlib.DEFLATED, 31)
+    return b"".join([*(compressor.compress(part) for part in parts), compressor.flush()])
+
+
+def gzip_decompress(data: bytes | memoryview) -> bytes:
+    """The data of one gzip member; a ``DECOMPRESS_ERRORS`` error if it is not one, whole."""
+    inflater = gzip_inflater()
+    out = inflater.decompress(data)
+    if not inflater.eof:
+        raise zlib.error("truncated gzip member")
+    return out
+
+
 class Inflater(Protocol):
     """What both backends' ``decompressobj`` give: zlib's interface."""
 
     eof: bool
     unused_data: bytes
 
-    def decompress(self, data: bytes, max_length: int = 0, /) -> bytes: ...
+    def decompress(self, data: bytes | memoryview, max_length: int = 0, /) -> bytes: ...
 
 
 def gzip_inflater() -> Inflater:

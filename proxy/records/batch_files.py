@@ -1,17 +1,22 @@
 """The sealer's files on disk: batch names, the answers and positions each batch carries,
 atomic writes.
 
-``batches/<seq>-<segment>-<offset>[-<skip>].batch`` is a sealed batch: its first line is the
-batch in the ``format_sealed_batch`` layout, the bytes the forwarder sends; its second line is
-the batch's meta (``BatchMeta``): what the batch itself can't hold, the answers it stands for
-(for the coordinator's reconciliation) and where it ends in every spool folder (the folder
-itself and each worker's ``w<N>/``), so recovery after a crash between the batch and the marker
-resumes every spool exactly after the batch. Canonical JSON holds no raw newline, so the first
-newline ends the batch. One file per batch: the meta is fsynced with the batch, and moving a
+``batches/<seq>-<segment>-<offset>[-<skip>].batch`` is a sealed batch. Its first line is the
+batch's meta (``BatchMeta``): what the batch itself can't hold, the answers it stands for (for
+the coordinator's reconciliation) and where it ends in every spool folder (the folder itself and
+each worker's ``w<N>/``), so recovery after a crash between the batch and the marker resumes
+every spool exactly after the batch. The rest of the file is one gzip member (RFC 1952) of the
+batch in the ``format_sealed_batch`` layout: the body the forwarder sends as it is, with
+``Content-Encoding: gzip``. One file per batch: the meta is fsynced with the batch, and moving a
 batch is one rename, which is whole or not at all.
 
-Batches sealed before the meta moved into the file have it beside them in ``<batch>.meta``;
-``read_batch_file`` reads either, and moves and deletes take the old file along.
+Why compressed on disk: a default batch is ~1.8 MB of JSON and ~200 KB compressed. The
+forwarder compressed it anyway; compressing once at sealing writes, fsyncs and reads back a
+ninth of the bytes, and ``acked/`` keeps a ninth of the disk (docs/design/spool.md).
+
+Older layouts are still read: the batch itself on the first line with its meta on the second
+(what follows its first newline is JSON, not gzip's magic bytes), and before that the meta
+beside the batch in ``<batch>.meta``; moves and deletes take the old file along.
 """
 
 from __future__ import annotations
@@ -24,6 +29,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from provenance.compression import (
+    DECOMPRESS_ERRORS,
+    gzip_compress,
+    gzip_compress_parts,
+    gzip_decompress,
+)
+
+GZIP_MAGIC = b"\x1f\x8b"  # RFC 1952 §2.3.1: ID1, ID2; a meta line or a batch starts "{"
 _IOV_MAX = 1024  # POSIX's minimum is 16; Linux allows 1024 parts per writev
 BATCH_SUFFIX = ".batch"
 META_SUFFIX = ".meta"
@@ -111,48 +124,75 @@ def parse_meta(data: bytes) -> BatchMeta | None:
         return None
 
 
+def batch_file_parts(batch: Sequence[bytes], meta: BatchMeta) -> list[bytes]:
+    """A batch file's bytes, in parts for ``write_atomically``: the meta line, then the batch
+    (given in parts, ``format_sealed_batch``'s layout) as one gzip member."""
+    return [meta.to_json(), b"\n", gzip_compress_parts(batch)]
+
+
+def _member_start(data: bytes) -> int:
+    """Where the gzip member of a compressed batch file starts (after its meta line), or -1
+    for a file of the plain layout (the batch's line, its meta line after it) or any other."""
+    end = data.find(b"\n")
+    if end < 0 or data[end + 1 : end + 3] != GZIP_MAGIC:
+        return -1
+    return end + 1
+
+
+def _plain_parts(data: bytes) -> tuple[memoryview, BatchMeta | None]:
+    end = data.find(b"\n")
+    if end < 0:
+        return memoryview(data), None
+    return memoryview(data)[:end], parse_meta(data[end + 1 :])
+
+
 def split_batch_file(data: bytes) -> tuple[bytes, BatchMeta | None]:
-    """(the sealed batch's bytes, its meta) from a batch file's bytes; meta None when the file
-    has none (sealed before meta moved into it) or it is unreadable."""
-    end = data.find(b"\n")
-    if end < 0:
-        return data, None
-    return data[:end], parse_meta(data[end + 1 :])
+    """(the sealed batch's bytes, its meta) from a batch file's bytes, of any layout; meta None
+    when the file has none (sealed before meta moved into it) or it is unreadable. A gzip
+    member that does not inflate gives no bytes: the batch then fails to parse, as a corrupt
+    plain batch does."""
+    start = _member_start(data)
+    if start < 0:
+        body, meta = _plain_parts(data)
+        return bytes(body), meta
+    meta = parse_meta(data[: start - 1])
+    try:
+        return gzip_decompress(memoryview(data)[start:]), meta
+    except DECOMPRESS_ERRORS:
+        return b"", meta
 
 
-def read_batch_body(batch_path: Path) -> tuple[memoryview, BatchMeta | None]:
-    """As ``read_batch_file``, the batch as a view of the file's bytes instead of a copy (what
-    the forwarder compresses: a default batch is ~1.8 MB)."""
+def _with_old_meta(batch_path: Path, meta: BatchMeta | None) -> BatchMeta | None:
+    if meta is not None:
+        return meta
+    try:
+        return parse_meta(meta_path(batch_path).read_bytes())
+    except OSError:
+        return None
+
+
+def read_batch_payload(batch_path: Path) -> tuple[bytes, BatchMeta | None]:
+    """The batch as the forwarder sends it, one gzip member, and its meta; a batch file of the
+    plain layout is compressed here. OSError if the batch file can't be read."""
     data = batch_path.read_bytes()
-    end = data.find(b"\n")
-    if end < 0:
-        body, meta = memoryview(data), None
-    else:
-        body, meta = memoryview(data)[:end], parse_meta(data[end + 1 :])
-    if meta is None:
-        try:
-            meta = parse_meta(meta_path(batch_path).read_bytes())
-        except OSError:
-            meta = None
-    return body, meta
+    start = _member_start(data)
+    if start < 0:
+        body, meta = _plain_parts(data)
+        return gzip_compress(body), _with_old_meta(batch_path, meta)
+    return data[start:], _with_old_meta(batch_path, parse_meta(data[: start - 1]))
 
 
 def read_batch_file(batch_path: Path) -> tuple[bytes, BatchMeta | None]:
     """A batch file's sealed batch and its meta (from the file, or an older batch's ``.meta``
     beside it). OSError if the batch file can't be read."""
     body, meta = split_batch_file(batch_path.read_bytes())
-    if meta is None:
-        try:
-            meta = parse_meta(meta_path(batch_path).read_bytes())
-        except OSError:
-            meta = None
-    return body, meta
+    return body, _with_old_meta(batch_path, meta)
 
 
 def read_meta(batch_path: Path) -> BatchMeta | None:
     """A batch's meta, or None (batches sealed before meta existed, or unreadable)."""
     try:
-        return read_batch_file(batch_path)[1]
+        return read_batch_payload(batch_path)[1]  # the meta line, nothing inflated
     except OSError:
         return None
 

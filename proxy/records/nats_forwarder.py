@@ -25,9 +25,13 @@ import nats.errors
 from nats.aio.client import Client as NatsClient
 
 from provenance.batches import batch_log_leaf_hash, parse_sealed_batch
-from provenance.compression import gzip_compress
 from provenance.errors import CachetError
-from proxy.records.batch_files import BatchMeta, move_batch, read_batch_file
+from proxy.records.batch_files import (
+    BatchMeta,
+    move_batch,
+    read_batch_file,
+    read_batch_payload,
+)
 from proxy.records.forwarder import Forwarder
 
 log = logging.getLogger(__name__)
@@ -50,9 +54,10 @@ class NatsForwarder(Forwarder):
 
     @staticmethod
     def _prepare_message(path: Path) -> tuple[bytes, BatchMeta | None, bytes]:
-        """The batch, its meta and the gzip payload, in one thread hop."""
+        """The batch (inflated, for its header), its meta and the gzip payload as sealed, in
+        one thread hop."""
         data, meta = read_batch_file(path)
-        return data, meta, gzip_compress(data)
+        return data, meta, read_batch_payload(path)[0]
 
     async def _forward(self, path: Path) -> float | None:
         try:

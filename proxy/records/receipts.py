@@ -113,8 +113,8 @@ class ReceiptIndex:
         return self._from_spool(request_id)
 
     def _read_batch(self, path: Path) -> bytes | None:
-        """A listed batch file's sealed batch (its first line), also if the forwarder moved it
-        to acked/ meanwhile."""
+        """A listed batch file's sealed batch (inflated, of any layout), also if the forwarder
+        moved it to acked/ meanwhile."""
         for candidate in (path, self.batches_dir / "acked" / path.name):
             try:
                 data = candidate.read_bytes()

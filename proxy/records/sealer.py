@@ -53,6 +53,7 @@ from proxy.records.batch_files import (
     BatchCounters,
     BatchMeta,
     Position,
+    batch_file_parts,
     batch_name,
     fsync_directory,
     list_batches,
@@ -582,11 +583,10 @@ class Sealer:
         # The batch, then its meta on the line after it (batch_files): one file, one fsync.
         records = fastrecords.join_spans(pending.buffers[start:stop], pending.starts[start:stop],
                                          pending.stops[start:stop], b",")  # fmt: skip
-        parts = (b'{"header":', header_bytes, b',"records":[', records,
-                 b'],"signature":"', base64.b64encode(signature), b'"}\n',
-                 BatchMeta(counters, positions).to_json())  # fmt: skip
+        batch = (b'{"header":', header_bytes, b',"records":[', records,
+                 b'],"signature":"', base64.b64encode(signature), b'"}')  # fmt: skip
         path = self.batches_dir / batch_name(seq, *positions.get(ROOT_SPOOL, (0, 0, 0)))
-        write_atomically(path, parts)
+        write_atomically(path, batch_file_parts(batch, BatchMeta(counters, positions)))
         head = hashlib.sha256(header_bytes).hexdigest()  # header_hash(), bytes made once
         self._unmarked = (seq, head, positions)
         self.chain_head = (seq, head)

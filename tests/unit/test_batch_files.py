@@ -1,8 +1,10 @@
-"""proxy/records/batch_files.py: atomic writes from parts, and reading a batch file's body as a
-view (docs/design/spool.md, "Files")."""
+"""proxy/records/batch_files.py: atomic writes from parts, and batch files of every layout: the
+meta line and the batch as one gzip member (RFC 1952), the plain batch line with its meta line
+after it, and the plain batch with a ``.meta`` beside it (docs/design/spool.md, "Files")."""
 
 from __future__ import annotations
 
+import gzip
 import os
 import tempfile
 from pathlib import Path
@@ -14,8 +16,11 @@ from hypothesis import strategies as st
 from proxy.records.batch_files import (
     BatchCounters,
     BatchMeta,
-    read_batch_body,
+    batch_file_parts,
+    meta_path,
     read_batch_file,
+    read_batch_payload,
+    read_meta,
     write_atomically,
 )
 
@@ -56,12 +61,43 @@ def test_short_writes_resume_where_they_ended(tmp_path: Path) -> None:
     assert (tmp_path / "short.batch").read_bytes() == b"".join(parts)
 
 
-def test_the_body_view_is_what_read_batch_file_reads(tmp_path: Path) -> None:
-    meta = BatchMeta(BatchCounters(9, 7, 1), {"": (3, 40, 2)})
-    with_meta, without = tmp_path / "a.batch", tmp_path / "b.batch"
-    write_atomically(with_meta, [b'{"header":{}}', b"\n", meta.to_json()])
-    write_atomically(without, b'{"header":{}}')
-    for path in (with_meta, without):
-        body, read_meta = read_batch_body(path)
-        assert (bytes(body), read_meta) == read_batch_file(path)
-    assert read_batch_body(with_meta)[1] == meta
+BATCH = b'{"header":{"count":1},"records":[{"a":1}],"signature":"c2ln"}'
+META = BatchMeta(BatchCounters(9, 7, 1), {"": (3, 40, 2), "w1": (1, 0, 0)})
+
+
+def test_a_sealed_file_is_its_meta_line_then_the_batch_gzip_compressed(tmp_path: Path) -> None:
+    path = tmp_path / "0000000000000000-0000000000000003-0000000000000040.batch"
+    write_atomically(path, batch_file_parts([BATCH[:10], BATCH[10:]], META))
+    data = path.read_bytes()
+    meta_line, _, member = data.partition(b"\n")
+    assert meta_line == META.to_json()
+    assert gzip.decompress(member) == BATCH
+    assert read_batch_file(path) == (BATCH, META)
+    assert read_batch_payload(path) == (member, META)  # sent as sealed: no second compression
+    assert read_meta(path) == META
+
+
+def test_every_older_layout_reads_the_same(tmp_path: Path) -> None:
+    plain, beside = tmp_path / "plain.batch", tmp_path / "beside.batch"
+    plain.write_bytes(BATCH + b"\n" + META.to_json())
+    beside.write_bytes(BATCH)
+    meta_path(beside).write_bytes(META.to_json())
+    for path in (plain, beside):
+        assert read_batch_file(path) == (BATCH, META)
+        payload, meta = read_batch_payload(path)
+        assert (gzip.decompress(payload), meta) == (BATCH, META)
+        assert read_meta(path) == META
+
+
+def test_a_batch_that_does_not_inflate_reads_as_no_batch_with_its_meta(tmp_path: Path) -> None:
+    """A flipped bit in the compressed batch: the batch then fails to parse, as a corrupt plain
+    batch does (recovery and receipts refuse it with a reason), nothing raises here."""
+    path = tmp_path / "bad.batch"
+    write_atomically(path, batch_file_parts([BATCH], META))
+    data = bytearray(path.read_bytes())
+    data[-7] ^= 0x40  # the gzip trailer's CRC-32 (its last 8 bytes: CRC-32, ISIZE)
+    path.write_bytes(bytes(data))
+    assert read_batch_file(path) == (b"", META)
+    truncated = tmp_path / "short.batch"
+    truncated.write_bytes(bytes(data[:-30]))
+    assert read_batch_file(truncated) == (b"", META)
