@@ -96,32 +96,23 @@ def test_a_crash_between_batch_and_marker_resumes_every_spool_from_the_batch(
     assert sealed(tmp_path) == Counter(f"req-{i}" for i in [*range(6), *range(100, 106)])
 
 
-def test_a_batch_with_its_meta_in_a_file_beside_it_still_resumes_every_spool(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("layout", ["meta beside", "plain lines"])
+def test_a_batch_file_of_an_older_layout_still_resumes_every_spool(
+    layout: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Batches sealed before the meta moved into the batch file kept it in ``<batch>.meta``:
-    recovery after a crash between such a batch and the marker reads it there."""
+    """Recovery after a crash between a batch and the marker reads the chain head and every
+    spool's position from batch files of the older layouts too: the batch uncompressed with its
+    meta in ``<batch>.meta`` beside it, or the batch on the file's first line and the meta on
+    the second."""
     seal_then_crash_before_the_marker(tmp_path, monkeypatch)
     [(_, path)] = list_batches(tmp_path / "batches")
     batch, meta = read_batch_file(path)
     assert meta is not None
-    path.write_bytes(batch)
-    meta_path(path).write_bytes(meta.to_json())
-    write(tmp_path / "spool" / "w1", range(104, 106))
-    make_sealer(tmp_path, max_records=100).recover()
-    assert sealed(tmp_path) == Counter(f"req-{i}" for i in [*range(6), *range(100, 106)])
-
-
-def test_a_batch_file_of_the_uncompressed_layout_still_resumes_every_spool(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Batch files sealed before they were compressed hold the batch on their first line and
-    the meta on the second: recovery reads the chain head and every spool's position there."""
-    seal_then_crash_before_the_marker(tmp_path, monkeypatch)
-    [(_, path)] = list_batches(tmp_path / "batches")
-    batch, meta = read_batch_file(path)
-    assert meta is not None
-    path.write_bytes(batch + b"\n" + meta.to_json())
+    if layout == "meta beside":
+        path.write_bytes(batch)
+        meta_path(path).write_bytes(meta.to_json())
+    else:
+        path.write_bytes(batch + b"\n" + meta.to_json())
     write(tmp_path / "spool" / "w1", range(104, 106))
     make_sealer(tmp_path, max_records=100).recover()
     assert sealed(tmp_path) == Counter(f"req-{i}" for i in [*range(6), *range(100, 106)])
