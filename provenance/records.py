@@ -43,6 +43,11 @@ from provenance.errors import FormatError
 from provenance.merkle import leaf_hash
 
 RECORD_VERSION = 1
+# The longest a record's canonical bytes can be: every field is bounded (a request id of 128
+# characters, each escaped as two; names of 64; hashes; the longest enum values). The largest
+# record _validate accepts is 1,046 bytes (tests/unit/provenance/test_records.py builds it);
+# transports with a payload limit size batches by this (proxy/records/nats_forwarder.py).
+MAX_RECORD_BYTES = 1100
 CACHE_OUTCOMES = frozenset({"hit", "miss", "stale", "revalidated", "bypass", "error"})
 TIERS = frozenset({"memory", "disk", "origin", "none"})
 USES = frozenset({"view", "training"})

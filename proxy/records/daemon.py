@@ -208,12 +208,19 @@ class RecordsPipeline:
             await asyncio.gather(*tasks)
             self.write_status()
 
+    def _fit_batches_to(self, most_records: int) -> None:
+        """Seal batches the transport can take whole (a NATS server's max_payload)."""
+        if self.sealer.max_records > most_records:
+            log.info("records: batches of at most %d records, to fit the NATS server's "
+                     "max_payload", most_records)  # fmt: skip
+            self.sealer.max_records = most_records
+
     async def _open_forwarder(self, resources: contextlib.AsyncExitStack) -> Forwarder | None:
         batches = self.settings.records_dir / "batches"
         if self.settings.nats_url:
             import nats
 
-            from proxy.records.nats_forwarder import NatsForwarder
+            from proxy.records.nats_forwarder import NatsForwarder, records_per_payload
 
             nc = await nats.connect(
                 self.settings.nats_url,
@@ -222,6 +229,7 @@ class RecordsPipeline:
                 connect_timeout=5,
             )
             resources.push_async_callback(nc.close)
+            self._fit_batches_to(records_per_payload(nc.max_payload))
             return NatsForwarder(batches, nc, subject_prefix=self.settings.nats_subject)
         if self.settings.coordinator:
             import aiohttp

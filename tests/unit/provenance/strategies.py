@@ -112,3 +112,16 @@ def both_implementations(attribute: str, pure: str) -> Callable[..., Any]:
             setattr(fastrecords, attribute, compiled)
 
     return implementation
+
+
+def largest_record(request_id: str = '"' * 128) -> Record:
+    """Every field at its bound: a request id of 128 characters that each escape to two
+    (RFC 8785 §3.2.2.2), names of 64, the longest status, enum values and sample rate."""
+    digest = "sha256:" + "f" * 64
+    return Record(
+        request_id=request_id, ts="2026-11-28T05:00:00.000Z", edge="e" * 64, method="M" * 32,
+        status=599, cache="revalidated", tier="memory", bytes=2**53 - 1,
+        origin_bytes=2**53 - 1, content_id=digest, creator="c" * 64, manifest=digest,
+        sample_rate="0.123457", use="training", upstream_of="u" * 64, trace_id="f" * 32,
+        cache_key_hash=digest,
+    )  # fmt: skip

@@ -14,6 +14,7 @@ from provenance.canonical_json import canonicalize
 from provenance.errors import FormatError
 from provenance.merkle import leaf_hash
 from provenance.records import (
+    MAX_RECORD_BYTES,
     Record,
     format_timestamp,
     parse_record,
@@ -25,7 +26,7 @@ from provenance.records import (
     should_sample,
 )
 
-from .strategies import make_record, records
+from .strategies import largest_record, make_record, records
 
 
 @settings(max_examples=200, deadline=None)
@@ -168,3 +169,15 @@ def test_should_sample_is_deterministic_and_proportional() -> None:
     assert 0.23 < sum(quarter) / len(ids) < 0.27
     # monotone: whatever is sampled at p is sampled at every p' >= p
     assert all(should_sample(i, "0.5") for i, q in zip(ids, quarter, strict=True) if q)
+
+
+def test_no_record_is_longer_than_max_record_bytes() -> None:
+    """Transports with a payload limit size batches by MAX_RECORD_BYTES
+    (proxy/records/nats_forwarder.py): the largest record the format allows fits it."""
+    assert len(record_to_canonical_bytes(largest_record())) == 1046 <= MAX_RECORD_BYTES
+
+
+@settings(max_examples=200, deadline=None)
+@given(records())
+def test_every_generated_record_fits_max_record_bytes(record: Record) -> None:
+    assert len(record_to_canonical_bytes(record)) <= MAX_RECORD_BYTES
