@@ -190,11 +190,15 @@ def read_batch_file(batch_path: Path) -> tuple[bytes, BatchMeta | None]:
 
 
 def read_meta(batch_path: Path) -> BatchMeta | None:
-    """A batch's meta, or None (batches sealed before meta existed, or unreadable)."""
+    """A batch's meta, or None (batches sealed before meta existed, or unreadable); nothing is
+    inflated or compressed to find it."""
     try:
-        return read_batch_payload(batch_path)[1]  # the meta line, nothing inflated
+        data = batch_path.read_bytes()
     except OSError:
         return None
+    start = _member_start(data)
+    meta = _plain_parts(data)[1] if start < 0 else parse_meta(data[: start - 1])
+    return _with_old_meta(batch_path, meta)
 
 
 def read_counters(batch_path: Path) -> BatchCounters | None:
