@@ -139,27 +139,42 @@ def _member_start(data: bytes) -> int:
     return end + 1
 
 
-def _plain_parts(data: bytes) -> tuple[memoryview, BatchMeta | None]:
+def _plain_body(data: bytes) -> memoryview:
+    """The batch line of a file of the plain layout (the whole file if it has no newline)."""
     end = data.find(b"\n")
-    if end < 0:
-        return memoryview(data), None
-    return memoryview(data)[:end], parse_meta(data[end + 1 :])
+    return memoryview(data) if end < 0 else memoryview(data)[:end]
+
+
+def _layout(data: bytes) -> tuple[int, BatchMeta | None]:
+    """(where the gzip member starts, or -1 for the plain layout; the meta in the file)."""
+    start = _member_start(data)
+    if start >= 0:
+        return start, parse_meta(data[: start - 1])
+    end = data.find(b"\n")
+    return start, None if end < 0 else parse_meta(data[end + 1 :])
+
+
+def _batch_of(data: bytes, start: int) -> bytes:
+    """The sealed batch's bytes. A gzip member that does not inflate gives no bytes: the batch
+    then fails to parse, as a corrupt plain batch does."""
+    if start < 0:
+        return bytes(_plain_body(data))
+    try:
+        return gzip_decompress(memoryview(data)[start:])
+    except DECOMPRESS_ERRORS:
+        return b""
+
+
+def _payload_of(data: bytes, start: int) -> bytes:
+    """The batch as the forwarder sends it, one gzip member (a plain batch compressed here)."""
+    return gzip_compress(_plain_body(data)) if start < 0 else data[start:]
 
 
 def split_batch_file(data: bytes) -> tuple[bytes, BatchMeta | None]:
     """(the sealed batch's bytes, its meta) from a batch file's bytes, of any layout; meta None
-    when the file has none (sealed before meta moved into it) or it is unreadable. A gzip
-    member that does not inflate gives no bytes: the batch then fails to parse, as a corrupt
-    plain batch does."""
-    start = _member_start(data)
-    if start < 0:
-        body, meta = _plain_parts(data)
-        return bytes(body), meta
-    meta = parse_meta(data[: start - 1])
-    try:
-        return gzip_decompress(memoryview(data)[start:]), meta
-    except DECOMPRESS_ERRORS:
-        return b"", meta
+    when the file has none (sealed before meta moved into it) or it is unreadable."""
+    start, meta = _layout(data)
+    return _batch_of(data, start), meta
 
 
 def _with_old_meta(batch_path: Path, meta: BatchMeta | None) -> BatchMeta | None:
@@ -171,34 +186,41 @@ def _with_old_meta(batch_path: Path, meta: BatchMeta | None) -> BatchMeta | None
         return None
 
 
-def read_batch_payload(batch_path: Path) -> tuple[bytes, BatchMeta | None]:
-    """The batch as the forwarder sends it, one gzip member, and its meta; a batch file of the
-    plain layout is compressed here. OSError if the batch file can't be read."""
+def _read(batch_path: Path) -> tuple[bytes, int, BatchMeta | None]:
+    """A batch file's bytes, where its gzip member starts (-1: plain layout), and its meta
+    (from the file, or an older batch's ``.meta`` beside it). OSError if it can't be read."""
     data = batch_path.read_bytes()
-    start = _member_start(data)
-    if start < 0:
-        body, meta = _plain_parts(data)
-        return gzip_compress(body), _with_old_meta(batch_path, meta)
-    return data[start:], _with_old_meta(batch_path, parse_meta(data[: start - 1]))
+    start, meta = _layout(data)
+    return data, start, _with_old_meta(batch_path, meta)
+
+
+def read_batch_payload(batch_path: Path) -> tuple[bytes, BatchMeta | None]:
+    """The batch as the forwarder sends it, one gzip member, and its meta. OSError if the batch
+    file can't be read."""
+    data, start, meta = _read(batch_path)
+    return _payload_of(data, start), meta
 
 
 def read_batch_file(batch_path: Path) -> tuple[bytes, BatchMeta | None]:
-    """A batch file's sealed batch and its meta (from the file, or an older batch's ``.meta``
-    beside it). OSError if the batch file can't be read."""
-    body, meta = split_batch_file(batch_path.read_bytes())
-    return body, _with_old_meta(batch_path, meta)
+    """A batch file's sealed batch and its meta. OSError if the batch file can't be read."""
+    data, start, meta = _read(batch_path)
+    return _batch_of(data, start), meta
+
+
+def read_batch_and_payload(batch_path: Path) -> tuple[bytes, bytes, BatchMeta | None]:
+    """The sealed batch, the gzip payload and the meta, from one read of the file (the NATS
+    forwarder parses the batch for its header and publishes the payload)."""
+    data, start, meta = _read(batch_path)
+    return _batch_of(data, start), _payload_of(data, start), meta
 
 
 def read_meta(batch_path: Path) -> BatchMeta | None:
     """A batch's meta, or None (batches sealed before meta existed, or unreadable); nothing is
     inflated or compressed to find it."""
     try:
-        data = batch_path.read_bytes()
+        return _read(batch_path)[2]
     except OSError:
         return None
-    start = _member_start(data)
-    meta = _plain_parts(data)[1] if start < 0 else parse_meta(data[: start - 1])
-    return _with_old_meta(batch_path, meta)
 
 
 def read_counters(batch_path: Path) -> BatchCounters | None:

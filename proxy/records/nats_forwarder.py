@@ -27,12 +27,7 @@ from nats.aio.client import Client as NatsClient
 from provenance.batches import batch_log_leaf_hash, parse_sealed_batch
 from provenance.errors import CachetError
 from provenance.records import MAX_RECORD_BYTES
-from proxy.records.batch_files import (
-    BatchMeta,
-    move_batch,
-    read_batch_file,
-    read_batch_payload,
-)
+from proxy.records.batch_files import move_batch, read_batch_and_payload
 from proxy.records.forwarder import Forwarder
 
 log = logging.getLogger(__name__)
@@ -64,16 +59,9 @@ class NatsForwarder(Forwarder):
         self.publish_timeout_s = publish_timeout_s
         self.duplicates = 0
 
-    @staticmethod
-    def _prepare_message(path: Path) -> tuple[bytes, BatchMeta | None, bytes]:
-        """The batch (inflated, for its header), its meta and the gzip payload as sealed, in
-        one thread hop."""
-        data, meta = read_batch_file(path)
-        return data, meta, read_batch_payload(path)[0]
-
     async def _forward(self, path: Path) -> float | None:
         try:
-            data, meta, payload = await asyncio.to_thread(self._prepare_message, path)
+            data, payload, meta = await asyncio.to_thread(read_batch_and_payload, path)
         except FileNotFoundError:  # gone since it was queued
             return None
         try:

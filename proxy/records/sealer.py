@@ -580,7 +580,7 @@ class Sealer:
         header_bytes = header_canonical_bytes(header)
         counters = BatchCounters(sum(pending.served[start:stop]), count,
                                  sum(pending.dropped[start:stop]))  # fmt: skip
-        # The batch, then its meta on the line after it (batch_files): one file, one fsync.
+        # The meta line, then the batch gzip-compressed (batch_files): one file, one fsync.
         records = fastrecords.join_spans(pending.buffers[start:stop], pending.starts[start:stop],
                                          pending.stops[start:stop], b",")  # fmt: skip
         batch = (b'{"header":', header_bytes, b',"records":[', records,
