@@ -14,6 +14,10 @@ import asyncio
 import contextlib
 from urllib.parse import urlsplit
 
+from proxy.http.chunked import ChunkedBodyReader
+from proxy.http.fields import split_list
+from proxy.http.request_parser import ProtocolError, parse_field_lines
+
 MAX_HEAD_BYTES = 64 * 1024
 MAX_BODY_BYTES = 1024 * 1024  # a coordinator's answer to a batch is a small JSON object
 
@@ -79,26 +83,27 @@ class PlainHttpPoster:
             if not 100 <= status < 200:
                 break
         payload = await self._read_body(reader, answer)
-        tokens = {t.strip().lower() for t in answer.get("connection", "").split(",")}
+        tokens = {token.lower() for token in split_list([answer.get("connection", "")])}
         if "close" in tokens or (version == "HTTP/1.0" and "keep-alive" not in tokens):
             self.close()
         return status, answer, payload
 
     @staticmethod
     async def _read_head(reader: asyncio.StreamReader) -> tuple[int, str, dict[str, str]]:
-        head = await reader.readuntil(b"\r\n\r\n")
-        status_line, *fields = head[:-4].decode("latin-1").split("\r\n")
+        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+        line_end = head.find("\r\n")
+        status_line = head[:line_end]
         version, _, rest = status_line.partition(" ")
         code = rest[:3]
         if version not in ("HTTP/1.1", "HTTP/1.0") or not code.isdigit() or len(code) != 3:
             raise PlainHttpError(f"not an HTTP/1.x status line: {status_line[:80]!r}")
+        try:  # the field lines, as the proxy reads its clients' (RFC 9112 §5)
+            fields = parse_field_lines(head[: len(head) - 2], line_end + 2)
+        except ProtocolError as exc:
+            raise PlainHttpError(f"malformed header section: {exc.reason}") from None
         answer: dict[str, str] = {}
-        for field in fields:
-            name, colon, value = field.partition(":")
-            if not colon or not name or name != name.strip():
-                raise PlainHttpError(f"malformed header field: {field[:80]!r}")
+        for name, value in fields:
             key = name.lower()
-            value = value.strip()
             answer[key] = f"{answer[key]}, {value}" if key in answer else value
         return int(code), version, answer
 
@@ -110,30 +115,31 @@ class PlainHttpPoster:
             if not length.isdigit() or int(length) > MAX_BODY_BYTES:
                 raise PlainHttpError(f"bad Content-Length: {length[:40]!r}")
             return await reader.readexactly(int(length))
+        decoder = ChunkedBodyReader() if chunked else None
         parts: list[bytes] = []
         size = 0
         while True:
-            if chunked:
-                line = await reader.readuntil(b"\r\n")
-                want = int(line.split(b";", 1)[0].strip() or b"x", 16)
-                if want == 0:
-                    while await reader.readuntil(b"\r\n") != b"\r\n":  # trailer fields
-                        pass
-                    break
-                if size + want > MAX_BODY_BYTES:
-                    raise PlainHttpError("answer body too large")
-                part = await reader.readexactly(want)
-                if await reader.readexactly(2) != b"\r\n":
-                    raise PlainHttpError("malformed chunk")
-            else:  # the body ends where the connection does
+            data = await reader.read(64 * 1024)
+            if decoder is None:  # the body ends where the connection does
                 answer["connection"] = "close"
-                part = await reader.read(64 * 1024)
-                if not part:
+                if not data:
                     break
-            size += len(part)
+                pieces, done = [data], False
+            else:
+                if not data:
+                    raise PlainHttpError("connection closed inside a chunked answer")
+                try:  # the chunked coding as the proxy decodes its clients' (RFC 9112 §7.1)
+                    pieces, done, leftover = decoder.feed(data)
+                except ProtocolError as exc:
+                    raise PlainHttpError(f"malformed chunked answer: {exc.reason}") from None
+                if leftover:  # bytes after the answer: no answer of ours; start afresh
+                    answer["connection"] = "close"
+            size += sum(map(len, pieces))
             if size > MAX_BODY_BYTES:
                 raise PlainHttpError("answer body too large")
-            parts.append(part)
+            parts += pieces
+            if done:
+                break
         return b"".join(parts)
 
     def close(self) -> None:
