@@ -386,6 +386,32 @@ static void *room_for(void *items, size_t *capacity, size_t count, size_t item_s
     return grown;
 }
 
+/* The growing list of leaf messages both scans hash in one call once their records check. */
+typedef struct {
+    lane_message_t *items;
+    size_t count, capacity;
+} leaf_queue_t;
+
+/* Queue the RFC 9162 §2.1.1 leaf message (0x00 || record) of the record at p..q; -1 with
+ * MemoryError set. */
+static int queue_leaf(leaf_queue_t *queue, const char *p, const char *q) {
+    lane_message_t *grown = room_for(queue->items, &queue->capacity, queue->count,
+                                     sizeof *queue->items);
+    if (grown == NULL) return -1;
+    queue->items = grown;
+    queue->items[queue->count++] =
+        (lane_message_t){(const unsigned char *)p, NULL, (size_t)(q - p), 0, 0x00, NULL};
+    return 0;
+}
+
+/* Add the second of `ts` (its first 19 bytes) to `seconds` unless it is the one added last
+ * (`*second`): the distinct seconds for the caller's calendar check. -1 on failure. */
+static int note_second(PyObject *seconds, const char **second, const char *ts) {
+    if (*second != NULL && memcmp(*second, ts, 19) == 0) return 0;
+    *second = ts;
+    return append_new(seconds, PyBytes_FromStringAndSize(ts, 19));
+}
+
 PyDoc_STRVAR(scan_records_doc,
 "scan_records(data, start, end, separator, edge, want, fields_type, /)\n--\n\n"
 "Check data[start:end] as one or more canonical records joined by the byte `separator`.\n"
@@ -406,8 +432,7 @@ static PyObject *scan_records(PyObject *module, PyObject *const *args, Py_ssize_
     if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) return NULL;
     PyObject *result = NULL, *records = NULL, *stamps = NULL, *seconds = NULL, *fields = NULL;
     PyObject *leaves = NULL;
-    lane_message_t *messages = NULL;
-    size_t count = 0, capacity = 0;
+    leaf_queue_t queue = {NULL, 0, 0};
     Py_ssize_t start = PyLong_AsSsize_t(args[1]), end = PyLong_AsSsize_t(args[2]);
     long separator = PyLong_AsLong(args[3]), want = PyLong_AsLong(args[5]);
     const char *edge = NULL;
@@ -456,25 +481,17 @@ static PyObject *scan_records(PyObject *module, PyObject *const *args, Py_ssize_
         if ((want & WANT_STAMPS) &&
             append_new(stamps, PyBytes_FromStringAndSize(r.ts.p, r.ts.n)) < 0)
             goto done;
-        if (second == NULL || memcmp(second, r.ts.p, 19) != 0) {
-            second = r.ts.p;
-            if (append_new(seconds, PyBytes_FromStringAndSize(second, 19)) < 0) goto done;
-        }
+        if (note_second(seconds, &second, r.ts.p) < 0) goto done;
         if ((want & WANT_FIELDS) && append_new(fields, fields_of(&r, type, last)) < 0)
             goto done;
-        if (want & WANT_LEAVES) { /* hashed together once all are valid */
-            lane_message_t *grown = room_for(messages, &capacity, count, sizeof *messages);
-            if (grown == NULL) goto done;
-            messages = grown;
-            messages[count++] = (lane_message_t){(const unsigned char *)p, NULL,
-                                                 (size_t)(q - p), 0, 0x00, NULL};
-        }
+        /* hashed together once all are valid */
+        if ((want & WANT_LEAVES) && queue_leaf(&queue, p, q) < 0) goto done;
         if (q == lim) break;
         if ((unsigned char)*q != (unsigned char)separator) goto invalid;
         p = q + 1;
     }
     if (want & WANT_LEAVES) {
-        Py_SETREF(leaves, digest_list(messages, count));
+        Py_SETREF(leaves, digest_list(queue.items, queue.count));
         if (leaves == NULL) goto done;
     }
     result = PyTuple_Pack(5, records, stamps, seconds, fields, leaves);
@@ -487,7 +504,7 @@ done:
     Py_XDECREF(seconds);
     Py_XDECREF(fields);
     Py_XDECREF(leaves);
-    PyMem_Free(messages);
+    PyMem_Free(queue.items);
     PyBuffer_Release(&view);
     return result;
 }
@@ -720,9 +737,9 @@ static PyObject *scan_spool_run(PyObject *module, PyObject *const *args, Py_ssiz
     PyObject *result = NULL, *starts = NULL, *stops = NULL, *stamps = NULL, *seconds = NULL;
     PyObject *leaves = NULL, *end_segments = NULL, *end_offsets = NULL, *end_skips = NULL;
     PyObject *served_list = NULL, *dropped_list = NULL, *one = NULL, *zero = NULL;
-    lane_message_t *messages = NULL;
+    leaf_queue_t queue = {NULL, 0, 0};
     span_pair_t *spans = NULL;
-    size_t count = 0, capacity = 0, spans_capacity = 0;
+    size_t spans_capacity = 0;
     Py_ssize_t start = PyLong_AsSsize_t(args[1]);
     long long base = PyLong_AsLongLong(args[2]);
     PyObject *segment_number = args[3];
@@ -813,12 +830,9 @@ static PyObject *scan_spool_run(PyObject *module, PyObject *const *args, Py_ssiz
                 failed = 1;
                 break;
             }
-            if (second == NULL || memcmp(second, span->ts.p, 19) != 0) {
-                second = span->ts.p;
-                if (append_new(seconds, PyBytes_FromStringAndSize(second, 19)) < 0) {
-                    failed = 1;
-                    break;
-                }
+            if (note_second(seconds, &second, span->ts.p) < 0) {
+                failed = 1;
+                break;
             }
             if (last && (extra || frame_dropped)) {
                 if (append_new(served_list, PyLong_FromLongLong(1 + extra)) < 0 ||
@@ -828,15 +842,10 @@ static PyObject *scan_spool_run(PyObject *module, PyObject *const *args, Py_ssiz
                        PyList_Append(dropped_list, zero) < 0) {
                 failed = 1;
             }
-            lane_message_t *grown =
-                failed ? NULL : room_for(messages, &capacity, count, sizeof *messages);
-            if (grown == NULL) {
+            if (failed || queue_leaf(&queue, span->p, span->q) < 0) {
                 failed = 1;
                 break;
             }
-            messages = grown;
-            messages[count++] = (lane_message_t){(const unsigned char *)span->p, NULL,
-                                                 (size_t)(span->q - span->p), 0, 0x00, NULL};
         }
         Py_XDECREF(frame_offset);
         Py_XDECREF(frame_end);
@@ -844,7 +853,7 @@ static PyObject *scan_spool_run(PyObject *module, PyObject *const *args, Py_ssiz
         if (first_count < 0) first_count = frame_records;
         offset = offset + FRAME_HEADER + (Py_ssize_t)size;
     }
-    leaves = digest_list(messages, count);
+    leaves = digest_list(queue.items, queue.count);
     if (leaves == NULL) goto done;
     result = Py_BuildValue("(nOOOOOOOOOOn)", offset, starts, stops, stamps, seconds, leaves,
                            end_segments, end_offsets, end_skips, served_list, dropped_list,
@@ -862,7 +871,7 @@ done:
     Py_XDECREF(dropped_list);
     Py_XDECREF(one);
     Py_XDECREF(zero);
-    PyMem_Free(messages);
+    PyMem_Free(queue.items);
     PyMem_Free(spans);
     PyBuffer_Release(&view);
     return result;
