@@ -19,6 +19,7 @@
 #include <Python.h>
 #include <openssl/evp.h>
 #include <string.h>
+#include <zlib.h>
 
 #include "_sha256_lanes.h"
 #include "_sha256_ni.h"
@@ -683,21 +684,12 @@ static int counters_line(const char *p, const char *lim, long long *served, long
     return p != NULL && p == lim;
 }
 
-/* crc32(data[at:at+n], value) through the Python callable `crc32` (zlib's interface); -1 with
- * an exception set on failure. */
-static long long crc_of(PyObject *crc32, const char *at, Py_ssize_t n, unsigned long value) {
-    PyObject *view = PyMemoryView_FromMemory((char *)at, n, PyBUF_READ);
-    if (view == NULL) return -1;
-    PyObject *start = PyLong_FromUnsignedLong(value);
-    PyObject *result =
-        start == NULL ? NULL : PyObject_CallFunctionObjArgs(crc32, view, start, NULL);
-    Py_DECREF(view);
-    Py_XDECREF(start);
-    if (result == NULL) return -1;
-    unsigned long crc = PyLong_AsUnsignedLong(result);
-    Py_DECREF(result);
-    if (crc == (unsigned long)-1 && PyErr_Occurred()) return -1;
-    return (long long)(crc & 0xffffffffUL);
+/* The frame's CRC-32 (zlib's, as segments.py computes it through zlib or ISA-L: the same
+ * function) of its 4 length bytes and its payload. In C: with one record per frame, calling back
+ * into Python for it (two calls and two memoryviews a frame) cost more than the CRC itself. */
+static unsigned long frame_crc(const char *frame, const char *payload, unsigned long size) {
+    uLong crc = crc32(0UL, (const Bytef *)frame, 4);
+    return crc32(crc, (const Bytef *)payload, (uInt)size) & 0xffffffffUL;
 }
 
 typedef struct {
@@ -706,9 +698,9 @@ typedef struct {
 } span_pair_t;
 
 PyDoc_STRVAR(scan_spool_run_doc,
-"scan_spool_run(data, start, base, segment, edge, crc32, /)\n--\n\n"
+"scan_spool_run(data, start, base, segment, edge, /)\n--\n\n"
 "The run of consecutive spool frames from data[start] whose every record is a valid record\n"
-"of `edge` (bytes) with a real frame CRC (`crc32`: zlib's crc32 or an equal), as\n"
+"of `edge` (bytes) with a real frame CRC (zlib's CRC-32 of length and payload), as\n"
 "proxy/records/segments.py frames and decodes them. Stops before the first frame that is\n"
 "missing, torn, corrupt, or holds anything else (an invalid record, another edge's, an odd\n"
 "counters line): the caller reads that one its own way. Returns (end, starts, stops, stamps,\n"
@@ -723,13 +715,12 @@ PyDoc_STRVAR(scan_spool_run_doc,
 
 static PyObject *scan_spool_run(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     (void)module;
-    if (nargs != 6) {
-        PyErr_SetString(PyExc_TypeError, "scan_spool_run takes 6 arguments");
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "scan_spool_run takes 5 arguments");
         return NULL;
     }
-    if (!PyLong_CheckExact(args[3]) || !PyBytes_Check(args[4]) || !PyCallable_Check(args[5])) {
-        PyErr_SetString(PyExc_TypeError,
-                        "scan_spool_run: segment must be an int, edge bytes, crc32 callable");
+    if (!PyLong_CheckExact(args[3]) || !PyBytes_Check(args[4])) {
+        PyErr_SetString(PyExc_TypeError, "scan_spool_run: segment must be an int, edge bytes");
         return NULL;
     }
     Py_buffer view;
@@ -745,7 +736,6 @@ static PyObject *scan_spool_run(PyObject *module, PyObject *const *args, Py_ssiz
     PyObject *segment_number = args[3];
     const char *edge = PyBytes_AS_STRING(args[4]);
     Py_ssize_t edge_n = PyBytes_GET_SIZE(args[4]);
-    PyObject *crc32 = args[5];
     Py_ssize_t first_count = -1;
     if (PyErr_Occurred()) goto done;
     if (start < 0 || start > view.len) {
@@ -776,10 +766,7 @@ static PyObject *scan_spool_run(PyObject *module, PyObject *const *args, Py_ssiz
             (Py_ssize_t)size > view.len - offset - FRAME_HEADER)
             break;
         const char *payload = data + offset + FRAME_HEADER, *lim = payload + size;
-        long long crc = crc_of(crc32, data + offset, 4, 0);
-        if (crc >= 0) crc = crc_of(crc32, payload, (Py_ssize_t)size, (unsigned long)crc);
-        if (crc < 0) goto done;
-        if ((unsigned long)crc != stored) break;
+        if (frame_crc(data + offset, payload, size) != stored) break;
         /* A last line starting with '#' (after a newline) can only be the counters line. */
         const char *body_end = lim;
         long long frame_served = -1, frame_dropped = 0;

@@ -20,7 +20,6 @@ def scan_spool_run(
     base: int,
     segment: int,
     edge: bytes,
-    crc32: Any,
     /,
 ) -> tuple[
     int,

@@ -41,7 +41,7 @@ ScanRecords = Callable[
 ]
 
 scan_records: ScanRecords | None = None
-# (data, start, base, segment, edge, crc32) -> (end, starts, stops, stamps, seconds, leaves,
+# (data, start, base, segment, edge) -> (end, starts, stops, stamps, seconds, leaves,
 # end_segments, end_offsets, end_skips, served, dropped, first_count): the sealer's runs of
 # valid frames (proxy.records.sealer; the C function's doc string says more)
 scan_spool_run: Callable[..., tuple[Any, ...]] | None = None

@@ -38,7 +38,6 @@ from typing import Any
 from provenance import fastrecords
 from provenance.batches import ZERO_HASH_HEX, chain_head, header_canonical_bytes, seal_header
 from provenance.batches import parse_sealed_batch as _parse_sealed_batch
-from provenance.compression import crc32
 from provenance.errors import FormatError
 from provenance.keys import SigningKey
 from provenance.merkle import leaf_hash
@@ -356,7 +355,7 @@ class Sealer:
             if scan_run is not None and consumed >= slow_until:
                 # The common case: a run of whole, valid frames, checked, hashed and laid out
                 # in compiled code (provenance/_fastrecords.c), queued with list operations.
-                run = scan_run(data, consumed, base, number, self._edge_bytes, crc32)
+                run = scan_run(data, consumed, base, number, self._edge_bytes)
                 if run[0] > consumed:
                     if self._take_run(name, source, data, run, now_ms):
                         consumed = run[0]
