@@ -65,11 +65,13 @@ from proxy.records.batch_files import (
 from proxy.records.chunk_check import ChunkChecker, seconds_are_real
 from proxy.records.segments import (
     FRAME_HEADER_BYTES,
+    MAX_PAYLOAD_BYTES,
     Chunk,
     decode_chunk,
     encode_frame,
-    find_next_frame,
+    first_frame,
     frame_at,
+    frame_needs,
 )
 from proxy.records.spool import list_segments, quarantine_bytes, segment_name
 
@@ -94,6 +96,20 @@ log = logging.getLogger(__name__)
 MARKER_NAME = "sealed.json"
 MARKER_INTERVAL_S = 1.0
 READ_AHEAD_RECORDS = 50_000  # pending records before sealing what is read (bounded memory)
+# A segment is read in pieces, never to its end at once: a mapped writer's segment is
+# preallocated (64 MiB of zeros past its frames). A poll's first piece is small (an idle or slow
+# spool reads little, and the pending records keep their piece alive until sealed); each next
+# one is twice the last, up to READ_PIECE_BYTES, at least twice the largest frame, so a piece
+# that starts at a frame cut by the previous one's end moves on by half of it or more.
+READ_FIRST_PIECE_BYTES = 256 << 10
+READ_PIECE_BYTES = 4 << 20
+_MAX_FRAME_BYTES = FRAME_HEADER_BYTES + MAX_PAYLOAD_BYTES
+_ZERO_HEADER = bytes(FRAME_HEADER_BYTES)
+# What reading a piece ends with: go on from the offset it returns with the next piece; stop
+# reading the segment (its end, or the written end of the last one); read the piece again from
+# the offset once (a frame in the last segment looked corrupt: its header may have been
+# mid-store when it was read).
+_MORE, _STOP, _AGAIN = 0, 1, 2
 ROOT_SPOOL = ""  # the spool folder itself (one serving process)
 _WORKER_SPOOL = re.compile(r"w[0-9]{1,4}")
 
@@ -126,6 +142,55 @@ def check_record(payload: bytes, edge: str, seconds_ok: dict[bytes, bool]) -> st
     if record.edge != edge or record_to_canonical_bytes(record) != payload:
         return None
     return record.ts
+
+
+def _resync(
+    fd: int, data: bytes, base: int, at: int, *, at_eof: bool, is_last: bool
+) -> tuple[int, int]:
+    """After the corrupt frame at offset ``at`` of a segment (``data`` holds its bytes from
+    ``base``; the rest is read from ``fd`` a window at a time): where the next valid frame
+    begins (-1 if none), and the offset past the last nonzero byte before it (``at`` if none).
+    The frame is the one ``find_next_frame`` finds in the rest of the segment read whole. In the
+    last segment the search ends at eight zero bytes (no frame a writer makes holds as many: a
+    header at most six, a payload none): the written end, past which the writer may be writing
+    (``_read_piece`` reads a frame found before it once more before setting bytes aside)."""
+    window, start, eof = data, base, at_eof
+    first = at + 1  # the next candidate offset not yet tried
+    covered = written = at  # nonzero bytes looked for up to ``covered``
+    size = max(READ_PIECE_BYTES, 2 * _MAX_FRAME_BYTES)
+    while True:
+        # Candidates below ``limit`` are decided here: a frame starting there fits the window.
+        limit = start + len(window) if eof else start + len(window) - _MAX_FRAME_BYTES + 1
+        gap = window.find(_ZERO_HEADER, at - start if at > start else 0) if is_last else -1
+        ends = gap >= 0 and start + gap <= limit
+        if ends:
+            limit = start + gap
+        if limit > first:
+            found = first_frame(window, first - start, limit - start)
+            if found >= 0:
+                return start + found, written
+            first = limit
+        if not is_last and limit > covered:
+            low, high = covered - start, limit - start
+            if window.count(0, low, high) != high - low:
+                written = covered + len(window[low:high].rstrip(b"\0"))
+            covered = limit
+        if eof or ends:
+            return -1, written
+        start = min(first, covered) if not is_last else first
+        window = os.pread(fd, size, start)
+        eof = len(window) < size
+
+
+def _set_aside(
+    directory: Path, number: int, fd: int, data: bytes, base: int, start: int, stop: int
+) -> None:
+    """Move segment bytes ``start..stop`` to quarantine/ (read again if past ``data``)."""
+    bad = (data[start - base : stop - base] if stop - base <= len(data)
+           else os.pread(fd, stop - start, start))  # fmt: skip
+    aside = quarantine_bytes(directory, f"{number:016d}-{start}.bad", bad)
+    log.warning("spool %s: corrupt bytes %d..%d moved to %s", directory / segment_name(number),
+                start, stop, aside)  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -343,15 +408,61 @@ class Sealer:
     def _read_segment(
         self, name: str, source: _Source, number: int, now_ms: int, *, is_last: bool
     ) -> None:
+        """Read segment ``number`` from the cursor in pieces, queueing its records, to its end
+        or, in the last segment, to where the writer has written so far.
+
+        A mapped writer's segment is its frames, then zeros up to the preallocated size (the
+        writer truncates them when it moves on; a killed one leaves them). A frame's header is
+        written after its payload, so a zero header at a frame boundary of the last segment is
+        "not written yet": reading stops there, as at an incomplete frame at its end. In a
+        segment that is not the last, zeros to its end are its end (nothing set aside); other
+        bytes there are corrupt: set aside up to the next valid frame or their last nonzero
+        byte (``_set_aside``)."""
         path = source.directory / segment_name(number)
-        base = source.cursor[1]
         with path.open("rb") as file:
-            file.seek(base)
-            data = file.read()
-            if data:
-                os.fsync(file.fileno())  # no batch may outlive the spool bytes it covers
-        consumed, slow_until, scan_run = 0, 0, self._scan_run
-        while consumed < len(data):
+            fd = file.fileno()
+            start = offset = source.cursor[1]
+            size, again_at = min(READ_FIRST_PIECE_BYTES, READ_PIECE_BYTES), -1
+            try:
+                while True:
+                    data = os.pread(fd, size, offset)
+                    if not data:
+                        break
+                    at_eof = len(data) < size
+                    offset, action, needs = self._read_piece(
+                        name, source, number, now_ms, fd, data, offset,
+                        at_eof=at_eof, is_last=is_last, again_at=again_at,
+                    )  # fmt: skip
+                    source.cursor = (number, offset)
+                    if action == _STOP or (at_eof and action == _MORE):
+                        break
+                    if action == _AGAIN:
+                        again_at = offset
+                    size = max(min(2 * size, READ_PIECE_BYTES), needs)
+            finally:
+                if offset > start:  # no batch may outlive the spool bytes it covers
+                    os.fsync(fd)
+
+    def _read_piece(
+        self,
+        name: str,
+        source: _Source,
+        number: int,
+        now_ms: int,
+        fd: int,
+        data: bytes,
+        base: int,
+        *,
+        at_eof: bool,
+        is_last: bool,
+        again_at: int,
+    ) -> tuple[int, int, int]:
+        """Queue the records of the frames in ``data`` (the segment's bytes from offset
+        ``base``, the end of the file if ``at_eof``). Returns where reading stopped (an offset
+        in the segment), what to do next (_MORE, _STOP, _AGAIN) and the bytes the next piece
+        needs at least (a frame cut by this piece's end)."""
+        consumed, slow_until, scan_run, length = 0, 0, self._scan_run, len(data)
+        while consumed < length:
             if scan_run is not None and consumed >= slow_until:
                 # The common case: a run of whole, valid frames, checked, hashed and laid out
                 # in compiled code (provenance/_fastrecords.c), queued with list operations.
@@ -368,17 +479,30 @@ class Sealer:
                            [data[consumed + FRAME_HEADER_BYTES : end]], [end], now_ms)  # fmt: skip
                 consumed = end
                 continue
-            resume = find_next_frame(data, consumed)
+            at = base + consumed
+            if not at_eof and (needs := frame_needs(data, consumed)):
+                return at, _MORE, needs  # cut by the piece's end: whole in the next one
+            header = data[consumed : consumed + FRAME_HEADER_BYTES]
+            if is_last and header == _ZERO_HEADER[: len(header)]:
+                return at, _STOP, 0  # the written end, for now
+            resume, written = _resync(fd, data, base, at, at_eof=at_eof, is_last=is_last)
             if resume < 0 and is_last:
-                break  # being written, or a torn tail the writer's open() sets aside
-            resume = len(data) if resume < 0 else resume
-            aside = quarantine_bytes(source.directory, f"{number:016d}-{base + consumed}.bad",
-                                     data[consumed:resume])  # fmt: skip
-            log.warning("spool %s: corrupt bytes %d..%d moved to %s", path, base + consumed,
-                        base + resume, aside)  # fmt: skip
-            consumed = resume
+                return at, _STOP, 0  # being written, or a torn tail the writer's open() sets aside
+            if resume >= 0 and is_last and again_at != at:
+                return at, _AGAIN, 0
+            stop = resume if resume >= 0 else written
+            if stop > at:
+                _set_aside(source.directory, number, fd, data, base, at, stop)
+            elif resume < 0:
+                log.info("spool %s segment %d: zero-filled from offset %d to its end (a writer "
+                         "stopped there)", source.directory, number, at)  # fmt: skip
             source.skip = 0
-        source.cursor = (number, base + consumed)
+            if resume < 0:
+                return stop, _STOP, 0
+            if resume - base >= length:
+                return resume, _MORE, 0
+            consumed = resume - base
+        return base + consumed, _MORE, 0
 
     def _take_run(
         self, name: str, source: _Source, data: bytes, run: tuple[Any, ...], now_ms: int

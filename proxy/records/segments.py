@@ -168,6 +168,33 @@ def scan_frames(data: bytes, start: int = 0) -> FrameScan:
     return scan
 
 
+def frame_needs(data: bytes, offset: int) -> int:
+    """The bytes from ``offset`` that the frame starting there needs, when ``data`` ends before
+    it does (8 when even its header is cut); 0 when ``data`` holds it whole or the header there
+    names no frame (length 0, as in a zero-filled tail, or over MAX_PAYLOAD_BYTES). For reading
+    a segment in pieces: a frame cut by a piece's end is read whole with the next piece."""
+    left = len(data) - offset
+    if left < FRAME_HEADER_BYTES:
+        return FRAME_HEADER_BYTES
+    size: int = _LENGTH.unpack_from(data, offset)[0]
+    needed = FRAME_HEADER_BYTES + size
+    return needed if 0 < size <= MAX_PAYLOAD_BYTES and needed > left else 0
+
+
+def first_frame(data: bytes, first: int, limit: int) -> int:
+    """The first offset in ``first..limit - 1`` where a valid frame begins, or -1: what
+    ``find_next_frame(data, first - 1)`` finds, with the candidates bounded (so that a search
+    can go on in the next piece of a segment from ``limit``)."""
+    position = first + FRAME_HEADER_BYTES - 1  # a candidate's payload starts with '{'
+    while True:
+        position = data.find(b"{", position + 1)
+        candidate = position - FRAME_HEADER_BYTES
+        if position < 0 or candidate >= limit:
+            return -1
+        if frame_at(data, candidate) >= 0:
+            return candidate
+
+
 def find_next_frame(data: bytes, start: int) -> int:
     """The first offset after ``start`` where a valid frame begins, or -1 (resynchronising)."""
     position = start
