@@ -15,7 +15,9 @@ Why: the index used to parse every batch file on disk at the first lookup and ke
 close to two minutes for the first receipt (docs/design/spool.md).
 
 Records still in the spool (not yet sealed) are found by a byte search of the segment files,
-O(spool size) per miss: an admin endpoint only.
+O(spool size) per miss: an admin endpoint only. A segment is read in pieces of SPOOL_PIECE_BYTES
+and only up to its written end: a mapped writer's segment is preallocated, its frames followed
+by zeros (docs/design/spool.md "Frames"), and a lookup must not read megabytes of them.
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ from __future__ import annotations
 import base64
 import bisect
 import json
+import os
 import re
 from array import array
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +43,24 @@ from provenance.merkle import MerkleTree
 from provenance.records import Record, record_from_obj, record_leaf_hash, record_to_obj
 from proxy.records.batch_files import split_batch_file
 from proxy.records.sealer import list_batches, spool_folders
-from proxy.records.segments import decode_chunk, scan_frames
+from proxy.records.segments import (
+    FRAME_HEADER_BYTES,
+    decode_chunk,
+    frame_at,
+    frame_needs,
+)
 from proxy.records.spool import list_segments, segment_name
 
 # A record's request id as it appears in the batch file (RFC 8785: visible ASCII, with '"' and
 # '\' escaped). Only a key can be preceded by an unescaped quote, and no header field is named
 # request_id.
 _REQUEST_ID = re.compile(rb'"request_id":"((?:[^"\\]|\\.)*)"')
+# Pieces a segment is read in: at least twice the largest frame (segments.MAX_PAYLOAD_BYTES),
+# so that the next piece, which starts at the frame a piece's end cut, moves on by half or more.
+SPOOL_PIECE_BYTES = 4 << 20
+# No frame holds eight zero bytes in a row, nor ends with a zero byte: a piece ending with them
+# has reached the zero-filled tail of a mapped writer's segment.
+_ZEROS = bytes(FRAME_HEADER_BYTES)
 
 
 def _key(escaped_id: bytes) -> int:
@@ -173,16 +187,45 @@ class ReceiptIndex:
         ]
         for path in segments:
             try:
-                data = path.read_bytes()
+                with path.open("rb") as file:
+                    if not _holds(file.fileno(), needle):
+                        continue
+                    for payload in _payloads(file.fileno()):
+                        if needle not in payload:
+                            continue
+                        for line in decode_chunk(payload).records:
+                            if needle in line:
+                                record: dict[str, Any] = json.loads(line)
+                                return {"record": record, "batch": None}
             except FileNotFoundError:
                 continue
-            if needle not in data:
-                continue
-            for payload in scan_frames(data).payloads:
-                if needle not in payload:
-                    continue
-                for line in decode_chunk(payload).records:
-                    if needle in line:
-                        record: dict[str, Any] = json.loads(line)
-                        return {"record": record, "batch": None}
         return None
+
+
+def _holds(fd: int, needle: bytes) -> bool:
+    """Whether the segment's bytes up to its written end hold ``needle`` (read in pieces that
+    overlap by less than its length, so none is missed at a piece's end)."""
+    offset, size = 0, max(SPOOL_PIECE_BYTES, 2 * len(needle))
+    while True:
+        data = os.pread(fd, size, offset)
+        if needle in data:
+            return True
+        if len(data) < size or data.endswith(_ZEROS):
+            return False  # its end, or its written end
+        offset += len(data) - len(needle) + 1
+
+
+def _payloads(fd: int) -> Iterator[bytes]:
+    """The payloads of the segment's valid frames from its start, up to the first that is not
+    one (a zero header: the written end; a torn or corrupt frame), read in pieces."""
+    offset, size = 0, SPOOL_PIECE_BYTES
+    while True:
+        data = os.pread(fd, size, offset)
+        at, end = 0, frame_at(data, 0)
+        while end >= 0:
+            yield data[at + FRAME_HEADER_BYTES : end]
+            at, end = end, frame_at(data, end)
+        if len(data) < size or not (needs := frame_needs(data, at)):
+            return
+        offset += at
+        size = max(SPOOL_PIECE_BYTES, needs)

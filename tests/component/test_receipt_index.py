@@ -1,7 +1,9 @@
 """ReceiptIndex (proxy/records/receipts.py) over many sealed batches: a receipt for a recent
 request reads only the newest batch files, ids that JSON escapes are found, a hash collision
 never gives a wrong receipt, and the memory bound forgets batches without losing answers.
-Every receipt's proof is checked as RFC 9162 §2.1.3.2 says."""
+Every receipt's proof is checked as RFC 9162 §2.1.3.2 says. Unsealed records are found in
+spool segments read in pieces, up to a mapped writer's zero-filled tail (docs/design/spool.md
+"Frames")."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from proxy.records.receipts import ReceiptIndex
 from proxy.records.sealer import Sealer, list_batches
 from proxy.records.spool import SpoolWriter
 from tests.component.test_sealer import record
+from tests.component.test_sealer_zero_tail import count_reads, frames, write_segment
 
 EDGE = "edge-1"
 KEY = generate_signing_key(EDGE, bytes(range(32)))
@@ -92,3 +95,21 @@ def test_pruned_batches_are_forgotten(tmp_path: Path) -> None:
     gone = index.lookup("req-1")  # no batch holds it now; the spool may still (not pruned)
     assert gone is None or gone["batch"] is None
     assert_proves(index.lookup("req-15"), "req-15")
+
+
+def test_receipts_are_found_before_a_zero_tail_without_reading_it(tmp_path: Path) -> None:
+    """An unsealed record in a preallocated segment is found, in a frame cut by a piece's end
+    too; a lookup that finds nothing reads about one piece of zeros, not the 64 MiB."""
+    spool = tmp_path / "spool"
+    data = frames(range(40), per_frame=5)  # frames of ~1.2 KB, pieces of 1,000 bytes
+    write_segment(spool, 0, data, size=64 << 20)
+    index = ReceiptIndex(tmp_path / "batches", spool)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(receipts_module, "SPOOL_PIECE_BYTES", 1000)
+        for i in (0, 17, 39):
+            receipt = index.lookup(f"req-{i}")
+            assert receipt is not None and receipt["record"]["request_id"] == f"req-{i}"
+            assert receipt["batch"] is None
+        sizes = count_reads(patch)
+        assert index.lookup("req-40") is None
+    assert sum(sizes) <= len(data) + 3000
