@@ -68,6 +68,7 @@ access_log = logging.getLogger("cachet.access")
 
 _BOUNDARY_ATTEMPTS = 4
 _RANGE_FIELDS = ("range", "if-range")
+SPOOL_FULL_RETRY_AFTER_S = 1  # a full spool drains as fast as the records process seals
 _KEEP_ALIVE_11 = b"\r\n"
 _KEEP_ALIVE_10 = b"Connection: keep-alive\r\n\r\n"
 _CLOSE = b"Connection: close\r\n\r\n"
@@ -153,6 +154,12 @@ class ProxyHandler:
             return None
         if self.tracer is not None:
             self.tracer.start(ex)
+        recorder = self.recorder
+        if recorder is not None and recorder.reject_when_full and recorder.refusing:
+            # spool_full_policy = "reject": no answer the edge could not record
+            self.write_local_error(conn, head, 503, "the record spool is full", ex,
+                                   retry_after_s=SPOOL_FULL_RETRY_AFTER_S)  # fmt: skip
+            return None
         if ex.upstream_of is not None and not self.trusts_forwarding_from(conn.peer_ip):
             # Only a downstream proxy the operator trusts may say the client was served (and is
             # billed) elsewhere; from anyone else the claim would just drop their requests.
@@ -432,6 +439,7 @@ class ProxyHandler:
         ex: Exchange | None = None,
         outcome: Outcome = outcomes.BYPASS,
         detail: str | None = None,
+        retry_after_s: int | None = None,
     ) -> None:
         request_id = ex.request_id if ex is not None else self._new_request_id()
         status_text = cache_status(self.settings.cache_name, outcome, detail=detail)
@@ -439,8 +447,9 @@ class ProxyHandler:
             status_text, outcome.x_cache, request_id, head.keep_alive, head.version == (1, 0)
         )
         data = error_response(
-            status, message, self.settings.via, format_http_date(time.time()), trailer
-        )
+            status, message, self.settings.via, format_http_date(time.time()), trailer,
+            retry_after_s,
+        )  # fmt: skip
         self.stats.requests_by_outcome["ERROR"] += 1
         # A request refused before it was understood (no exchange) served nothing to record.
         if ex is not None and self._record(ex, "error", status, 0, "none", 0, None):
@@ -575,7 +584,7 @@ class ProxyHandler:
                 stored.status, len(stored.body), stored.attribution, ex.key
             )
             stored.record_template = template
-        recorder.append(encoder.encode_hit(template, now, ex.request_id))
+        recorder.append_hit(template, now, ex.request_id)
         return True
 
     def finish(

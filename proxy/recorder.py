@@ -29,7 +29,7 @@ from proxy.config import ProxyConfig
 from proxy.records.daemon import NATS_URL_ENV, PipelineSettings, PipelineStatus, read_status
 from proxy.records.emit import RecordEncoder
 from proxy.records.receipts import ReceiptIndex
-from proxy.records.spool import SpoolWriter
+from proxy.records.spool import MappedSpoolWriter, open_spool
 from proxy.workers import restart_delay
 
 log = logging.getLogger("cachet.records")
@@ -67,15 +67,23 @@ class Recorder:
         self.key = load_or_create_edge_key(root / "keys", self.edge_id)
         self.encoder = RecordEncoder(self.edge_id, config.sample_rate)
         spool_dir = root / "spool" if worker is None else root / "spool" / f"w{worker}"
-        self.spool = SpoolWriter(
+        self.spool = open_spool(
             spool_dir,
             max_bytes=config.spool_max_bytes,
             full_policy=config.spool_full_policy,
         )
-        self.spool.open()
         # Bound once: these run for every answered request.
         self.append: Callable[[bytes], bool] = self.spool.append
         self.skip: Callable[[], None] = self.spool.skip
+        # A plain hit's record from its template (RecordEncoder.hit_template).
+        self.append_hit: Callable[[tuple[bytes, bytes, bytes], float, str], bool] = (
+            self.spool.append_hit
+            if isinstance(self.spool, MappedSpoolWriter)
+            else self._append_hit_written
+        )
+        # False: a record is in the spool once appended, and its response may go out at once;
+        # True: responses wait for flush() (proxy/cork.py).
+        self.needs_flush = self.spool.needs_flush
         self.receipts = ReceiptIndex(root / "batches", root / "spool")
         self.coordinator = config.coordinator
         self.reject_when_full = config.spool_full_policy == "reject"
@@ -91,11 +99,16 @@ class Recorder:
     def pipeline_status(self) -> PipelineStatus:
         return read_status(self.pipeline.records_dir)
 
+    def _append_hit_written(
+        self, template: tuple[bytes, bytes, bytes], now_s: float, request_id: str
+    ) -> bool:
+        return self.spool.append(self.encoder.encode_hit(template, now_s, request_id))
+
     @property
     def refusing(self) -> bool:
         """True when the spool is full and the operator chose to answer 503 over serving
         unrecorded responses."""
-        return self.reject_when_full and self.spool.bytes_used >= self.spool.max_bytes
+        return self.reject_when_full and self.spool.full
 
     @property
     def emitted(self) -> int:

@@ -50,7 +50,9 @@ def forwarded_head(status: int, reason: str, headers: Headers, trailer: bytes) -
     )
 
 
-def error_response(status: int, message: str, via: str, date: str, trailer: bytes) -> bytes:
+def error_response(
+    status: int, message: str, via: str, date: str, trailer: bytes, retry_after_s: int | None = None
+) -> bytes:
     body = (message + "\n").encode("utf-8")
     fields = [
         ("Date", date),
@@ -59,4 +61,6 @@ def error_response(status: int, message: str, via: str, date: str, trailer: byte
         ("Cache-Control", "no-store"),
         ("Via", via),
     ]
+    if retry_after_s is not None:
+        fields.append(("Retry-After", str(retry_after_s)))  # RFC 9110 §10.2.3
     return forwarded_head(status, reason_phrase(status), fields, trailer) + body

@@ -110,7 +110,8 @@ def build_state(
         recorder = Recorder(config, worker=None if worker is None else worker.index)
         handler.recorder = recorder
         state.recorder = recorder
-        state.cork = Cork(recorder.flush)
+        if recorder.needs_flush:  # the write(2) spool: responses wait for its flush
+            state.cork = Cork(recorder.flush)
         # A worker's records process belongs to the supervisor, which reports it once.
         registry.register(RecordCollector(recorder) if worker is None else SpoolCollector(recorder))
     registry.register(

@@ -1,32 +1,64 @@
-"""SpoolWriter: the edge's append-only record spool (segment files of checksummed frames).
+"""The edge's append-only record spool (segment files of checksummed frames), and its writers.
 
-Durability contract (see docs/design/spool.md):
+Durability contract (see docs/design/spool.md): a record is in the operating system (the page
+cache) before its response completes, so it survives SIGKILL of the serving process at any
+instant. Not an fsync: a machine crash or power loss can lose records not yet sealed (the sealer
+fsyncs every segment before the batch covering it, about ``max_interval_ms`` of traffic).
 
-- ``append`` MUST be cheap: it only buffers the record's canonical bytes in memory.
-- ``flush`` MUST be called before the response bytes of the appended records go to the client.
-  It issues ONE ``os.write`` of every frame appended since the last flush. Once ``write(2)`` has
-  returned, the bytes are in the kernel's page cache and survive SIGKILL of the process. They do
-  NOT survive a machine crash or power loss: the spool is not fsynced here (one fsync per
-  response would cap throughput at the disk's flush rate). The sealer fsyncs every sealed batch
-  file before it records the spool as consumed, so a machine crash loses at most the records not
-  yet sealed (about ``max_interval_ms`` of traffic).
-- When the spool holds ``max_bytes`` or more, ``append`` refuses records. With ``full_policy``
-  "drop" the record is dropped and counted in ``dropped`` (serve, but lose billing); with
-  "reject" it is also counted, and the caller answers 503 instead of serving unrecorded.
+Two writers keep it:
+
+- ``MappedSpoolWriter`` (the default wherever ``proxy.records._spoolmap`` is built and the file
+  system can preallocate): each segment is preallocated (posix_fallocate) and mapped shared;
+  ``append`` frames the record straight into the mapping, and a store into a shared mapping is in
+  the page cache the moment it is made. A record is in the spool when ``append`` returns, so the
+  response may go out at once (``needs_flush`` is False). One frame per record. Segments are
+  truncated to their written end when the writer moves on or closes; a killed writer leaves a
+  zero-filled tail, which readers take as "not written" and its next ``open`` truncates.
+- ``SpoolWriter``: ``append`` only buffers; ``flush`` MUST be called before the response bytes of
+  the appended records go to the client, and issues ONE ``os.write`` of every frame appended since
+  the last flush (once ``write(2)`` returns the bytes are in the page cache). The serving process
+  holds responses back until then (proxy/cork.py). Used where the mapped writer cannot be.
+
+When the spool holds ``max_bytes``, ``append`` refuses records. With ``full_policy`` "drop" the
+record is dropped and counted in ``dropped`` (serve, but lose billing); with "reject" it is also
+counted, and the caller answers 503 instead of serving unrecorded (``full``).
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from proxy.records.segments import encode_chunks, find_next_frame, scan_frames
+
+mapped_segment_type: type[MappedSegment] | None
+try:
+    from proxy.records._spoolmap import MappedSegment
+
+    mapped_segment_type = MappedSegment
+except ImportError:  # built without a C compiler: SpoolWriter serves
+    mapped_segment_type = None
 
 log = logging.getLogger(__name__)
 
 SEGMENT_SUFFIX = ".seg"
 FULL_POLICIES = ("drop", "reject")
+MAPPED_VARIABLE = "CACHET_SPOOL_MAPPED"  # "0": the write(2) writer even where mapping works
+USAGE_RECOUNT_S = 0.05  # a full spool recounts its folder at most this often
+ALLOCATE_RETRY_S = 1.0  # after a segment could not be preallocated (disk full)
+ROOM_FOR_A_RECORD = 2048  # a frame of the largest record and its counters line fits
+SEGMENTS_PER_SPOOL = 8  # segments are at most max_bytes / 8, so a full spool can drain
+MIN_SEGMENT_BYTES = 4096
+
+
+def segment_size(segment_bytes: int, max_bytes: int) -> int:
+    """The segment size a spool of ``max_bytes`` uses: the sealer deletes only segments the
+    writer has left, so one segment as large as the spool would keep it full for good."""
+    return min(segment_bytes, max(MIN_SEGMENT_BYTES, max_bytes // SEGMENTS_PER_SPOOL))
 
 
 def segment_name(number: int) -> str:
@@ -57,8 +89,38 @@ def quarantine_bytes(directory: Path, name: str, data: bytes) -> Path:
     return path
 
 
+def recover_last_segment(directory: Path, number: int) -> bool:
+    """Truncate a torn or corrupt tail of the last segment (kept aside in quarantine/), and a
+    mapped writer's zero-filled tail (bytes it never wrote: nothing is set aside).
+
+    Returns False when the segment has a corrupt region followed by valid frames: it is then
+    left for the sealer (which skips and quarantines the bad region) and a new segment starts.
+    """
+    path = directory / segment_name(number)
+    data = path.read_bytes()
+    scan = scan_frames(data)
+    if scan.end == len(data):
+        return True
+    written = len(data.rstrip(b"\0"))  # a frame never ends in a zero byte
+    if written <= scan.end:
+        os.truncate(path, scan.end)
+        return True
+    if find_next_frame(data, scan.end) >= 0:
+        log.warning("spool %s: corrupt frame at offset %d; starting a new segment", path, scan.end)
+        return False
+    aside = quarantine_bytes(directory, f"{path.stem}-{scan.end}.tail", data[scan.end : written])
+    os.truncate(path, scan.end)
+    log.warning(
+        "spool %s: torn or corrupt tail of %d bytes at offset %d moved to %s",
+        path, written - scan.end, scan.end, aside,
+    )  # fmt: skip
+    return True
+
+
 class SpoolWriter:
     """Buffers records in memory and writes them to the current segment on ``flush``."""
+
+    needs_flush = True  # responses wait for flush(): proxy/cork.py
 
     def __init__(
         self,
@@ -71,7 +133,7 @@ class SpoolWriter:
         if full_policy not in FULL_POLICIES:
             raise ValueError(f"full_policy must be one of {FULL_POLICIES}")
         self.directory = Path(directory)
-        self.segment_bytes = segment_bytes
+        self.segment_bytes = segment_size(segment_bytes, max_bytes)
         self.max_bytes = max_bytes
         self.full_policy = full_policy
         self.bytes_used = 0
@@ -95,35 +157,11 @@ class SpoolWriter:
         numbers = list_segments(self.directory)
         if not numbers:
             self._open_segment(0)
-        elif self._recover_last(numbers[-1]):
+        elif recover_last_segment(self.directory, numbers[-1]):
             self._open_segment(numbers[-1], append=True)
         else:
             self._open_segment(numbers[-1] + 1)
         self._refresh_usage()
-
-    def _recover_last(self, number: int) -> bool:
-        """Truncate a torn or corrupt tail of the last segment (kept aside in quarantine/).
-
-        Returns False when the segment has a corrupt region followed by valid frames: it is then
-        left for the sealer (which skips and quarantines the bad region) and a new segment starts.
-        """
-        path = self.directory / segment_name(number)
-        data = path.read_bytes()
-        scan = scan_frames(data)
-        if scan.end == len(data):
-            return True
-        if find_next_frame(data, scan.end) >= 0:
-            log.warning(
-                "spool %s: corrupt frame at offset %d; starting a new segment", path, scan.end
-            )
-            return False
-        aside = quarantine_bytes(self.directory, f"{path.stem}-{scan.end}.tail", data[scan.end :])
-        os.truncate(path, scan.end)
-        log.warning(
-            "spool %s: torn or corrupt tail of %d bytes at offset %d moved to %s",
-            path, len(data) - scan.end, scan.end, aside,
-        )  # fmt: skip
-        return True
 
     def _open_segment(self, number: int, *, append: bool = False) -> None:
         if self._fd >= 0:
@@ -155,6 +193,10 @@ class SpoolWriter:
         self._frames.append(record_bytes)
         self._pending_bytes += len(record_bytes) + 1
         return True
+
+    @property
+    def full(self) -> bool:
+        return self.bytes_used >= self.max_bytes
 
     def skip(self) -> None:
         """Count an answer left without a record by sampling (reconciliation: served vs emitted)."""
@@ -190,3 +232,206 @@ class SpoolWriter:
             self.flush()
             os.close(self._fd)
             self._fd = -1
+
+
+class MappedSpoolWriter:
+    """Frames each record straight into the current segment, preallocated and mapped shared
+    (``proxy/records/_spoolmap.c``): a record is in the page cache when ``append`` returns.
+
+    ``append``, ``append_hit`` and ``skip`` are the compiled segment's own methods (no Python
+    frame on the hit path); it calls ``_make_room`` back when a frame does not fit."""
+
+    needs_flush = False
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        segment_bytes: int = 64 << 20,
+        max_bytes: int = 1 << 30,
+        full_policy: str = "drop",
+    ) -> None:
+        if full_policy not in FULL_POLICIES:
+            raise ValueError(f"full_policy must be one of {FULL_POLICIES}")
+        if mapped_segment_type is None:
+            raise RuntimeError("proxy.records._spoolmap is not built")
+        self.directory = Path(directory)
+        self.segment_bytes = segment_size(segment_bytes, max_bytes)
+        self.max_bytes = max_bytes
+        self.full_policy = full_policy
+        self.segments = 0
+        self._mapped = mapped_segment_type(on_full=self._make_room)
+        self.append: Callable[[bytes], bool] = self._mapped.append
+        self.append_hit: Callable[[tuple[bytes, bytes, bytes], float, str], bool] = (
+            self._mapped.append_hit
+        )
+        self.skip: Callable[[], None] = self._mapped.skip
+        self._fd = -1
+        self._number = 0  # the current segment, or the next to open when _fd < 0
+        self._others = 0  # bytes in the folder's other segments
+        self._full = False
+        self._recount_at = 0.0  # when a full spool may next recount its folder
+        self._allocate_at = 0.0  # when a segment that could not be preallocated is tried again
+        self._closed = False
+
+    @property
+    def bytes_used(self) -> int:
+        return self._others + self._mapped.offset
+
+    @property
+    def emitted(self) -> int:
+        return int(self._mapped.emitted)
+
+    @property
+    def dropped(self) -> int:
+        return int(self._mapped.dropped)
+
+    @property
+    def sampled_out(self) -> int:
+        return int(self._mapped.sampled_out)
+
+    @property
+    def full(self) -> bool:
+        """True once a record was refused for want of room, until the sealer frees some."""
+        if self._full and time.monotonic() >= self._recount_at:
+            self._recount()
+        return self._full
+
+    def open(self) -> None:
+        """Recover the last segment and map it (or a new one) for appending. OSError if this
+        file system cannot preallocate (``open_spool`` then falls back to ``SpoolWriter``)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        numbers = list_segments(self.directory)
+        if numbers and recover_last_segment(self.directory, numbers[-1]):
+            self._number = numbers[-1]
+            written = (self.directory / segment_name(self._number)).stat().st_size
+            if written >= self.segment_bytes:
+                self._number, written = self._number + 1, 0
+        else:
+            self._number, written = (numbers[-1] + 1 if numbers else 0), 0
+        self._refresh_usage()
+        self._open_segment(written, 0)
+        self.segments = len(list_segments(self.directory))
+
+    def _open_segment(self, written: int, wanted: int) -> None:
+        """Preallocate and map segment ``self._number``, whose first ``written`` bytes hold
+        frames; room for a frame of ``wanted`` bytes even past ``segment_bytes``."""
+        path = self.directory / segment_name(self._number)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            if not written:
+                os.ftruncate(fd, 0)  # a retry after a failed preallocation starts clean
+            capacity = max(self.segment_bytes, written + wanted)  # one record may exceed it
+            os.posix_fallocate(fd, 0, capacity)
+            self._mapped.map(fd, capacity, written)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        self._set_limit()
+
+    def _set_limit(self) -> None:
+        mapped = self._mapped
+        mapped.limit = max(mapped.offset, min(mapped.capacity, self.max_bytes - self._others))
+
+    def _close_segment(self) -> None:
+        """Cut the segment to its frames (the sealer reads it to the end) and let it go."""
+        if self._fd < 0:
+            return
+        written = self._mapped.offset
+        self._mapped.unmap()
+        os.ftruncate(self._fd, written)
+        os.close(self._fd)
+        self._fd = -1
+        self._others += written
+
+    def _refresh_usage(self) -> None:
+        """Recount the other segments' bytes (the sealer deletes consumed ones)."""
+        total = 0
+        numbers = list_segments(self.directory)
+        for number in numbers:
+            if number == self._number:  # the current segment: counted by its written end
+                continue
+            try:
+                total += (self.directory / segment_name(number)).stat().st_size
+            except FileNotFoundError:
+                continue
+        self._others = total
+        self.segments = len(numbers)
+
+    def _recount(self) -> None:
+        self._refresh_usage()
+        self._recount_at = time.monotonic() + USAGE_RECOUNT_S
+        if self._fd >= 0:
+            self._set_limit()
+        self._full = self._others + self._mapped.offset + ROOM_FOR_A_RECORD > self.max_bytes
+
+    def _make_room(self, wanted: int) -> bool:
+        """Called by the mapped segment when a frame of ``wanted`` bytes does not fit: True if
+        there is room now (it tries again), False to refuse the record (it counts it)."""
+        if self._closed:
+            return False
+        if self._others + self._mapped.offset + wanted > self.max_bytes:
+            if time.monotonic() < self._recount_at:
+                return False
+            self._recount()
+            if self._others + self._mapped.offset + wanted > self.max_bytes:
+                self._full = True
+                return False
+            self._full = False
+        if self._fd >= 0 and self._mapped.offset + wanted <= self._mapped.capacity:
+            return True  # the budget was all that was short
+        if time.monotonic() < self._allocate_at:
+            return False
+        if self._fd >= 0:
+            self._close_segment()
+            self._number += 1
+        try:
+            self._open_segment(0, wanted)
+        except OSError as error:
+            self._allocate_at = time.monotonic() + ALLOCATE_RETRY_S
+            log.warning("spool %s: cannot preallocate segment %d (%s); records are refused",
+                        self.directory, self._number, error.strerror or error)  # fmt: skip
+            return False
+        self.segments += 1
+        return True
+
+    def flush(self) -> None:
+        """Nothing to do: every record is in the page cache already."""
+
+    def close(self) -> None:
+        self._closed = True
+        self._close_segment()
+
+
+Spool = SpoolWriter | MappedSpoolWriter
+_NO_PREALLOCATION = (errno.EOPNOTSUPP, errno.EINVAL, errno.ENODEV, errno.ENOSYS)
+
+
+def open_spool(
+    directory: Path,
+    *,
+    segment_bytes: int = 64 << 20,
+    max_bytes: int = 1 << 30,
+    full_policy: str = "drop",
+    environ: dict[str, str] | None = None,
+) -> Spool:
+    """The mapped writer, opened, wherever it works; else the write(2) one (module not built,
+    ``CACHET_SPOOL_MAPPED=0``, or a file system that cannot preallocate)."""
+    environ = dict(os.environ) if environ is None else environ
+    if mapped_segment_type is not None and environ.get(MAPPED_VARIABLE) != "0":
+        mapped = MappedSpoolWriter(directory, segment_bytes=segment_bytes, max_bytes=max_bytes,
+                                   full_policy=full_policy)  # fmt: skip
+        try:
+            mapped.open()
+            return mapped
+        except OSError as error:
+            if error.errno not in _NO_PREALLOCATION:
+                raise
+            mapped.close()
+            log.warning("spool %s: the file system cannot preallocate segments (%s); records "
+                        "are written with write(2)", directory, error.strerror)  # fmt: skip
+    written = SpoolWriter(directory, segment_bytes=segment_bytes, max_bytes=max_bytes,
+                          full_policy=full_policy)  # fmt: skip
+    written.open()
+    return written

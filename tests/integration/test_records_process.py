@@ -10,6 +10,7 @@ crashed records process comes back without the proxy stopping to serve.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import http.client
 import json
@@ -263,3 +264,50 @@ def test_sigkill_under_concurrent_load_loses_no_record_of_a_completed_response(
         assert [i for i in completed if seen[i] != 1] == []
     finally:
         assert restarted.stop() == 0
+
+
+def test_a_full_spool_with_the_reject_policy_answers_503_until_it_drains(
+    origin: Origin, tmp_path: Path
+) -> None:
+    """docs/design/spool.md "Full spool": with spool_full_policy = "reject" the edge answers
+    503 with Retry-After instead of serving what it could not record, and serves again once the
+    records process has sealed the spool and its segments are deleted."""
+    origin.script("/rp-full", {"headers": [FRESH], "body": "f" * 100})
+    proxy = start_proxy(origin.url, tmp_path, "--batch-max-interval-ms", "50",
+                        "--spool-max-size", "1MiB", "--spool-full-policy", "reject")  # fmt: skip
+    records_dir = tmp_path / "records"
+    try:
+        pid = records_pid(records_dir)
+        os.kill(pid, signal.SIGSTOP)  # nothing is sealed: the spool fills
+        connection = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
+        served, refused = 0, None
+        for _ in range(5000):  # 1 MiB holds about 2,300 records
+            connection.request("GET", "/rp-full")
+            response = connection.getresponse()
+            body = response.read()
+            if response.status == 503:
+                refused = response
+                break
+            assert response.status == 200 and body == b"f" * 100
+            served += 1
+        assert refused is not None, "a spool of 1 MiB never filled"
+        assert 1000 < served < 5000
+        assert refused.getheader("Retry-After") == "1"
+        assert refused.getheader("Cache-Control") == "no-store"
+        os.kill(pid, signal.SIGCONT)
+        deadline = time.monotonic() + WAIT_S
+        while True:  # sealed, marked and deleted: room again
+            connection.request("GET", "/rp-full")
+            response = connection.getresponse()
+            response.read()
+            if response.status == 200:
+                break
+            assert response.status == 503
+            assert time.monotonic() < deadline, "the spool never drained"
+            time.sleep(0.1)
+        connection.close()
+        assert metric(proxy, "cachet_records_dropped_total") >= 1
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+        assert proxy.stop() == 0

@@ -1,4 +1,5 @@
-"""SIGKILL at random moments: every record whose flush returned is sealed exactly once."""
+"""SIGKILL at random moments: every record whose flush returned is sealed exactly once, with the
+mapped writer (a record is in the page cache when append returns) and the write(2) one."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from provenance.batches import parse_sealed_batch
 from provenance.keys import generate_signing_key
 from proxy.records.batch_files import read_batch_file
 from proxy.records.sealer import Sealer, list_batches
-from proxy.records.spool import SpoolWriter
+from proxy.records.spool import open_spool
 
 pytestmark = pytest.mark.integration
 EDGE = "edge-1"
@@ -24,9 +25,10 @@ CHILD = r"""
 import sys
 from pathlib import Path
 from provenance.records import Record, record_to_canonical_bytes
-from proxy.records.spool import SpoolWriter
-spool = SpoolWriter(Path(sys.argv[1]), segment_bytes=20_000)
-spool.open()
+from proxy.records.spool import open_spool
+spool = open_spool(Path(sys.argv[1]), segment_bytes=20_000,
+                   environ={"CACHET_SPOOL_MAPPED": sys.argv[3]})
+assert type(spool).__name__ == sys.argv[4]
 prefix, i = sys.argv[2], 0
 while True:
     ids = []
@@ -43,10 +45,13 @@ while True:
 """
 
 
-def run_and_kill(spool_dir: Path, prefix: str, rng: random.Random) -> set[str]:
+WRITERS = {"1": "MappedSpoolWriter", "0": "SpoolWriter"}
+
+
+def run_and_kill(spool_dir: Path, prefix: str, rng: random.Random, mapped: str) -> set[str]:
     """Start a writer, SIGKILL it after a random delay; the ids it reported as flushed."""
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(spool_dir), prefix],
+        [sys.executable, "-c", CHILD, str(spool_dir), prefix, mapped, WRITERS[mapped]],
         stdout=subprocess.PIPE,
     )
     time.sleep(0.2 + rng.random() * 0.3)
@@ -58,21 +63,19 @@ def run_and_kill(spool_dir: Path, prefix: str, rng: random.Random) -> set[str]:
     return flushed
 
 
-def test_sigkill_loses_no_flushed_record_and_duplicates_none(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mapped", sorted(WRITERS))
+def test_sigkill_loses_no_flushed_record_and_duplicates_none(tmp_path: Path, mapped: str) -> None:
     rng = random.Random(4)
+    environ = {"CACHET_SPOOL_MAPPED": mapped}
     spool_dir, batches_dir = tmp_path / "spool", tmp_path / "batches"
     key = generate_signing_key(EDGE, bytes(32))
     flushed: set[str] = set()
     for round_ in range(4):
-        flushed |= run_and_kill(spool_dir, f"r{round_}", rng)
+        flushed |= run_and_kill(spool_dir, f"r{round_}", rng, mapped)
         if round_ % 2:  # seal between some crashes, as a restarted proxy would
-            writer = SpoolWriter(spool_dir)
-            writer.open()
-            writer.close()
+            open_spool(spool_dir, environ=environ).close()
             Sealer(spool_dir, batches_dir, key, EDGE, max_records=50).recover()
-    writer = SpoolWriter(spool_dir)
-    writer.open()
-    writer.close()
+    open_spool(spool_dir, environ=environ).close()
     Sealer(spool_dir, batches_dir, key, EDGE, max_records=50).recover()
     sealed: list[str] = []
     for _, path in list_batches(batches_dir):
