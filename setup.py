@@ -19,7 +19,11 @@ setup(
             "provenance._fastrecords",
             ["provenance/_fastrecords.c"],
             # eight-lane SHA-256 and the SHA extensions, included by the .c
-            depends=["provenance/_sha256_lanes.h", "provenance/_sha256_ni.h"],
+            depends=[
+                "provenance/_sha256_lanes.h",
+                "provenance/_sha256_ni.h",
+                "provenance/_crc32_clmul.h",
+            ],
             # OpenSSL's SHA-256, as Python's hashlib uses; zlib's CRC-32 for spool frames
             libraries=["crypto", "z"],
             extra_compile_args=COMPILE_ARGS,

@@ -43,7 +43,7 @@ from provenance.keys import generate_signing_key
 from proxy.records.batch_files import DEFAULT_BATCH_MAX_RECORDS
 from proxy.records.daemon import PipelineStatus, read_status
 from proxy.records.emit import RecordEncoder
-from proxy.records.spool import SpoolWriter
+from proxy.records.spool import MappedSpoolWriter, open_spool
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,15 +51,20 @@ EDGE = "edge-bench"
 
 
 def write_hits(spool_dir: Path, count: int, rate: int) -> None:
-    """Append ``count`` hit records at ``rate`` per second, flushing every 16 (as the hit path
-    does under load: one write per loop iteration)."""
+    """Append ``count`` hit records at ``rate`` per second with the writer the proxy would use
+    (open_spool: one frame per record, mapped; or with CACHET_SPOOL_MAPPED=0 a flush every 16
+    records, as the write(2) writer's hit path does under load: one write per loop iteration)."""
     encoder = RecordEncoder(EDGE, "1")
     templates = hit_templates(encoder)
-    writer = SpoolWriter(spool_dir)
-    writer.open()
+    writer = open_spool(spool_dir)
+    append_hit = (
+        writer.append_hit
+        if isinstance(writer, MappedSpoolWriter)
+        else lambda template, now, rid: writer.append(encoder.encode_hit(template, now, rid))
+    )
     started = time.monotonic()
     for i in range(count):
-        writer.append(encoder.encode_hit(templates[i % 100], time.time(), f"r{i:x}"))
+        append_hit(templates[i % 100], time.time(), f"r{i:x}")
         if i % 16 == 15:
             writer.flush()
             ahead_s = (i + 1) / rate - (time.monotonic() - started)

@@ -19,7 +19,7 @@
 #include <Python.h>
 #include <openssl/evp.h>
 #include <string.h>
-#include <zlib.h>
+#include "_crc32_clmul.h" /* zlib's CRC-32, by carry-less multiplication where it can */
 
 #include "_sha256_lanes.h"
 #include "_sha256_ni.h"
@@ -688,8 +688,8 @@ static int counters_line(const char *p, const char *lim, long long *served, long
  * function) of its 4 length bytes and its payload. In C: with one record per frame, calling back
  * into Python for it (two calls and two memoryviews a frame) cost more than the CRC itself. */
 static unsigned long frame_crc(const char *frame, const char *payload, unsigned long size) {
-    uLong crc = crc32(0UL, (const Bytef *)frame, 4);
-    return crc32(crc, (const Bytef *)payload, (uInt)size) & 0xffffffffUL;
+    uint32_t crc = crc32_frame(0, (const unsigned char *)frame, 4);
+    return crc32_frame(crc, (const unsigned char *)payload, (size_t)size);
 }
 
 typedef struct {

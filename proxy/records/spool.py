@@ -340,9 +340,14 @@ class MappedSpoolWriter:
             return
         written = self._mapped.offset
         self._mapped.unmap()
-        os.ftruncate(self._fd, written)
-        os.close(self._fd)
-        self._fd = -1
+        try:
+            os.ftruncate(self._fd, written)
+        except OSError as error:  # the zeros stay: readers take them as the segment's end
+            log.warning("spool %s: cannot cut segment %d to its frames: %s",
+                        self.directory, self._number, error.strerror or error)  # fmt: skip
+        finally:
+            os.close(self._fd)
+            self._fd = -1
         self._others += written
 
     def _refresh_usage(self) -> None:
