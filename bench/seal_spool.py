@@ -21,6 +21,7 @@ import argparse
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from provenance import fastrecords
@@ -28,14 +29,24 @@ from provenance.keys import generate_signing_key
 from provenance.records import Record, record_to_canonical_bytes
 from proxy.records.emit import Attribution, RecordEncoder
 from proxy.records.sealer import Sealer
-from proxy.records.spool import SpoolWriter
+from proxy.records.spool import MappedSpoolWriter, Spool, open_spool
 
 EDGE = "edge-1"
+Template = tuple[bytes, bytes, bytes]
+
+
+def hit_appender(writer: Spool, encoder: RecordEncoder) -> Callable[[Template, float, str], bool]:
+    """What the hit path appends with (proxy/recorder.py): the mapped writer formats the record
+    itself; the write(2) one takes the encoder's bytes."""
+    if isinstance(writer, MappedSpoolWriter):
+        return writer.append_hit
+    return lambda template, now, rid: writer.append(encoder.encode_hit(template, now, rid))
 
 
 def fill_spool(spool_dir: Path, count: int) -> None:
-    writer = SpoolWriter(spool_dir)
-    writer.open()
+    """Records appended with the writer the proxy would use (open_spool: one frame per record,
+    mapped; CACHET_SPOOL_MAPPED=0: a flush every 64)."""
+    writer = open_spool(spool_dir)
     for i in range(count):
         record = Record(
             request_id=f"req-{i:012d}",
@@ -57,7 +68,7 @@ def fill_spool(spool_dir: Path, count: int) -> None:
     writer.close()
 
 
-def hit_templates(encoder: RecordEncoder, objects: int = 100) -> list[tuple[bytes, bytes, bytes]]:
+def hit_templates(encoder: RecordEncoder, objects: int = 100) -> list[Template]:
     """The hit path's record templates (proxy/handler.py _record_hit) for ``objects`` stored
     responses of 1 KiB, attributed, with cache key hashes."""
     return [
@@ -75,11 +86,11 @@ def fill_spool_with_hits(spool_dir: Path, count: int, objects: int = 100) -> Non
     """What the hit path (proxy/handler.py _record_hit) appends, at ~30k hits/s."""
     encoder = RecordEncoder(EDGE, "1")
     templates = hit_templates(encoder, objects)
-    writer = SpoolWriter(spool_dir)
-    writer.open()
+    writer = open_spool(spool_dir)
+    append_hit = hit_appender(writer, encoder)
     start = 1_795_000_000.0
     for i in range(count):
-        writer.append(encoder.encode_hit(templates[i % objects], start + i / 30_000, f"r{i:x}"))
+        append_hit(templates[i % objects], start + i / 30_000, f"r{i:x}")
         if i % 16 == 15:
             writer.flush()
     writer.close()
@@ -107,16 +118,16 @@ def time_polls(count: int, batch: int, parent: str | None, rate: int = 30_000) -
     per_poll = rate // 4
     with tempfile.TemporaryDirectory(dir=parent) as folder:
         root = Path(folder)
-        writer = SpoolWriter(root / "spool")
-        writer.open()
+        writer = open_spool(root / "spool")
         sealer = Sealer(root / "spool", root / "batches", key, EDGE, max_records=batch)
         sealer.recover()
         encoder = RecordEncoder(EDGE, "1")
         templates = hit_templates(encoder)
+        append_hit = hit_appender(writer, encoder)
         now_s, elapsed = 1_795_000_000.0, 0.0
         for first in range(0, count, per_poll):
             for i in range(first, min(count, first + per_poll)):
-                writer.append(encoder.encode_hit(templates[i % 100], now_s + i / rate, f"r{i:x}"))
+                append_hit(templates[i % 100], now_s + i / rate, f"r{i:x}")
                 if i % 16 == 15:
                     writer.flush()
             writer.flush()
