@@ -104,6 +104,20 @@ static PyObject *digest_list(lane_message_t *messages, size_t count) {
     return list;
 }
 
+/* Like digest_list, the digests laid end to end in one bytes object (32 bytes each). */
+static PyObject *digest_blob(lane_message_t *messages, size_t count) {
+    PyObject *blob = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(count * 32));
+    if (blob == NULL) return NULL;
+    unsigned char *out = (unsigned char *)PyBytes_AS_STRING(blob);
+    for (size_t i = 0; i < count; i++) messages[i].out = out + 32 * i;
+    if (!hash_all(messages, count)) {
+        Py_DECREF(blob);
+        PyErr_SetString(PyExc_RuntimeError, "SHA-256 failed");
+        return NULL;
+    }
+    return blob;
+}
+
 typedef struct {
     const char *p;
     Py_ssize_t n; /* -1: null */
@@ -512,28 +526,47 @@ done:
 
 PyDoc_STRVAR(merkle_root_doc,
 "merkle_root(leaf_hashes, /)\n--\n\n"
-"RFC 9162 §2.1.1 MTH of the leaves whose hashes (32 bytes each) are given, in a sequence.\n"
-"ValueError for a leaf hash of another length.");
+"RFC 9162 §2.1.1 MTH of the leaves whose hashes (32 bytes each) are given, in a list or tuple,\n"
+"or laid end to end in one bytes-like object. ValueError for a leaf hash of another length.");
 
 static PyObject *merkle_root(PyObject *module, PyObject *arg) {
     (void)module;
-    PyObject *seq = PySequence_Fast(arg, "merkle_root takes a sequence of leaf hashes");
-    if (seq == NULL) return NULL;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject *seq = NULL;
+    Py_buffer blob = {0};
+    Py_ssize_t n;
+    if (!PyList_Check(arg) && !PyTuple_Check(arg) && PyObject_CheckBuffer(arg)) {
+        if (PyObject_GetBuffer(arg, &blob, PyBUF_SIMPLE) < 0) return NULL;
+        if (blob.len % 32 != 0) {
+            PyBuffer_Release(&blob);
+            PyErr_SetString(PyExc_ValueError, "leaf hashes are 32 bytes");
+            return NULL;
+        }
+        n = blob.len / 32;
+    } else {
+        seq = PySequence_Fast(arg, "merkle_root takes a sequence of leaf hashes");
+        if (seq == NULL) return NULL;
+        n = PySequence_Fast_GET_SIZE(seq);
+    }
     unsigned char root[32];
     if (n == 0) {
-        Py_DECREF(seq);
+        Py_XDECREF(seq);
+        if (blob.obj != NULL) PyBuffer_Release(&blob);
         /* MTH({}) = SHA-256 of the empty string, without the leaf prefix */
         if (EVP_Digest("", 0, root, NULL, sha256_md, NULL) != 1) goto failed;
         return PyBytes_FromStringAndSize((const char *)root, 32);
     }
     unsigned char *level = PyMem_Malloc((size_t)n * 32);
     if (level == NULL) {
-        Py_DECREF(seq);
+        Py_XDECREF(seq);
+        if (blob.obj != NULL) PyBuffer_Release(&blob);
         return PyErr_NoMemory();
     }
-    PyObject **items = PySequence_Fast_ITEMS(seq);
-    for (Py_ssize_t i = 0; i < n; i++) {
+    if (blob.obj != NULL) {
+        memcpy(level, blob.buf, (size_t)n * 32);
+        PyBuffer_Release(&blob);
+    }
+    PyObject **items = seq == NULL ? NULL : PySequence_Fast_ITEMS(seq);
+    for (Py_ssize_t i = 0; items != NULL && i < n; i++) {
         PyObject *item = items[i];
         const char *bytes = PyBytes_Check(item)       ? PyBytes_AS_STRING(item)
                             : PyByteArray_Check(item) ? PyByteArray_AS_STRING(item)
@@ -546,7 +579,7 @@ static PyObject *merkle_root(PyObject *module, PyObject *arg) {
         }
         memcpy(level + i * 32, bytes, 32);
     }
-    Py_DECREF(seq);
+    Py_XDECREF(seq);
     /* Level by level; an unpaired last node moves up unchanged. That is MTH's split at the
      * largest power of two below n (RFC 9162 §2.1.1), as the tests check against
      * provenance.merkle. A level's nodes are hashed together into the other buffer. */
@@ -697,6 +730,44 @@ typedef struct {
     span_t ts;
 } span_pair_t;
 
+#define TS_BYTES 24 /* a record's ts: "YYYY-MM-DDTHH:MM:SS.mmmZ" */
+
+/* A growable column of bytes, returned to Python as one bytes object: a run's per-record
+   values without a Python object per record (the sealer keeps them in arrays). */
+typedef struct {
+    char *data;
+    size_t size, capacity;
+} column_t;
+
+static int column_put(column_t *column, const void *item, size_t n) {
+    if (column->size + n > column->capacity) {
+        size_t capacity = column->capacity ? column->capacity * 2 : 4096;
+        while (capacity < column->size + n) capacity *= 2;
+        char *grown = PyMem_Realloc(column->data, capacity);
+        if (grown == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        column->data = grown;
+        column->capacity = capacity;
+    }
+    memcpy(column->data + column->size, item, n);
+    column->size += n;
+    return 0;
+}
+
+static int column_int(column_t *column, long long value) {
+    int64_t item = (int64_t)value;
+    return column_put(column, &item, sizeof item);
+}
+
+static PyObject *column_bytes(const column_t *column) {
+    return PyBytes_FromStringAndSize(column->data, (Py_ssize_t)column->size);
+}
+
+enum { COL_STARTS, COL_STOPS, COL_STAMPS, COL_SEGMENTS, COL_OFFSETS, COL_SKIPS, COL_SERVED,
+       COL_DROPPED, COLUMNS };
+
 PyDoc_STRVAR(scan_spool_run_doc,
 "scan_spool_run(data, start, base, segment, edge, /)\n--\n\n"
 "The run of consecutive spool frames from data[start] whose every record is a valid record\n"
@@ -707,11 +778,13 @@ PyDoc_STRVAR(scan_spool_run_doc,
 "seconds, leaves, end_segments, end_offsets, end_skips, served, dropped, first_count): `end`\n"
 "the offset past the run (start if it is empty); per record where its bytes are in `data`\n"
 "(data[start:stop], not copied: join_spans builds a batch from them), its ts, its RFC 9162\n"
-"leaf hash, the spool position just after it in three lists (segment, base + frame offset,\n"
+"leaf hash, the spool position just after it in three columns (segment, base + frame offset,\n"
 "index + 1; or segment, base + frame end, 0 for a frame's last record) and the answers it\n"
 "stands for (1 and 0; a frame's last record also takes the frame's answers beyond its\n"
 "records, from its counters line); the distinct ts seconds as scan_records gives them, for\n"
-"the caller's calendar check; and how many records the first frame holds.");
+"the caller's calendar check; and how many records the first frame holds. Each per-record\n"
+"value is in one bytes object for the run, record after record: the ints as native int64s\n"
+"(array('q').frombytes reads them), the ts as 24 bytes each, the leaf hashes as 32.");
 
 static PyObject *scan_spool_run(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     (void)module;
@@ -725,15 +798,15 @@ static PyObject *scan_spool_run(PyObject *module, PyObject *const *args, Py_ssiz
     }
     Py_buffer view;
     if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) return NULL;
-    PyObject *result = NULL, *starts = NULL, *stops = NULL, *stamps = NULL, *seconds = NULL;
-    PyObject *leaves = NULL, *end_segments = NULL, *end_offsets = NULL, *end_skips = NULL;
-    PyObject *served_list = NULL, *dropped_list = NULL, *one = NULL, *zero = NULL;
+    PyObject *result = NULL, *seconds = NULL, *leaves = NULL, *blobs[COLUMNS] = {NULL};
+    column_t columns[COLUMNS];
+    memset(columns, 0, sizeof columns);
     leaf_queue_t queue = {NULL, 0, 0};
     span_pair_t *spans = NULL;
     size_t spans_capacity = 0;
     Py_ssize_t start = PyLong_AsSsize_t(args[1]);
     long long base = PyLong_AsLongLong(args[2]);
-    PyObject *segment_number = args[3];
+    long long segment_number = PyLong_AsLongLong(args[3]);
     const char *edge = PyBytes_AS_STRING(args[4]);
     Py_ssize_t edge_n = PyBytes_GET_SIZE(args[4]);
     Py_ssize_t first_count = -1;
@@ -742,21 +815,8 @@ static PyObject *scan_spool_run(PyObject *module, PyObject *const *args, Py_ssiz
         PyErr_SetString(PyExc_ValueError, "scan_spool_run: start out of range");
         goto done;
     }
-    starts = PyList_New(0);
-    stops = PyList_New(0);
-    stamps = PyList_New(0);
     seconds = PyList_New(0);
-    end_segments = PyList_New(0);
-    end_offsets = PyList_New(0);
-    end_skips = PyList_New(0);
-    served_list = PyList_New(0);
-    dropped_list = PyList_New(0);
-    one = PyLong_FromLong(1);
-    zero = PyLong_FromLong(0);
-    if (starts == NULL || stops == NULL || stamps == NULL || seconds == NULL ||
-        end_segments == NULL || end_offsets == NULL || end_skips == NULL || served_list == NULL ||
-        dropped_list == NULL || one == NULL || zero == NULL)
-        goto done;
+    if (seconds == NULL) goto done;
     const char *data = (const char *)view.buf, *second = NULL;
     Py_ssize_t offset = start;
     for (;;) {
@@ -783,7 +843,8 @@ static PyObject *scan_spool_run(PyObject *module, PyObject *const *args, Py_ssiz
         while (valid) {
             record_t r;
             const char *q = record(p, body_end, &r);
-            if (q == NULL || r.edge.n != edge_n || memcmp(r.edge.p, edge, (size_t)edge_n) != 0) {
+            if (q == NULL || r.edge.n != edge_n || memcmp(r.edge.p, edge, (size_t)edge_n) != 0 ||
+                r.ts.n != TS_BYTES) {
                 valid = 0;
                 break;
             }
@@ -802,62 +863,41 @@ static PyObject *scan_spool_run(PyObject *module, PyObject *const *args, Py_ssiz
         if (!valid) break;
         long long extra = frame_served < 0 ? 0 : frame_served - frame_records;
         if (extra < 0) extra = 0;
-        PyObject *frame_offset = PyLong_FromLongLong(base + offset);
-        PyObject *frame_end = PyLong_FromLongLong(base + offset + FRAME_HEADER + (long long)size);
-        int failed = frame_offset == NULL || frame_end == NULL;
-        for (Py_ssize_t index = 0; !failed && index < frame_records; index++) {
+        long long frame_offset = base + offset;
+        long long frame_end = base + offset + FRAME_HEADER + (long long)size;
+        for (Py_ssize_t index = 0; index < frame_records; index++) {
             const span_pair_t *span = &spans[index];
             int last = index == frame_records - 1;
-            if (PyList_Append(end_segments, segment_number) < 0 ||
-                PyList_Append(end_offsets, last ? frame_end : frame_offset) < 0 ||
-                append_new(end_skips, PyLong_FromSsize_t(last ? 0 : index + 1)) < 0 ||
-                append_new(starts, PyLong_FromSsize_t(span->p - data)) < 0 ||
-                append_new(stops, PyLong_FromSsize_t(span->q - data)) < 0 ||
-                append_new(stamps, PyBytes_FromStringAndSize(span->ts.p, span->ts.n)) < 0) {
-                failed = 1;
-                break;
-            }
-            if (note_second(seconds, &second, span->ts.p) < 0) {
-                failed = 1;
-                break;
-            }
-            if (last && (extra || frame_dropped)) {
-                if (append_new(served_list, PyLong_FromLongLong(1 + extra)) < 0 ||
-                    append_new(dropped_list, PyLong_FromLongLong(frame_dropped)) < 0)
-                    failed = 1;
-            } else if (PyList_Append(served_list, one) < 0 ||
-                       PyList_Append(dropped_list, zero) < 0) {
-                failed = 1;
-            }
-            if (failed || queue_leaf(&queue, span->p, span->q) < 0) {
-                failed = 1;
-                break;
-            }
+            if (column_int(&columns[COL_SEGMENTS], segment_number) < 0 ||
+                column_int(&columns[COL_OFFSETS], last ? frame_end : frame_offset) < 0 ||
+                column_int(&columns[COL_SKIPS], last ? 0 : index + 1) < 0 ||
+                column_int(&columns[COL_STARTS], span->p - data) < 0 ||
+                column_int(&columns[COL_STOPS], span->q - data) < 0 ||
+                column_put(&columns[COL_STAMPS], span->ts.p, TS_BYTES) < 0 ||
+                note_second(seconds, &second, span->ts.p) < 0 ||
+                column_int(&columns[COL_SERVED], last ? 1 + extra : 1) < 0 ||
+                column_int(&columns[COL_DROPPED], last ? frame_dropped : 0) < 0 ||
+                queue_leaf(&queue, span->p, span->q) < 0)
+                goto done;
         }
-        Py_XDECREF(frame_offset);
-        Py_XDECREF(frame_end);
-        if (failed) goto done;
         if (first_count < 0) first_count = frame_records;
         offset = offset + FRAME_HEADER + (Py_ssize_t)size;
     }
-    leaves = digest_list(queue.items, queue.count);
+    leaves = digest_blob(queue.items, queue.count);
     if (leaves == NULL) goto done;
-    result = Py_BuildValue("(nOOOOOOOOOOn)", offset, starts, stops, stamps, seconds, leaves,
-                           end_segments, end_offsets, end_skips, served_list, dropped_list,
-                           first_count < 0 ? 0 : first_count);
+    for (int c = 0; c < COLUMNS; c++)
+        if ((blobs[c] = column_bytes(&columns[c])) == NULL) goto done;
+    result = Py_BuildValue("(nOOOOOOOOOOn)", offset, blobs[COL_STARTS], blobs[COL_STOPS],
+                           blobs[COL_STAMPS], seconds, leaves, blobs[COL_SEGMENTS],
+                           blobs[COL_OFFSETS], blobs[COL_SKIPS], blobs[COL_SERVED],
+                           blobs[COL_DROPPED], first_count < 0 ? 0 : first_count);
 done:
-    Py_XDECREF(starts);
-    Py_XDECREF(stops);
-    Py_XDECREF(stamps);
     Py_XDECREF(seconds);
     Py_XDECREF(leaves);
-    Py_XDECREF(end_segments);
-    Py_XDECREF(end_offsets);
-    Py_XDECREF(end_skips);
-    Py_XDECREF(served_list);
-    Py_XDECREF(dropped_list);
-    Py_XDECREF(one);
-    Py_XDECREF(zero);
+    for (int c = 0; c < COLUMNS; c++) {
+        Py_XDECREF(blobs[c]);
+        PyMem_Free(columns[c].data);
+    }
     PyMem_Free(queue.items);
     PyMem_Free(spans);
     PyBuffer_Release(&view);
@@ -868,9 +908,49 @@ done:
 PyDoc_STRVAR(join_spans_doc,
 "join_spans(buffers, starts, stops, separator, /)\n--\n\n"
 "separator.join(b[s:e] for b, s, e in zip(buffers, starts, stops)) in one copy: the sealer's\n"
-"records body from the spool bytes they lie in (scan_spool_run). Lists of equal length;\n"
-"buffers are bytes, starts and stops ints with 0 <= start <= stop <= len(buffer); else\n"
-"TypeError or ValueError.");
+"records body from the spool bytes they lie in (scan_spool_run). buffers a list of bytes;\n"
+"starts and stops lists of ints or arrays of native int64s (array('q')), as long as buffers,\n"
+"with 0 <= start <= stop <= len(buffer); else TypeError or ValueError.");
+
+/* A list of ints or a buffer of int64s, read item by item. */
+typedef struct {
+    PyObject *list;
+    Py_buffer view;
+    Py_ssize_t count;
+} int_column_t;
+
+static int int_column_open(int_column_t *column, PyObject *source) {
+    column->list = NULL;
+    column->view.obj = NULL;
+    if (PyList_Check(source)) {
+        column->list = source;
+        column->count = PyList_GET_SIZE(source);
+        return 0;
+    }
+    if (PyObject_GetBuffer(source, &column->view, PyBUF_SIMPLE) < 0) {
+        PyErr_SetString(PyExc_TypeError, "join_spans: starts and stops are lists or int64 arrays");
+        return -1;
+    }
+    if (column->view.len % 8 != 0) {
+        PyBuffer_Release(&column->view);
+        column->view.obj = NULL;
+        PyErr_SetString(PyExc_ValueError, "join_spans: an int64 array's size is a multiple of 8");
+        return -1;
+    }
+    column->count = column->view.len / 8;
+    return 0;
+}
+
+static Py_ssize_t int_column_get(const int_column_t *column, Py_ssize_t i) {
+    if (column->list != NULL) return PyLong_AsSsize_t(PyList_GET_ITEM(column->list, i));
+    int64_t value;
+    memcpy(&value, (const char *)column->view.buf + 8 * i, 8);
+    return (Py_ssize_t)value;
+}
+
+static void int_column_close(int_column_t *column) {
+    if (column->view.obj != NULL) PyBuffer_Release(&column->view);
+}
 
 static PyObject *join_spans(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     (void)module;
@@ -878,44 +958,48 @@ static PyObject *join_spans(PyObject *module, PyObject *const *args, Py_ssize_t 
         PyErr_SetString(PyExc_TypeError, "join_spans takes 4 arguments");
         return NULL;
     }
-    PyObject *buffers = args[0], *starts = args[1], *stops = args[2], *separator = args[3];
-    if (!PyList_Check(buffers) || !PyList_Check(starts) || !PyList_Check(stops) ||
-        !PyBytes_Check(separator)) {
-        PyErr_SetString(PyExc_TypeError, "join_spans: three lists and a bytes separator");
+    PyObject *buffers = args[0], *separator = args[3];
+    if (!PyList_Check(buffers) || !PyBytes_Check(separator)) {
+        PyErr_SetString(PyExc_TypeError, "join_spans: a list of buffers and a bytes separator");
         return NULL;
     }
-    Py_ssize_t count = PyList_GET_SIZE(buffers), sep_n = PyBytes_GET_SIZE(separator);
-    if (PyList_GET_SIZE(starts) != count || PyList_GET_SIZE(stops) != count) {
-        PyErr_SetString(PyExc_ValueError, "join_spans: lists of different lengths");
+    int_column_t starts, stops;
+    if (int_column_open(&starts, args[1]) < 0) return NULL;
+    if (int_column_open(&stops, args[2]) < 0) {
+        int_column_close(&starts);
         return NULL;
+    }
+    PyObject *joined = NULL;
+    Py_ssize_t count = PyList_GET_SIZE(buffers), sep_n = PyBytes_GET_SIZE(separator);
+    if (starts.count != count || stops.count != count) {
+        PyErr_SetString(PyExc_ValueError, "join_spans: lists of different lengths");
+        goto done;
     }
     Py_ssize_t total = count > 0 ? sep_n * (count - 1) : 0;
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *buffer = PyList_GET_ITEM(buffers, i);
         if (!PyBytes_Check(buffer)) {
             PyErr_SetString(PyExc_TypeError, "join_spans: buffers must be bytes");
-            return NULL;
+            goto done;
         }
-        Py_ssize_t start = PyLong_AsSsize_t(PyList_GET_ITEM(starts, i));
-        Py_ssize_t stop = PyLong_AsSsize_t(PyList_GET_ITEM(stops, i));
-        if ((start == -1 || stop == -1) && PyErr_Occurred()) return NULL;
+        Py_ssize_t start = int_column_get(&starts, i), stop = int_column_get(&stops, i);
+        if ((start == -1 || stop == -1) && PyErr_Occurred()) goto done;
         if (start < 0 || start > stop || stop > PyBytes_GET_SIZE(buffer)) {
             PyErr_SetString(PyExc_ValueError, "join_spans: a span outside its buffer");
-            return NULL;
+            goto done;
         }
         if (stop - start > PY_SSIZE_T_MAX - total) {
             PyErr_SetString(PyExc_OverflowError, "join_spans: too large");
-            return NULL;
+            goto done;
         }
         total += stop - start;
     }
-    PyObject *joined = PyBytes_FromStringAndSize(NULL, total);
-    if (joined == NULL) return NULL;
+    joined = PyBytes_FromStringAndSize(NULL, total);
+    if (joined == NULL) goto done;
     char *out = PyBytes_AS_STRING(joined);
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *buffer = PyList_GET_ITEM(buffers, i);
-        Py_ssize_t start = PyLong_AsSsize_t(PyList_GET_ITEM(starts, i));
-        Py_ssize_t stop = PyLong_AsSsize_t(PyList_GET_ITEM(stops, i));
+        Py_ssize_t start = int_column_get(&starts, i), stop = int_column_get(&stops, i);
         if (i > 0) {
             memcpy(out, PyBytes_AS_STRING(separator), (size_t)sep_n);
             out += sep_n;
@@ -923,7 +1007,34 @@ static PyObject *join_spans(PyObject *module, PyObject *const *args, Py_ssize_t 
         memcpy(out, PyBytes_AS_STRING(buffer) + start, (size_t)(stop - start));
         out += stop - start;
     }
+done:
+    int_column_close(&starts);
+    int_column_close(&stops);
     return joined;
+}
+
+PyDoc_STRVAR(stamp_bounds_doc,
+"stamp_bounds(stamps, /)\n--\n\n"
+"(earliest, latest) of the 24-byte ts values laid end to end in `stamps` (bytes-like, at\n"
+"least one): fixed-width RFC 3339 UTC times order as their bytes do. ValueError otherwise.");
+
+static PyObject *stamp_bounds(PyObject *module, PyObject *arg) {
+    (void)module;
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
+    PyObject *result = NULL;
+    if (view.len == 0 || view.len % TS_BYTES != 0) {
+        PyErr_SetString(PyExc_ValueError, "stamp_bounds: one or more 24-byte ts values");
+    } else {
+        const char *data = view.buf, *low = data, *high = data;
+        for (const char *p = data + TS_BYTES; p < data + view.len; p += TS_BYTES) {
+            if (memcmp(p, low, TS_BYTES) < 0) low = p;
+            if (memcmp(p, high, TS_BYTES) > 0) high = p;
+        }
+        result = Py_BuildValue("(y#y#)", low, (Py_ssize_t)TS_BYTES, high, (Py_ssize_t)TS_BYTES);
+    }
+    PyBuffer_Release(&view);
+    return result;
 }
 
 static PyMethodDef methods[] = {
@@ -931,6 +1042,7 @@ static PyMethodDef methods[] = {
     {"scan_spool_run", (PyCFunction)(void (*)(void))scan_spool_run, METH_FASTCALL,
      scan_spool_run_doc},
     {"join_spans", (PyCFunction)(void (*)(void))join_spans, METH_FASTCALL, join_spans_doc},
+    {"stamp_bounds", stamp_bounds, METH_O, stamp_bounds_doc},
     {"merkle_root", merkle_root, METH_O, merkle_root_doc},
     {"leaf_hashes", leaf_hashes, METH_O, leaf_hashes_doc},
     {"set_sha256_lanes", set_sha256_lanes, METH_O, set_sha256_lanes_doc},

@@ -1,3 +1,4 @@
+from array import array
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,23 +23,17 @@ def scan_spool_run(
     edge: bytes,
     /,
 ) -> tuple[
-    int,
-    list[int],
-    list[int],
-    list[bytes],
-    list[bytes],
-    list[bytes],
-    list[int],
-    list[int],
-    list[int],
-    list[int],
-    list[int],
-    int,
+    int, bytes, bytes, bytes, list[bytes], bytes, bytes, bytes, bytes, bytes, bytes, int
 ]: ...
 def join_spans(
-    buffers: list[bytes], starts: list[int], stops: list[int], separator: bytes, /
+    buffers: list[bytes],
+    starts: list[int] | array[int],
+    stops: list[int] | array[int],
+    separator: bytes,
+    /,
 ) -> bytes: ...
-def merkle_root(leaf_hashes: Sequence[bytes], /) -> bytes: ...
+def stamp_bounds(stamps: bytes | bytearray | memoryview, /) -> tuple[bytes, bytes]: ...
+def merkle_root(leaf_hashes: Sequence[bytes] | bytes | bytearray | memoryview, /) -> bytes: ...
 def set_sha256_lanes(on: bool, /) -> bool: ...
 def set_sha256_ni(on: bool, /) -> bool: ...
 def set_sha256_ni_pairs(on: bool, /) -> bool: ...

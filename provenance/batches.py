@@ -146,6 +146,22 @@ def seal_header(
 ) -> tuple[BatchHeader, bytes]:
     """Build and sign a header over records' leaf hashes (a sealer reading canonical record
     bytes from its spool calls this directly). Misuse raises ValueError."""
+    root = root_from_leaf_hashes(leaf_hashes)
+    return seal_header_over(root, len(leaf_hashes), first_ts, last_ts, edge, seq, prev, signing_key)
+
+
+def seal_header_over(
+    root: bytes,
+    count: int,
+    first_ts: str,
+    last_ts: str,
+    edge: str,
+    seq: int,
+    prev: str,
+    signing_key: SigningKey,
+) -> tuple[BatchHeader, bytes]:
+    """``seal_header`` given the Merkle root of the ``count`` leaves (the sealer computes it
+    from its leaf hashes laid end to end: provenance.merkle.root_from_leaf_blob)."""
     if signing_key.name != edge:
         raise ValueError("the signing key's name must be the edge id")
     header = BatchHeader(
@@ -153,8 +169,8 @@ def seal_header(
         key_id=signing_key.key_id.hex(),
         seq=seq,
         prev=prev,
-        count=len(leaf_hashes),
-        root=root_from_leaf_hashes(leaf_hashes).hex(),
+        count=count,
+        root=root.hex(),
         first_ts=first_ts,
         last_ts=last_ts,
     )

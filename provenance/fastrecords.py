@@ -25,8 +25,9 @@ time (``provenance/_sha256_lanes.h``), else one at a time through OpenSSL;
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 WANT_RECORDS = 1
 WANT_STAMPS = 2
@@ -45,19 +46,35 @@ scan_records: ScanRecords | None = None
 # end_segments, end_offsets, end_skips, served, dropped, first_count): the sealer's runs of
 # valid frames (proxy.records.sealer; the C function's doc string says more)
 scan_spool_run: Callable[..., tuple[Any, ...]] | None = None
+# (end, ..., first_count): per-record values as one bytes object per column (ints as native
+# int64s, ts as 24 bytes, leaf hashes as 32), so a run costs no Python object per record.
+TS_BYTES = 24
+LEAF_BYTES = 32
 
 
-def _join_spans(
-    buffers: list[bytes], starts: list[int], stops: list[int], separator: bytes
-) -> bytes:
+if TYPE_CHECKING:
+    Ints = list[int] | array[int]
+
+
+def _join_spans(buffers: list[bytes], starts: Ints, stops: Ints, separator: bytes) -> bytes:
     """``separator.join(b[s:e] ...)``: what the compiled join_spans does in one copy."""
     return separator.join(
         buffer[start:stop] for buffer, start, stop in zip(buffers, starts, stops, strict=True)
     )
 
 
-join_spans: Callable[[list[bytes], list[int], list[int], bytes], bytes] = _join_spans
-merkle_root: Callable[[Sequence[bytes]], bytes] | None = None
+def _stamp_bounds(stamps: bytes | bytearray | memoryview) -> tuple[bytes, bytes]:
+    """(earliest, latest) of 24-byte ts values laid end to end: fixed-width RFC 3339 UTC times
+    order as their bytes do."""
+    if not stamps or len(stamps) % TS_BYTES:
+        raise ValueError("stamp_bounds: one or more 24-byte ts values")
+    values = [bytes(stamps[i : i + TS_BYTES]) for i in range(0, len(stamps), TS_BYTES)]
+    return min(values), max(values)
+
+
+join_spans: Callable[[list[bytes], Ints, Ints, bytes], bytes] = _join_spans
+stamp_bounds: Callable[[bytes | bytearray | memoryview], tuple[bytes, bytes]] = _stamp_bounds
+merkle_root: Callable[[Sequence[bytes] | bytes | bytearray | memoryview], bytes] | None = None
 leaf_hashes: Callable[[Sequence[bytes]], list[bytes]] | None = None
 set_sha256_lanes: Callable[[bool], bool] | None = None
 set_sha256_ni: Callable[[bool], bool] | None = None
@@ -68,6 +85,7 @@ try:
     scan_records = _fastrecords.scan_records
     scan_spool_run = _fastrecords.scan_spool_run
     join_spans = _fastrecords.join_spans
+    stamp_bounds = _fastrecords.stamp_bounds
     merkle_root = _fastrecords.merkle_root
     leaf_hashes = _fastrecords.leaf_hashes
     set_sha256_lanes = _fastrecords.set_sha256_lanes

@@ -147,6 +147,17 @@ def root_from_leaf_hashes(leaf_hashes: Sequence[bytes]) -> bytes:
     return MerkleTree(leaf_hashes).root()
 
 
+def root_from_leaf_blob(blob: bytes | bytearray | memoryview) -> bytes:
+    """``root_from_leaf_hashes`` of leaf hashes laid end to end in one bytes object (32 bytes
+    each), as the sealer keeps them (no Python object per leaf)."""
+    if len(blob) % 32:
+        raise ValueError("leaf hashes are 32 bytes")
+    compiled = fastrecords.merkle_root
+    if compiled is not None:
+        return compiled(blob)
+    return MerkleTree([bytes(blob[i : i + 32]) for i in range(0, len(blob), 32)]).root()
+
+
 def inclusion_proof(index: int, leaf_hashes: Sequence[bytes]) -> list[bytes]:
     """PATH(index, D[n]) (RFC 9162 §2.1.3.1); build a MerkleTree for many proofs."""
     return MerkleTree(leaf_hashes).inclusion_proof(index)

@@ -28,6 +28,7 @@ import logging
 import os
 import re
 import time
+from array import array
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,11 +37,17 @@ from pathlib import Path
 from typing import Any
 
 from provenance import fastrecords
-from provenance.batches import ZERO_HASH_HEX, chain_head, header_canonical_bytes, seal_header
+from provenance.batches import (
+    ZERO_HASH_HEX,
+    chain_head,
+    header_canonical_bytes,
+    seal_header_over,
+)
 from provenance.batches import parse_sealed_batch as _parse_sealed_batch
 from provenance.errors import FormatError
+from provenance.fastrecords import LEAF_BYTES, TS_BYTES
 from provenance.keys import SigningKey
-from provenance.merkle import leaf_hash
+from provenance.merkle import leaf_hash, root_from_leaf_blob
 from provenance.records import (
     match_canonical_record,
     parse_record,
@@ -203,31 +210,41 @@ class _Source:
     sealed: Position = (0, 0, 0)  # just after the last sealed record
 
 
+def _ints() -> array[int]:
+    return array("q")
+
+
 @dataclass(slots=True)
 class _Pending:
-    """Records read from the spools and not yet sealed, in reading order."""
+    """Records read from the spools and not yet sealed, in reading order.
+
+    Per-record values are kept in arrays of int64s and in bytearrays of fixed-width entries,
+    not as a Python object each: a run of frames (scan_spool_run) arrives as one bytes object
+    per column and is appended in one copy. Objects per record (ints for positions, bytes for
+    each leaf hash and ts, their list slots, their slicing and freeing) were a fifth of the
+    records process's time."""
 
     # Each record is buffers[i][starts[i]:stops[i]]: a record read in a run of frames stays in
     # the segment bytes it was read from (making a bytes object of each cost more than
     # checking it); the batch body is joined from the spans in one copy (join_spans).
     buffers: list[bytes] = field(default_factory=list)
-    starts: list[int] = field(default_factory=list)
-    stops: list[int] = field(default_factory=list)
-    leaves: list[bytes] = field(default_factory=list)  # each record's RFC 9162 leaf hash
-    stamps: list[bytes] = field(default_factory=list)  # each record's ts
+    starts: array[int] = field(default_factory=_ints)
+    stops: array[int] = field(default_factory=_ints)
+    leaves: bytearray = field(default_factory=bytearray)  # RFC 9162 leaf hashes, 32 bytes each
+    stamps: bytearray = field(default_factory=bytearray)  # ts values, 24 bytes each
     sources: list[str] = field(default_factory=list)  # the spool each record came from
-    # The spool position just after each record, as three lists of ints (a tuple per record
-    # was a GC-tracked allocation per record): segment, frame offset, records of it sealed.
-    end_segments: list[int] = field(default_factory=list)
-    end_offsets: list[int] = field(default_factory=list)
-    end_skips: list[int] = field(default_factory=list)
-    seen_ms: list[int] = field(default_factory=list)
-    served: list[int] = field(default_factory=list)  # answers each record stands for
-    dropped: list[int] = field(default_factory=list)
+    # The spool position just after each record: segment, frame offset, records of it sealed.
+    end_segments: array[int] = field(default_factory=_ints)
+    end_offsets: array[int] = field(default_factory=_ints)
+    end_skips: array[int] = field(default_factory=_ints)
+    seen_ms: array[int] = field(default_factory=_ints)
+    served: array[int] = field(default_factory=_ints)  # answers each record stands for
+    dropped: array[int] = field(default_factory=_ints)
 
     def drop_first(self, count: int) -> None:
         del self.buffers[:count], self.starts[:count], self.stops[:count]
-        del self.leaves[:count], self.stamps[:count], self.sources[:count]
+        del self.leaves[: LEAF_BYTES * count], self.stamps[: TS_BYTES * count]
+        del self.sources[:count]
         del self.end_segments[:count], self.end_offsets[:count], self.end_skips[:count]
         del self.seen_ms[:count], self.served[:count], self.dropped[:count]
 
@@ -237,8 +254,8 @@ class _Pending:
     def add_records(self, records: list[bytes]) -> None:
         """Records that are bytes objects of their own (read frame by frame)."""
         self.buffers += records
-        self.starts += repeat(0, len(records))
-        self.stops += map(len, records)
+        self.starts.extend(repeat(0, len(records)))
+        self.stops.extend(map(len, records))
 
     def end_of(self, index: int) -> Position:
         return (self.end_segments[index], self.end_offsets[index], self.end_skips[index])
@@ -530,30 +547,29 @@ class Sealer:
         if not seconds_are_real(seconds, cache):
             return False
         skip, source.skip = source.skip, 0  # only the first frame read can be part-sealed
-        if skip:
-            drop = min(skip, first)
-            del starts[:drop], stops[:drop], stamps[:drop], leaves[:drop], segments[:drop]
-            del offsets[:drop], skips[:drop], served[:drop], dropped[:drop]
-        count = len(starts)
-        if not count:
+        drop = min(skip, first)  # records of the first frame already sealed
+        count = len(starts) // 8 - drop
+        if count <= 0:
             return True
-        if self._carried != (0, 0):  # answers of invalid records before this one
-            served[0] += self._carried[0]
-            dropped[0] += self._carried[1]
-            self._carried = (0, 0)
         pending = self._pending
+        index = len(pending)
+        ints = 8 * drop
         pending.buffers += repeat(data, count)
-        pending.starts += starts
-        pending.stops += stops
-        pending.leaves += leaves
-        pending.stamps += stamps
+        pending.starts.frombytes(memoryview(starts)[ints:])
+        pending.stops.frombytes(memoryview(stops)[ints:])
+        pending.leaves += memoryview(leaves)[LEAF_BYTES * drop :]
+        pending.stamps += memoryview(stamps)[TS_BYTES * drop :]
         pending.sources += repeat(name, count)
-        pending.end_segments += segments
-        pending.end_offsets += offsets
-        pending.end_skips += skips
-        pending.seen_ms += repeat(now_ms, count)
-        pending.served += served
-        pending.dropped += dropped
+        pending.end_segments.frombytes(memoryview(segments)[ints:])
+        pending.end_offsets.frombytes(memoryview(offsets)[ints:])
+        pending.end_skips.frombytes(memoryview(skips)[ints:])
+        pending.seen_ms.extend(repeat(now_ms, count))
+        pending.served.frombytes(memoryview(served)[ints:])
+        pending.dropped.frombytes(memoryview(dropped)[ints:])
+        if self._carried != (0, 0):  # answers of invalid records before this one
+            pending.served[index] += self._carried[0]
+            pending.dropped[index] += self._carried[1]
+            self._carried = (0, 0)
         self._unsealed[name] += count
         return True
 
@@ -599,17 +615,17 @@ class Sealer:
             served[-1] += max(0, checked.served - total)  # the frame's extra answers
             dropped[-1] += checked.dropped
             pending.add_records(records[skip:] if skip else records)
-            pending.leaves += checked.leaves[skip:] if skip else checked.leaves
-            pending.stamps += checked.stamps[skip:] if skip else checked.stamps
+            pending.leaves += b"".join(checked.leaves[skip:] if skip else checked.leaves)
+            pending.stamps += b"".join(checked.stamps[skip:] if skip else checked.stamps)
             pending.sources += repeat(name, count)
-            pending.end_segments += repeat(number, count)
-            pending.end_offsets += repeat(start, count - 1)
+            pending.end_segments.extend(repeat(number, count))
+            pending.end_offsets.extend(repeat(start, count - 1))
             pending.end_offsets.append(end)
-            pending.end_skips += range(skip + 1, total)
+            pending.end_skips.extend(range(skip + 1, total))
             pending.end_skips.append(0)
-            pending.seen_ms += repeat(now_ms, count)
-            pending.served += served
-            pending.dropped += dropped
+            pending.seen_ms.extend(repeat(now_ms, count))
+            pending.served.extend(served)
+            pending.dropped.extend(dropped)
             start = end
         self._unsealed[name] += len(pending) - before
 
@@ -642,8 +658,8 @@ class Sealer:
                 continue
             self._carried = (0, 0)
             pending.add_records([record])
-            pending.leaves.append(leaf_hash(record))
-            pending.stamps.append(ts.encode())
+            pending.leaves += leaf_hash(record)
+            pending.stamps += ts.encode()
             pending.sources.append(name)
             pending.end_segments.append(number)
             pending.end_offsets.append(end if index == last else start)
@@ -686,19 +702,17 @@ class Sealer:
         """Seal pending records ``start`` to ``start + count``; the caller drops them."""
         started = time.perf_counter()
         pending, stop = self._pending, start + count
-        stamps = pending.stamps[start:stop]
-        leaves = pending.leaves[start:stop]
+        first_ts, last_ts = fastrecords.stamp_bounds(
+            memoryview(pending.stamps)[TS_BYTES * start : TS_BYTES * stop]
+        )
+        root = root_from_leaf_blob(
+            memoryview(pending.leaves)[LEAF_BYTES * start : LEAF_BYTES * stop]
+        )
         positions = self._positions_after(start, count)
         seq, prev = (0, ZERO_HASH_HEX) if self.chain_head is None else (
             self.chain_head[0] + 1, self.chain_head[1])  # fmt: skip
-        header, signature = seal_header(
-            leaves,
-            min(stamps).decode(),
-            max(stamps).decode(),
-            self.edge,
-            seq,
-            prev,
-            self.key,
+        header, signature = seal_header_over(
+            root, count, first_ts.decode(), last_ts.decode(), self.edge, seq, prev, self.key
         )
         header_bytes = header_canonical_bytes(header)
         counters = BatchCounters(sum(pending.served[start:stop]), count,

@@ -9,6 +9,7 @@ caller's: both sides are given a check that passes everything."""
 
 from __future__ import annotations
 
+from array import array
 from typing import Any
 
 import pytest
@@ -56,14 +57,31 @@ def reference(data: bytes, start: int, base: int, segment: int) -> tuple[Any, ..
     return (offset, *out.values(), first_count)
 
 
+def ints(column: bytes) -> list[int]:
+    return array("q", column).tolist()
+
+
+def entries(column: bytes, width: int) -> list[bytes]:
+    return [column[i : i + width] for i in range(0, len(column), width)]
+
+
 def compiled(data: bytes, start: int, base: int, segment: int) -> tuple[Any, ...]:
+    """The run, its columns (one bytes object each: int64s, 24-byte ts, 32-byte leaf hashes)
+    read back as the reference's lists."""
     assert run is not None
-    end, starts, stops, stamps, seconds, leaves, *rest = run(data, start, base, segment,
-                                                             EDGE.encode())  # fmt: skip
-    assert set(seconds) == {stamp[:19] for stamp in stamps}
-    records_ = [data[first:last] for first, last in zip(starts, stops, strict=True)]
-    assert fastrecords.join_spans([data] * len(starts), starts, stops, b",") == b",".join(records_)
-    return (end, records_, stamps, leaves, *rest)
+    end, starts, stops, stamps, seconds, leaves, *columns, first = run(
+        data, start, base, segment, EDGE.encode()
+    )
+    stamp_list = entries(stamps, 24)
+    assert set(seconds) == {stamp[:19] for stamp in stamp_list}
+    spans = (ints(starts), ints(stops))
+    records_ = [data[first:last] for first, last in zip(*spans, strict=True)]
+    assert fastrecords.join_spans([data] * len(records_), *spans, b",") == b",".join(records_)
+    as_arrays = (array("q", starts), array("q", stops))
+    assert fastrecords.join_spans([data] * len(records_), *as_arrays, b",") == b",".join(records_)
+    if records_:
+        assert fastrecords.stamp_bounds(stamps) == (min(stamp_list), max(stamp_list))
+    return (end, records_, stamp_list, entries(leaves, 32), *map(ints, columns), first)
 
 
 def fast_form(record: Record) -> bool:

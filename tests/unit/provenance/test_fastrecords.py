@@ -9,13 +9,14 @@ check of ``ts`` (RFC 3339 §5.7) stays the caller's, once per second it reports.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import datetime
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from provenance import fastrecords
-from provenance.merkle import MerkleTree, leaf_hash
+from provenance.merkle import MerkleTree, leaf_hash, root_from_leaf_blob
 from provenance.records import (
     CANONICAL_GROUPS,
     Record,
@@ -359,6 +360,57 @@ def test_the_compiled_root_is_rfc9162_mth(leaves: list[bytes]) -> None:
         assert merkle_root(leaves) == MerkleTree(leaves).root()
         leaves_as_bytearrays = tuple(bytearray(leaf) for leaf in leaves)
         assert merkle_root(leaves_as_bytearrays) == MerkleTree(leaves).root()  # type: ignore[arg-type]
+        # Laid end to end in one object, as the sealer keeps them.
+        blob = b"".join(leaves)
+        for laid in (blob, bytearray(blob), memoryview(b"x" + blob)[1:]):
+            assert merkle_root(laid) == MerkleTree(leaves).root()
+            assert root_from_leaf_blob(laid) == MerkleTree(leaves).root()
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.binary(min_size=32, max_size=32), max_size=40))
+def test_the_pure_root_of_a_blob_is_rfc9162_mth(leaves: list[bytes]) -> None:
+    compiled, fastrecords.merkle_root = fastrecords.merkle_root, None
+    try:
+        assert root_from_leaf_blob(b"".join(leaves)) == MerkleTree(leaves).root()
+    finally:
+        fastrecords.merkle_root = compiled
+
+
+@pytest.mark.parametrize("size", [1, 31, 33, 65])
+def test_a_blob_of_partial_leaf_hashes_is_refused(size: int) -> None:
+    with pytest.raises(ValueError, match="32 bytes"):
+        root_from_leaf_blob(b"a" * size)
+    if merkle_root is not None:
+        with pytest.raises(ValueError, match="32 bytes"):
+            merkle_root(b"a" * size)
+
+
+STAMPS = st.lists(
+    st.datetimes(min_value=datetime(1970, 1, 1), max_value=datetime(9999, 12, 31)).map(
+        lambda t: t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+    ),
+    min_size=1,
+    max_size=50,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(STAMPS)
+def test_stamp_bounds_are_the_earliest_and_latest_ts(stamps: list[str]) -> None:
+    """A batch header's first_ts and last_ts (ARCHITECTURE.md): the least and greatest ts,
+    compiled and pure alike."""
+    blob = "".join(stamps).encode()
+    expected = (min(stamps).encode(), max(stamps).encode())
+    assert fastrecords._stamp_bounds(blob) == expected
+    assert fastrecords.stamp_bounds(bytearray(blob)) == expected
+
+
+@pytest.mark.parametrize("blob", [b"", b"2026-11-28T06:00:00.000Z"[:23], b"x" * 25])
+def test_stamp_bounds_refuse_what_is_not_whole_ts_values(blob: bytes) -> None:
+    for bounds in (fastrecords._stamp_bounds, fastrecords.stamp_bounds):
+        with pytest.raises(ValueError, match="24-byte"):
+            bounds(blob)
 
 
 @needs_module
