@@ -156,9 +156,14 @@ class ProxyHandler:
             self.tracer.start(ex)
         recorder = self.recorder
         if recorder is not None and recorder.reject_when_full and recorder.refusing:
-            # spool_full_policy = "reject": no answer the edge could not record
-            self.write_local_error(conn, head, 503, "the record spool is full", ex,
-                                   retry_after_s=SPOOL_FULL_RETRY_AFTER_S)  # fmt: skip
+            # spool_full_policy = "reject": no answer the edge could not record. The 503 itself
+            # has no record either (none would fit): it is counted in cachet_spool_full_refusals,
+            # not as a dropped record.
+            self.stats.spool_full_refusals += 1
+            self.write_local_error(
+                conn, head, 503, "the record spool is full", ex,
+                retry_after_s=SPOOL_FULL_RETRY_AFTER_S, record=False,
+            )  # fmt: skip
             return None
         if ex.upstream_of is not None and not self.trusts_forwarding_from(conn.peer_ip):
             # Only a downstream proxy the operator trusts may say the client was served (and is
@@ -440,6 +445,7 @@ class ProxyHandler:
         outcome: Outcome = outcomes.BYPASS,
         detail: str | None = None,
         retry_after_s: int | None = None,
+        record: bool = True,
     ) -> None:
         request_id = ex.request_id if ex is not None else self._new_request_id()
         status_text = cache_status(self.settings.cache_name, outcome, detail=detail)
@@ -452,7 +458,7 @@ class ProxyHandler:
         )  # fmt: skip
         self.stats.requests_by_outcome["ERROR"] += 1
         # A request refused before it was understood (no exchange) served nothing to record.
-        if ex is not None and self._record(ex, "error", status, 0, "none", 0, None):
+        if record and ex is not None and self._record(ex, "error", status, 0, "none", 0, None):
             conn.write_recorded(data)
         else:
             conn.write(data)

@@ -36,6 +36,7 @@ class ProxyStats:
         self.not_stored: Counter[str] = Counter()  # by storability reason
         self.invalidations = 0
         self.hash_mismatches = 0  # stored bytes that did not hash to their manifest's content id
+        self.spool_full_refusals = 0  # 503s of spool_full_policy = "reject" (not recorded)
         self.revocation_purges = 0
         self.range_requests: Counter[str] = Counter()  # single | multipart | unsatisfiable | ...
         self.disk_hits = 0
@@ -113,6 +114,11 @@ class ProxyCollector(Collector):
             "cachet_invalidations",
             "Cache invalidations by unsafe methods",
             value=stats.invalidations,
+        )
+        yield CounterMetricFamily(
+            "cachet_spool_full_refusals",
+            "Requests answered 503 because the record spool was full (spool_full_policy reject)",
+            value=stats.spool_full_refusals,
         )
         yield CounterMetricFamily(
             "cachet_content_hash_mismatches",

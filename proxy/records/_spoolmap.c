@@ -67,9 +67,22 @@ static int MappedSegment_init(MappedSegment *self, PyObject *args, PyObject *kwd
     return 0;
 }
 
+/* on_full is usually a bound method of the object that owns this segment: a cycle, which the
+   garbage collector must be able to see and break. */
+static int MappedSegment_traverse(MappedSegment *self, visitproc visit, void *arg) {
+    Py_VISIT(self->on_full);
+    return 0;
+}
+
+static int MappedSegment_clear(MappedSegment *self) {
+    Py_CLEAR(self->on_full);
+    return 0;
+}
+
 static void MappedSegment_dealloc(MappedSegment *self) {
+    PyObject_GC_UnTrack(self);
     unmap(self);
-    Py_XDECREF(self->on_full);
+    MappedSegment_clear(self);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -177,7 +190,9 @@ static int put_frame(MappedSegment *self, const Part *parts, int count) {
 static PyObject *append_parts(MappedSegment *self, const Part *parts, int count) {
     int put = put_frame(self, parts, count);
     if (put == 0 && self->on_full != NULL) {
-        PyObject *made_room = PyObject_CallFunction(self->on_full, "n", self->wanted);
+        PyObject *callback = Py_NewRef(self->on_full); /* alive even if it replaces itself */
+        PyObject *made_room = PyObject_CallFunction(callback, "n", self->wanted);
+        Py_DECREF(callback);
         if (made_room == NULL) return NULL;
         int retry = PyObject_IsTrue(made_room);
         Py_DECREF(made_room);
@@ -292,7 +307,9 @@ static PyMethodDef MappedSegment_methods[] = {
 static PyTypeObject MappedSegmentType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "proxy.records._spoolmap.MappedSegment",
     .tp_basicsize = sizeof(MappedSegment),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_traverse = (traverseproc)MappedSegment_traverse,
+    .tp_clear = (inquiry)MappedSegment_clear,
     .tp_doc = "MappedSegment(on_full=None): frames records into a mapped spool segment",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)MappedSegment_init,

@@ -26,9 +26,12 @@ counted, and the caller answers 503 instead of serving unrecorded (``full``).
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import logging
 import os
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -87,6 +90,26 @@ def quarantine_bytes(directory: Path, name: str, data: bytes) -> Path:
     finally:
         os.close(fd)
     return path
+
+
+LOCK_NAME = "writer.lock"
+
+
+class SpoolInUse(RuntimeError):
+    """Another process writes this spool folder."""
+
+
+def lock_spool(directory: Path) -> int:
+    """Hold the folder's writer lock (flock, released when the process dies, even by SIGKILL):
+    a second writer's recovery would truncate the live one's segment under it, losing records
+    already answered (and, mapped, crashing it with SIGBUS). Returns the lock's fd."""
+    fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise SpoolInUse(f"spool {directory} is in use by another process") from None
+    return fd
 
 
 def recover_last_segment(directory: Path, number: int) -> bool:
@@ -148,12 +171,15 @@ class SpoolWriter:
         self._unwritten_served = 0
         self._unwritten_dropped = 0
         self._fd = -1
+        self._lock = -1
         self._segment = 0
         self._segment_size = 0
 
     def open(self) -> None:
-        """Create the folder and recover the last segment; append after its last good frame."""
+        """Create the folder and recover the last segment; append after its last good frame.
+        SpoolInUse if another process writes this folder."""
         self.directory.mkdir(parents=True, exist_ok=True)
+        self._lock = lock_spool(self.directory)
         numbers = list_segments(self.directory)
         if not numbers:
             self._open_segment(0)
@@ -232,6 +258,9 @@ class SpoolWriter:
             self.flush()
             os.close(self._fd)
             self._fd = -1
+        if self._lock >= 0:
+            os.close(self._lock)
+            self._lock = -1
 
 
 class MappedSpoolWriter:
@@ -267,9 +296,9 @@ class MappedSpoolWriter:
         )
         self.skip: Callable[[], None] = self._mapped.skip
         self._fd = -1
+        self._lock = -1
         self._number = 0  # the current segment, or the next to open when _fd < 0
         self._others = 0  # bytes in the folder's other segments
-        self._full = False
         self._recount_at = 0.0  # when a full spool may next recount its folder
         self._allocate_at = 0.0  # when a segment that could not be preallocated is tried again
         self._closed = False
@@ -292,15 +321,30 @@ class MappedSpoolWriter:
 
     @property
     def full(self) -> bool:
-        """True once a record was refused for want of room, until the sealer frees some."""
-        if self._full and time.monotonic() >= self._recount_at:
-            self._recount()
-        return self._full
+        """True unless the next record is sure to fit: the budget has room for the largest
+        record and a segment is mapped with room for it (or one could be made just now). The
+        reject policy asks this before it serves, so it never serves what it can't record."""
+        mapped = self._mapped
+        if (
+            self._fd >= 0
+            and self._others + mapped.offset + ROOM_FOR_A_RECORD <= self.max_bytes
+            and mapped.offset + ROOM_FOR_A_RECORD <= mapped.capacity
+        ):
+            return False
+        return not self._make_room(ROOM_FOR_A_RECORD)
 
     def open(self) -> None:
         """Recover the last segment and map it (or a new one) for appending. OSError if this
         file system cannot preallocate (``open_spool`` then falls back to ``SpoolWriter``)."""
         self.directory.mkdir(parents=True, exist_ok=True)
+        self._lock = lock_spool(self.directory)
+        try:
+            self._recover_and_map()
+        except BaseException:
+            self.close()
+            raise
+
+    def _recover_and_map(self) -> None:
         numbers = list_segments(self.directory)
         if numbers and recover_last_segment(self.directory, numbers[-1]):
             self._number = numbers[-1]
@@ -310,7 +354,12 @@ class MappedSpoolWriter:
         else:
             self._number, written = (numbers[-1] + 1 if numbers else 0), 0
         self._refresh_usage()
-        self._open_segment(written, 0)
+        try:
+            self._open_segment(written, 0)
+        except OSError as error:
+            if error.errno in _NO_PREALLOCATION:
+                raise
+            self._cannot_allocate(error)  # a full disk: serve per the policy, try again later
         self.segments = len(list_segments(self.directory))
 
     def _open_segment(self, written: int, wanted: int) -> None:
@@ -369,21 +418,24 @@ class MappedSpoolWriter:
         self._recount_at = time.monotonic() + USAGE_RECOUNT_S
         if self._fd >= 0:
             self._set_limit()
-        self._full = self._others + self._mapped.offset + ROOM_FOR_A_RECORD > self.max_bytes
+
+    def _cannot_allocate(self, error: OSError) -> None:
+        self._allocate_at = time.monotonic() + ALLOCATE_RETRY_S
+        log.warning("spool %s: cannot preallocate segment %d (%s); records are refused",
+                    self.directory, self._number, error.strerror or error)  # fmt: skip
 
     def _make_room(self, wanted: int) -> bool:
-        """Called by the mapped segment when a frame of ``wanted`` bytes does not fit: True if
-        there is room now (it tries again), False to refuse the record (it counts it)."""
+        """Called by the mapped segment when a frame of ``wanted`` bytes does not fit (and by
+        ``full``): True if there is room now (it tries again), False to refuse the record (it
+        counts it)."""
         if self._closed:
             return False
         if self._others + self._mapped.offset + wanted > self.max_bytes:
             if time.monotonic() < self._recount_at:
                 return False
-            self._recount()
+            self._recount()  # the sealer may have deleted segments since
             if self._others + self._mapped.offset + wanted > self.max_bytes:
-                self._full = True
                 return False
-            self._full = False
         if self._fd >= 0 and self._mapped.offset + wanted <= self._mapped.capacity:
             return True  # the budget was all that was short
         if time.monotonic() < self._allocate_at:
@@ -394,23 +446,63 @@ class MappedSpoolWriter:
         try:
             self._open_segment(0, wanted)
         except OSError as error:
-            self._allocate_at = time.monotonic() + ALLOCATE_RETRY_S
-            log.warning("spool %s: cannot preallocate segment %d (%s); records are refused",
-                        self.directory, self._number, error.strerror or error)  # fmt: skip
+            self._cannot_allocate(error)
             return False
-        self.segments += 1
+        self._recount()  # usage as the folder has it: the sealer deletes segments behind us
         return True
 
     def flush(self) -> None:
         """Nothing to do: every record is in the page cache already."""
 
+    def __del__(self) -> None:
+        """A writer dropped without close(): cut its segment and let its lock go."""
+        with contextlib.suppress(Exception):
+            self.close()
+
     def close(self) -> None:
         self._closed = True
         self._close_segment()
+        if self._lock >= 0:
+            os.close(self._lock)
+            self._lock = -1
 
 
 Spool = SpoolWriter | MappedSpoolWriter
 _NO_PREALLOCATION = (errno.EOPNOTSUPP, errno.EINVAL, errno.ENODEV, errno.ENOSYS)
+# File systems on which posix_fallocate reserves the blocks a later store into the mapping
+# writes, so the store never fails for want of space (that would be SIGBUS). Copy-on-write and
+# network file systems (btrfs, ZFS, NFS...) can't promise it; glibc even emulates fallocate
+# where the file system lacks it. Elsewhere the write(2) writer serves, unless asked for.
+MAPPABLE_FILE_SYSTEMS = frozenset({"ext2", "ext3", "ext4", "xfs", "tmpfs"})
+
+
+def _unescape_mount_path(field: str) -> str:
+    """mountinfo escapes space, tab, newline and backslash as octal (\\040)."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), field)
+
+
+def file_system_type(path: Path, mountinfo: str | None = None) -> str | None:
+    """The type of the file system ``path`` lies on (Linux's /proc/self/mountinfo: the mount
+    with the longest mount point above it), or None if unknown."""
+    if mountinfo is None:
+        try:
+            mountinfo = Path("/proc/self/mountinfo").read_text()
+        except OSError:
+            return None
+    target = str(path.resolve())
+    best, found = -1, None
+    for line in mountinfo.splitlines():
+        fields, _, rest = line.partition(" - ")
+        parts, after = fields.split(), rest.split()
+        if len(parts) < 5 or not after:
+            continue
+        point = _unescape_mount_path(parts[4])
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if inside and len(point) > best:  # later mounts over the same point win on a tie
+            best, found = len(point), after[0]
+        elif inside and len(point) == best:
+            found = after[0]
+    return found
 
 
 def open_spool(
@@ -421,10 +513,21 @@ def open_spool(
     full_policy: str = "drop",
     environ: dict[str, str] | None = None,
 ) -> Spool:
-    """The mapped writer, opened, wherever it works; else the write(2) one (module not built,
-    ``CACHET_SPOOL_MAPPED=0``, or a file system that cannot preallocate)."""
+    """The mapped writer, opened, wherever it works; else the write(2) one: the module not
+    built, ``CACHET_SPOOL_MAPPED=0``, a file system not in MAPPABLE_FILE_SYSTEMS (unless
+    ``CACHET_SPOOL_MAPPED=1``), or one that cannot preallocate. SpoolInUse if another process
+    writes the folder."""
     environ = dict(os.environ) if environ is None else environ
-    if mapped_segment_type is not None and environ.get(MAPPED_VARIABLE) != "0":
+    choice = environ.get(MAPPED_VARIABLE)
+    mappable = choice == "1"
+    if mapped_segment_type is not None and choice is None:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        kind = file_system_type(Path(directory))
+        mappable = kind in MAPPABLE_FILE_SYSTEMS
+        if not mappable:
+            log.info("spool %s: file system %s; records are written with write(2)",
+                     directory, kind or "unknown")  # fmt: skip
+    if mapped_segment_type is not None and mappable:
         mapped = MappedSpoolWriter(directory, segment_bytes=segment_bytes, max_bytes=max_bytes,
                                    full_policy=full_policy)  # fmt: skip
         try:

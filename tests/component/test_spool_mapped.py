@@ -10,8 +10,12 @@ the write(2) writer."""
 from __future__ import annotations
 
 import errno
+import gc
 import logging
 import os
+import subprocess
+import sys
+import weakref
 from pathlib import Path
 
 import pytest
@@ -25,6 +29,7 @@ from proxy.records.emit import Attribution, RecordEncoder
 from proxy.records.segments import decode_chunk, encode_frame, scan_frames
 from proxy.records.spool import (
     MappedSpoolWriter,
+    SpoolInUse,
     SpoolWriter,
     list_segments,
     open_spool,
@@ -156,38 +161,147 @@ def test_full_spool_refuses_counts_and_recovers_when_the_sealer_frees_space(
     """docs/design/spool.md "Full spool": refused records are counted (dropped) and the answers
     they stood for ride on the next written frame; space the sealer frees is noticed."""
     monkeypatch.setattr(spool_module, "USAGE_RECOUNT_S", 0.0)
-    writer = open_spool(tmp_path, segment_bytes=4096, max_bytes=10_000, full_policy="reject")
+    writer = open_spool(tmp_path, segment_bytes=4096, max_bytes=10_000)
     accepted = 0
     for i in range(200):
         accepted += writer.append(record(i))
     assert 0 < accepted < 200
     assert writer.dropped == 200 - accepted
-    full_before = writer.full
-    assert full_before and writer.bytes_used <= 10_000
+    assert writer.full and writer.bytes_used <= 10_000
     # The sealer consumed and deleted every finished segment.
     for number in list_segments(tmp_path)[:-1]:
         (tmp_path / segment_name(number)).unlink()
-    full_after = writer.full
-    assert not full_after
     assert writer.append(record(999))
     writer.close()
     frames = read_back(tmp_path)
     assert frames[-1] == ([record(999)], 1 + 200 - accepted, 200 - accepted)
 
 
+def test_full_is_said_before_any_record_is_refused(tmp_path: Path) -> None:
+    """The reject policy asks ``full`` before it serves: it must turn True while the largest
+    record still fits, so no answer goes out that its record can't follow."""
+    writer = open_spool(tmp_path, segment_bytes=4096, max_bytes=10_000, full_policy="reject")
+    appended = 0
+    while not writer.full:
+        assert writer.append(b'{"big":"' + b"z" * 1090 + b'"}')  # the largest records
+        appended += 1
+    assert appended >= 5 and writer.dropped == 0
+    assert writer.max_bytes - writer.bytes_used < spool_module.ROOM_FOR_A_RECORD
+
+
+def test_usage_follows_the_folder_as_the_sealer_deletes(tmp_path: Path) -> None:
+    """cachet_spool_bytes and cachet_spool_segments: recounted on every new segment."""
+    writer = open_spool(tmp_path, segment_bytes=4096)
+    for i in range(40):
+        writer.append(record(i))
+    for number in list_segments(tmp_path)[:-1]:
+        (tmp_path / segment_name(number)).unlink()
+    for i in range(40, 60):
+        writer.append(record(i))
+    on_disk = [(tmp_path / segment_name(n)).stat().st_size for n in list_segments(tmp_path)]
+    assert writer.segments == len(on_disk)
+    assert writer.bytes_used == sum(on_disk[:-1]) + writer._mapped.offset
+    writer.close()
+
+
+def test_a_full_disk_at_start_refuses_records_instead_of_failing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def no_space(fd: int, offset: int, length: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    real = os.posix_fallocate
+    monkeypatch.setattr(os, "posix_fallocate", no_space)
+    with caplog.at_level(logging.WARNING):
+        writer = open_spool(tmp_path, full_policy="reject")
+    assert isinstance(writer, MappedSpoolWriter) and "cannot preallocate" in caplog.text
+    assert writer.full and writer.append(record(0)) is False and writer.dropped == 1
+    monkeypatch.setattr(os, "posix_fallocate", real)
+    writer._allocate_at = 0.0
+    assert not writer.full
+    assert writer.append(record(1))
+    writer.close()
+    assert read_back(tmp_path) == [([record(1)], 2, 1)]
+
+
+def test_only_file_systems_that_reserve_blocks_are_mapped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On btrfs, ZFS, NFS... a store into a preallocated mapping can still find no space
+    (SIGBUS): those get the write(2) writer unless CACHET_SPOOL_MAPPED=1 asks."""
+    monkeypatch.setattr(spool_module, "file_system_type", lambda path: "btrfs")
+    assert isinstance(open_spool(tmp_path / "a", environ={}), SpoolWriter)
+    forced = open_spool(tmp_path / "b", environ={"CACHET_SPOOL_MAPPED": "1"})
+    assert isinstance(forced, MappedSpoolWriter)
+    forced.close()
+    monkeypatch.setattr(spool_module, "file_system_type", lambda path: "ext4")
+    assert isinstance(open_spool(tmp_path / "c", environ={}), MappedSpoolWriter)
+
+
+def test_the_file_system_of_a_path_is_its_deepest_mount() -> None:
+    mountinfo = (
+        "22 1 8:1 / / rw - ext4 /dev/sda rw\n"
+        "30 22 0:5 / /mnt/my\\040disk rw - btrfs /dev/sdb rw\n"
+        "31 22 0:6 / /mnt rw shared:1 - xfs /dev/sdc rw\n"
+        "32 31 0:7 / /mnt rw - tmpfs tmpfs rw\n"
+    )
+    kind = spool_module.file_system_type
+    assert kind(Path("/mnt/my disk/spool"), mountinfo) == "btrfs"
+    assert kind(Path("/mnt/other"), mountinfo) == "tmpfs"  # mounted over /mnt later
+    assert kind(Path("/mntx"), mountinfo) == "ext4"
+    assert kind(Path("/"), "garbage\n") is None
+
+
+KILLED_WRITER = """
+import os, sys
+from pathlib import Path
+from proxy.records.spool import open_spool
+writer = open_spool(Path(sys.argv[1]))
+for i in range(10):
+    writer.append(b'{"n":%d}' % i)
+os._exit(0)  # as SIGKILL: no close(), no finalizer; the page cache keeps the frames
+"""
+
+
 def test_a_killed_writers_segment_is_recovered_with_nothing_lost(tmp_path: Path) -> None:
-    """A writer that never closed (SIGKILL) leaves its zero-filled preallocation; the next open
-    truncates it without setting anything aside and appends after the last frame."""
-    first = open_spool(tmp_path)
-    for i in range(10):
-        first.append(record(i))
-    del first  # no close(): the file keeps its 64 MiB of zeros after the frames
+    """A writer that never closed leaves its zero-filled preallocation; the next open truncates
+    it without setting anything aside and appends after the last frame."""
+    subprocess.run([sys.executable, "-c", KILLED_WRITER, str(tmp_path)], check=True)
+    assert (tmp_path / segment_name(0)).stat().st_size == 64 << 20  # frames, then zeros
     second = open_spool(tmp_path)
     assert not (tmp_path / "quarantine").exists()
-    second.append(record(10))
+    second.append(b'{"n":10}')
     second.close()
     assert list_segments(tmp_path) == [0]
-    assert records_of(tmp_path) == [record(i) for i in range(11)]
+    assert records_of(tmp_path) == [b'{"n":%d}' % i for i in range(11)]
+
+
+def test_a_second_writer_of_a_live_spool_is_refused(tmp_path: Path) -> None:
+    """Its recovery would truncate the live writer's segment under it: records already answered
+    lost, and a store past the new end of file a SIGBUS. The folder's lock refuses it before
+    it touches anything."""
+    live = open_spool(tmp_path)
+    live.append(record(0))
+    for environ in ({}, {"CACHET_SPOOL_MAPPED": "0"}):
+        with pytest.raises(SpoolInUse, match="in use by another process"):
+            open_spool(tmp_path, environ=environ)
+    live.append(record(1))
+    live.close()
+    assert records_of(tmp_path) == [record(0), record(1)]
+    open_spool(tmp_path).close()  # free again once the live one closed
+
+
+def test_a_writer_dropped_without_close_is_collected_and_cut(tmp_path: Path) -> None:
+    """The segment holds its writer's callback (a cycle): the collector frees both, and the
+    finalizer cuts the segment to its frames and lets the lock go."""
+    writer = open_spool(tmp_path)
+    writer.append(record(0))
+    gone = weakref.ref(writer)
+    del writer
+    gc.collect()
+    assert gone() is None
+    assert (tmp_path / segment_name(0)).stat().st_size == len(encode_frame(record(0)))
+    open_spool(tmp_path).close()
 
 
 def test_a_frame_torn_before_its_header_is_set_aside(tmp_path: Path) -> None:

@@ -270,8 +270,9 @@ def test_a_full_spool_with_the_reject_policy_answers_503_until_it_drains(
     origin: Origin, tmp_path: Path
 ) -> None:
     """docs/design/spool.md "Full spool": with spool_full_policy = "reject" the edge answers
-    503 with Retry-After instead of serving what it could not record, and serves again once the
-    records process has sealed the spool and its segments are deleted."""
+    503 with Retry-After instead of serving what it could not record (every 200 it sent is
+    sealed; no record dropped), and serves again once the records process has sealed the spool
+    and its segments are deleted."""
     origin.script("/rp-full", {"headers": [FRESH], "body": "f" * 100})
     proxy = start_proxy(origin.url, tmp_path, "--batch-max-interval-ms", "50",
                         "--spool-max-size", "1MiB", "--spool-full-policy", "reject")  # fmt: skip
@@ -280,7 +281,8 @@ def test_a_full_spool_with_the_reject_policy_answers_503_until_it_drains(
         pid = records_pid(records_dir)
         os.kill(pid, signal.SIGSTOP)  # nothing is sealed: the spool fills
         connection = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
-        served, refused = 0, None
+        served: list[str] = []
+        refused = None
         for _ in range(5000):  # 1 MiB holds about 2,300 records
             connection.request("GET", "/rp-full")
             response = connection.getresponse()
@@ -289,9 +291,9 @@ def test_a_full_spool_with_the_reject_policy_answers_503_until_it_drains(
                 refused = response
                 break
             assert response.status == 200 and body == b"f" * 100
-            served += 1
+            served.append(response.getheader("X-Request-ID") or "")
         assert refused is not None, "a spool of 1 MiB never filled"
-        assert 1000 < served < 5000
+        assert 1000 < len(served) < 5000
         assert refused.getheader("Retry-After") == "1"
         assert refused.getheader("Cache-Control") == "no-store"
         os.kill(pid, signal.SIGCONT)
@@ -301,12 +303,16 @@ def test_a_full_spool_with_the_reject_policy_answers_503_until_it_drains(
             response = connection.getresponse()
             response.read()
             if response.status == 200:
+                served.append(response.getheader("X-Request-ID") or "")
                 break
             assert response.status == 503
             assert time.monotonic() < deadline, "the spool never drained"
             time.sleep(0.1)
         connection.close()
-        assert metric(proxy, "cachet_records_dropped_total") >= 1
+        assert metric(proxy, "cachet_spool_full_refusals_total") >= 1
+        assert metric(proxy, "cachet_records_dropped_total") == 0
+        seen = wait_until_sealed(records_dir, served)
+        assert all(seen[i] == 1 for i in served)
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGCONT)
