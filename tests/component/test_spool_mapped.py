@@ -199,6 +199,7 @@ def test_usage_follows_the_folder_as_the_sealer_deletes(tmp_path: Path) -> None:
     for i in range(40, 60):
         writer.append(record(i))
     on_disk = [(tmp_path / segment_name(n)).stat().st_size for n in list_segments(tmp_path)]
+    assert isinstance(writer, MappedSpoolWriter)
     assert writer.segments == len(on_disk)
     assert writer.bytes_used == sum(on_disk[:-1]) + writer._mapped.offset
     writer.close()
@@ -215,7 +216,8 @@ def test_a_full_disk_at_start_refuses_records_instead_of_failing(
     with caplog.at_level(logging.WARNING):
         writer = open_spool(tmp_path, full_policy="reject")
     assert isinstance(writer, MappedSpoolWriter) and "cannot preallocate" in caplog.text
-    assert writer.full and writer.append(record(0)) is False and writer.dropped == 1
+    full_while_no_space = writer.full
+    assert full_while_no_space and writer.append(record(0)) is False and writer.dropped == 1
     monkeypatch.setattr(os, "posix_fallocate", real)
     writer._allocate_at = 0.0
     assert not writer.full
