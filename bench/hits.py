@@ -84,6 +84,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         " inherits the server CPU, so recording is measured on one core",
     )
     parser.add_argument(
+        "--records-idle",
+        action="store_true",
+        help="with --records-cpu: the records process at SCHED_IDLE, so on the wrk CPU it runs"
+        " only in the time wrk leaves (a stand-in for a spare core on a 2-core box; it must still"
+        " keep up: see batches forwarded)",
+    )
+    parser.add_argument(
         "--forward",
         action="store_true",
         help="give the subject a coordinator (its bench origin, on the wrk CPU, acknowledges"
@@ -176,12 +183,15 @@ def records_process_pid(run_dir: Path, timeout_s: float = 15.0) -> int | None:
     return None
 
 
-def move_process(pid: int, cpu: int) -> None:
-    """Pin every thread of ``pid`` to ``cpu``: sched_setaffinity(pid) moves its main thread
-    only, and the records process seals in a worker thread that already exists by now."""
+def move_process(pid: int, cpu: int, idle: bool = False) -> None:
+    """Pin every thread of ``pid`` to ``cpu`` (and with ``idle`` make each SCHED_IDLE):
+    sched_setaffinity(pid) moves its main thread only, and the records process seals in a
+    worker thread that already exists by now."""
     for task in Path(f"/proc/{pid}/task").iterdir():
         with contextlib.suppress(ProcessLookupError):
             os.sched_setaffinity(int(task.name), {cpu})
+            if idle:
+                os.sched_setscheduler(int(task.name), os.SCHED_IDLE, os.sched_param(0))
 
 
 def process_cpu_s(pid: int) -> float:
@@ -385,7 +395,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.cachet_cmd.strip() != "nginx":
             args.records_pid = records_process_pid(run_dir)
             if args.records_pid and args.records_cpu is not None:
-                move_process(args.records_pid, args.records_cpu)
+                move_process(args.records_pid, args.records_cpu, args.records_idle)
             if args.records_pid and args.pause_records:
                 os.kill(args.records_pid, signal.SIGSTOP)
         print(f"servers up (logs in {run_dir})", flush=True)
