@@ -830,8 +830,10 @@ static PyObject *scan_spool_run(PyObject *module, PyObject *const *args, Py_ssiz
         /* A last line starting with '#' (after a newline) can only be the counters line. */
         const char *body_end = lim;
         long long frame_served = -1, frame_dropped = 0;
-        const char *last_line = lim;
-        while (last_line > payload && last_line[-1] != '\n') last_line--;
+        /* memrchr, not a byte loop: a one-record frame (the mapped writer's) has no newline,
+           and walking back over all of it was a fifth of this function's time. */
+        const char *newline = memrchr(payload, '\n', (size_t)size);
+        const char *last_line = newline == NULL ? payload : newline + 1;
         if (last_line > payload && last_line < lim && *last_line == '#') {
             if (!counters_line(last_line, lim, &frame_served, &frame_dropped)) break;
             body_end = last_line - 1;
