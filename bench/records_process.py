@@ -41,7 +41,7 @@ from services import BenchError
 from cachet.keyfiles import write_private_key
 from provenance.keys import generate_signing_key
 from proxy.records.batch_files import DEFAULT_BATCH_MAX_RECORDS
-from proxy.records.daemon import PipelineStatus, read_status
+from proxy.records.daemon import PipelineStatus, read_status, records_process_environment
 from proxy.records.emit import RecordEncoder
 from proxy.records.spool import MappedSpoolWriter, open_spool
 
@@ -100,7 +100,8 @@ def one_round(args: argparse.Namespace, origin_port: int) -> float:
         ]  # fmt: skip
         if not args.no_forward:
             command += ["--coordinator", f"http://127.0.0.1:{origin_port}"]
-        daemon = subprocess.Popen(command, stdin=subprocess.PIPE, cwd=folder)
+        daemon = subprocess.Popen(command, stdin=subprocess.PIPE, cwd=folder,
+                                  env=records_process_environment(dict(os.environ)))  # fmt: skip
         try:
             deadline = time.monotonic() + 30
             while read_status(records_dir).pid == 0:  # no report yet

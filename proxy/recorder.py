@@ -26,7 +26,13 @@ import aiohttp
 from cachet.keyfiles import read_signing_key, write_private_key, write_verifier_key
 from provenance.keys import SigningKey, format_verifier_key, generate_signing_key
 from proxy.config import ProxyConfig
-from proxy.records.daemon import NATS_URL_ENV, PipelineSettings, PipelineStatus, read_status
+from proxy.records.daemon import (
+    NATS_URL_ENV,
+    PipelineSettings,
+    PipelineStatus,
+    read_status,
+    records_process_environment,
+)
 from proxy.records.emit import RecordEncoder
 from proxy.records.receipts import ReceiptIndex
 from proxy.records.spool import MappedSpoolWriter, open_spool
@@ -187,7 +193,7 @@ class RecordsProcess:
         self._supervisor = asyncio.get_running_loop().create_task(self._supervise())
 
     async def _spawn(self) -> asyncio.subprocess.Process:
-        env = dict(os.environ)
+        env = records_process_environment(dict(os.environ))
         env.pop(NATS_URL_ENV, None)
         if self.settings.nats_url:
             env[NATS_URL_ENV] = self.settings.nats_url

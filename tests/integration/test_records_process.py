@@ -107,6 +107,8 @@ def test_records_are_sealed_by_a_separate_process_and_reported(
         records_dir = tmp_path / "records"
         pid = records_pid(records_dir)
         assert pid != proxy.proc.pid
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        assert b"MALLOC_MMAP_THRESHOLD_=67108864" in environ  # pieces from the heap, reused
         ids = serve(proxy, "/rp-plain", 30)
         seen = wait_until_sealed(records_dir, ids)
         assert all(seen[i] == 1 for i in ids)
