@@ -9,8 +9,8 @@
    constants are x^n mod P(x) for the fold distances, bit-reflected: derived and checked by
    tests/unit/provenance/test_crc32_clmul.py's reference, not copied. Buffers shorter than
    64 bytes, the last len % 16 bytes, and CPUs without PCLMULQDQ or SSE4.1 use zlib's crc32,
-   except up to 16 bytes (a frame's length field), which a byte table does: zlib's call cost
-   ~40 ns for those 4 bytes, as much as folding the payload. */
+   except up to 16 bytes (a frame's length field, what folding leaves), which a byte table does:
+   zlib's call cost ~40 ns for those 4 bytes, as much as folding the payload. */
 
 #ifndef CACHET_CRC32_CLMUL_H
 #define CACHET_CRC32_CLMUL_H
@@ -107,14 +107,14 @@ static inline int crc32_clmul_available(void) {
 
 /* zlib's crc32(crc, p, n), the same value. */
 static inline uint32_t crc32_frame(uint32_t crc, const unsigned char *p, size_t n) {
-    if (n <= 16) return crc32_bytes(crc, p, n);
     if (n >= 64 && crc32_clmul_available()) {
         size_t blocks = n & ~(size_t)15;
         crc = ~crc32_fold_blocks(~crc, p, blocks);
         p += blocks;
-        n -= blocks;
+        n -= blocks; /* under 16 bytes left */
     }
-    return n ? (uint32_t)crc32(crc, p, (uInt)n) : crc;
+    if (n <= 16) return crc32_bytes(crc, p, n);
+    return (uint32_t)crc32(crc, p, (uInt)n);
 }
 
 #else
