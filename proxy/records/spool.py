@@ -140,10 +140,25 @@ def recover_last_segment(directory: Path, number: int) -> bool:
     return True
 
 
-class SpoolWriter:
-    """Buffers records in memory and writes them to the current segment on ``flush``."""
+def segments_usage(directory: Path, leave_out: int | None = None) -> tuple[int, int]:
+    """(bytes, count) of the folder's segments; ``leave_out``'s bytes not counted (a mapped
+    writer counts its current segment by its written end). The sealer deletes consumed
+    segments behind the writer's back, so this is recounted, not kept."""
+    total = 0
+    numbers = list_segments(directory)
+    for number in numbers:
+        if number == leave_out:
+            continue
+        try:
+            total += (directory / segment_name(number)).stat().st_size
+        except FileNotFoundError:
+            continue
+    return total, len(numbers)
 
-    needs_flush = True  # responses wait for flush(): proxy/cork.py
+
+class _SpoolFolder:
+    """What both writers share: the folder, its bounds, its full policy and its lock. Each
+    writer sets up its own state in ``_start``."""
 
     def __init__(
         self,
@@ -159,8 +174,30 @@ class SpoolWriter:
         self.segment_bytes = segment_size(segment_bytes, max_bytes)
         self.max_bytes = max_bytes
         self.full_policy = full_policy
-        self.bytes_used = 0
         self.segments = 0
+        self._lock = -1
+        self._start()
+
+    def _start(self) -> None:
+        raise NotImplementedError
+
+    def _take_lock(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._lock = lock_spool(self.directory)
+
+    def _release_lock(self) -> None:
+        if self._lock >= 0:
+            os.close(self._lock)
+            self._lock = -1
+
+
+class SpoolWriter(_SpoolFolder):
+    """Buffers records in memory and writes them to the current segment on ``flush``."""
+
+    needs_flush = True  # responses wait for flush(): proxy/cork.py
+
+    def _start(self) -> None:
+        self.bytes_used = 0
         self.dropped = 0
         self.emitted = 0
         self.sampled_out = 0
@@ -171,15 +208,13 @@ class SpoolWriter:
         self._unwritten_served = 0
         self._unwritten_dropped = 0
         self._fd = -1
-        self._lock = -1
         self._segment = 0
         self._segment_size = 0
 
     def open(self) -> None:
         """Create the folder and recover the last segment; append after its last good frame.
         SpoolInUse if another process writes this folder."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self._lock = lock_spool(self.directory)
+        self._take_lock()
         numbers = list_segments(self.directory)
         if not numbers:
             self._open_segment(0)
@@ -199,16 +234,7 @@ class SpoolWriter:
         self._segment_size = os.fstat(self._fd).st_size if append else 0
 
     def _refresh_usage(self) -> None:
-        """Recount segment bytes (the sealer deletes consumed segments behind our back)."""
-        total = 0
-        numbers = list_segments(self.directory)
-        for number in numbers:
-            try:
-                total += (self.directory / segment_name(number)).stat().st_size
-            except FileNotFoundError:
-                continue
-        self.bytes_used = total
-        self.segments = len(numbers)
+        self.bytes_used, self.segments = segments_usage(self.directory)
 
     def append(self, record_bytes: bytes) -> bool:
         """Buffer one record's canonical bytes; False if refused because the spool is full."""
@@ -258,12 +284,10 @@ class SpoolWriter:
             self.flush()
             os.close(self._fd)
             self._fd = -1
-        if self._lock >= 0:
-            os.close(self._lock)
-            self._lock = -1
+        self._release_lock()
 
 
-class MappedSpoolWriter:
+class MappedSpoolWriter(_SpoolFolder):
     """Frames each record straight into the current segment, preallocated and mapped shared
     (``proxy/records/_spoolmap.c``): a record is in the page cache when ``append`` returns.
 
@@ -272,23 +296,9 @@ class MappedSpoolWriter:
 
     needs_flush = False
 
-    def __init__(
-        self,
-        directory: Path,
-        *,
-        segment_bytes: int = 64 << 20,
-        max_bytes: int = 1 << 30,
-        full_policy: str = "drop",
-    ) -> None:
-        if full_policy not in FULL_POLICIES:
-            raise ValueError(f"full_policy must be one of {FULL_POLICIES}")
+    def _start(self) -> None:
         if mapped_segment_type is None:
             raise RuntimeError("proxy.records._spoolmap is not built")
-        self.directory = Path(directory)
-        self.segment_bytes = segment_size(segment_bytes, max_bytes)
-        self.max_bytes = max_bytes
-        self.full_policy = full_policy
-        self.segments = 0
         self._mapped = mapped_segment_type(on_full=self._make_room)
         self.append: Callable[[bytes], bool] = self._mapped.append
         self.append_hit: Callable[[tuple[bytes, bytes, bytes], float, str], bool] = (
@@ -296,7 +306,6 @@ class MappedSpoolWriter:
         )
         self.skip: Callable[[], None] = self._mapped.skip
         self._fd = -1
-        self._lock = -1
         self._number = 0  # the current segment, or the next to open when _fd < 0
         self._others = 0  # bytes in the folder's other segments
         self._recount_at = 0.0  # when a full spool may next recount its folder
@@ -336,8 +345,7 @@ class MappedSpoolWriter:
     def open(self) -> None:
         """Recover the last segment and map it (or a new one) for appending. OSError if this
         file system cannot preallocate (``open_spool`` then falls back to ``SpoolWriter``)."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self._lock = lock_spool(self.directory)
+        self._take_lock()
         try:
             self._recover_and_map()
         except BaseException:
@@ -400,18 +408,7 @@ class MappedSpoolWriter:
         self._others += written
 
     def _refresh_usage(self) -> None:
-        """Recount the other segments' bytes (the sealer deletes consumed ones)."""
-        total = 0
-        numbers = list_segments(self.directory)
-        for number in numbers:
-            if number == self._number:  # the current segment: counted by its written end
-                continue
-            try:
-                total += (self.directory / segment_name(number)).stat().st_size
-            except FileNotFoundError:
-                continue
-        self._others = total
-        self.segments = len(numbers)
+        self._others, self.segments = segments_usage(self.directory, leave_out=self._number)
 
     def _recount(self) -> None:
         self._refresh_usage()
@@ -462,9 +459,7 @@ class MappedSpoolWriter:
     def close(self) -> None:
         self._closed = True
         self._close_segment()
-        if self._lock >= 0:
-            os.close(self._lock)
-            self._lock = -1
+        self._release_lock()
 
 
 Spool = SpoolWriter | MappedSpoolWriter
