@@ -43,6 +43,7 @@ from proxy.metrics import (
 from proxy.origin import OriginClient
 from proxy.purge import PurgeService
 from proxy.recorder import Recorder, default_edge_id
+from proxy.records.spool import SpoolInUse
 from proxy.registry_client import ManifestIndex, RegistryPoller, index_folder
 from proxy.routing import Router
 from proxy.tracing import OtlpExporter, Tracer
@@ -367,7 +368,8 @@ def configure_logging(config: ProxyConfig, tag: str = "") -> None:
 
 def run_loop(main: Coroutine[Any, Any, int], *, fast: bool = True) -> int:
     """Run ``main`` on uvloop when ``fast`` (the standard loop where uvloop is missing); an
-    OSError such as an address in use is one line on stderr and exit 1."""
+    OSError such as an address in use, or a spool another proxy writes, is one line on stderr
+    and exit 1."""
     loop_factory = None
     try:
         import uvloop
@@ -380,6 +382,9 @@ def run_loop(main: Coroutine[Any, Any, int], *, fast: bool = True) -> int:
             return runner.run(main)
     except OSError as error:
         print(f"cachet proxy: {error.strerror or error}", file=sys.stderr)
+        return 1
+    except SpoolInUse as error:  # another cachet proxy on this cache dir
+        print(f"cachet proxy: {error}", file=sys.stderr)
         return 1
 
 

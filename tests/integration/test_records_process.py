@@ -16,6 +16,8 @@ import http.client
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -318,4 +320,30 @@ def test_a_full_spool_with_the_reject_policy_answers_503_until_it_drains(
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGCONT)
+        assert proxy.stop() == 0
+
+
+def test_a_second_proxy_on_the_same_cache_dir_stops_and_the_first_loses_nothing(
+    origin: Origin, tmp_path: Path
+) -> None:
+    """docs/design/spool.md "One writer per folder": the second proxy's spool recovery would
+    truncate the live one's segment (records already answered lost, its next store a SIGBUS).
+    It exits with one clear line before it touches the spool; the first serves on."""
+    origin.script("/rp-second", {"headers": [FRESH], "body": "s" * 100})
+    proxy = start_proxy(origin.url, tmp_path, "--batch-max-interval-ms", "50")
+    try:
+        before = serve(proxy, "/rp-second", 20)
+        second = subprocess.run(
+            [sys.executable, "-m", "cachet", "proxy", "--listen", "127.0.0.1:0",
+             "--origin", origin.url, "--cache-dir", str(tmp_path), "--admin-listen",
+             "127.0.0.1:0"],
+            capture_output=True, text=True, timeout=WAIT_S,
+        )  # fmt: skip
+        assert second.returncode == 1
+        assert "in use by another process" in second.stderr
+        assert "Traceback" not in second.stderr
+        after = serve(proxy, "/rp-second", 20)
+        seen = wait_until_sealed(tmp_path / "records", before + after)
+        assert all(seen[i] == 1 for i in before + after)
+    finally:
         assert proxy.stop() == 0
