@@ -368,6 +368,9 @@ class MappedSpoolWriter(_SpoolFolder):
             if error.errno in _NO_PREALLOCATION:
                 raise
             self._cannot_allocate(error)  # a full disk: serve per the policy, try again later
+            if written:  # the retry opens a new segment: this one keeps its frames as they are
+                self._number += 1
+                self._refresh_usage()
         self.segments = len(list_segments(self.directory))
 
     def _open_segment(self, written: int, wanted: int) -> None:

@@ -226,6 +226,33 @@ def test_a_full_disk_at_start_refuses_records_instead_of_failing(
     assert read_back(tmp_path) == [([record(1)], 2, 1)]
 
 
+def test_a_full_disk_at_start_keeps_the_recovered_segments_frames(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last segment held frames not yet sealed when the proxy restarted on a full disk:
+    the segment the writer opens once space is back is a new one, never that one emptied."""
+    first = open_spool(tmp_path)
+    first.append(record(0))
+    first.close()
+
+    def no_space(fd: int, offset: int, length: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    real = os.posix_fallocate
+    monkeypatch.setattr(os, "posix_fallocate", no_space)
+    writer = open_spool(tmp_path)
+    assert isinstance(writer, MappedSpoolWriter)
+    assert writer.append(record(1)) is False
+    monkeypatch.setattr(os, "posix_fallocate", real)
+    writer._allocate_at = 0.0
+    assert writer.append(record(2))
+    writer.close()
+    assert records_of(tmp_path) == [record(0), record(2)]
+    assert writer.bytes_used == sum(
+        (tmp_path / segment_name(n)).stat().st_size for n in list_segments(tmp_path)
+    )
+
+
 def test_only_file_systems_that_reserve_blocks_are_mapped(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
