@@ -21,6 +21,7 @@ the segment's end, or the spool's byte budget. */
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
@@ -66,10 +67,13 @@ static void *populate_loop(void *arg) {
         if (end - start > POPULATE_STEP) end = start + POPULATE_STEP;
         p->busy = 1;
         pthread_mutex_unlock(&p->lock);
-        int failed = madvise(base + start, end - start, MADV_POPULATE_WRITE) != 0;
+        int unsupported = madvise(base + start, end - start, MADV_POPULATE_WRITE) != 0 &&
+                          errno == EINVAL;
         pthread_mutex_lock(&p->lock);
         p->busy = 0;
-        if (failed) p->broken = 1; /* an older kernel: stores fault in as before */
+        /* An older kernel: stores fault in as before. Any other failure (no memory just now)
+           leaves these pages to fault in; the next ones are tried. */
+        if (unsupported) p->broken = 1;
         if (p->base == base) p->populated = end;
         pthread_cond_broadcast(&p->idle);
     }
@@ -83,7 +87,14 @@ static populator_t *populator_start(void) {
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->wake, NULL);
     pthread_cond_init(&p->idle, NULL);
-    if (pthread_create(&p->thread, NULL, populate_loop, p) != 0) {
+    /* Signals are the main thread's (Python handles them there): the thread starts with every
+       signal blocked, and this thread's mask is put back. */
+    sigset_t all, previous;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &previous);
+    int created = pthread_create(&p->thread, NULL, populate_loop, p);
+    pthread_sigmask(SIG_SETMASK, &previous, NULL);
+    if (created != 0) {
         pthread_mutex_destroy(&p->lock);
         pthread_cond_destroy(&p->wake);
         pthread_cond_destroy(&p->idle);

@@ -13,6 +13,7 @@ import errno
 import gc
 import logging
 import os
+import signal
 import subprocess
 import sys
 import weakref
@@ -452,3 +453,21 @@ def test_the_segment_type_on_its_own() -> None:
         MappedSegment(on_full=42)  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         segment.limit = 5  # beyond the (empty) mapping
+
+
+def test_the_populating_thread_takes_no_signals(tmp_path: Path) -> None:
+    """Signals stay the main thread's, where Python handles them (a SIGTERM delivered to the
+    writer's helper thread would interrupt nothing the proxy waits in); the main thread's own
+    mask is left as it was."""
+    before = set(os.listdir("/proc/self/task"))
+    main_mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    writer = open_spool(tmp_path)
+    writer.append(record(0))
+    helpers = set(os.listdir("/proc/self/task")) - before
+    assert helpers, "the mapped writer started no thread"
+    for task in helpers:
+        status = Path(f"/proc/self/task/{task}/status").read_text()
+        blocked = int(status.split("SigBlk:")[1].split()[0], 16)
+        assert blocked & (1 << (signal.SIGTERM - 1)) and blocked & (1 << (signal.SIGINT - 1))
+    assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == main_mask
+    writer.close()
