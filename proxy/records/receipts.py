@@ -45,6 +45,7 @@ from proxy.records.batch_files import split_batch_file
 from proxy.records.sealer import list_batches, spool_folders
 from proxy.records.segments import (
     FRAME_HEADER_BYTES,
+    ZERO_HEADER,
     decode_chunk,
     frame_at,
     frame_needs,
@@ -58,9 +59,8 @@ _REQUEST_ID = re.compile(rb'"request_id":"((?:[^"\\]|\\.)*)"')
 # Pieces a segment is read in: at least twice the largest frame (segments.MAX_PAYLOAD_BYTES),
 # so that the next piece, which starts at the frame a piece's end cut, moves on by half or more.
 SPOOL_PIECE_BYTES = 4 << 20
-# No frame holds eight zero bytes in a row, nor ends with a zero byte: a piece ending with them
-# has reached the zero-filled tail of a mapped writer's segment.
-_ZEROS = bytes(FRAME_HEADER_BYTES)
+# No frame holds eight zero bytes in a row (segments.ZERO_HEADER), nor ends with a zero byte: a
+# piece ending with them has reached the zero-filled tail of a mapped writer's segment.
 
 
 def _key(escaped_id: bytes) -> int:
@@ -210,7 +210,7 @@ def _holds(fd: int, needle: bytes) -> bool:
         data = os.pread(fd, size, offset)
         if needle in data:
             return True
-        if len(data) < size or data.endswith(_ZEROS):
+        if len(data) < size or data.endswith(ZERO_HEADER):
             return False  # its end, or its written end
         offset += len(data) - len(needle) + 1
 

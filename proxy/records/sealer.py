@@ -73,6 +73,7 @@ from proxy.records.chunk_check import ChunkChecker, seconds_are_real
 from proxy.records.segments import (
     FRAME_HEADER_BYTES,
     MAX_PAYLOAD_BYTES,
+    ZERO_HEADER,
     Chunk,
     decode_chunk,
     encode_frame,
@@ -111,7 +112,6 @@ READ_AHEAD_RECORDS = 50_000  # pending records before sealing what is read (boun
 READ_FIRST_PIECE_BYTES = 256 << 10
 READ_PIECE_BYTES = 4 << 20
 _MAX_FRAME_BYTES = FRAME_HEADER_BYTES + MAX_PAYLOAD_BYTES
-_ZERO_HEADER = bytes(FRAME_HEADER_BYTES)
 # What reading a piece ends with: go on from the offset it returns with the next piece; stop
 # reading the segment (its end, or the written end of the last one); read the piece again from
 # the offset once (a frame in the last segment looked corrupt: its header may have been
@@ -168,7 +168,7 @@ def _resync(
     while True:
         # Candidates below ``limit`` are decided here: a frame starting there fits the window.
         limit = start + len(window) if eof else start + len(window) - _MAX_FRAME_BYTES + 1
-        gap = window.find(_ZERO_HEADER, at - start if at > start else 0) if is_last else -1
+        gap = window.find(ZERO_HEADER, at - start if at > start else 0) if is_last else -1
         ends = gap >= 0 and start + gap <= limit
         if ends:
             limit = start + gap
@@ -500,7 +500,7 @@ class Sealer:
             if not at_eof and (needs := frame_needs(data, consumed)):
                 return at, _MORE, needs  # cut by the piece's end: whole in the next one
             header = data[consumed : consumed + FRAME_HEADER_BYTES]
-            if is_last and header == _ZERO_HEADER[: len(header)]:
+            if is_last and header == ZERO_HEADER[: len(header)]:
                 return at, _STOP, 0  # the written end, for now
             resume, written = _resync(fd, data, base, at, at_eof=at_eof, is_last=is_last)
             if resume < 0 and is_last:

@@ -34,6 +34,9 @@ CHUNK_MAX_BYTES = 256 << 10
 RECORD_SEPARATOR = b"\n"
 _COUNTERS = re.compile(rb"#served=([0-9]{1,18}),dropped=([0-9]{1,18})")
 _HEADER = struct.Struct(">II")
+# Eight zero bytes at a frame boundary: no frame starts there (its length would be 0), and no
+# frame holds as many in a row. A mapped writer's segment is zeros past its written end.
+ZERO_HEADER = bytes(FRAME_HEADER_BYTES)
 _LENGTH = struct.Struct(">I")
 _crc32 = crc32
 
@@ -182,9 +185,9 @@ def frame_needs(data: bytes, offset: int) -> int:
 
 
 def first_frame(data: bytes, first: int, limit: int) -> int:
-    """The first offset in ``first..limit - 1`` where a valid frame begins, or -1: what
-    ``find_next_frame(data, first - 1)`` finds, with the candidates bounded (so that a search
-    can go on in the next piece of a segment from ``limit``)."""
+    """The first offset in ``first..limit - 1`` where a valid frame begins, or -1. The
+    candidates are bounded so that a search can go on in the next piece of a segment from
+    ``limit`` (``find_next_frame`` is this over all of ``data``)."""
     position = first + FRAME_HEADER_BYTES - 1  # a candidate's payload starts with '{'
     while True:
         position = data.find(b"{", position + 1)
@@ -197,12 +200,4 @@ def first_frame(data: bytes, first: int, limit: int) -> int:
 
 def find_next_frame(data: bytes, start: int) -> int:
     """The first offset after ``start`` where a valid frame begins, or -1 (resynchronising)."""
-    position = start
-    while True:
-        position = data.find(b"{", position + FRAME_HEADER_BYTES + 1)
-        if position < 0:
-            return -1
-        candidate = position - FRAME_HEADER_BYTES
-        if frame_at(data, candidate) >= 0:
-            return candidate
-        position = candidate
+    return first_frame(data, start + 1, len(data))
