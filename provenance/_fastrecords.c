@@ -83,28 +83,8 @@ static int hash_all(lane_message_t *messages, size_t count) {
     return 1;
 }
 
-/* A new list of the messages' digests (bytes), each message's ``out`` set to its place in a
- * buffer of this call's; NULL with an exception set on failure. */
-static PyObject *digest_list(lane_message_t *messages, size_t count) {
-    unsigned char *digests = PyMem_Malloc(count ? count * 32 : 1);
-    if (digests == NULL) return PyErr_NoMemory();
-    for (size_t i = 0; i < count; i++) messages[i].out = digests + 32 * i;
-    PyObject *list = NULL;
-    if (!hash_all(messages, count)) {
-        PyErr_SetString(PyExc_RuntimeError, "SHA-256 failed");
-    } else {
-        list = PyList_New((Py_ssize_t)count);
-        for (size_t i = 0; list != NULL && i < count; i++) {
-            PyObject *digest = PyBytes_FromStringAndSize((const char *)digests + 32 * i, 32);
-            if (digest == NULL) Py_CLEAR(list);
-            else PyList_SET_ITEM(list, (Py_ssize_t)i, digest);
-        }
-    }
-    PyMem_Free(digests);
-    return list;
-}
-
-/* Like digest_list, the digests laid end to end in one bytes object (32 bytes each). */
+/* The digests of `messages` laid end to end in one bytes object (32 bytes each), each
+ * message's ``out`` set to its place in it; NULL with an exception set on failure. */
 static PyObject *digest_blob(lane_message_t *messages, size_t count) {
     PyObject *blob = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(count * 32));
     if (blob == NULL) return NULL;
@@ -116,6 +96,21 @@ static PyObject *digest_blob(lane_message_t *messages, size_t count) {
         return NULL;
     }
     return blob;
+}
+
+/* The same digests as a list of 32-byte bytes objects. */
+static PyObject *digest_list(lane_message_t *messages, size_t count) {
+    PyObject *blob = digest_blob(messages, count);
+    if (blob == NULL) return NULL;
+    const char *digests = PyBytes_AS_STRING(blob);
+    PyObject *list = PyList_New((Py_ssize_t)count);
+    for (size_t i = 0; list != NULL && i < count; i++) {
+        PyObject *digest = PyBytes_FromStringAndSize(digests + 32 * i, 32);
+        if (digest == NULL) Py_CLEAR(list);
+        else PyList_SET_ITEM(list, (Py_ssize_t)i, digest);
+    }
+    Py_DECREF(blob);
+    return list;
 }
 
 typedef struct {
