@@ -210,6 +210,9 @@ class _Source:
     sealed: Position = (0, 0, 0)  # just after the last sealed record
 
 
+INT_BYTES = array("q").itemsize  # scan_spool_run's int columns are native int64s
+
+
 def _ints() -> array[int]:
     return array("q")
 
@@ -548,12 +551,12 @@ class Sealer:
             return False
         skip, source.skip = source.skip, 0  # only the first frame read can be part-sealed
         drop = min(skip, first)  # records of the first frame already sealed
-        count = len(starts) // 8 - drop
+        count = len(starts) // INT_BYTES - drop
         if count <= 0:
             return True
         pending = self._pending
         index = len(pending)
-        ints = 8 * drop
+        ints = INT_BYTES * drop
         pending.buffers += repeat(data, count)
         pending.starts.frombytes(memoryview(starts)[ints:])
         pending.stops.frombytes(memoryview(stops)[ints:])
