@@ -25,6 +25,7 @@ the segment's end, or the spool's byte budget. */
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "../../provenance/_crc32_clmul.h"
 
@@ -55,6 +56,18 @@ typedef struct {
     int busy, quit, broken;
 } populator_t;
 
+static size_t page_size = 4096; /* sysconf(_SC_PAGESIZE) at import */
+
+static size_t page_floor(size_t offset) { return offset & ~(page_size - 1); }
+
+/* Where the pages to make ready end: POPULATE_AHEAD past `offset`, rounded up to a page, but
+   not past the mapping (whose last page madvise rounds the length up to, when `capacity` is
+   not a whole number of pages). */
+static size_t populate_end(size_t offset, size_t capacity) {
+    size_t end = page_floor(offset + POPULATE_AHEAD + page_size - 1);
+    return end < capacity ? end : capacity;
+}
+
 static void *populate_loop(void *arg) {
     populator_t *p = arg;
     pthread_mutex_lock(&p->lock);
@@ -63,6 +76,8 @@ static void *populate_loop(void *arg) {
             pthread_cond_wait(&p->wake, &p->lock);
         if (p->quit) break;
         char *base = p->base;
+        /* madvise takes a page-aligned start (an unaligned one is EINVAL, which would stop
+           the thread for good): populated and wanted are kept on page boundaries. */
         size_t start = p->populated, end = p->wanted;
         if (end - start > POPULATE_STEP) end = start + POPULATE_STEP;
         p->busy = 1;
@@ -118,8 +133,8 @@ static void populator_follow(populator_t *p, char *base, size_t capacity, size_t
     pthread_mutex_lock(&p->lock);
     p->base = base;
     p->capacity = capacity;
-    p->populated = offset & ~(size_t)4095;
-    p->wanted = offset + POPULATE_AHEAD < capacity ? offset + POPULATE_AHEAD : capacity;
+    p->populated = page_floor(offset);
+    p->wanted = populate_end(offset, capacity);
     pthread_cond_signal(&p->wake);
     pthread_mutex_unlock(&p->lock);
 }
@@ -167,8 +182,7 @@ static void unmap(MappedSegment *self) {
 static void populate_ahead(MappedSegment *self) {
     populator_t *p = self->populator;
     if (p == NULL) return;
-    size_t end = (size_t)self->offset + POPULATE_AHEAD;
-    if (end > (size_t)self->capacity) end = (size_t)self->capacity;
+    size_t end = populate_end((size_t)self->offset, (size_t)self->capacity);
     pthread_mutex_lock(&p->lock);
     if (p->base == self->base && end > p->wanted) {
         p->wanted = end;
@@ -403,7 +417,22 @@ static int MappedSegment_set_limit(MappedSegment *self, PyObject *value,
     return 0;
 }
 
+static PyObject *MappedSegment_get_populated(MappedSegment *self, void *Py_UNUSED(closure)) {
+    size_t populated = 0;
+    populator_t *p = self->populator;
+    if (p != NULL) {
+        pthread_mutex_lock(&p->lock);
+        if (p->base != NULL && p->base == self->base && !p->broken) populated = p->populated;
+        pthread_mutex_unlock(&p->lock);
+    }
+    return PyLong_FromSize_t(populated);
+}
+
 static PyGetSetDef MappedSegment_getset[] = {
+    {"populated", (getter)MappedSegment_get_populated, NULL,
+     "how far into the mapping the helper thread has made pages ready (0: none, no helper, or "
+     "a helper that stopped)",
+     NULL},
     {"limit", (getter)MappedSegment_get_limit, (setter)MappedSegment_set_limit,
      "frames end at most here (offset <= limit <= capacity)", NULL},
     {NULL, NULL, NULL, NULL, NULL},
@@ -500,10 +529,16 @@ static struct PyModuleDef spoolmap_module = {
 };
 
 PyMODINIT_FUNC PyInit__spoolmap(void) {
+    long page = sysconf(_SC_PAGESIZE);
+    if (page > 0 && (page & (page - 1)) == 0) page_size = (size_t)page;
     if (PyType_Ready(&MappedSegmentType) < 0) return NULL;
     PyObject *module = PyModule_Create(&spoolmap_module);
     if (module == NULL) return NULL;
     if (PyModule_AddObjectRef(module, "MappedSegment", (PyObject *)&MappedSegmentType) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    if (PyModule_AddIntConstant(module, "POPULATE_AHEAD", POPULATE_AHEAD) < 0) {
         Py_DECREF(module);
         return NULL;
     }

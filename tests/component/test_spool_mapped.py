@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import weakref
 from pathlib import Path
 
@@ -470,4 +471,31 @@ def test_the_populating_thread_takes_no_signals(tmp_path: Path) -> None:
         blocked = int(status.split("SigBlk:")[1].split()[0], 16)
         assert blocked & (1 << (signal.SIGTERM - 1)) and blocked & (1 << (signal.SIGINT - 1))
     assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == main_mask
+    writer.close()
+
+
+def test_the_populating_thread_keeps_ahead_of_unaligned_appends(tmp_path: Path) -> None:
+    """The helper thread keeps making the pages ahead of the written end ready however the
+    records fall on page boundaries, so the event loop's stores never fault (docs/design/
+    spool.md, "Durability"). madvise(2) refuses a start that is not page-aligned (EINVAL): the
+    thread once kept the written end's unaligned offset as where to go on from, got EINVAL on
+    its second step and stopped for good, leaving every later store to fault."""
+    from proxy.records._spoolmap import POPULATE_AHEAD
+
+    writer = open_spool(tmp_path, segment_bytes=64 << 20, max_bytes=1 << 30)
+    assert isinstance(writer, MappedSpoolWriter)
+    segment = writer._mapped  # the compiled segment the writer appends to
+    payload = b'{"pad":"%s"}' % (b"x" * 403)  # 8 + 413 bytes a frame: never page-aligned
+    for _ in range(3):  # the thread must go on after it has caught up, not only once
+        goal = segment.offset + POPULATE_AHEAD
+        while segment.offset < goal:
+            assert writer.append(payload)
+        written = segment.offset
+        deadline = time.monotonic() + 20
+        while segment.populated < written + POPULATE_AHEAD // 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert segment.populated >= written + POPULATE_AHEAD // 2, (
+            f"pages ready only up to {segment.populated}, records written up to {written}"
+        )
+        assert segment.populated % os.sysconf("SC_PAGESIZE") == 0
     writer.close()
