@@ -18,7 +18,10 @@ machine; here nothing else runs on its core. Per round:
 3. when the coordinator has acknowledged every record's batch, its CPU time is read again.
 
 Reports CPU µs (user + system, all threads) per record of each round, and the median. Start-up
-is outside the timed span; every poll, seal and POST of the steady state is inside.
+is outside the timed span; every poll, seal and POST of the steady state is inside. Also what
+the appends cost this script, which writes as the serving process does: the appending thread's
+CPU (formatting, framing, the stores and their page faults; in the proxy, the event loop's) and
+the writer's helper thread's (the mapped writer's page-populating thread), per record.
 """
 
 from __future__ import annotations
@@ -31,7 +34,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from hits import process_cpu_s
@@ -50,10 +55,36 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 EDGE = "edge-bench"
 
 
-def write_hits(spool_dir: Path, count: int, rate: int) -> None:
+@dataclass(frozen=True)
+class WriterCost:
+    """CPU seconds the writer spent on the records: on the appending thread (the serving
+    process's event loop, in the proxy) and on the writer's helper threads (the mapped writer's
+    page-populating thread)."""
+
+    appending_s: float
+    helpers_s: float
+
+
+def helper_threads_cpu_s() -> float:
+    """User + system CPU seconds of this process's threads other than the calling one."""
+    me = str(threading.get_native_id())
+    total = 0
+    for task in Path("/proc/self/task").iterdir():
+        if task.name == me:
+            continue
+        try:
+            fields = (task / "stat").read_text().rsplit(") ", 1)[1].split()
+        except OSError:  # a thread that ended meanwhile
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def write_hits(spool_dir: Path, count: int, rate: int) -> WriterCost:
     """Append ``count`` hit records at ``rate`` per second with the writer the proxy would use
     (open_spool: one frame per record, mapped; or with CACHET_SPOOL_MAPPED=0 a flush every 16
-    records, as the write(2) writer's hit path does under load: one write per loop iteration)."""
+    records, as the write(2) writer's hit path does under load: one write per loop iteration).
+    Returns what that cost this process (the sleeps between bursts are not CPU time)."""
     encoder = RecordEncoder(EDGE, "1")
     templates = hit_templates(encoder)
     writer = open_spool(spool_dir)
@@ -62,6 +93,8 @@ def write_hits(spool_dir: Path, count: int, rate: int) -> None:
         if isinstance(writer, MappedSpoolWriter)
         else lambda template, now, rid: writer.append(encoder.encode_hit(template, now, rid))
     )
+    helpers_before = helper_threads_cpu_s()
+    appending_before = time.thread_time()
     started = time.monotonic()
     for i in range(count):
         append_hit(templates[i % 100], time.time(), f"r{i:x}")
@@ -70,7 +103,11 @@ def write_hits(spool_dir: Path, count: int, rate: int) -> None:
             ahead_s = (i + 1) / rate - (time.monotonic() - started)
             if ahead_s > 0.002:
                 time.sleep(ahead_s)
+    cost = WriterCost(
+        time.thread_time() - appending_before, helper_threads_cpu_s() - helpers_before
+    )
     writer.close()
+    return cost
 
 
 def listening(port: int) -> bool:
@@ -86,7 +123,7 @@ def done(status: PipelineStatus, args: argparse.Namespace, batches: int) -> bool
     return status.acked >= batches
 
 
-def one_round(args: argparse.Namespace, origin_port: int) -> float:
+def one_round(args: argparse.Namespace, origin_port: int) -> tuple[float, WriterCost]:
     with tempfile.TemporaryDirectory(dir=args.dir) as folder:
         records_dir = Path(folder) / "records"
         key = generate_signing_key(EDGE, os.urandom(32))
@@ -109,7 +146,7 @@ def one_round(args: argparse.Namespace, origin_port: int) -> float:
                     raise BenchError("the records process did not start")
                 time.sleep(0.05)
             before = process_cpu_s(daemon.pid)
-            write_hits(records_dir / "spool", args.records, args.rate)
+            writer = write_hits(records_dir / "spool", args.records, args.rate)
             batches = -(-args.records // args.batch)
             deadline = time.monotonic() + 60 + args.records / 10_000
             while not done(read_status(records_dir), args, batches):
@@ -117,7 +154,7 @@ def one_round(args: argparse.Namespace, origin_port: int) -> float:
                     raise BenchError("the records process did not forward every batch in time")
                 time.sleep(0.05)
             cost: float = (process_cpu_s(daemon.pid) - before) / args.records
-            return cost
+            return cost, writer
         finally:
             assert daemon.stdin is not None
             daemon.stdin.close()  # end of file on stdin: it seals what is left and exits
@@ -156,10 +193,17 @@ def main() -> int:
             if time.monotonic() > deadline:
                 raise BenchError(f"bench/origin.py did not listen on {args.port}")
             time.sleep(0.05)
-        costs = []
+        costs, writers = [], []
         for index in range(args.rounds):
-            costs.append(one_round(args, args.port))
-            print(f"  round {index + 1}: {costs[-1] * 1e6:.2f} µs CPU per record", flush=True)
+            cost, writer = one_round(args, args.port)
+            costs.append(cost)
+            writers.append(writer)
+            print(
+                f"  round {index + 1}: {cost * 1e6:.2f} µs CPU per record; the writer"
+                f" {writer.appending_s * 1e6 / args.records:.2f} µs appending +"
+                f" {writer.helpers_s * 1e6 / args.records:.2f} µs in its helper thread",
+                flush=True,
+            )
     except BenchError as exc:
         print(f"records_process.py: {exc}", file=sys.stderr)
         return 1
@@ -172,6 +216,13 @@ def main() -> int:
         f"{args.rate:,}/s, batches of {args.batch}) on CPU {args.cpu}: median "
         f"{median * 1e6:.2f} µs CPU per record ({1 / median:,.0f} records per CPU-second), "
         f"rounds {', '.join(f'{c * 1e6:.2f}' for c in costs)}"
+    )
+    appending = statistics.median(w.appending_s for w in writers) / args.records
+    helpers = statistics.median(w.helpers_s for w in writers) / args.records
+    print(
+        f"the writer (what recording costs the serving process; on CPU {args.load_cpu}):"
+        f" median {appending * 1e6:.2f} µs per record appending (format, frame, stores and"
+        f" their page faults) + {helpers * 1e6:.2f} µs in its helper thread"
     )
     return 0
 
