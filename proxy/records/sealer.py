@@ -14,8 +14,11 @@ Files (see docs/design/spool.md and ``batch_files``):
   AFTER the batch file. Recovery trusts the newest batch file over this marker, so a crash
   between the two never seals the same records twice or reuses a seq.
 
-Durability: before a batch covering spool bytes is written, those segment bytes are fsynced, so
-no batch survives a machine crash that the spool it covers did not.
+Durability: a batch file holds its records, so the spool bytes it covers need not be durable and
+are not fsynced. What must survive a machine crash is each segment's name (the spool directory
+is fsynced once per segment, before the first batch that covers it): a writer starting after a
+crash then numbers its new segment above every segment a batch names, so no new record lands
+at a position counted as sealed (``spool.first_segment_after_recovery``).
 """
 
 from __future__ import annotations
@@ -208,6 +211,7 @@ class _Source:
     cursor: tuple[int, int] = (0, 0)  # next frame to read: (segment, offset)
     skip: int = 0  # records of the frame at the cursor that are already sealed
     sealed: Position = (0, 0, 0)  # just after the last sealed record
+    named: int = -1  # the last segment whose name has been made durable (fsync of the folder)
 
 
 INT_BYTES = array("q").itemsize  # scan_spool_run's int columns are native int64s
@@ -460,8 +464,10 @@ class Sealer:
                         again_at = offset
                     size = max(min(2 * size, READ_PIECE_BYTES), needs)
             finally:
-                if offset > start:  # no batch may outlive the spool bytes it covers
-                    os.fsync(fd)
+                if offset > start and number > source.named:
+                    # Before any batch covers this segment: a crash must not lose its name.
+                    fsync_directory(source.directory)
+                    source.named = number
 
     def _read_piece(
         self,

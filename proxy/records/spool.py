@@ -140,6 +140,22 @@ def recover_last_segment(directory: Path, number: int) -> bool:
     return True
 
 
+def first_segment_after_recovery(directory: Path) -> int:
+    """Recover the folder's last segment (``recover_last_segment``) and return the number of
+    the segment a writer starting now appends to: always a new one after it.
+
+    Never the recovered segment itself: the sealer does not fsync the bytes it reads
+    (docs/design/spool.md, "Durability"), so after a machine crash a segment may have lost
+    frames that a durable batch already covers, and appending after what is left would put new
+    records at positions the sealer counts as sealed. The sealer makes each segment's name
+    durable before a batch covers it, so the last name on disk is never below a sealed one."""
+    numbers = list_segments(directory)
+    if not numbers:
+        return 0
+    recover_last_segment(directory, numbers[-1])
+    return numbers[-1] + 1
+
+
 def segments_usage(directory: Path, leave_out: int | None = None) -> tuple[int, int]:
     """(bytes, count) of the folder's segments; ``leave_out``'s bytes not counted (a mapped
     writer counts its current segment by its written end). The sealer deletes consumed
@@ -212,26 +228,20 @@ class SpoolWriter(_SpoolFolder):
         self._segment_size = 0
 
     def open(self) -> None:
-        """Create the folder and recover the last segment; append after its last good frame.
-        SpoolInUse if another process writes this folder."""
+        """Create the folder, recover the last segment and start a new one after it
+        (``first_segment_after_recovery``). SpoolInUse if another process writes this folder."""
         self._take_lock()
-        numbers = list_segments(self.directory)
-        if not numbers:
-            self._open_segment(0)
-        elif recover_last_segment(self.directory, numbers[-1]):
-            self._open_segment(numbers[-1], append=True)
-        else:
-            self._open_segment(numbers[-1] + 1)
+        self._open_segment(first_segment_after_recovery(self.directory))
         self._refresh_usage()
 
-    def _open_segment(self, number: int, *, append: bool = False) -> None:
+    def _open_segment(self, number: int) -> None:
         if self._fd >= 0:
             os.close(self._fd)
         path = self.directory / segment_name(number)
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
         self._fd = os.open(path, flags, 0o644)
         self._segment = number
-        self._segment_size = os.fstat(self._fd).st_size if append else 0
+        self._segment_size = 0
 
     def _refresh_usage(self) -> None:
         self.bytes_used, self.segments = segments_usage(self.directory)
@@ -353,37 +363,26 @@ class MappedSpoolWriter(_SpoolFolder):
             raise
 
     def _recover_and_map(self) -> None:
-        numbers = list_segments(self.directory)
-        if numbers and recover_last_segment(self.directory, numbers[-1]):
-            self._number = numbers[-1]
-            written = (self.directory / segment_name(self._number)).stat().st_size
-            if written >= self.segment_bytes:
-                self._number, written = self._number + 1, 0
-        else:
-            self._number, written = (numbers[-1] + 1 if numbers else 0), 0
+        self._number = first_segment_after_recovery(self.directory)
         self._refresh_usage()
         try:
-            self._open_segment(written, 0)
+            self._open_segment(0)
         except OSError as error:
             if error.errno in _NO_PREALLOCATION:
                 raise
             self._cannot_allocate(error)  # a full disk: serve per the policy, try again later
-            if written:  # the retry opens a new segment: this one keeps its frames as they are
-                self._number += 1
-                self._refresh_usage()
         self.segments = len(list_segments(self.directory))
 
-    def _open_segment(self, written: int, wanted: int) -> None:
-        """Preallocate and map segment ``self._number``, whose first ``written`` bytes hold
-        frames; room for a frame of ``wanted`` bytes even past ``segment_bytes``."""
+    def _open_segment(self, wanted: int) -> None:
+        """Preallocate and map segment ``self._number``, a new one: room for a frame of
+        ``wanted`` bytes even past ``segment_bytes``."""
         path = self.directory / segment_name(self._number)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            if not written:
-                os.ftruncate(fd, 0)  # a retry after a failed preallocation starts clean
-            capacity = max(self.segment_bytes, written + wanted)  # one record may exceed it
+            os.ftruncate(fd, 0)  # a retry after a failed preallocation starts clean
+            capacity = max(self.segment_bytes, wanted)  # one record may exceed it
             os.posix_fallocate(fd, 0, capacity)
-            self._mapped.map(fd, capacity, written)
+            self._mapped.map(fd, capacity, 0)
         except BaseException:
             os.close(fd)
             raise
@@ -444,7 +443,7 @@ class MappedSpoolWriter(_SpoolFolder):
             self._close_segment()
             self._number += 1
         try:
-            self._open_segment(0, wanted)
+            self._open_segment(wanted)
         except OSError as error:
             self._cannot_allocate(error)
             return False

@@ -296,14 +296,16 @@ os._exit(0)  # as SIGKILL: no close(), no finalizer; the page cache keeps the fr
 
 def test_a_killed_writers_segment_is_recovered_with_nothing_lost(tmp_path: Path) -> None:
     """A writer that never closed leaves its zero-filled preallocation; the next open truncates
-    it without setting anything aside and appends after the last frame."""
+    it to its frames without setting anything aside, and appends in a new segment after it."""
     subprocess.run([sys.executable, "-c", KILLED_WRITER, str(tmp_path)], check=True)
     assert (tmp_path / segment_name(0)).stat().st_size == 64 << 20  # frames, then zeros
     second = open_spool(tmp_path)
     assert not (tmp_path / "quarantine").exists()
+    frames = sum(len(encode_frame(b'{"n":%d}' % i)) for i in range(10))
+    assert (tmp_path / segment_name(0)).stat().st_size == frames
     second.append(b'{"n":10}')
     second.close()
-    assert list_segments(tmp_path) == [0]
+    assert list_segments(tmp_path) == [0, 1]
     assert records_of(tmp_path) == [b'{"n":%d}' % i for i in range(11)]
 
 
