@@ -7,7 +7,8 @@ the event loop in long stretches (tail latency on hits) and competes with it for
 its own process it runs wherever the scheduler has room, and the serving process only appends to
 the spool. The spool is the whole interface between the two, as it already was between the
 writer and the sealer, so nothing about durability changes: a record is in the kernel before its
-response completes, and the sealer fsyncs spool bytes before a batch covering them exists.
+response completes, and a batch is fsynced with the records it covers (docs/design/spool.md,
+"Durability").
 
 Lifecycle: the serving process starts this one with a pipe on stdin. End of file on stdin (the
 parent stopped, or died, even by SIGKILL) or SIGTERM/SIGINT: seal what is left, stop forwarding,

@@ -2,8 +2,10 @@
 
 Durability contract (see docs/design/spool.md): a record is in the operating system (the page
 cache) before its response completes, so it survives SIGKILL of the serving process at any
-instant. Not an fsync: a machine crash or power loss can lose records not yet sealed (the sealer
-fsyncs every segment before the batch covering it, about ``max_interval_ms`` of traffic).
+instant. Not an fsync: a machine crash or power loss can lose records not yet sealed (about
+``max_interval_ms`` of traffic); sealed ones are in their fsynced batch file, so spool bytes
+are never fsynced, and a writer never appends to a segment an earlier run wrote
+(``first_segment_after_recovery``).
 
 Two writers keep it:
 
