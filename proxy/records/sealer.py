@@ -15,10 +15,10 @@ Files (see docs/design/spool.md and ``batch_files``):
   between the two never seals the same records twice or reuses a seq.
 
 Durability: a batch file holds its records, so the spool bytes it covers need not be durable and
-are not fsynced. What must survive a machine crash is each segment's name (the spool directory
-is fsynced once per segment, before the first batch that covers it): a writer starting after a
-crash then numbers its new segment above every segment a batch names, so no new record lands
-at a position counted as sealed (``spool.first_segment_after_recovery``).
+are not fsynced. What must survive a machine crash is each segment's name (the spool folder is
+fsynced before the sealer's cursor enters a new segment, so before any batch can name it): a
+writer starting after a crash then numbers its new segment above every segment a batch names,
+so no new record lands at a position counted as sealed (``spool.first_segment_after_recovery``).
 """
 
 from __future__ import annotations
@@ -211,7 +211,7 @@ class _Source:
     cursor: tuple[int, int] = (0, 0)  # next frame to read: (segment, offset)
     skip: int = 0  # records of the frame at the cursor that are already sealed
     sealed: Position = (0, 0, 0)  # just after the last sealed record
-    named: int = -1  # the last segment whose name has been made durable (fsync of the folder)
+    named: int = -1  # segments up to this one have durable names (fsync of the folder)
 
 
 INT_BYTES = array("q").itemsize  # scan_spool_run's int columns are native int64s
@@ -424,10 +424,24 @@ class Sealer:
         for number in numbers:
             if len(self._pending) >= max(READ_AHEAD_RECORDS, 2 * self.max_records):
                 return False
+            if number > source.named:
+                self._make_names_durable(source, numbers[-1])
             if number > source.cursor[0]:
                 source.cursor, source.skip = (number, 0), 0
             self._read_segment(name, source, number, now_ms, is_last=number == numbers[-1])
         return True
+
+    def _make_names_durable(self, source: _Source, last: int) -> None:
+        """Before the cursor enters a segment, so before any batch names it (a batch may name
+        the start of a segment it read nothing from), make the names of the spool's segments
+        up to ``last`` durable: a crash that lost one could let the next writer number its
+        new segment below a sealed position (docs/design/spool.md, "Durability"). One fsync
+        of the folder per poll that finds a new segment; a worker's folder's own name the
+        first time."""
+        if source.named < 0 and source.directory != self.spool_dir:
+            fsync_directory(source.directory.parent)
+        fsync_directory(source.directory)
+        source.named = last
 
     def _read_segment(
         self, name: str, source: _Source, number: int, now_ms: int, *, is_last: bool
@@ -445,29 +459,23 @@ class Sealer:
         path = source.directory / segment_name(number)
         with path.open("rb") as file:
             fd = file.fileno()
-            start = offset = source.cursor[1]
+            offset = source.cursor[1]
             size, again_at = min(READ_FIRST_PIECE_BYTES, READ_PIECE_BYTES), -1
-            try:
-                while True:
-                    data = os.pread(fd, size, offset)
-                    if not data:
-                        break
-                    at_eof = len(data) < size
-                    offset, action, needs = self._read_piece(
-                        name, source, number, now_ms, fd, data, offset,
-                        at_eof=at_eof, is_last=is_last, again_at=again_at,
-                    )  # fmt: skip
-                    source.cursor = (number, offset)
-                    if action == _STOP or (at_eof and action == _MORE):
-                        break
-                    if action == _AGAIN:
-                        again_at = offset
-                    size = max(min(2 * size, READ_PIECE_BYTES), needs)
-            finally:
-                if offset > start and number > source.named:
-                    # Before any batch covers this segment: a crash must not lose its name.
-                    fsync_directory(source.directory)
-                    source.named = number
+            while True:
+                data = os.pread(fd, size, offset)
+                if not data:
+                    break
+                at_eof = len(data) < size
+                offset, action, needs = self._read_piece(
+                    name, source, number, now_ms, fd, data, offset,
+                    at_eof=at_eof, is_last=is_last, again_at=again_at,
+                )  # fmt: skip
+                source.cursor = (number, offset)
+                if action == _STOP or (at_eof and action == _MORE):
+                    break
+                if action == _AGAIN:
+                    again_at = offset
+                size = max(min(2 * size, READ_PIECE_BYTES), needs)
 
     def _read_piece(
         self,

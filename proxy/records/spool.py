@@ -150,7 +150,7 @@ def first_segment_after_recovery(directory: Path) -> int:
     (docs/design/spool.md, "Durability"), so after a machine crash a segment may have lost
     frames that a durable batch already covers, and appending after what is left would put new
     records at positions the sealer counts as sealed. The sealer makes each segment's name
-    durable before a batch covers it, so the last name on disk is never below a sealed one."""
+    durable before a batch names it, so the last name on disk is never below a sealed one."""
     numbers = list_segments(directory)
     if not numbers:
         return 0

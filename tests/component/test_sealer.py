@@ -29,7 +29,6 @@ from provenance.records import (
     record_leaf_hash,
     record_to_canonical_bytes,
 )
-from proxy.records import sealer as sealer_module
 from proxy.records.batch_files import read_batch_file
 from proxy.records.receipts import ReceiptIndex
 from proxy.records.sealer import Sealer, check_record, list_batches
@@ -217,35 +216,6 @@ def test_a_crash_that_loses_sealed_spool_bytes_loses_no_later_record(
     make_sealer(tmp_path).recover()
     assert sealed_ids(tmp_path / "batches") == [f"req-{i}" for i in range(9)]
     assert not (spool_dir / "quarantine").exists()
-
-
-def test_each_segments_name_is_made_durable_before_a_batch_covers_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """What the test above relies on after a real crash: the spool folder is fsynced once per
-    segment the sealer reads from, before the batch covering it is written (a segment whose
-    name was lost could be numbered again by the next writer, below a sealed position)."""
-    spool_dir = tmp_path / "spool"
-    spool_records(spool_dir, range(40), segment_bytes=1000)
-    segments = [n for n in list_segments(spool_dir) if (spool_dir / segment_name(n)).stat().st_size]
-    events: list[str] = []
-    real_fsync_directory = sealer_module.fsync_directory
-    real_write_atomically = sealer_module.write_atomically
-
-    def fsync_directory(directory: Path) -> None:
-        events.append(f"fsync {directory.name}")
-        real_fsync_directory(directory)
-
-    def write_atomically(path: Path, *args: object, **kwargs: object) -> None:
-        events.append(path.suffix)
-        real_write_atomically(path, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(sealer_module, "fsync_directory", fsync_directory)
-    monkeypatch.setattr(sealer_module, "write_atomically", write_atomically)
-    make_sealer(tmp_path, max_records=7).recover()
-    assert events.count("fsync spool") == len(segments) > 2
-    assert events.index("fsync spool") < events.index(".batch")
-    assert sealed_ids(tmp_path / "batches") == [f"req-{i}" for i in range(40)]
 
 
 def test_crash_before_rename_leaves_no_batch(
