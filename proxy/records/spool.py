@@ -114,32 +114,28 @@ def lock_spool(directory: Path) -> int:
     return fd
 
 
-def recover_last_segment(directory: Path, number: int) -> bool:
+def recover_last_segment(directory: Path, number: int) -> None:
     """Truncate a torn or corrupt tail of the last segment (kept aside in quarantine/), and a
-    mapped writer's zero-filled tail (bytes it never wrote: nothing is set aside).
-
-    Returns False when the segment has a corrupt region followed by valid frames: it is then
-    left for the sealer (which skips and quarantines the bad region) and a new segment starts.
-    """
+    mapped writer's zero-filled tail (bytes it never wrote: nothing is set aside). A corrupt
+    region followed by valid frames is left for the sealer, which skips and quarantines it."""
     path = directory / segment_name(number)
     data = path.read_bytes()
     scan = scan_frames(data)
     if scan.end == len(data):
-        return True
+        return
     written = len(data.rstrip(b"\0"))  # a frame never ends in a zero byte
     if written <= scan.end:
         os.truncate(path, scan.end)
-        return True
+        return
     if find_next_frame(data, scan.end) >= 0:
-        log.warning("spool %s: corrupt frame at offset %d; starting a new segment", path, scan.end)
-        return False
+        log.warning("spool %s: corrupt frame at offset %d, left for the sealer", path, scan.end)
+        return
     aside = quarantine_bytes(directory, f"{path.stem}-{scan.end}.tail", data[scan.end : written])
     os.truncate(path, scan.end)
     log.warning(
         "spool %s: torn or corrupt tail of %d bytes at offset %d moved to %s",
         path, written - scan.end, scan.end, aside,
     )  # fmt: skip
-    return True
 
 
 def first_segment_after_recovery(directory: Path) -> int:
