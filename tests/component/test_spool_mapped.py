@@ -487,7 +487,7 @@ def test_the_populating_thread_keeps_ahead_of_unaligned_appends(tmp_path: Path) 
     writer = open_spool(tmp_path, segment_bytes=64 << 20, max_bytes=1 << 30)
     assert isinstance(writer, MappedSpoolWriter)
     segment = writer._mapped  # the compiled segment the writer appends to
-    payload = b'{"pad":"%s"}' % (b"x" * 403)  # 8 + 413 bytes a frame: never page-aligned
+    payload = b'{"pad":"%s"}' % (b"x" * 403)  # 421-byte frames: the end is rarely page-aligned
     for _ in range(3):  # the thread must go on after it has caught up, not only once
         goal = segment.offset + POPULATE_AHEAD
         while segment.offset < goal:
