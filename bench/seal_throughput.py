@@ -12,7 +12,7 @@ import time
 
 from provenance.batches import ZERO_HASH_HEX, chain_head, seal_batch, seal_header
 from provenance.keys import SigningKey, generate_signing_key
-from provenance.merkle import leaf_hash
+from provenance.merkle import leaf_hash, root_from_leaf_hashes
 from provenance.records import Record, record_to_canonical_bytes
 
 
@@ -52,7 +52,8 @@ def time_seal_header(records: list[Record], batch: int, key: SigningKey) -> floa
     for offset in range(0, len(encoded), batch):
         chunk = encoded[offset : offset + batch]
         first, last = records[offset].ts, records[offset + len(chunk) - 1].ts
-        seal_header([leaf_hash(b) for b in chunk], first, last, "edge-1", 0, ZERO_HASH_HEX, key)
+        root = root_from_leaf_hashes([leaf_hash(b) for b in chunk])
+        seal_header(root, len(chunk), first, last, "edge-1", 0, ZERO_HASH_HEX, key)
     return len(records) / (time.perf_counter() - start)
 
 

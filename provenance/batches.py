@@ -136,21 +136,6 @@ def _signed_message(header: BatchHeader) -> bytes:
 
 
 def seal_header(
-    leaf_hashes: Sequence[bytes],
-    first_ts: str,
-    last_ts: str,
-    edge: str,
-    seq: int,
-    prev: str,
-    signing_key: SigningKey,
-) -> tuple[BatchHeader, bytes]:
-    """Build and sign a header over records' leaf hashes (a sealer reading canonical record
-    bytes from its spool calls this directly). Misuse raises ValueError."""
-    root = root_from_leaf_hashes(leaf_hashes)
-    return seal_header_over(root, len(leaf_hashes), first_ts, last_ts, edge, seq, prev, signing_key)
-
-
-def seal_header_over(
     root: bytes,
     count: int,
     first_ts: str,
@@ -160,8 +145,9 @@ def seal_header_over(
     prev: str,
     signing_key: SigningKey,
 ) -> tuple[BatchHeader, bytes]:
-    """``seal_header`` given the Merkle root of the ``count`` leaves (the sealer computes it
-    from its leaf hashes laid end to end: provenance.merkle.root_from_leaf_blob)."""
+    """Build and sign a header over the Merkle root of ``count`` records' leaf hashes
+    (``root_from_leaf_hashes``; the sealer reading its spool computes it from the hashes laid
+    end to end, ``provenance.merkle.root_from_leaf_blob``). Misuse raises ValueError."""
     if signing_key.name != edge:
         raise ValueError("the signing key's name must be the edge id")
     header = BatchHeader(
@@ -188,7 +174,10 @@ def seal_batch(
     encode = record_to_canonical_bytes
     leaves = leaf_hashes([encode(record) for record in records])
     stamps = [record.ts for record in records]
-    header, signature = seal_header(leaves, min(stamps), max(stamps), edge, seq, prev, signing_key)
+    header, signature = seal_header(
+        root_from_leaf_hashes(leaves), len(leaves), min(stamps), max(stamps), edge, seq, prev,
+        signing_key,
+    )  # fmt: skip
     return SealedBatch(header, signature, tuple(records))
 
 

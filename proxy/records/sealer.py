@@ -40,12 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from provenance import fastrecords
-from provenance.batches import (
-    ZERO_HASH_HEX,
-    chain_head,
-    header_canonical_bytes,
-    seal_header_over,
-)
+from provenance.batches import ZERO_HASH_HEX, chain_head, header_canonical_bytes, seal_header
 from provenance.batches import parse_sealed_batch as _parse_sealed_batch
 from provenance.errors import FormatError
 from provenance.fastrecords import LEAF_BYTES, TS_BYTES
@@ -728,7 +723,7 @@ class Sealer:
         positions = self._positions_after(start, count)
         seq, prev = (0, ZERO_HASH_HEX) if self.chain_head is None else (
             self.chain_head[0] + 1, self.chain_head[1])  # fmt: skip
-        header, signature = seal_header_over(
+        header, signature = seal_header(
             root, count, first_ts.decode(), last_ts.decode(), self.edge, seq, prev, self.key
         )
         header_bytes = header_canonical_bytes(header)

@@ -179,8 +179,9 @@ def test_signed_header_that_misstates_its_records_is_refused() -> None:
     leaves = [record_leaf_hash(r) for r in records]
     late = "2030-01-01T00:00:00.000Z"
     header, signature = seal_header(
-        leaves, records[0].ts, late, "edge-1", 0, ZERO_HASH_HEX, EDGE_KEY
-    )
+        root_from_leaf_hashes(leaves), len(leaves), records[0].ts, late, "edge-1", 0,
+        ZERO_HASH_HEX, EDGE_KEY,
+    )  # fmt: skip
     with pytest.raises(RootMismatchError, match="first_ts/last_ts"):
         verify_batch(SealedBatch(header, signature, tuple(records)), RING)
     sealed = sealed_batch(count=3)
