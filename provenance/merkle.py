@@ -150,12 +150,14 @@ def root_from_leaf_hashes(leaf_hashes: Sequence[bytes]) -> bytes:
 def root_from_leaf_blob(blob: bytes | bytearray | memoryview) -> bytes:
     """``root_from_leaf_hashes`` of leaf hashes laid end to end in one bytes object (32 bytes
     each), as the sealer keeps them (no Python object per leaf)."""
-    if len(blob) % 32:
-        raise ValueError("leaf hashes are 32 bytes")
+    if len(blob) % HASH_SIZE:
+        raise ValueError(f"leaf hashes are {HASH_SIZE} bytes")
     compiled = fastrecords.merkle_root
     if compiled is not None:
         return compiled(blob)
-    return MerkleTree([bytes(blob[i : i + 32]) for i in range(0, len(blob), 32)]).root()
+    return MerkleTree(
+        [bytes(blob[i : i + HASH_SIZE]) for i in range(0, len(blob), HASH_SIZE)]
+    ).root()
 
 
 def inclusion_proof(index: int, leaf_hashes: Sequence[bytes]) -> list[bytes]:

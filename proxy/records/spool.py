@@ -351,8 +351,9 @@ class MappedSpoolWriter(_SpoolFolder):
         return not self._make_room(ROOM_FOR_A_RECORD)
 
     def open(self) -> None:
-        """Recover the last segment and map it (or a new one) for appending. OSError if this
-        file system cannot preallocate (``open_spool`` then falls back to ``SpoolWriter``)."""
+        """Recover the last segment and map a new one after it for appending
+        (``first_segment_after_recovery``). OSError if this file system cannot preallocate
+        (``open_spool`` then falls back to ``SpoolWriter``)."""
         self._take_lock()
         try:
             self._recover_and_map()
