@@ -59,8 +59,6 @@ _REQUEST_ID = re.compile(rb'"request_id":"((?:[^"\\]|\\.)*)"')
 # Pieces a segment is read in: at least twice the largest frame (segments.MAX_PAYLOAD_BYTES),
 # so that the next piece, which starts at the frame a piece's end cut, moves on by half or more.
 SPOOL_PIECE_BYTES = 4 << 20
-# No frame holds eight zero bytes in a row (segments.ZERO_HEADER), nor ends with a zero byte: a
-# piece ending with them has reached the zero-filled tail of a mapped writer's segment.
 
 
 def _key(escaped_id: bytes) -> int:
@@ -210,6 +208,8 @@ def _holds(fd: int, needle: bytes) -> bool:
         data = os.pread(fd, size, offset)
         if needle in data:
             return True
+        # No frame holds eight zero bytes in a row (segments.ZERO_HEADER), nor ends with a zero
+        # byte: a piece ending with them has reached a mapped writer's zero-filled tail.
         if len(data) < size or data.endswith(ZERO_HEADER):
             return False  # its end, or its written end
         offset += len(data) - len(needle) + 1
