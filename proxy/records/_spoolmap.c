@@ -128,13 +128,14 @@ static void populator_release(populator_t *p) {
     pthread_mutex_unlock(&p->lock);
 }
 
-static void populator_follow(populator_t *p, char *base, size_t capacity, size_t offset) {
+/* A new mapping, written from its start: the thread makes its first pages ready. */
+static void populator_follow(populator_t *p, char *base, size_t capacity) {
     if (p == NULL) return;
     pthread_mutex_lock(&p->lock);
     p->base = base;
     p->capacity = capacity;
-    p->populated = page_floor(offset);
-    p->wanted = populate_end(offset, capacity);
+    p->populated = 0;
+    p->wanted = populate_end(0, capacity);
     pthread_cond_signal(&p->wake);
     pthread_mutex_unlock(&p->lock);
 }
@@ -229,10 +230,10 @@ static void MappedSegment_dealloc(MappedSegment *self) {
 
 static PyObject *MappedSegment_map(MappedSegment *self, PyObject *args) {
     int fd;
-    Py_ssize_t size, offset;
-    if (!PyArg_ParseTuple(args, "inn:map", &fd, &size, &offset)) return NULL;
-    if (size <= 0 || offset < 0 || offset > size) {
-        PyErr_SetString(PyExc_ValueError, "map: need 0 <= offset <= size and size > 0");
+    Py_ssize_t size;
+    if (!PyArg_ParseTuple(args, "in:map", &fd, &size)) return NULL;
+    if (size <= 0) {
+        PyErr_SetString(PyExc_ValueError, "map: need size > 0");
         return NULL;
     }
     void *base = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
@@ -243,10 +244,10 @@ static PyObject *MappedSegment_map(MappedSegment *self, PyObject *args) {
     unmap(self);
     self->base = base;
     self->capacity = self->limit = size;
-    self->offset = offset;
+    self->offset = 0;
     if (self->populator == NULL) self->populator = populator_start();
-    populator_follow(self->populator, base, (size_t)size, (size_t)offset);
-    self->populate_at = offset + POPULATE_AHEAD / 2;
+    populator_follow(self->populator, base, (size_t)size);
+    self->populate_at = POPULATE_AHEAD / 2;
     Py_RETURN_NONE;
 }
 
@@ -453,8 +454,8 @@ static PyMemberDef MappedSegment_members[] = {
 
 static PyMethodDef MappedSegment_methods[] = {
     {"map", (PyCFunction)MappedSegment_map, METH_VARARGS,
-     "map(fd, size, offset): map the file's first size bytes (read-write, shared); the next "
-     "frame goes at offset. Unmaps what was mapped before."},
+     "map(fd, size): map the file's first size bytes (read-write, shared), a new segment: "
+     "the first frame goes at its start. Unmaps what was mapped before."},
     {"unmap", (PyCFunction)MappedSegment_unmap, METH_NOARGS, "unmap the segment"},
     {"append", (PyCFunction)MappedSegment_append, METH_O,
      "append(record: bytes) -> bool: the record's frame is in the segment (True), or the "

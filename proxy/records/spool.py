@@ -381,7 +381,7 @@ class MappedSpoolWriter(_SpoolFolder):
             os.ftruncate(fd, 0)  # a retry after a failed preallocation starts clean
             capacity = max(self.segment_bytes, wanted)  # one record may exceed it
             os.posix_fallocate(fd, 0, capacity)
-            self._mapped.map(fd, capacity, 0)
+            self._mapped.map(fd, capacity)
         except BaseException:
             os.close(fd)
             raise
