@@ -48,7 +48,7 @@ from provenance.keys import generate_signing_key
 from proxy.records.batch_files import DEFAULT_BATCH_MAX_RECORDS
 from proxy.records.daemon import PipelineStatus, read_status, records_process_environment
 from proxy.records.emit import RecordEncoder
-from proxy.records.spool import MappedSpoolWriter, open_spool
+from proxy.records.spool import hit_appender, open_spool
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -88,11 +88,7 @@ def write_hits(spool_dir: Path, count: int, rate: int) -> WriterCost:
     encoder = RecordEncoder(EDGE, "1")
     templates = hit_templates(encoder)
     writer = open_spool(spool_dir)
-    append_hit = (
-        writer.append_hit
-        if isinstance(writer, MappedSpoolWriter)
-        else lambda template, now, rid: writer.append(encoder.encode_hit(template, now, rid))
-    )
+    append_hit = hit_appender(writer, encoder.encode_hit)
     helpers_before = helper_threads_cpu_s()
     appending_before = time.thread_time()
     started = time.monotonic()

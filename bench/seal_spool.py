@@ -21,7 +21,6 @@ import argparse
 import os
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from provenance import fastrecords
@@ -29,18 +28,9 @@ from provenance.keys import generate_signing_key
 from provenance.records import Record, record_to_canonical_bytes
 from proxy.records.emit import Attribution, RecordEncoder
 from proxy.records.sealer import Sealer
-from proxy.records.spool import MappedSpoolWriter, Spool, open_spool
+from proxy.records.spool import HitTemplate, hit_appender, open_spool
 
 EDGE = "edge-1"
-Template = tuple[bytes, bytes, bytes]
-
-
-def hit_appender(writer: Spool, encoder: RecordEncoder) -> Callable[[Template, float, str], bool]:
-    """What the hit path appends with (proxy/recorder.py): the mapped writer formats the record
-    itself; the write(2) one takes the encoder's bytes."""
-    if isinstance(writer, MappedSpoolWriter):
-        return writer.append_hit
-    return lambda template, now, rid: writer.append(encoder.encode_hit(template, now, rid))
 
 
 def fill_spool(spool_dir: Path, count: int) -> None:
@@ -68,7 +58,7 @@ def fill_spool(spool_dir: Path, count: int) -> None:
     writer.close()
 
 
-def hit_templates(encoder: RecordEncoder, objects: int = 100) -> list[Template]:
+def hit_templates(encoder: RecordEncoder, objects: int = 100) -> list[HitTemplate]:
     """The hit path's record templates (proxy/handler.py _record_hit) for ``objects`` stored
     responses of 1 KiB, attributed, with cache key hashes."""
     return [
@@ -87,7 +77,7 @@ def fill_spool_with_hits(spool_dir: Path, count: int, objects: int = 100) -> Non
     encoder = RecordEncoder(EDGE, "1")
     templates = hit_templates(encoder, objects)
     writer = open_spool(spool_dir)
-    append_hit = hit_appender(writer, encoder)
+    append_hit = hit_appender(writer, encoder.encode_hit)
     start = 1_795_000_000.0
     for i in range(count):
         append_hit(templates[i % objects], start + i / 30_000, f"r{i:x}")
@@ -123,7 +113,7 @@ def time_polls(count: int, batch: int, parent: str | None, rate: int = 30_000) -
         sealer.recover()
         encoder = RecordEncoder(EDGE, "1")
         templates = hit_templates(encoder)
-        append_hit = hit_appender(writer, encoder)
+        append_hit = hit_appender(writer, encoder.encode_hit)
         now_s, elapsed = 1_795_000_000.0, 0.0
         for first in range(0, count, per_poll):
             for i in range(first, min(count, first + per_poll)):

@@ -35,7 +35,7 @@ from proxy.records.daemon import (
 )
 from proxy.records.emit import RecordEncoder
 from proxy.records.receipts import ReceiptIndex
-from proxy.records.spool import MappedSpoolWriter, open_spool
+from proxy.records.spool import hit_appender, open_spool
 from proxy.workers import restart_delay
 
 log = logging.getLogger("cachet.records")
@@ -82,11 +82,7 @@ class Recorder:
         self.append: Callable[[bytes], bool] = self.spool.append
         self.skip: Callable[[], None] = self.spool.skip
         # A plain hit's record from its template (RecordEncoder.hit_template).
-        self.append_hit: Callable[[tuple[bytes, bytes, bytes], float, str], bool] = (
-            self.spool.append_hit
-            if isinstance(self.spool, MappedSpoolWriter)
-            else self._append_hit_written
-        )
+        self.append_hit = hit_appender(self.spool, self.encoder.encode_hit)
         # False: a record is in the spool once appended, and its response may go out at once;
         # True: responses wait for flush() (proxy/cork.py).
         self.needs_flush = self.spool.needs_flush
@@ -104,11 +100,6 @@ class Recorder:
 
     def pipeline_status(self) -> PipelineStatus:
         return read_status(self.pipeline.records_dir)
-
-    def _append_hit_written(
-        self, template: tuple[bytes, bytes, bytes], now_s: float, request_id: str
-    ) -> bool:
-        return self.spool.append(self.encoder.encode_hit(template, now_s, request_id))
 
     @property
     def refusing(self) -> bool:

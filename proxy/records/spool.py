@@ -309,9 +309,7 @@ class MappedSpoolWriter(_SpoolFolder):
             raise RuntimeError("proxy.records._spoolmap is not built")
         self._mapped = mapped_segment_type(on_full=self._make_room)
         self.append: Callable[[bytes], bool] = self._mapped.append
-        self.append_hit: Callable[[tuple[bytes, bytes, bytes], float, str], bool] = (
-            self._mapped.append_hit
-        )
+        self.append_hit: AppendHit = self._mapped.append_hit
         self.skip: Callable[[], None] = self._mapped.skip
         self._fd = -1
         self._number = 0  # the current segment, or the next to open when _fd < 0
@@ -470,6 +468,22 @@ _NO_PREALLOCATION = (errno.EOPNOTSUPP, errno.EINVAL, errno.ENODEV, errno.ENOSYS)
 # network file systems (btrfs, ZFS, NFS...) can't promise it; glibc even emulates fallocate
 # where the file system lacks it. Elsewhere the write(2) writer serves, unless asked for.
 MAPPABLE_FILE_SYSTEMS = frozenset({"ext2", "ext3", "ext4", "xfs", "tmpfs"})
+
+
+HitTemplate = tuple[bytes, bytes, bytes]  # RecordEncoder.hit_template
+AppendHit = Callable[[HitTemplate, float, str], bool]
+
+
+def hit_appender(
+    writer: Spool, encode_hit: Callable[[HitTemplate, float, str], bytes]
+) -> AppendHit:
+    """How a plain hit's record is appended from its template: the mapped writer formats it
+    itself, in C (byte for byte what RecordEncoder.encode_hit makes); the write(2) writer
+    appends ``encode_hit``'s bytes."""
+    if isinstance(writer, MappedSpoolWriter):
+        return writer.append_hit
+    append = writer.append
+    return lambda template, now_s, request_id: append(encode_hit(template, now_s, request_id))
 
 
 def _unescape_mount_path(field: str) -> str:
